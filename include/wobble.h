@@ -1,0 +1,196 @@
+/*
+ * wobble: how far do image embeddings move under everyday edits?
+ *
+ * Public C API. Conventions:
+ *  - Every fallible function returns an int status (WOBBLE_OK == 0 on
+ *    success, a negative WOBBLE_E* code otherwise). wobble_strerror() names a
+ *    code; wobble_last_error(ctx) gives the full one-line message of the last
+ *    failure on that context (it names the file and the problem).
+ *  - Objects are opaque handles with create/free pairs; every *_free(NULL) is
+ *    a no-op. Outputs are returned through pointer arguments and are only
+ *    written on success.
+ *  - Parameter structs are initialised with *_default_params().
+ *  - The library never prints and never exits.
+ *  - A wobble_ctx is not thread-safe: use one context per thread. Images are
+ *    immutable once produced and can be shared between threads.
+ */
+#ifndef WOBBLE_H
+#define WOBBLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WOBBLE_VERSION_MAJOR 0
+#define WOBBLE_VERSION_MINOR 1
+#define WOBBLE_VERSION_PATCH 0
+#define WOBBLE_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------ */
+/* Status codes                                                        */
+/* ------------------------------------------------------------------ */
+enum wobble_status {
+    WOBBLE_OK = 0,
+    WOBBLE_EINVAL = -1,    /* invalid argument (NULL, bad size, ...) */
+    WOBBLE_ENOMEM = -2,    /* out of memory */
+    WOBBLE_EIO = -3,       /* file cannot be opened, read or written */
+    WOBBLE_EFORMAT = -4,   /* unknown or unsupported file format */
+    WOBBLE_ECORRUPT = -5,  /* corrupt or truncated data */
+    WOBBLE_ELIMIT = -6,    /* exceeds a configured limit (e.g. pixel count) */
+    WOBBLE_EDOMAIN = -7,   /* parameter outside its documented domain */
+    WOBBLE_ENOTFOUND = -8, /* unknown name (operation, ...) */
+    WOBBLE_EINTERNAL = -9  /* internal error (a bug: please report) */
+};
+
+/* Short description of a status code ("corrupt or truncated data"). */
+const char *wobble_strerror(int status);
+
+/* Library version string, e.g. "0.1.0". */
+const char *wobble_version(void);
+
+/* ------------------------------------------------------------------ */
+/* Context: configuration, thread count and last-error message         */
+/* ------------------------------------------------------------------ */
+typedef struct wobble_ctx wobble_ctx;
+
+typedef struct wobble_ctx_params {
+    int threads;            /* worker threads; 0 = number of online CPUs */
+    uint64_t max_pixels;    /* decoder refuses larger images; 0 = no limit */
+} wobble_ctx_params;
+
+/* Defaults: threads = 0 (all cores), max_pixels = 89478485 (Pillow's
+ * MAX_IMAGE_PIXELS). */
+wobble_ctx_params wobble_ctx_default_params(void);
+
+/* params may be NULL for defaults. */
+int wobble_ctx_create(const wobble_ctx_params *params, wobble_ctx **out);
+void wobble_ctx_free(wobble_ctx *ctx);
+/* Message of the last failed call on ctx ("" if none). Never NULL. */
+const char *wobble_last_error(const wobble_ctx *ctx);
+/* Status code of the last failed call on ctx (WOBBLE_OK if none). */
+int wobble_last_status(const wobble_ctx *ctx);
+/* Effective number of worker threads (>= 1). */
+int wobble_ctx_threads(const wobble_ctx *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Images: 8-bit RGB, interleaved, rows packed (stride = 3 * width)     */
+/* ------------------------------------------------------------------ */
+typedef struct wobble_image wobble_image;
+
+/* New image with every byte zero. */
+int wobble_image_create(wobble_ctx *ctx, int width, int height, wobble_image **out);
+/* New image holding a copy of `rgb` (height rows of 3*width bytes). */
+int wobble_image_from_rgb(wobble_ctx *ctx, int width, int height, const uint8_t *rgb,
+                          wobble_image **out);
+int wobble_image_clone(wobble_ctx *ctx, const wobble_image *img, wobble_image **out);
+void wobble_image_free(wobble_image *img);
+
+int wobble_image_width(const wobble_image *img);
+int wobble_image_height(const wobble_image *img);
+const uint8_t *wobble_image_data(const wobble_image *img);
+uint8_t *wobble_image_data_mut(wobble_image *img);
+/* 64-bit FNV-1a hash of (width, height, pixels): a content id. */
+uint64_t wobble_image_hash(const wobble_image *img);
+
+/* File formats recognised by content (magic bytes), never by extension. */
+typedef enum wobble_format {
+    WOBBLE_FORMAT_UNKNOWN = 0,
+    WOBBLE_FORMAT_PNG = 1,
+    WOBBLE_FORMAT_JPEG = 2
+} wobble_format;
+
+wobble_format wobble_detect_format(const void *data, size_t size);
+
+/* Decode a PNG or JPEG to RGB exactly as Pillow 9.4's
+ * Image.open(f).convert("RGB") does (grayscale replicated, palette
+ * expanded, alpha dropped without compositing, 16-bit samples reduced the
+ * way Pillow reduces them, CMYK JPEGs with Adobe polarity). `name` is used in
+ * error messages (may be NULL). */
+int wobble_image_decode(wobble_ctx *ctx, const void *data, size_t size, const char *name,
+                        wobble_image **out);
+int wobble_image_read(wobble_ctx *ctx, const char *path, wobble_image **out);
+
+/* Encode to a malloc'ed buffer (release with wobble_free). */
+int wobble_image_encode_png(wobble_ctx *ctx, const wobble_image *img, uint8_t **buf,
+                            size_t *size);
+/* Baseline JPEG with the settings of Pillow 9.4's
+ * img.save(f, format="JPEG", quality=quality): libjpeg defaults, 4:2:0 chroma
+ * subsampling, quality scaling with force_baseline, islow DCT, no Huffman
+ * optimisation. Decodes to the same pixels as Pillow's file. quality 1..100. */
+int wobble_image_encode_jpeg(wobble_ctx *ctx, const wobble_image *img, int quality,
+                             uint8_t **buf, size_t *size);
+/* Write atomically (temporary file in the same folder, then rename). The
+ * format follows the extension: .png, or .jpg/.jpeg (quality 95). */
+int wobble_image_write(wobble_ctx *ctx, const wobble_image *img, const char *path);
+int wobble_image_write_jpeg(wobble_ctx *ctx, const wobble_image *img, const char *path,
+                            int quality);
+
+/* Free memory returned by the library (encode buffers). */
+void wobble_free(void *p);
+
+/* Write `size` bytes to `path` atomically: `path.tmp.XXXXXX` then rename. */
+int wobble_write_file_atomic(wobble_ctx *ctx, const char *path, const void *data,
+                             size_t size);
+
+/* ------------------------------------------------------------------ */
+/* Resampling (Pillow's Image.resize semantics, 8-bit, antialiased)     */
+/* ------------------------------------------------------------------ */
+typedef enum wobble_filter {
+    WOBBLE_FILTER_BOX = 0,
+    WOBBLE_FILTER_BILINEAR = 1,
+    WOBBLE_FILTER_HAMMING = 2,
+    WOBBLE_FILTER_BICUBIC = 3,
+    WOBBLE_FILTER_LANCZOS = 4
+} wobble_filter;
+
+/* Bit-exact with Pillow 9.4 Image.resize((w, h), filter) on RGB images. */
+int wobble_image_resize(wobble_ctx *ctx, const wobble_image *img, int width, int height,
+                        wobble_filter filter, wobble_image **out);
+
+/* ------------------------------------------------------------------ */
+/* Perturbations                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Description of one operation in the registry. */
+typedef struct wobble_op_info {
+    const char *name;        /* "jpeg", "brightness", ... */
+    const char *param;       /* what the level means: "quality", "factor", ... */
+    const char *reference;   /* the implementation it matches bit for bit */
+    const char *description; /* one line */
+    double min, max;         /* domain bounds (max may be INFINITY) */
+    int min_open, max_open;  /* 1 if the bound itself is excluded */
+    int integer;             /* 1 if the level must be an integer */
+    int has_identity;        /* 0 if no level leaves the image unchanged */
+    double identity;         /* level that returns an exact copy */
+    const double *grid;      /* default levels, mildest first */
+    int grid_len;
+} wobble_op_info;
+
+int wobble_op_count(void);
+/* i in [0, wobble_op_count()); NULL otherwise. */
+const wobble_op_info *wobble_op_at(int i);
+/* NULL if there is no operation of that name. */
+const wobble_op_info *wobble_op_find(const char *name);
+
+typedef struct wobble_perturb_params {
+    uint64_t seed;     /* random operations (gaussian_noise) */
+    uint64_t image_id; /* random operations: with seed and level, fixes the noise */
+} wobble_perturb_params;
+
+wobble_perturb_params wobble_perturb_default_params(void);
+
+/* Check that `level` is in the domain of `op`; on failure the message names
+ * the op, the value and the domain. */
+int wobble_op_check_level(wobble_ctx *ctx, const wobble_op_info *op, double level);
+
+/* out = P(img, level). params may be NULL for defaults. */
+int wobble_perturb(wobble_ctx *ctx, const char *op, const wobble_image *img, double level,
+                   const wobble_perturb_params *params, wobble_image **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WOBBLE_H */

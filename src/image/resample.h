@@ -1,0 +1,20 @@
+#ifndef WOBBLE_RESAMPLE_H
+#define WOBBLE_RESAMPLE_H
+#include "wobble.h"
+
+/* Fixed-point filter weights for one axis (Pillow's precompute_coeffs). */
+typedef struct wobble_coeffs {
+    int n;          /* output size */
+    int ksize;      /* stride of k */
+    int *start;     /* first input index per output */
+    int *count;     /* number of taps per output */
+    int32_t *k;     /* n * ksize weights, 22-bit fixed point */
+} wobble_coeffs;
+
+int wobble_coeffs_make(int in_size, int out_size, wobble_filter filter, wobble_coeffs *c);
+void wobble_coeffs_free(wobble_coeffs *c);
+
+/* Resize packed RGB src (w x h) into dst (ow x oh). */
+int wobble_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh, wobble_filter filter,
+                      int threads);
+#endif

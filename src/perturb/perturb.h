@@ -1,0 +1,25 @@
+/* Internal interface of the perturbation engine. */
+#ifndef WOBBLE_PERTURB_H
+#define WOBBLE_PERTURB_H
+#include "../core/internal.h"
+
+/* An operation: writes P(in, level) into `out` (same size as in unless the
+ * op says otherwise; ops that change size allocate *out themselves). `in`
+ * and `out` never alias. The level is already validated and is never the
+ * identity value. */
+typedef int (*wobble_op_fn)(wobble_ctx *ctx, const wobble_image *in, double level,
+                            const wobble_perturb_params *p, wobble_image *out);
+
+int wobble_op_jpeg(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int wobble_op_brightness(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int wobble_op_contrast(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int wobble_op_saturation(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int wobble_op_sharpness(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int wobble_op_hue(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int wobble_op_gaussian_blur(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int wobble_op_gaussian_noise(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int wobble_op_rescale(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+
+/* Parallel-region threshold: images smaller than this run on one thread. */
+#define WOBBLE_PAR_MIN_BYTES 65536
+#endif

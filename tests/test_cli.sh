@@ -1,0 +1,82 @@
+#!/bin/sh
+# End-to-end tests of the wobble CLI: output files, exit codes, messages.
+# usage: test_cli.sh WOBBLE_BINARY REF_DIR
+W="$1"
+REF="$2"
+T=$(mktemp -d /tmp/wobble_cli_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+
+IMG="$REF/data/syn_33x17.png"
+GRAY="$REF/data/syn_gray_33x17.png"
+
+"$W" --help >"$T/h" 2>&1; check '[ $? -eq 0 ] && grep -q perturb "$T/h"' "wobble --help"
+"$W" bogus >"$T/o" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "unknown command" "$T/e"' "unknown command -> 2"
+"$W" version | grep -q '^wobble [0-9]'; check '[ $? -eq 0 ]' "version"
+
+"$W" ops >"$T/ops"; check '[ $? -eq 0 ]' "ops exit 0"
+for op in jpeg brightness contrast saturation sharpness hue gaussian_blur gaussian_noise rescale; do
+  check 'grep -q "^$op " "$T/ops"' "ops lists $op"
+done
+"$W" ops --json >"$T/ops.json"; check '[ $? -eq 0 ] && grep -q "\"name\": \"gaussian_noise\"" "$T/ops.json"' "ops --json"
+"$W" ops --help >/dev/null; check '[ $? -eq 0 ]' "ops --help"
+"$W" perturb --help >"$T/ph"; check '[ $? -eq 0 ] && grep -q -- "--levels" "$T/ph"' "perturb --help"
+
+# single file
+"$W" perturb --op jpeg --level 30 "$IMG" "$T/one.png"; check '[ $? -eq 0 ] && [ -s "$T/one.png" ]' "single output"
+check '! ls "$T"/*.tmp.* >/dev/null 2>&1' "no temp files left"
+# several levels -> folder, one file per level
+"$W" perturb --op brightness --levels 0.5,0.75,1.5 "$IMG" "$T/lv"; check '[ $? -eq 0 ]' "levels exit 0"
+check '[ -f "$T/lv/syn_33x17__brightness-0.5.png" ] && [ -f "$T/lv/syn_33x17__brightness-1.5.png" ]' "level files"
+check '[ $(ls "$T/lv" | wc -l) -eq 3 ]' "three files"
+# default grid
+"$W" perturb --op hue "$IMG" "$T/grid"; check '[ $? -eq 0 ] && [ $(ls "$T/grid" | wc -l) -eq 5 ]' "default grid: 5 files"
+# several inputs and a folder (recursive, relative paths kept)
+mkdir -p "$T/in/sub"
+cp "$IMG" "$T/in/a.png"; cp "$GRAY" "$T/in/sub/b.png"; echo text >"$T/in/notes.txt"
+"$W" perturb --op rescale --level 0.5 "$T/in" "$T/fo"; check '[ $? -eq 0 ]' "folder exit 0"
+check '[ -f "$T/fo/a__rescale-0.5.png" ] && [ -f "$T/fo/sub/b__rescale-0.5.png" ]' "folder outputs"
+"$W" perturb --op gaussian_noise --level 0.1 --seed 3 --format jpg "$IMG" "$GRAY" "$T/multi"
+check '[ $? -eq 0 ] && [ -f "$T/multi/syn_33x17__gaussian_noise-0.1.jpg" ] && [ -f "$T/multi/syn_gray_33x17__gaussian_noise-0.1.jpg" ]' "two inputs, jpg"
+# noise is reproducible from the seed
+"$W" perturb --op gaussian_noise --level 0.1 --seed 3 "$IMG" "$T/n1.png"
+"$W" perturb --op gaussian_noise --level 0.1 --seed 3 "$IMG" "$T/n2.png"
+"$W" perturb --op gaussian_noise --level 0.1 --seed 4 "$IMG" "$T/n3.png"
+check 'cmp -s "$T/n1.png" "$T/n2.png"' "same seed, same file"
+check '! cmp -s "$T/n1.png" "$T/n3.png"' "other seed, other file"
+
+# usage errors: exit 2, nothing written, a clear message
+"$W" perturb --op jpeg --level 0 "$IMG" "$T/x.png" 2>"$T/e"; rc=$?
+check '[ $rc -eq 2 ] && [ ! -e "$T/x.png" ]' "bad level -> 2, nothing written"
+check 'grep -q "jpeg: quality 0 is outside the domain \[1, 100\]" "$T/e"' "domain message: $(cat "$T/e")"
+"$W" perturb --op jpeg --levels 50,abc "$IMG" "$T/x" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "bad level list" "$T/e"' "bad list"
+"$W" perturb --op sepia --level 1 "$IMG" "$T/x.png" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "unknown operation .sepia." "$T/e"' "unknown op"
+"$W" perturb --level 1 "$IMG" "$T/x.png" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q -- "--op is required" "$T/e"' "missing --op"
+"$W" perturb --op jpeg --level 50 "$IMG" 2>"$T/e"; check '[ $? -eq 2 ]' "missing OUT"
+"$W" perturb --op jpeg --level 50 --threads 0 "$IMG" "$T/x.png" 2>"$T/e"; check '[ $? -eq 2 ]' "bad threads"
+
+# bad inputs: reported with the file name, the others still written, exit 1
+mkdir -p "$T/mixed"
+cp "$IMG" "$T/mixed/good.png"
+head -c 100 "$IMG" >"$T/mixed/trunc.png"
+: >"$T/mixed/empty.jpg"
+"$W" perturb --op contrast --level 0.5 "$T/mixed" "$T/missing.png" "$T/mo" 2>"$T/e"; rc=$?
+check '[ $rc -eq 1 ]' "bad inputs -> exit 1 (got $rc)"
+check '[ -f "$T/mo/good__contrast-0.5.png" ]' "good input still written"
+check 'grep -q "trunc.png: truncated PNG" "$T/e"' "truncated reported: $(cat "$T/e")"
+check 'grep -q "empty.jpg: empty file" "$T/e"' "empty reported"
+check 'grep -q "missing.png: cannot open" "$T/e"' "missing reported"
+check '[ $(ls "$T/mo" | wc -l) -eq 1 ]' "no partial outputs"
+# pixel limit
+"$W" perturb --op jpeg --level 50 --max-pixels 100 "$IMG" "$T/lim.png" 2>"$T/e"
+check '[ $? -eq 1 ] && grep -q "over the limit of 100" "$T/e" && [ ! -e "$T/lim.png" ]' "pixel limit"
+# unwritable output
+"$W" perturb --op jpeg --level 50 "$IMG" "/nonexistent_dir_wobble/x.png" 2>"$T/e"
+check '[ $? -eq 1 ] && grep -q "nonexistent_dir_wobble/x.png" "$T/e"' "unwritable output"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,84 @@
+/* Context, status codes, image handles, atomic writes. */
+#include "testutil.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+int main(void) {
+    /* free(NULL) is a no-op everywhere */
+    wobble_ctx_free(NULL);
+    wobble_image_free(NULL);
+    wobble_free(NULL);
+
+    CHECK(strcmp(wobble_strerror(WOBBLE_OK), "success") == 0, "strerror(OK)");
+    for (int s = WOBBLE_EINTERNAL; s < 0; s++)
+        CHECK(strcmp(wobble_strerror(s), "unknown status") != 0, "status %d has a description", s);
+    CHECK(strcmp(wobble_strerror(-1000), "unknown status") == 0, "unknown status code");
+    CHECK(strcmp(wobble_version(), WOBBLE_VERSION_STRING) == 0, "version");
+
+    wobble_ctx_params p = wobble_ctx_default_params();
+    CHECK(p.threads == 0 && p.max_pixels == 89478485u, "defaults");
+    CHECK(wobble_ctx_create(NULL, NULL) == WOBBLE_EINVAL, "NULL out");
+    p.threads = -1;
+    wobble_ctx *bad = (wobble_ctx *)1;
+    CHECK(wobble_ctx_create(&p, &bad) == WOBBLE_EINVAL && bad == NULL, "negative threads rejected");
+
+    wobble_ctx *ctx = NULL;
+    CHECK(wobble_ctx_create(NULL, &ctx) == WOBBLE_OK && ctx, "create");
+    CHECK(wobble_ctx_threads(ctx) >= 1, "threads >= 1");
+    CHECK(strcmp(wobble_last_error(ctx), "") == 0 && wobble_last_status(ctx) == WOBBLE_OK, "no error yet");
+
+    wobble_image *img = NULL;
+    CHECK(wobble_image_create(ctx, 0, 5, &img) == WOBBLE_EINVAL && img == NULL, "zero width rejected");
+    CHECK(wobble_last_status(ctx) == WOBBLE_EINVAL, "last status recorded");
+    CHECK(strstr(wobble_last_error(ctx), "invalid size") != NULL, "message: %s", wobble_last_error(ctx));
+    CHECK(wobble_image_create(ctx, 4, 3, &img) == WOBBLE_OK, "create image");
+    CHECK(wobble_image_width(img) == 4 && wobble_image_height(img) == 3, "size");
+    int zero = 1;
+    for (int i = 0; i < 36; i++) zero &= wobble_image_data(img)[i] == 0;
+    CHECK(zero, "zeroed");
+    wobble_image_data_mut(img)[5] = 7;
+    wobble_image *cl = NULL;
+    CHECK(wobble_image_clone(ctx, img, &cl) == WOBBLE_OK && t_same(img, cl), "clone equal");
+    CHECK(wobble_image_data(cl) != wobble_image_data(img), "clone is a copy");
+    CHECK(wobble_image_hash(img) == wobble_image_hash(cl), "hash equal for equal images");
+    wobble_image_data_mut(cl)[0] = 1;
+    CHECK(wobble_image_hash(img) != wobble_image_hash(cl), "hash differs");
+    wobble_image *t1 = NULL, *t2 = NULL;
+    uint8_t px[6] = {1, 2, 3, 4, 5, 6};
+    wobble_image_from_rgb(ctx, 2, 1, px, &t1);
+    wobble_image_from_rgb(ctx, 1, 2, px, &t2);
+    CHECK(wobble_image_hash(t1) != wobble_image_hash(t2), "hash depends on the shape");
+    wobble_image_free(t1);
+    wobble_image_free(t2);
+
+    /* atomic write: no temp file left, content replaced */
+    char dir[] = "/tmp/wobble_test_core_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[256];
+    snprintf(path, sizeof path, "%s/out.bin", dir);
+    CHECK(wobble_write_file_atomic(ctx, path, "abc", 3) == WOBBLE_OK, "write");
+    CHECK(wobble_write_file_atomic(ctx, path, "xy", 2) == WOBBLE_OK, "overwrite");
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && st.st_size == 2, "new content");
+    char bad_path[300];
+    snprintf(bad_path, sizeof bad_path, "%s/missing/out.bin", dir);
+    CHECK(wobble_write_file_atomic(ctx, bad_path, "abc", 3) == WOBBLE_EIO, "missing folder is EIO");
+    CHECK(strstr(wobble_last_error(ctx), bad_path) != NULL, "message names the file: %s", wobble_last_error(ctx));
+    /* the PNG writer goes through the same path */
+    snprintf(path, sizeof path, "%s/img.png", dir);
+    CHECK(wobble_image_write(ctx, img, path) == WOBBLE_OK, "write png");
+    wobble_image *back = NULL;
+    CHECK(wobble_image_read(ctx, path, &back) == WOBBLE_OK && t_same(back, img), "png round trip is lossless");
+    wobble_image_free(back);
+    snprintf(path, sizeof path, "%s/img.bmp", dir);
+    CHECK(wobble_image_write(ctx, img, path) == WOBBLE_EFORMAT, "unsupported extension");
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+
+    wobble_image_free(img);
+    wobble_image_free(cl);
+    wobble_ctx_free(ctx);
+    return t_finish();
+}

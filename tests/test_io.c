@@ -1,0 +1,142 @@
+/* Decoding parity with Pillow's convert("RGB") and bad-input handling. */
+#include "testutil.h"
+
+static int read_file(const char *path, uint8_t **buf, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *buf = malloc(len > 0 ? (size_t)len : 1);
+    *n = fread(*buf, 1, (size_t)len, f);
+    fclose(f);
+    return 0;
+}
+
+static void test_goldens(wobble_ctx *ctx) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/io_goldens.tsv", t_ref_dir());
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "cannot open %s", path);
+    if (!f) return;
+    char line[512];
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        char name[128], mode[16];
+        int w, h;
+        unsigned long crc;
+        if (sscanf(line, "%127s %d %d %lx %15s", name, &w, &h, &crc, mode) != 5) continue;
+        rows++;
+        char file[600];
+        snprintf(file, sizeof file, "%s/data/io/%s", t_ref_dir(), name);
+        wobble_image *img = NULL;
+        int rc = wobble_image_read(ctx, file, &img);
+        CHECK(rc == WOBBLE_OK, "%s (Pillow mode %s): %s", name, mode, wobble_last_error(ctx));
+        if (rc != WOBBLE_OK) continue;
+        CHECK(wobble_image_width(img) == w && wobble_image_height(img) == h, "%s: size %dx%d, Pillow %dx%d", name,
+              wobble_image_width(img), wobble_image_height(img), w, h);
+        CHECK(t_crc(img) == crc, "%s (Pillow mode %s): pixels differ from Pillow's convert(\"RGB\")", name, mode);
+        /* every truncation of the file is an error naming the file, never a crash */
+        uint8_t *buf = NULL;
+        size_t n = 0;
+        read_file(file, &buf, &n);
+        size_t cuts[] = {1, 3, 8, 16, 33, n / 4, n / 2, 3 * n / 4, n > 20 ? n - 16 : n / 2};
+        for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+            if (cuts[c] >= n) continue;
+            wobble_image *t = NULL;
+            int r = wobble_image_decode(ctx, buf, cuts[c], name, &t);
+            CHECK(r == WOBBLE_ECORRUPT || r == WOBBLE_EFORMAT, "%s cut to %zu bytes: status %d", name, cuts[c], r);
+            CHECK(t == NULL, "no image on failure");
+            CHECK(strstr(wobble_last_error(ctx), name) != NULL, "message names the file: %s",
+                  wobble_last_error(ctx));
+            wobble_image_free(t);
+        }
+        /* corrupted bytes: any outcome but a crash (ASan checks memory) */
+        srand(1234);
+        for (int trial = 0; trial < 40; trial++) {
+            uint8_t *cp = malloc(n);
+            memcpy(cp, buf, n);
+            for (int k = 0; k < 4; k++) cp[(size_t)rand() % n] ^= (uint8_t)(1 + rand() % 255);
+            wobble_image *t = NULL;
+            int r = wobble_image_decode(ctx, cp, n, name, &t);
+            CHECK((r == WOBBLE_OK) == (t != NULL), "%s fuzz %d: status and output agree", name, trial);
+            wobble_image_free(t);
+            free(cp);
+        }
+        free(buf);
+        wobble_image_free(img);
+    }
+    fclose(f);
+    CHECK(rows >= 25, "io goldens read: %d", rows);
+}
+
+static void expect_fail(wobble_ctx *ctx, const char *name, int status, const char *needle) {
+    char file[600];
+    snprintf(file, sizeof file, "%s/data/io/%s", t_ref_dir(), name);
+    wobble_image *img = NULL;
+    int rc = wobble_image_read(ctx, file, &img);
+    CHECK(rc == status, "%s: status %d (%s), expected %d", name, rc, wobble_last_error(ctx), status);
+    CHECK(img == NULL, "%s: no image", name);
+    CHECK(strstr(wobble_last_error(ctx), file) != NULL, "%s: message names the file: %s", name, wobble_last_error(ctx));
+    CHECK(strstr(wobble_last_error(ctx), needle) != NULL, "%s: message says '%s': %s", name, needle,
+          wobble_last_error(ctx));
+    CHECK(strchr(wobble_last_error(ctx), '\n') == NULL, "one line");
+    wobble_image_free(img);
+}
+
+int main(void) {
+    wobble_ctx *ctx = NULL;
+    wobble_ctx_create(NULL, &ctx);
+    test_goldens(ctx);
+
+    expect_fail(ctx, "bad_huge.png", WOBBLE_ELIMIT, "over the limit");
+    expect_fail(ctx, "bad_huge.jpg", WOBBLE_ELIMIT, "over the limit");
+    expect_fail(ctx, "bad_garbage.png", WOBBLE_ECORRUPT, "corrupt PNG");
+    expect_fail(ctx, "bad_notimage.txt", WOBBLE_EFORMAT, "unknown image format");
+    expect_fail(ctx, "does_not_exist.png", WOBBLE_EIO, "cannot open");
+
+    wobble_image *img = NULL;
+    CHECK(wobble_image_decode(ctx, "", 0, "empty.png", &img) == WOBBLE_ECORRUPT, "empty");
+    CHECK(strstr(wobble_last_error(ctx), "empty.png: empty file") != NULL, "%s", wobble_last_error(ctx));
+
+    /* the pixel limit is configurable and exact */
+    char file[600];
+    snprintf(file, sizeof file, "%s/data/io/gray8.png", t_ref_dir());
+    wobble_ctx_params p = wobble_ctx_default_params();
+    p.max_pixels = 13 * 7 - 1;
+    wobble_ctx *small = NULL;
+    wobble_ctx_create(&p, &small);
+    CHECK(wobble_image_read(small, file, &img) == WOBBLE_ELIMIT, "13x7 over a 90-pixel limit");
+    wobble_ctx_free(small);
+    p.max_pixels = 13 * 7;
+    wobble_ctx_create(&p, &small);
+    CHECK(wobble_image_read(small, file, &img) == WOBBLE_OK, "13x7 at a 91-pixel limit");
+    wobble_image_free(img);
+    img = NULL;
+    wobble_ctx_free(small);
+
+    /* PNG encode/decode is lossless; JPEG quality outside 1..100 is refused */
+    wobble_image *rnd = NULL;
+    wobble_image_create(ctx, 37, 23, &rnd);
+    srand(99);
+    for (int i = 0; i < 37 * 23 * 3; i++) wobble_image_data_mut(rnd)[i] = (uint8_t)rand();
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    CHECK(wobble_image_encode_png(ctx, rnd, &buf, &n) == WOBBLE_OK, "encode png");
+    CHECK(wobble_detect_format(buf, n) == WOBBLE_FORMAT_PNG, "png magic");
+    CHECK(wobble_image_decode(ctx, buf, n, "mem", &img) == WOBBLE_OK && t_same(img, rnd), "png lossless");
+    wobble_image_free(img);
+    img = NULL;
+    wobble_free(buf);
+    CHECK(wobble_image_encode_jpeg(ctx, rnd, 0, &buf, &n) == WOBBLE_EDOMAIN, "quality 0");
+    CHECK(wobble_image_encode_jpeg(ctx, rnd, 101, &buf, &n) == WOBBLE_EDOMAIN, "quality 101");
+    CHECK(wobble_image_encode_jpeg(ctx, rnd, 75, &buf, &n) == WOBBLE_OK, "encode jpeg");
+    CHECK(wobble_detect_format(buf, n) == WOBBLE_FORMAT_JPEG, "jpeg magic");
+    CHECK(wobble_image_decode(ctx, buf, n, "mem", &img) == WOBBLE_OK && wobble_image_width(img) == 37, "jpeg decodes");
+    wobble_image_free(img);
+    wobble_free(buf);
+    wobble_image_free(rnd);
+    wobble_ctx_free(ctx);
+    return t_finish();
+}

@@ -1,0 +1,51 @@
+/* Minimal test harness: CHECK records a failure and goes on; every test
+ * binary ends with "N passed, N failed" and exits non-zero on failure, or
+ * 77 (CTest SKIP_RETURN_CODE) when its inputs are absent. */
+#ifndef WOBBLE_TESTUTIL_H
+#define WOBBLE_TESTUTIL_H
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "wobble.h"
+
+static int t_pass, t_fail;
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (cond) {                                                        \
+            t_pass++;                                                      \
+        } else {                                                           \
+            t_fail++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fputc('\n', stderr);                                           \
+        }                                                                  \
+    } while (0)
+
+static inline int t_finish(void) {
+    printf("%d passed, %d failed\n", t_pass, t_fail);
+    return t_fail ? 1 : 0;
+}
+
+static inline const char *t_env(const char *name, const char *fallback) {
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}
+
+/* tests/ref folder and the shared folder (WOBBLE_SHARED overrides). */
+static inline const char *t_ref_dir(void) { return t_env("WOBBLE_TEST_REF", "tests/ref"); }
+static inline const char *t_shared_dir(void) { return t_env("WOBBLE_SHARED", "../shared"); }
+
+static inline unsigned long t_crc(const wobble_image *img) {
+    size_t n = (size_t)wobble_image_width(img) * wobble_image_height(img) * 3u;
+    return crc32(crc32(0L, Z_NULL, 0), wobble_image_data(img), (uInt)n);
+}
+
+static inline int t_same(const wobble_image *a, const wobble_image *b) {
+    if (wobble_image_width(a) != wobble_image_width(b) || wobble_image_height(a) != wobble_image_height(b)) return 0;
+    size_t n = (size_t)wobble_image_width(a) * wobble_image_height(a) * 3u;
+    return memcmp(wobble_image_data(a), wobble_image_data(b), n) == 0;
+}
+#endif

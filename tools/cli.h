@@ -1,0 +1,39 @@
+#ifndef WOBBLE_CLI_H
+#define WOBBLE_CLI_H
+#include "wobble.h"
+#include <stddef.h>
+
+/* Exit codes (documented in docs/cli.md and --help) */
+#define EXIT_OK 0
+#define EXIT_FAIL 1  /* some input or output failed; the others were processed */
+#define EXIT_USAGE 2 /* bad command line: nothing was done */
+
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse "a,b,c" into a malloc'ed array of doubles; returns count or -1. */
+int cli_parse_levels(const char *s, double **out);
+int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
+int cli_parse_u64(const char *s, uint64_t *out);
+
+/* Expand files and folders (recursively: .png .jpg .jpeg, any case) into a
+ * sorted list. `rel` receives, per file, its path relative to the folder it
+ * was found in (or its basename). Returns count or -1 on error (printed). */
+int cli_collect_images(char **inputs, int n, char ***paths, char ***rel);
+void cli_free_list(char **list, int n);
+
+int cli_is_image_path(const char *p);
+int cli_mkdirs(const char *path);
+
+/* Progress on stderr when it is a terminal; silent otherwise. */
+typedef struct cli_progress {
+    int enabled;
+    long total;
+    double t0;
+} cli_progress;
+void cli_progress_start(cli_progress *p, long total);
+void cli_progress_update(cli_progress *p, long done, const char *what);
+void cli_progress_end(cli_progress *p);
+
+int cmd_ops(int argc, char **argv);
+int cmd_perturb(int argc, char **argv);
+#endif
