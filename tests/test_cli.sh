@@ -59,6 +59,9 @@ check 'grep -q "jpeg: quality 0 is outside the domain \[1, 100\]" "$T/e"' "domai
 "$W" perturb --op jpeg --level 50 "$IMG" 2>"$T/e"; check '[ $? -eq 2 ]' "missing OUT"
 "$W" perturb --op jpeg --level 50 --threads 0 "$IMG" "$T/x.png" 2>"$T/e"; check '[ $? -eq 2 ]' "bad threads"
 
+"$W" perturb --op jpeg --levels 50,60 "$IMG" "$T/two.png" 2>"$T/e"
+check '[ $? -eq 2 ] && grep -q "names an image file but 2 outputs" "$T/e" && [ ! -e "$T/two.png" ]' "file OUT with 2 outputs"
+
 # bad inputs: reported with the file name, the others still written, exit 1
 mkdir -p "$T/mixed"
 cp "$IMG" "$T/mixed/good.png"

@@ -155,6 +155,15 @@ int cmd_perturb(int argc, char **argv) {
         struct stat si;
         single_file = !(stat(argv[optind], &si) == 0 && S_ISDIR(si.st_mode));
     }
+    if (!single_file && cli_is_image_path(out) && !(stat(out, &st) == 0 && S_ISDIR(st.st_mode))) {
+        cli_error("perturb: OUT '%s' names an image file but %ld outputs would be written; give a folder",
+                  out, (long)n * nl);
+        cli_free_list(paths, n);
+        cli_free_list(rel, n);
+        wobble_ctx_free(ctx);
+        free(lv);
+        return EXIT_USAGE;
+    }
     if (!single_file && cli_mkdirs(out) != 0) {
         cli_error("%s: cannot create output folder", out);
         cli_free_list(paths, n);
