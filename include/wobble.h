@@ -190,6 +190,99 @@ int wobble_op_check_level(wobble_ctx *ctx, const wobble_op_info *op, double leve
 int wobble_perturb(wobble_ctx *ctx, const char *op, const wobble_image *img, double level,
                    const wobble_perturb_params *params, wobble_image **out);
 
+
+/* ------------------------------------------------------------------ */
+/* Image encoders (CLIP, DINOv2, ViT image towers)                      */
+/* ------------------------------------------------------------------ */
+typedef struct wobble_model wobble_model;
+
+typedef struct wobble_model_params {
+    int max_batch; /* images per forward call the arena is sized for (default 16) */
+} wobble_model_params;
+
+wobble_model_params wobble_model_default_params(void);
+
+/* path: a Hugging Face style folder (config.json, preprocessor_config.json,
+ * model.safetensors or model.safetensors.index.json) or a bare .safetensors
+ * file (architecture and hyper-parameters inferred from tensor names and
+ * shapes; presets of the official models fill in the rest). Tensor namings:
+ * Hugging Face CLIPModel / CLIPVisionModelWithProjection, OpenAI / open_clip
+ * (visual.*), Hugging Face Dinov2Model, facebookresearch / timm DINOv2,
+ * Hugging Face ViTModel. F32, F16 and BF16 weights (computed in F32). */
+int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_params *params, wobble_model **out);
+void wobble_model_free(wobble_model *model);
+
+typedef struct wobble_model_info {
+    const char *arch;       /* "clip", "dinov2", "vit" */
+    const char *naming;     /* "huggingface", "openai", "facebookresearch" */
+    const char *activation; /* "gelu", "quick_gelu", "swiglu" */
+    const char *path;
+    int width, depth, heads, mlp_hidden, patch, native_grid, registers, embed_dim;
+    float layer_norm_eps;
+    int layerscale, has_projection;
+    float interp_offset;    /* DINOv2 position-embedding interpolation */
+    int interp_antialias;
+    /* preprocessing */
+    int resize_short;       /* > 0: short side resized to this */
+    int resize_h, resize_w; /* > 0: resized to exactly this */
+    wobble_filter filter;
+    int crop_h, crop_w;     /* 0: no centre crop */
+    double rescale;
+    float mean[3], std[3];
+    uint64_t n_params, weight_bytes;
+} wobble_model_info;
+
+int wobble_model_get_info(const wobble_model *model, wobble_model_info *info);
+int wobble_model_embed_dim(const wobble_model *model);
+
+/* The model's preprocessing up to the 8-bit stage: resize (Pillow filter,
+ * torchvision/HF output size) and centre crop (torchvision rounding). */
+int wobble_model_preprocess_u8(wobble_ctx *ctx, const wobble_model *model, const wobble_image *img,
+                               wobble_image **out);
+/* Full preprocessing: writes 3 x H x W floats (CHW, rescaled, normalised);
+ * *h and *w receive the size. chw may be NULL to query the size. */
+int wobble_model_preprocess(wobble_ctx *ctx, const wobble_model *model, const wobble_image *img, float *chw, int *h,
+                            int *w);
+
+typedef struct wobble_embed_params {
+    int normalize; /* L2-normalise each embedding (default 0) */
+} wobble_embed_params;
+
+wobble_embed_params wobble_embed_default_params(void);
+
+/* Number of patch tokens for an input of h x w pixels. */
+int wobble_model_num_patches(const wobble_model *model, int h, int w);
+
+/* Forward pass on n preprocessed images (n x 3 x h x w floats). emb receives
+ * n x embed_dim floats: CLIP the projected CLS token after ln_post, DINOv2
+ * and ViT the CLS token after the final norm. patch_tokens (may be NULL)
+ * receives n x num_patches x width floats: the patch tokens after the final
+ * norm. n may exceed max_batch (processed in chunks). Not thread-safe: the
+ * model owns its activation arena. */
+int wobble_model_forward(wobble_ctx *ctx, wobble_model *model, const float *pixels, int n, int h, int w,
+                         const wobble_embed_params *params, float *emb, float *patch_tokens);
+
+/* Preprocess and embed n images (any sizes). */
+int wobble_model_embed(wobble_ctx *ctx, wobble_model *model, const wobble_image *const *imgs, int n,
+                       const wobble_embed_params *params, float *emb);
+
+/* ------------------------------------------------------------------ */
+/* NumPy .npy files                                                    */
+/* ------------------------------------------------------------------ */
+typedef struct wobble_array {
+    char dtype;        /* 'f' float32, 'd' float64, 'q' int64, 'i' int32, 'B' uint8 */
+    int ndim;
+    int64_t shape[8];
+    int64_t numel;
+    void *data;
+} wobble_array;
+
+/* Read a little-endian, C-order .npy file. Release with wobble_array_release. */
+int wobble_npy_read(wobble_ctx *ctx, const char *path, wobble_array *out);
+void wobble_array_release(wobble_array *a);
+/* Write float32 data atomically. */
+int wobble_npy_write_f32(wobble_ctx *ctx, const char *path, const float *data, int ndim, const int64_t *shape);
+
 #ifdef __cplusplus
 }
 #endif

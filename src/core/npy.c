@@ -1,0 +1,137 @@
+/* NumPy .npy reader (little-endian, C order) and float32 writer. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse_header(const char *h, size_t len, char *dtype, int *fortran, int *ndim, int64_t *shape) {
+    (void)len;
+    const char *d = strstr(h, "'descr'");
+    const char *f = strstr(h, "'fortran_order'");
+    const char *s = strstr(h, "'shape'");
+    if (!d || !f || !s) return -1;
+    d = strchr(d + 7, '\'');
+    if (!d) return -1;
+    d++;
+    if (!strncmp(d, "<f4", 3)) *dtype = 'f';
+    else if (!strncmp(d, "<f8", 3)) *dtype = 'd';
+    else if (!strncmp(d, "<i8", 3)) *dtype = 'q';
+    else if (!strncmp(d, "<i4", 3)) *dtype = 'i';
+    else if (!strncmp(d, "|u1", 3)) *dtype = 'B';
+    else return -2;
+    f = strchr(f + 15, ':');
+    if (!f) return -1;
+    f++;
+    while (*f == ' ') f++;
+    *fortran = !strncmp(f, "True", 4);
+    s = strchr(s + 7, '(');
+    if (!s) return -1;
+    s++;
+    *ndim = 0;
+    while (*s && *s != ')') {
+        while (*s == ' ' || *s == ',') s++;
+        if (*s == ')') break;
+        char *end;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || v < 0 || *ndim == 8) return -1;
+        shape[(*ndim)++] = v;
+        s = end;
+    }
+    return *s == ')' ? 0 : -1;
+}
+
+int wobble_npy_read(wobble_ctx *ctx, const char *path, wobble_array *out) {
+    if (!out) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: NULL output");
+    memset(out, 0, sizeof *out);
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int rc = wobble_read_file(ctx, path, &buf, &n);
+    if (rc) return rc;
+    if (n < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) {
+        free(buf);
+        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not a .npy file", path);
+    }
+    int major = buf[6];
+    size_t hlen, off;
+    if (major == 1) {
+        hlen = (size_t)buf[8] | ((size_t)buf[9] << 8);
+        off = 10;
+    } else {
+        if (n < 12) {
+            free(buf);
+            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated .npy header", path);
+        }
+        hlen = (size_t)buf[8] | ((size_t)buf[9] << 8) | ((size_t)buf[10] << 16) | ((size_t)buf[11] << 24);
+        off = 12;
+    }
+    if (off + hlen > n) {
+        free(buf);
+        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated .npy header", path);
+    }
+    char *h = malloc(hlen + 1);
+    memcpy(h, buf + off, hlen);
+    h[hlen] = 0;
+    int fortran = 0;
+    int pr = parse_header(h, hlen, &out->dtype, &fortran, &out->ndim, out->shape);
+    free(h);
+    if (pr != 0 || fortran) {
+        free(buf);
+        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported .npy header (%s)", path,
+                             pr == -2 ? "dtype" : fortran ? "Fortran order" : "syntax");
+    }
+    int64_t numel = 1;
+    for (int i = 0; i < out->ndim; i++) numel *= out->shape[i];
+    size_t es = out->dtype == 'f' || out->dtype == 'i' ? 4 : out->dtype == 'B' ? 1 : 8;
+    size_t body = n - off - hlen;
+    if (body != (size_t)numel * es) {
+        free(buf);
+        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: .npy data is %zu bytes, shape needs %zu", path, body,
+                             (size_t)numel * es);
+    }
+    out->numel = numel;
+    out->data = malloc(body ? body : 1);
+    if (!out->data) {
+        free(buf);
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    }
+    memcpy(out->data, buf + off + hlen, body);
+    free(buf);
+    return WOBBLE_OK;
+}
+
+void wobble_array_release(wobble_array *a) {
+    if (!a) return;
+    free(a->data);
+    a->data = NULL;
+}
+
+int wobble_npy_write_f32(wobble_ctx *ctx, const char *path, const float *data, int ndim, const int64_t *shape) {
+    if (!path || (!data && ndim) || ndim < 0 || ndim > 8) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: bad argument");
+    char dict[256];
+    int o = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        o += snprintf(dict + o, sizeof dict - o, "%lld,%s", (long long)shape[i], (ndim > 1 && i < ndim - 1) ? " " : "");
+        numel *= shape[i];
+    }
+    if (ndim > 1) o--; /* "(a, b)" not "(a, b,)" */
+    o += snprintf(dict + o, sizeof dict - o, "), }");
+    /* pad so that data starts at a multiple of 64 */
+    size_t total = 10 + (size_t)o + 1;
+    size_t pad = (64 - total % 64) % 64;
+    size_t hlen = (size_t)o + pad + 1;
+    size_t size = 10 + hlen + (size_t)numel * 4;
+    uint8_t *buf = malloc(size);
+    if (!buf) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (uint8_t)(hlen & 0xff);
+    buf[9] = (uint8_t)(hlen >> 8);
+    memcpy(buf + 10, dict, (size_t)o);
+    memset(buf + 10 + o, ' ', pad);
+    buf[10 + hlen - 1] = '\n';
+    if (numel) memcpy(buf + 10 + hlen, data, (size_t)numel * 4);
+    int rc = wobble_write_file_atomic(ctx, path, buf, size);
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,451 @@
+/*
+ * Forward pass of a pre-norm ViT image tower, shared by CLIP, DINOv2 and ViT.
+ *
+ * Layout: activations are [batch * tokens, width] row-major floats in an
+ * arena owned by the model and grown only when a larger batch or input is
+ * seen, so no allocation happens per layer or per image. Linear layers are
+ * OpenBLAS sgemm calls (x W^T with PyTorch's [out, in] weights, used in place
+ * from the mmapped checkpoint); attention runs one (image, head) pair per
+ * OpenMP thread with single-threaded sgemm inside.
+ *
+ * Each step is a separate function with explicit inputs and outputs
+ * (linear_fwd, layernorm_fwd, act_fwd, attention_fwd, ...), so the backward
+ * pass needed for fine-tuning can be written beside each one.
+ */
+#include "model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+void openblas_set_num_threads(int num_threads);
+
+/* ------------------------------------------------------------------ kernels */
+
+/* y[rows, out] = x[rows, in] W^T + b */
+static void linear_fwd(const float *x, int rows, const linear_t *L, float *y, int threads) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L->out, L->in, 1.0f, x, L->in, L->w, L->in, 0.0f, y,
+                L->out);
+    if (L->b) {
+        const float *b = L->b;
+        const int o = L->out;
+#pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * o > 65536)
+        for (int r = 0; r < rows; r++) {
+            float *yr = y + (size_t)r * o;
+            for (int j = 0; j < o; j++) yr[j] += b[j];
+        }
+    }
+}
+
+/* y = (x - mean) / sqrt(var + eps) * g + b, per row; statistics in double. */
+static void layernorm_fwd(const float *x, int rows, int d, const norm_t *n, float eps, float *y, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * d > 65536)
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * d;
+        float *yr = y + (size_t)r * d;
+        double s = 0, s2 = 0;
+        for (int j = 0; j < d; j++) s += xr[j];
+        const double mean = s / d;
+        for (int j = 0; j < d; j++) {
+            double t = xr[j] - mean;
+            s2 += t * t;
+        }
+        const float rstd = (float)(1.0 / sqrt(s2 / d + (double)eps));
+        const float mu = (float)mean;
+        for (int j = 0; j < d; j++) yr[j] = (xr[j] - mu) * rstd * n->g[j] + n->b[j];
+    }
+}
+
+/* Activation in place on [rows, h] (GELU, QuickGELU), or SwiGLU from
+ * [rows, 2h] (x1 | x2) into out [rows, h]: silu(x1) * x2. */
+static void act_fwd(act_t act, float *x, int rows, int h, float *out, int threads) {
+    const long n = (long)rows * h;
+    if (act == ACT_GELU) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
+        for (long i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+    } else if (act == ACT_QUICK_GELU) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
+        for (long i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+    } else {
+#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
+        for (int r = 0; r < rows; r++) {
+            const float *a = x + (size_t)r * 2 * h, *b = a + h;
+            float *o = out + (size_t)r * h;
+            for (int j = 0; j < h; j++) o[j] = a[j] / (1.0f + expf(-a[j])) * b[j];
+        }
+    }
+}
+
+/* Multi-head self-attention from packed qkv [n*T, 3D] into out [n*T, D]. */
+static void attention_fwd(const float *qkv, int n, int T, int D, int heads, float *out, float *scores, int threads) {
+    const int dh = D / heads;
+    const float scale = 1.0f / sqrtf((float)dh);
+    const int jobs = n * heads;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (jobs > 1)
+    for (int job = 0; job < jobs; job++) {
+        const int b = job / heads, hh = job % heads;
+        float *S = scores + (size_t)omp_get_thread_num() * T * T;
+        const float *q = qkv + (size_t)b * T * 3 * D + (size_t)hh * dh;
+        const float *k = q + D, *v = q + 2 * D;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
+        for (int i = 0; i < T; i++) {
+            float *r = S + (size_t)i * T;
+            float mx = r[0];
+            for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
+            double sum = 0;
+            for (int j = 0; j < T; j++) {
+                r[j] = expf(r[j] - mx);
+                sum += r[j];
+            }
+            const float inv = (float)(1.0 / sum);
+            for (int j = 0; j < T; j++) r[j] *= inv;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f, S, T, v, 3 * D, 0.0f,
+                    out + (size_t)b * T * D + (size_t)hh * dh, D);
+    }
+}
+
+/* x += (ls ? ls * y : y), row-wise */
+static void residual_fwd(float *x, const float *y, const float *ls, int rows, int d, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * d > 65536)
+    for (int r = 0; r < rows; r++) {
+        float *xr = x + (size_t)r * d;
+        const float *yr = y + (size_t)r * d;
+        if (ls)
+            for (int j = 0; j < d; j++) xr[j] += ls[j] * yr[j];
+        else
+            for (int j = 0; j < d; j++) xr[j] += yr[j];
+    }
+}
+
+/* ------------------------------------------------- position embeddings */
+
+static double cubic_conv(double x, double A) {
+    x = fabs(x);
+    if (x <= 1.0) return ((A + 2) * x - (A + 3)) * x * x + 1;
+    if (x < 2.0) return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+    return 0.0;
+}
+
+/* Weights for one axis, in -> out, as torch.nn.functional.interpolate
+ * (mode="bicubic", align_corners=False): without antialias, Keys' cubic with
+ * A = -0.75 at src = (i + 0.5) * r - 0.5 with clamped taps, r = 1/scale_factor
+ * when one is given; with antialias, the support is widened by the reduction
+ * factor and A = -0.5 (as Pillow). Returns a dense [out, in] matrix. */
+static double *axis_weights(int in, int out, double scale_factor, int antialias) {
+    double *W = calloc((size_t)in * out, sizeof(double));
+    if (!W) return NULL;
+    if (!antialias) {
+        const double r = scale_factor > 0 ? 1.0 / scale_factor : (double)in / out;
+        for (int i = 0; i < out; i++) {
+            const double src = (i + 0.5) * r - 0.5;
+            const double f = floor(src);
+            const double t = src - f;
+            for (int k = -1; k <= 2; k++) {
+                int idx = (int)f + k;
+                idx = idx < 0 ? 0 : idx >= in ? in - 1 : idx;
+                W[(size_t)i * in + idx] += cubic_conv(t - k, -0.75);
+            }
+        }
+    } else {
+        const double scale = (double)in / out;
+        const double support = 2.0 * (scale >= 1.0 ? scale : 1.0);
+        const double inv = scale >= 1.0 ? 1.0 / scale : 1.0;
+        for (int i = 0; i < out; i++) {
+            const double center = scale * (i + 0.5);
+            int lo = (int)(center - support + 0.5);
+            if (lo < 0) lo = 0;
+            int hi = (int)(center + support + 0.5);
+            if (hi > in) hi = in;
+            double sum = 0;
+            for (int j = lo; j < hi; j++) sum += W[(size_t)i * in + j] = cubic_conv((j - center + 0.5) * inv, -0.5);
+            if (sum != 0)
+                for (int j = lo; j < hi; j++) W[(size_t)i * in + j] /= sum;
+        }
+    }
+    return W;
+}
+
+/* Patch position embeddings for a gh x gw grid: the stored grid when it
+ * matches, otherwise DINOv2's interpolation (facebookresearch semantics). */
+static int patch_pos(wobble_ctx *ctx, wobble_model *m, int gh, int gw, const float **out) {
+    const int M = m->grid, D = m->dim;
+    if (gh == M && gw == M) {
+        *out = m->pos + D;
+        return WOBBLE_OK;
+    }
+    if (m->arch != ARCH_DINOV2)
+        return wobble_seterr(ctx, WOBBLE_EINVAL,
+                             "%s: input gives a %dx%d patch grid but this %s model's position embeddings are %dx%d "
+                             "(use a %dx%d input)",
+                             m->path, gh, gw, m->arch == ARCH_CLIP ? "CLIP" : "ViT", M, M, M * m->patch, M * m->patch);
+    arena_t *a = &m->arena;
+    if (a->pos && a->pos_h == gh && a->pos_w == gw) {
+        *out = a->pos;
+        return WOBBLE_OK;
+    }
+    double *Wy, *Wx;
+    if (m->interp_offset != 0.0f) {
+        /* scale_factor = ((gh + offset) / M, (gw + offset) / M); output size floor(M * s) */
+        const double sy = (gh + (double)m->interp_offset) / M, sx = (gw + (double)m->interp_offset) / M;
+        if ((int)floor(M * sy) != gh || (int)floor(M * sx) != gw)
+            return wobble_seterr(ctx, WOBBLE_EINTERNAL, "position interpolation size mismatch");
+        Wy = axis_weights(M, gh, sy, 0);
+        Wx = axis_weights(M, gw, sx, 0);
+    } else {
+        Wy = axis_weights(M, gh, 0, m->interp_antialias);
+        Wx = axis_weights(M, gw, 0, m->interp_antialias);
+    }
+    float *p = malloc(sizeof(float) * (size_t)gh * gw * D);
+    double *tmp = malloc(sizeof(double) * (size_t)M * gw * D);
+    if (!Wy || !Wx || !p || !tmp) {
+        free(Wy);
+        free(Wx);
+        free(p);
+        free(tmp);
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "position interpolation: out of memory");
+    }
+    const float *src = m->pos + D; /* [M*M, D], row-major grid (y, x) */
+    /* along x: tmp[y, j, :] = sum_x Wx[j, x] src[y, x, :] */
+    for (int y = 0; y < M; y++)
+        for (int j = 0; j < gw; j++) {
+            double *t = tmp + ((size_t)y * gw + j) * D;
+            for (int c = 0; c < D; c++) t[c] = 0;
+            for (int x = 0; x < M; x++) {
+                const double w = Wx[(size_t)j * M + x];
+                if (w == 0) continue;
+                const float *s = src + ((size_t)y * M + x) * D;
+                for (int c = 0; c < D; c++) t[c] += w * s[c];
+            }
+        }
+    /* along y */
+    for (int i = 0; i < gh; i++)
+        for (int j = 0; j < gw; j++) {
+            float *o = p + ((size_t)i * gw + j) * D;
+            for (int c = 0; c < D; c++) {
+                double acc = 0;
+                for (int y = 0; y < M; y++) acc += Wy[(size_t)i * M + y] * tmp[((size_t)y * gw + j) * D + c];
+                o[c] = (float)acc;
+            }
+        }
+    free(Wy);
+    free(Wx);
+    free(tmp);
+    free(a->pos);
+    a->pos = p;
+    a->pos_h = gh;
+    a->pos_w = gw;
+    *out = p;
+    return WOBBLE_OK;
+}
+
+/* ------------------------------------------------------------------ arena */
+
+static int grow(float **p, size_t n) {
+    float *q = realloc(*p, sizeof(float) * (n ? n : 1));
+    if (!q) return -1;
+    *p = q;
+    return 0;
+}
+
+static int arena_reserve(wobble_model *m, size_t rows, size_t npatch_rows, int T, int threads) {
+    arena_t *a = &m->arena;
+    const size_t D = (size_t)m->dim, H = (size_t)m->hidden;
+    if (rows > a->cap_rows) {
+        size_t h1 = m->act == ACT_SWIGLU ? 2 * H : H;
+        if (grow(&a->x, rows * D) || grow(&a->h, rows * D) || grow(&a->qkv, rows * 3 * D) ||
+            grow(&a->attn, rows * D) || grow(&a->mlp, rows * h1) ||
+            (m->act == ACT_SWIGLU && grow(&a->mlp2, rows * H)))
+            return -1;
+        a->cap_rows = rows;
+    }
+    size_t sc = (size_t)threads * T * T;
+    if (sc > a->cap_scores) {
+        if (grow(&a->scores, sc)) return -1;
+        a->cap_scores = sc;
+    }
+    size_t pr = npatch_rows * 3 * (size_t)m->patch * m->patch;
+    if (pr > a->cap_patches) {
+        if (grow(&a->patches, pr)) return -1;
+        a->cap_patches = pr;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ forward */
+
+wobble_embed_params wobble_embed_default_params(void) {
+    wobble_embed_params p;
+    p.normalize = 0;
+    return p;
+}
+
+int wobble_model_num_patches(const wobble_model *m, int h, int w) {
+    if (!m || h < m->patch || w < m->patch) return 0;
+    return (h / m->patch) * (w / m->patch);
+}
+
+/* One chunk of n <= max_batch images. */
+static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
+                         const wobble_embed_params *p, float *emb, float *patch_out) {
+    const int P = m->patch, D = m->dim, gh = H / P, gw = W / P, np = gh * gw;
+    const int R = m->n_reg, T = 1 + R + np, rows = n * T;
+    const int th = wobble_ctx_threads(ctx);
+    const float *ppos = NULL;
+    int rc = patch_pos(ctx, m, gh, gw, &ppos);
+    if (rc) return rc;
+    if (arena_reserve(m, (size_t)rows, (size_t)n * np, T, th) != 0)
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for activations (%d images x %d tokens)", m->path,
+                             n, T);
+    arena_t *a = &m->arena;
+    /* patch embedding: im2col to [n*np, 3*P*P] in (c, ky, kx) order, then one GEMM */
+    const int K = 3 * P * P;
+#pragma omp parallel for num_threads(th) schedule(static) collapse(2)
+    for (int b = 0; b < n; b++)
+        for (int py = 0; py < gh; py++)
+            for (int px = 0; px < gw; px++) {
+                float *dst = a->patches + ((size_t)b * np + (size_t)py * gw + px) * K;
+                for (int c = 0; c < 3; c++)
+                    for (int ky = 0; ky < P; ky++) {
+                        const float *s = pixels + (((size_t)b * 3 + c) * H + (size_t)py * P + ky) * W + (size_t)px * P;
+                        memcpy(dst + ((size_t)c * P + ky) * P, s, sizeof(float) * P);
+                    }
+            }
+    linear_t pe = {m->patch_w, NULL, D, K};
+    /* write patch embeddings straight after the cls (+ register) slots of each image */
+    float *tmp = a->h; /* [n*np, D] fits: rows >= n*np */
+    linear_fwd(a->patches, n * np, &pe, tmp, th);
+#pragma omp parallel for num_threads(th) schedule(static)
+    for (int b = 0; b < n; b++) {
+        float *xb = a->x + (size_t)b * T * D;
+        for (int j = 0; j < D; j++) xb[j] = m->cls[j] + m->pos[j];
+        for (int r = 0; r < R; r++) memcpy(xb + (size_t)(1 + r) * D, m->reg + (size_t)r * D, sizeof(float) * D);
+        for (int i = 0; i < np; i++) {
+            float *o = xb + (size_t)(1 + R + i) * D;
+            const float *s = tmp + ((size_t)b * np + i) * D;
+            const float *pp = ppos + (size_t)i * D;
+            if (m->patch_b)
+                for (int j = 0; j < D; j++) o[j] = (s[j] + m->patch_b[j]) + pp[j];
+            else
+                for (int j = 0; j < D; j++) o[j] = s[j] + pp[j];
+        }
+    }
+    if (m->pre_norm.g) {
+        layernorm_fwd(a->x, rows, D, &m->pre_norm, m->eps, a->h, th);
+        memcpy(a->x, a->h, sizeof(float) * (size_t)rows * D);
+    }
+    for (int l = 0; l < m->depth; l++) {
+        const block_t *bk = &m->blocks[l];
+        layernorm_fwd(a->x, rows, D, &bk->ln1, m->eps, a->h, th);
+        linear_fwd(a->h, rows, &bk->qkv, a->qkv, th);
+        attention_fwd(a->qkv, n, T, D, m->heads, a->attn, a->scores, th);
+        linear_fwd(a->attn, rows, &bk->proj, a->h, th);
+        residual_fwd(a->x, a->h, bk->ls1, rows, D, th);
+        layernorm_fwd(a->x, rows, D, &bk->ln2, m->eps, a->h, th);
+        linear_fwd(a->h, rows, &bk->fc1, a->mlp, th);
+        if (m->act == ACT_SWIGLU) {
+            act_fwd(m->act, a->mlp, rows, m->hidden, a->mlp2, th);
+            linear_fwd(a->mlp2, rows, &bk->fc2, a->h, th);
+        } else {
+            act_fwd(m->act, a->mlp, rows, m->hidden, NULL, th);
+            linear_fwd(a->mlp, rows, &bk->fc2, a->h, th);
+        }
+        residual_fwd(a->x, a->h, bk->ls2, rows, D, th);
+    }
+    /* final norm on every token (cheap), then read out */
+    layernorm_fwd(a->x, rows, D, &m->final_norm, m->eps, a->h, th);
+    for (int b = 0; b < n; b++) {
+        const float *cls = a->h + (size_t)b * T * D;
+        float *e = emb + (size_t)b * m->embed_dim;
+        if (m->head.w) {
+            for (int o = 0; o < m->head.out; o++) {
+                double s = 0;
+                const float *wr = m->head.w + (size_t)o * D;
+                for (int j = 0; j < D; j++) s += (double)wr[j] * cls[j];
+                e[o] = (float)s;
+            }
+        } else {
+            memcpy(e, cls, sizeof(float) * D);
+        }
+        if (p && p->normalize) {
+            double s = 0;
+            for (int j = 0; j < m->embed_dim; j++) s += (double)e[j] * e[j];
+            const float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+            for (int j = 0; j < m->embed_dim; j++) e[j] *= inv;
+        }
+        if (patch_out)
+            memcpy(patch_out + (size_t)b * np * D, a->h + ((size_t)b * T + 1 + R) * D, sizeof(float) * (size_t)np * D);
+    }
+    return WOBBLE_OK;
+}
+
+int wobble_model_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
+                         const wobble_embed_params *p, float *emb, float *patch_tokens) {
+    if (!m || !pixels || !emb || n < 0) return wobble_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
+    if (n == 0) return WOBBLE_OK;
+    if (H < m->patch || W < m->patch)
+        return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: input %dx%d is smaller than one %dx%d patch", m->path, W, H,
+                             m->patch, m->patch);
+    const size_t per = (size_t)3 * H * W;
+    for (size_t i = 0; i < per * (size_t)n; i++)
+        if (!isfinite(pixels[i]))
+            return wobble_seterr(ctx, WOBBLE_EINVAL, "forward: input image %zu holds a NaN or infinite value",
+                                 i / per);
+    openblas_set_num_threads(wobble_ctx_threads(ctx));
+    const int np = wobble_model_num_patches(m, H, W);
+    for (int s = 0; s < n; s += m->max_batch) {
+        int c = n - s < m->max_batch ? n - s : m->max_batch;
+        int rc = forward_chunk(ctx, m, pixels + per * s, c, H, W, p, emb + (size_t)s * m->embed_dim,
+                               patch_tokens ? patch_tokens + (size_t)s * np * m->dim : NULL);
+        if (rc) return rc;
+    }
+    return WOBBLE_OK;
+}
+
+int model_normalize(const wobble_model *m, const wobble_image *u, float *chw);
+
+int wobble_model_embed(wobble_ctx *ctx, wobble_model *m, const wobble_image *const *imgs, int n,
+                       const wobble_embed_params *p, float *emb) {
+    if (!m || (!imgs && n) || !emb) return wobble_seterr(ctx, WOBBLE_EINVAL, "embed: NULL argument");
+    float *buf = NULL;
+    size_t cap = 0;
+    int rc = WOBBLE_OK;
+    wobble_image *pending = NULL; /* preprocessed image that starts the next group */
+    /* group consecutive images of equal preprocessed size into one forward call */
+    for (int i = 0; i < n && rc == WOBBLE_OK;) {
+        int j = i, H = 0, W = 0;
+        while (j < n && j - i < m->max_batch) {
+            wobble_image *u = pending;
+            pending = NULL;
+            if (!u && (rc = wobble_model_preprocess_u8(ctx, m, imgs[j], &u))) break;
+            if (j > i && (u->height != H || u->width != W)) {
+                pending = u;
+                break;
+            }
+            H = u->height;
+            W = u->width;
+            size_t need = (size_t)(j - i + 1) * 3 * H * W;
+            if (need > cap) {
+                float *nb = realloc(buf, sizeof(float) * need);
+                if (!nb) {
+                    wobble_image_free(u);
+                    rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "embed: out of memory");
+                    break;
+                }
+                buf = nb;
+                cap = need;
+            }
+            model_normalize(m, u, buf + (size_t)(j - i) * 3 * H * W);
+            wobble_image_free(u);
+            j++;
+        }
+        if (rc) break;
+        rc = wobble_model_forward(ctx, m, buf, j - i, H, W, p, emb + (size_t)i * m->embed_dim, NULL);
+        i = j;
+    }
+    wobble_image_free(pending);
+    free(buf);
+    return rc;
+}

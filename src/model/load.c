@@ -1,0 +1,743 @@
+/*
+ * Loading: find the checkpoint (folder or file), detect the architecture and
+ * tensor naming from the tensor names, read hyper-parameters from shapes
+ * (width, depth, patch, MLP width, grid, registers, projection) and from
+ * config.json where shapes cannot tell (heads, activation, epsilon,
+ * interpolation), fall back to the presets of the official models, and read
+ * preprocessing from preprocessor_config.json or the preset.
+ */
+#include "model.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int model_own(wobble_model *m, void *p) {
+    if (!p) return -1;
+    if (m->n_owned == m->cap_owned) {
+        int nc = m->cap_owned ? m->cap_owned * 2 : 64;
+        void **no = realloc(m->owned, sizeof(void *) * nc);
+        if (!no) return -1;
+        m->owned = no;
+        m->cap_owned = nc;
+    }
+    m->owned[m->n_owned++] = p;
+    return 0;
+}
+
+typedef struct {
+    wobble_ctx *ctx;
+    wobble_model *m;
+    const char *prefix;
+    const char *file;
+} loader;
+
+static const st_tensor *find(loader *L, const char *name) {
+    char full[512];
+    snprintf(full, sizeof full, "%s%s", L->prefix, name);
+    return st_find(L->m->st, full);
+}
+
+static void shape_str(const int64_t *s, int nd, char *buf, size_t n) {
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, n - o, "[");
+    for (int i = 0; i < nd && o < n; i++)
+        o += s[i] < 0 ? (size_t)snprintf(buf + o, n - o, "%s*", i ? ", " : "")
+                      : (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)s[i]);
+    if (o < n) snprintf(buf + o, n - o, "]");
+}
+
+/* Fetch tensor `name` (prefix applied) as F32 with exactly the given shape
+ * (a negative entry accepts any size). */
+static int get(loader *L, const char *name, int nd, const int64_t *shape, const float **out) {
+    char full[512];
+    snprintf(full, sizeof full, "%s%s", L->prefix, name);
+    const st_tensor *t = st_find(L->m->st, full);
+    if (!t) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing tensor '%s'", L->file, full);
+    int ok = t->ndim == nd;
+    for (int i = 0; ok && i < nd; i++) ok = shape[i] < 0 || shape[i] == t->shape[i];
+    if (!ok) {
+        char e[128], f[128];
+        shape_str(shape, nd, e, sizeof e);
+        shape_str(t->shape, t->ndim, f, sizeof f);
+        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' has shape %s, expected %s", L->file, full, f, e);
+    }
+    float *owned = NULL;
+    int rc = st_to_f32(L->ctx, L->m->st, t, out, &owned);
+    if (rc != WOBBLE_OK) return rc;
+    if (owned && model_own(L->m, owned) != 0) {
+        free(owned);
+        return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
+    }
+    L->m->n_params += (uint64_t)t->numel;
+    return WOBBLE_OK;
+}
+
+#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+#define NDIM(...) ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+#define GET(L, name, out, ...) get(L, name, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), out)
+
+static int get_linear(loader *L, const char *w, const char *b, int out_f, int in_f, linear_t *lin) {
+    int rc = GET(L, w, &lin->w, out_f, in_f);
+    if (rc == WOBBLE_OK && b) rc = GET(L, b, &lin->b, out_f);
+    lin->out = out_f;
+    lin->in = in_f;
+    return rc;
+}
+
+static int get_norm(loader *L, const char *w, const char *b, int d, norm_t *n) {
+    int rc = GET(L, w, &n->g, d);
+    if (rc == WOBBLE_OK) rc = GET(L, b, &n->b, d);
+    return rc;
+}
+
+/* Concatenate separate q, k, v projections into one [3D, D] matrix. */
+static int get_qkv_split(loader *L, const char *pre, const char *q, const char *k, const char *v, const char *wsuf,
+                         const char *bsuf, int d, linear_t *lin) {
+    const char *names[3] = {q, k, v};
+    float *w = malloc(sizeof(float) * 3 * (size_t)d * d), *b = malloc(sizeof(float) * 3 * (size_t)d);
+    if (!w || !b || model_own(L->m, w) != 0 || model_own(L->m, b) != 0) {
+        return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
+    }
+    for (int i = 0; i < 3; i++) {
+        char nw[256], nb[256];
+        snprintf(nw, sizeof nw, "%s%s%s", pre, names[i], wsuf);
+        snprintf(nb, sizeof nb, "%s%s%s", pre, names[i], bsuf);
+        const float *pw, *pb;
+        int rc = GET(L, nw, &pw, d, d);
+        if (rc == WOBBLE_OK) rc = GET(L, nb, &pb, d);
+        if (rc != WOBBLE_OK) return rc;
+        memcpy(w + (size_t)i * d * d, pw, sizeof(float) * (size_t)d * d);
+        memcpy(b + (size_t)i * d, pb, sizeof(float) * (size_t)d);
+    }
+    lin->w = w;
+    lin->b = b;
+    lin->out = 3 * d;
+    lin->in = d;
+    return WOBBLE_OK;
+}
+
+/* ---------------------------------------------------------------- config */
+
+static json_t *load_json_opt(wobble_ctx *ctx, const char *dir, const char *name, int *rc) {
+    *rc = WOBBLE_OK;
+    if (!dir) return NULL;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    if (access(p, F_OK) != 0) return NULL;
+    json_error_t e;
+    json_t *j = json_load_file(p, 0, &e);
+    if (!j) *rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: invalid JSON at line %d: %s", p, e.line, e.text);
+    return j;
+}
+
+static double jnum(json_t *o, const char *key, double def) {
+    json_t *v = o ? json_object_get(o, key) : NULL;
+    if (json_is_number(v)) return json_number_value(v);
+    return def;
+}
+
+static const char *jstr(json_t *o, const char *key) {
+    json_t *v = o ? json_object_get(o, key) : NULL;
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static int jbool(json_t *o, const char *key, int def) {
+    json_t *v = o ? json_object_get(o, key) : NULL;
+    if (json_is_boolean(v)) return json_is_true(v);
+    return def;
+}
+
+/* ---------------------------------------------------------------- detection */
+
+typedef struct {
+    arch_t arch;
+    naming_t naming;
+    const char *prefix;
+} detected;
+
+static int has_suffix_tensor(const st_file *st, const char *suffix, char *prefix_out, size_t n) {
+    size_t ls = strlen(suffix);
+    for (int i = 0; i < st_count(st); i++) {
+        const char *nm = st_at(st, i)->name;
+        size_t ln = strlen(nm);
+        if (ln >= ls && !strcmp(nm + ln - ls, suffix)) {
+            size_t pl = ln - ls;
+            if (pl < n) {
+                memcpy(prefix_out, nm, pl);
+                prefix_out[pl] = 0;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int detect(wobble_ctx *ctx, wobble_model *m, const char *file, json_t *cfg, char *prefix, size_t n,
+                  detected *d) {
+    const st_file *st = m->st;
+    if (has_suffix_tensor(st, "visual.conv1.weight", prefix, n)) {
+        strncat(prefix, "visual.", n - strlen(prefix) - 1);
+        d->arch = ARCH_CLIP;
+        d->naming = NAMING_OPENAI;
+        return WOBBLE_OK;
+    }
+    if (has_suffix_tensor(st, "vision_model.embeddings.patch_embedding.weight", prefix, n)) {
+        strncat(prefix, "vision_model.", n - strlen(prefix) - 1);
+        d->arch = ARCH_CLIP;
+        d->naming = NAMING_HF;
+        return WOBBLE_OK;
+    }
+    if (has_suffix_tensor(st, "patch_embed.proj.weight", prefix, n)) {
+        d->arch = ARCH_DINOV2;
+        d->naming = NAMING_FB;
+        return WOBBLE_OK;
+    }
+    if (has_suffix_tensor(st, "embeddings.patch_embeddings.projection.weight", prefix, n)) {
+        char tmp[256];
+        snprintf(tmp, sizeof tmp, "%sencoder.layer.0.layernorm_before.weight", prefix);
+        const char *mt = jstr(cfg, "model_type");
+        if (st_find(st, tmp) || (mt && !strcmp(mt, "vit"))) {
+            d->arch = ARCH_VIT;
+        } else {
+            d->arch = ARCH_DINOV2;
+        }
+        d->naming = NAMING_HF;
+        return WOBBLE_OK;
+    }
+    /* say what was found */
+    char names[400] = "";
+    for (int i = 0; i < st_count(st) && i < 4; i++) {
+        if (i) strncat(names, ", ", sizeof names - strlen(names) - 1);
+        strncat(names, st_at(st, i)->name, sizeof names - strlen(names) - 1);
+    }
+    return wobble_seterr(ctx, WOBBLE_EFORMAT,
+                         "%s: unknown architecture: %d tensors (%s%s) match no CLIP, DINOv2 or ViT naming", file,
+                         st_count(st), names, st_count(st) > 4 ? ", ..." : "");
+}
+
+/* ---------------------------------------------------------------- builders */
+
+static int count_blocks(loader *L, const char *fmt) {
+    int n = 0;
+    char nm[256];
+    for (;;) {
+        snprintf(nm, sizeof nm, fmt, n);
+        if (!find(L, nm)) return n;
+        n++;
+    }
+}
+
+static int grid_of(loader *L, int64_t npos, int extra, int *grid) {
+    int64_t np = npos - extra;
+    int g = (int)llround(sqrt((double)(np > 0 ? np : 0)));
+    if (np <= 0 || (int64_t)g * g != np)
+        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: %lld position embeddings do not form a square grid", L->file,
+                             (long long)npos);
+    *grid = g;
+    return WOBBLE_OK;
+}
+
+static int build_clip(loader *L, json_t *vcfg) {
+    wobble_model *m = L->m;
+    const int openai = m->naming == NAMING_OPENAI;
+    const st_tensor *pw = find(L, openai ? "conv1.weight" : "embeddings.patch_embedding.weight");
+    if (!pw || pw->ndim != 4) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: patch embedding is not 4-D", L->file);
+    const int D = (int)pw->shape[0], P = (int)pw->shape[2];
+    m->dim = D;
+    m->patch = P;
+    m->depth = count_blocks(L, openai ? "transformer.resblocks.%d.ln_1.weight" : "encoder.layers.%d.layer_norm1.weight");
+    if (m->depth == 0) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: no transformer blocks found", L->file);
+    const st_tensor *fc = find(L, openai ? "transformer.resblocks.0.mlp.c_fc.weight" : "encoder.layers.0.mlp.fc1.weight");
+    m->hidden = fc && fc->ndim == 2 ? (int)fc->shape[0] : 4 * D;
+    const st_tensor *pos = find(L, openai ? "positional_embedding" : "embeddings.position_embedding.weight");
+    if (!pos || pos->ndim != 2) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 2-D position embedding", L->file);
+    int rc = grid_of(L, pos->shape[0], 1, &m->grid);
+    if (rc) return rc;
+    m->heads = (int)jnum(vcfg, "num_attention_heads", jnum(vcfg, "heads", 0));
+    if (m->heads <= 0) {
+        double hw = jnum(vcfg, "head_width", 64);
+        m->heads = (int)(D / hw);
+    }
+    const char *act = jstr(vcfg, "hidden_act");
+    m->act = (act && !strcmp(act, "gelu")) || !jbool(vcfg, "quick_gelu", 1) ? ACT_GELU : ACT_QUICK_GELU;
+    m->eps = (float)jnum(vcfg, "layer_norm_eps", 1e-5);
+    if ((rc = GET(L, openai ? "conv1.weight" : "embeddings.patch_embedding.weight", &m->patch_w, D, 3, P, P))) return rc;
+    m->patch_b = NULL;
+    if ((rc = GET(L, openai ? "class_embedding" : "embeddings.class_embedding", &m->cls, D))) return rc;
+    if ((rc = GET(L, openai ? "positional_embedding" : "embeddings.position_embedding.weight", &m->pos,
+                  1 + (int64_t)m->grid * m->grid, D)))
+        return rc;
+    if ((rc = openai ? get_norm(L, "ln_pre.weight", "ln_pre.bias", D, &m->pre_norm)
+                     : get_norm(L, "pre_layrnorm.weight", "pre_layrnorm.bias", D, &m->pre_norm)))
+        return rc;
+    if ((rc = openai ? get_norm(L, "ln_post.weight", "ln_post.bias", D, &m->final_norm)
+                     : get_norm(L, "post_layernorm.weight", "post_layernorm.bias", D, &m->final_norm)))
+        return rc;
+    m->blocks = calloc((size_t)m->depth, sizeof(block_t));
+    if (!m->blocks || model_own(m, m->blocks)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    for (int i = 0; i < m->depth && !rc; i++) {
+        block_t *b = &m->blocks[i];
+        char p[128], a[256], c[256];
+        if (openai) {
+            snprintf(p, sizeof p, "transformer.resblocks.%d.", i);
+#define N2(x, y) do { snprintf(a, sizeof a, "%s%s", p, x); snprintf(c, sizeof c, "%s%s", p, y); } while (0)
+            N2("ln_1.weight", "ln_1.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
+            N2("attn.in_proj_weight", "attn.in_proj_bias");
+            if ((rc = get_linear(L, a, c, 3 * D, D, &b->qkv))) break;
+            N2("attn.out_proj.weight", "attn.out_proj.bias");
+            if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
+            N2("ln_2.weight", "ln_2.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln2))) break;
+            N2("mlp.c_fc.weight", "mlp.c_fc.bias");
+            if ((rc = get_linear(L, a, c, m->hidden, D, &b->fc1))) break;
+            N2("mlp.c_proj.weight", "mlp.c_proj.bias");
+            if ((rc = get_linear(L, a, c, D, m->hidden, &b->fc2))) break;
+        } else {
+            snprintf(p, sizeof p, "encoder.layers.%d.", i);
+            N2("layer_norm1.weight", "layer_norm1.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
+            snprintf(a, sizeof a, "%sself_attn.", p);
+            if ((rc = get_qkv_split(L, a, "q_proj", "k_proj", "v_proj", ".weight", ".bias", D, &b->qkv))) break;
+            N2("self_attn.out_proj.weight", "self_attn.out_proj.bias");
+            if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
+            N2("layer_norm2.weight", "layer_norm2.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln2))) break;
+            N2("mlp.fc1.weight", "mlp.fc1.bias");
+            if ((rc = get_linear(L, a, c, m->hidden, D, &b->fc1))) break;
+            N2("mlp.fc2.weight", "mlp.fc2.bias");
+            if ((rc = get_linear(L, a, c, D, m->hidden, &b->fc2))) break;
+        }
+    }
+    if (rc) return rc;
+    /* projection: openai stores [D, E] (x @ proj), HF stores [E, D] (Linear) */
+    if (openai) {
+        const st_tensor *pj = find(L, "proj");
+        if (pj) {
+            if (pj->ndim != 2 || pj->shape[0] != D)
+                return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: tensor '%sproj' has shape [%lld, %lld], expected [%d, *]",
+                                     L->file, L->prefix, (long long)pj->shape[0], (long long)(pj->ndim > 1 ? pj->shape[1] : 0), D);
+            const float *p;
+            int E = (int)pj->shape[1];
+            if ((rc = GET(L, "proj", &p, D, E))) return rc;
+            float *t = malloc(sizeof(float) * (size_t)E * D);
+            if (!t || model_own(m, t)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+            for (int r = 0; r < D; r++)
+                for (int e = 0; e < E; e++) t[(size_t)e * D + r] = p[(size_t)r * E + e];
+            m->head.w = t;
+            m->head.out = E;
+            m->head.in = D;
+        }
+    } else {
+        /* visual_projection lives outside the vision_model prefix */
+        const char *saved = L->prefix;
+        char pre[256];
+        snprintf(pre, sizeof pre, "%s", saved);
+        char *vm = strstr(pre, "vision_model.");
+        if (vm) *vm = 0;
+        L->prefix = pre;
+        const st_tensor *pj = find(L, "visual_projection.weight");
+        if (pj && pj->ndim == 2) rc = get_linear(L, "visual_projection.weight", NULL, (int)pj->shape[0], D, &m->head);
+        L->prefix = saved;
+        if (rc) return rc;
+    }
+    m->embed_dim = m->head.w ? m->head.out : D;
+    return WOBBLE_OK;
+}
+#undef N2
+
+static int build_dinov2_or_vit(loader *L, json_t *cfg) {
+    wobble_model *m = L->m;
+    const int fb = m->naming == NAMING_FB, vit = m->arch == ARCH_VIT;
+    const char *pwn = fb ? "patch_embed.proj.weight" : "embeddings.patch_embeddings.projection.weight";
+    const st_tensor *pw = find(L, pwn);
+    if (!pw || pw->ndim != 4) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: patch embedding is not 4-D", L->file);
+    const int D = (int)pw->shape[0], P = (int)pw->shape[2];
+    m->dim = D;
+    m->patch = P;
+    m->depth = count_blocks(L, fb ? "blocks.%d.norm1.weight"
+                                  : (vit ? "encoder.layer.%d.layernorm_before.weight" : "encoder.layer.%d.norm1.weight"));
+    if (m->depth == 0) {
+        /* facebookresearch ViT-g checkpoints may chunk blocks as blocks.C.N */
+        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: no transformer blocks found", L->file);
+    }
+    const st_tensor *pos = find(L, fb ? "pos_embed" : "embeddings.position_embeddings");
+    if (!pos || pos->ndim != 3) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 3-D position embedding", L->file);
+    int rc = grid_of(L, pos->shape[1], 1, &m->grid);
+    if (rc) return rc;
+    const st_tensor *reg = find(L, fb ? "register_tokens" : "embeddings.register_tokens");
+    m->n_reg = reg && reg->ndim == 3 ? (int)reg->shape[1] : 0;
+    /* MLP: plain or SwiGLU */
+    char nm[256];
+    snprintf(nm, sizeof nm, fb ? "blocks.0.mlp.w12.weight" : "encoder.layer.0.mlp.weights_in.weight");
+    const st_tensor *w12 = vit ? NULL : find(L, nm);
+    if (w12 && w12->ndim == 2) {
+        m->act = ACT_SWIGLU;
+        m->hidden = (int)w12->shape[0] / 2;
+    } else {
+        snprintf(nm, sizeof nm, fb ? "blocks.0.mlp.fc1.weight"
+                                   : (vit ? "encoder.layer.0.intermediate.dense.weight" : "encoder.layer.0.mlp.fc1.weight"));
+        const st_tensor *f1 = find(L, nm);
+        m->hidden = f1 && f1->ndim == 2 ? (int)f1->shape[0] : 4 * D;
+        m->act = ACT_GELU;
+        const char *act = jstr(cfg, "hidden_act");
+        if (act && !strcmp(act, "quick_gelu")) m->act = ACT_QUICK_GELU;
+    }
+    m->heads = (int)jnum(cfg, "num_attention_heads", 0);
+    if (m->heads <= 0) m->heads = D / 64 > 0 ? D / 64 : 1;
+    m->eps = (float)jnum(cfg, "layer_norm_eps", vit ? 1e-12 : 1e-6);
+    m->interp_offset = (float)jnum(cfg, "interpolate_offset", m->n_reg ? 0.0 : 0.1);
+    m->interp_antialias = jbool(cfg, "interpolate_antialias", m->n_reg ? 1 : 0);
+    if ((rc = GET(L, pwn, &m->patch_w, D, 3, P, P))) return rc;
+    if ((rc = GET(L, fb ? "patch_embed.proj.bias" : "embeddings.patch_embeddings.projection.bias", &m->patch_b, D))) return rc;
+    if ((rc = GET(L, fb ? "cls_token" : "embeddings.cls_token", &m->cls, 1, 1, D))) return rc;
+    if ((rc = GET(L, fb ? "pos_embed" : "embeddings.position_embeddings", &m->pos, 1, 1 + (int64_t)m->grid * m->grid, D)))
+        return rc;
+    if (m->n_reg && (rc = GET(L, fb ? "register_tokens" : "embeddings.register_tokens", &m->reg, 1, m->n_reg, D)))
+        return rc;
+    if ((rc = fb ? get_norm(L, "norm.weight", "norm.bias", D, &m->final_norm)
+                 : get_norm(L, "layernorm.weight", "layernorm.bias", D, &m->final_norm)))
+        return rc;
+    m->blocks = calloc((size_t)m->depth, sizeof(block_t));
+    if (!m->blocks || model_own(m, m->blocks)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    const int H = m->hidden, H1 = m->act == ACT_SWIGLU ? 2 * H : H;
+    for (int i = 0; i < m->depth && !rc; i++) {
+        block_t *b = &m->blocks[i];
+        char p[128], a[256], c[256];
+#define N2(x, y) do { snprintf(a, sizeof a, "%s%s", p, x); snprintf(c, sizeof c, "%s%s", p, y); } while (0)
+        if (fb) {
+            snprintf(p, sizeof p, "blocks.%d.", i);
+            N2("norm1.weight", "norm1.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
+            N2("attn.qkv.weight", "attn.qkv.bias");
+            if ((rc = get_linear(L, a, c, 3 * D, D, &b->qkv))) break;
+            N2("attn.proj.weight", "attn.proj.bias");
+            if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
+            N2("norm2.weight", "norm2.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln2))) break;
+            if (m->act == ACT_SWIGLU) {
+                N2("mlp.w12.weight", "mlp.w12.bias");
+                if ((rc = get_linear(L, a, c, H1, D, &b->fc1))) break;
+                N2("mlp.w3.weight", "mlp.w3.bias");
+            } else {
+                N2("mlp.fc1.weight", "mlp.fc1.bias");
+                if ((rc = get_linear(L, a, c, H1, D, &b->fc1))) break;
+                N2("mlp.fc2.weight", "mlp.fc2.bias");
+            }
+            if ((rc = get_linear(L, a, c, D, H, &b->fc2))) break;
+            snprintf(a, sizeof a, "%sls1.gamma", p);
+            if (find(L, a)) {
+                if ((rc = GET(L, a, &b->ls1, D))) break;
+                snprintf(a, sizeof a, "%sls2.gamma", p);
+                if ((rc = GET(L, a, &b->ls2, D))) break;
+                m->layerscale = 1;
+            }
+        } else {
+            snprintf(p, sizeof p, "encoder.layer.%d.", i);
+            if (vit)
+                N2("layernorm_before.weight", "layernorm_before.bias");
+            else
+                N2("norm1.weight", "norm1.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
+            snprintf(a, sizeof a, "%sattention.attention.", p);
+            if ((rc = get_qkv_split(L, a, "query", "key", "value", ".weight", ".bias", D, &b->qkv))) break;
+            N2("attention.output.dense.weight", "attention.output.dense.bias");
+            if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
+            if (vit)
+                N2("layernorm_after.weight", "layernorm_after.bias");
+            else
+                N2("norm2.weight", "norm2.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln2))) break;
+            if (vit) {
+                N2("intermediate.dense.weight", "intermediate.dense.bias");
+                if ((rc = get_linear(L, a, c, H1, D, &b->fc1))) break;
+                N2("output.dense.weight", "output.dense.bias");
+            } else if (m->act == ACT_SWIGLU) {
+                N2("mlp.weights_in.weight", "mlp.weights_in.bias");
+                if ((rc = get_linear(L, a, c, H1, D, &b->fc1))) break;
+                N2("mlp.weights_out.weight", "mlp.weights_out.bias");
+            } else {
+                N2("mlp.fc1.weight", "mlp.fc1.bias");
+                if ((rc = get_linear(L, a, c, H1, D, &b->fc1))) break;
+                N2("mlp.fc2.weight", "mlp.fc2.bias");
+            }
+            if ((rc = get_linear(L, a, c, D, H, &b->fc2))) break;
+            snprintf(a, sizeof a, "%slayer_scale1.lambda1", p);
+            if (!vit && find(L, a)) {
+                if ((rc = GET(L, a, &b->ls1, D))) break;
+                snprintf(a, sizeof a, "%slayer_scale2.lambda1", p);
+                if ((rc = GET(L, a, &b->ls2, D))) break;
+                m->layerscale = 1;
+            }
+        }
+#undef N2
+    }
+    if (rc) return rc;
+    m->embed_dim = D;
+    return WOBBLE_OK;
+}
+
+/* ---------------------------------------------------------------- preprocessing */
+
+static const float CLIP_MEAN[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+static const float CLIP_STD[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+static const float IMNET_MEAN[3] = {0.485f, 0.456f, 0.406f};
+static const float IMNET_STD[3] = {0.229f, 0.224f, 0.225f};
+
+static void preset_preprocessing(wobble_model *m) {
+    m->rescale = 1.0 / 255.0;
+    m->resize_h = m->resize_w = 0;
+    if (m->arch == ARCH_CLIP) {
+        int s = m->grid * m->patch; /* 224, or 336 for ViT-L/14-336 */
+        m->resize_short = s;
+        m->crop_h = m->crop_w = s;
+        m->filter = WOBBLE_FILTER_BICUBIC;
+        memcpy(m->mean, CLIP_MEAN, sizeof m->mean);
+        memcpy(m->std, CLIP_STD, sizeof m->std);
+    } else if (m->arch == ARCH_DINOV2) {
+        m->resize_short = 256;
+        m->crop_h = m->crop_w = 224;
+        m->filter = WOBBLE_FILTER_BICUBIC;
+        memcpy(m->mean, IMNET_MEAN, sizeof m->mean);
+        memcpy(m->std, IMNET_STD, sizeof m->std);
+    } else {
+        int s = m->grid * m->patch;
+        m->resize_short = 0;
+        m->resize_h = m->resize_w = s;
+        m->crop_h = m->crop_w = 0;
+        m->filter = WOBBLE_FILTER_BILINEAR;
+        for (int i = 0; i < 3; i++) m->mean[i] = m->std[i] = 0.5f;
+    }
+}
+
+static int read_size(json_t *v, int *shortest, int *h, int *w) {
+    *shortest = *h = *w = 0;
+    if (json_is_integer(v)) {
+        *shortest = (int)json_integer_value(v);
+        return 1;
+    }
+    if (json_is_object(v)) {
+        json_t *se = json_object_get(v, "shortest_edge"), *hh = json_object_get(v, "height"),
+               *ww = json_object_get(v, "width");
+        if (json_is_integer(se)) *shortest = (int)json_integer_value(se);
+        if (json_is_integer(hh) && json_is_integer(ww)) {
+            *h = (int)json_integer_value(hh);
+            *w = (int)json_integer_value(ww);
+        }
+        return *shortest > 0 || (*h > 0 && *w > 0);
+    }
+    return 0;
+}
+
+static int apply_preprocessor_config(wobble_ctx *ctx, wobble_model *m, json_t *pp, const char *file) {
+    if (!pp) return WOBBLE_OK;
+    int s, h, w;
+    if (jbool(pp, "do_resize", 1)) {
+        json_t *sz = json_object_get(pp, "size");
+        if (sz) {
+            if (!read_size(sz, &s, &h, &w)) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable \"size\"", file);
+            m->resize_short = s;
+            m->resize_h = s ? 0 : h;
+            m->resize_w = s ? 0 : w;
+        }
+    } else {
+        m->resize_short = m->resize_h = m->resize_w = 0;
+    }
+    if (jbool(pp, "do_center_crop", m->crop_h > 0)) {
+        json_t *cs = json_object_get(pp, "crop_size");
+        if (cs) {
+            if (!read_size(cs, &s, &h, &w)) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable \"crop_size\"", file);
+            m->crop_h = s ? s : h;
+            m->crop_w = s ? s : w;
+        }
+    } else {
+        m->crop_h = m->crop_w = 0;
+    }
+    json_t *rs = json_object_get(pp, "resample");
+    if (json_is_integer(rs)) {
+        /* PIL codes: 0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming */
+        static const int map[6] = {-1, WOBBLE_FILTER_LANCZOS, WOBBLE_FILTER_BILINEAR, WOBBLE_FILTER_BICUBIC,
+                                   WOBBLE_FILTER_BOX, WOBBLE_FILTER_HAMMING};
+        json_int_t r = json_integer_value(rs);
+        if (r < 1 || r > 5)
+            return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported resample filter %lld", file, (long long)r);
+        m->filter = (wobble_filter)map[r];
+    }
+    m->rescale = jbool(pp, "do_rescale", 1) ? jnum(pp, "rescale_factor", 1.0 / 255.0) : 1.0;
+    if (jbool(pp, "do_normalize", 1)) {
+        json_t *mean = json_object_get(pp, "image_mean"), *std = json_object_get(pp, "image_std");
+        for (int i = 0; i < 3; i++) {
+            if (json_is_array(mean) && json_array_size(mean) == 3) m->mean[i] = (float)json_number_value(json_array_get(mean, i));
+            if (json_is_array(std) && json_array_size(std) == 3) m->std[i] = (float)json_number_value(json_array_get(std, i));
+            if (!(m->std[i] > 0)) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: image_std must be positive", file);
+        }
+    } else {
+        for (int i = 0; i < 3; i++) {
+            m->mean[i] = 0.0f;
+            m->std[i] = 1.0f;
+        }
+    }
+    return WOBBLE_OK;
+}
+
+/* ---------------------------------------------------------------- entry */
+
+wobble_model_params wobble_model_default_params(void) {
+    wobble_model_params p;
+    p.max_batch = 16;
+    return p;
+}
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_params *params, wobble_model **out) {
+    if (!path || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "model: NULL argument");
+    *out = NULL;
+    wobble_model_params p = params ? *params : wobble_model_default_params();
+    if (p.max_batch < 1) return wobble_seterr(ctx, WOBBLE_EINVAL, "model: max_batch must be >= 1");
+    char file[4096];
+    char *dir = NULL;
+    if (is_dir(path)) {
+        dir = strdup(path);
+        snprintf(file, sizeof file, "%s/model.safetensors", path);
+        if (access(file, F_OK) != 0) {
+            snprintf(file, sizeof file, "%s/model.safetensors.index.json", path);
+            if (access(file, F_OK) != 0) {
+                free(dir);
+                return wobble_seterr(ctx, WOBBLE_EIO, "%s: no model.safetensors or model.safetensors.index.json in the folder",
+                                     path);
+            }
+        }
+    } else {
+        if (access(path, F_OK) != 0) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
+        snprintf(file, sizeof file, "%s", path);
+        /* a file inside an HF folder still gets its configs */
+        const char *sl = strrchr(path, '/');
+        char d[4096];
+        if (sl) {
+            snprintf(d, sizeof d, "%.*s", (int)(sl - path), path);
+        } else {
+            snprintf(d, sizeof d, ".");
+        }
+        char cfgp[4200];
+        snprintf(cfgp, sizeof cfgp, "%s/config.json", d);
+        if (access(cfgp, F_OK) == 0) dir = strdup(d);
+    }
+    wobble_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        free(dir);
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "model: out of memory");
+    }
+    m->path = strdup(path);
+    m->max_batch = p.max_batch;
+    int rc = st_open(ctx, file, &m->st);
+    json_t *cfg = NULL, *pp = NULL;
+    if (rc == WOBBLE_OK) cfg = load_json_opt(ctx, dir, "config.json", &rc);
+    if (rc == WOBBLE_OK) pp = load_json_opt(ctx, dir, "preprocessor_config.json", &rc);
+    char prefix[256] = "";
+    detected d = {0, 0, NULL};
+    if (rc == WOBBLE_OK) rc = detect(ctx, m, file, cfg, prefix, sizeof prefix, &d);
+    if (rc == WOBBLE_OK) {
+        m->arch = d.arch;
+        m->naming = d.naming;
+        loader L = {ctx, m, prefix, file};
+        /* vision hyper-parameters may sit in a sub-object */
+        json_t *vcfg = cfg;
+        if (cfg && json_is_object(json_object_get(cfg, "vision_config"))) vcfg = json_object_get(cfg, "vision_config");
+        if (cfg && json_is_object(json_object_get(cfg, "vision"))) vcfg = json_object_get(cfg, "vision");
+        if (m->arch == ARCH_CLIP)
+            rc = build_clip(&L, vcfg);
+        else
+            rc = build_dinov2_or_vit(&L, cfg);
+    }
+    if (rc == WOBBLE_OK && (m->heads <= 0 || m->dim % m->heads != 0))
+        rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: width %d is not divisible into %d heads", file, m->dim, m->heads);
+    if (rc == WOBBLE_OK) {
+        preset_preprocessing(m);
+        char ppath[4200];
+        snprintf(ppath, sizeof ppath, "%s/preprocessor_config.json", dir ? dir : ".");
+        rc = apply_preprocessor_config(ctx, m, pp, ppath);
+    }
+    json_decref(cfg);
+    json_decref(pp);
+    free(dir);
+    if (rc != WOBBLE_OK) {
+        wobble_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return WOBBLE_OK;
+}
+
+static void arena_free(arena_t *a) {
+    free(a->x);
+    free(a->h);
+    free(a->qkv);
+    free(a->attn);
+    free(a->mlp);
+    free(a->mlp2);
+    free(a->patches);
+    free(a->scores);
+    free(a->pos);
+    memset(a, 0, sizeof *a);
+}
+
+void wobble_model_free(wobble_model *m) {
+    if (!m) return;
+    arena_free(&m->arena);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    st_close(m->st);
+    free(m->path);
+    free(m);
+}
+
+int wobble_model_embed_dim(const wobble_model *m) { return m ? m->embed_dim : 0; }
+
+int wobble_model_get_info(const wobble_model *m, wobble_model_info *info) {
+    if (!m || !info) return WOBBLE_EINVAL;
+    static const char *arch[] = {"clip", "dinov2", "vit"};
+    static const char *naming[] = {"huggingface", "openai", "facebookresearch"};
+    static const char *act[] = {"gelu", "quick_gelu", "swiglu"};
+    memset(info, 0, sizeof *info);
+    info->arch = arch[m->arch];
+    info->naming = naming[m->naming];
+    info->activation = act[m->act];
+    info->path = m->path;
+    info->width = m->dim;
+    info->depth = m->depth;
+    info->heads = m->heads;
+    info->mlp_hidden = m->hidden;
+    info->patch = m->patch;
+    info->native_grid = m->grid;
+    info->registers = m->n_reg;
+    info->embed_dim = m->embed_dim;
+    info->layer_norm_eps = m->eps;
+    info->layerscale = m->layerscale;
+    info->has_projection = m->head.w != NULL;
+    info->interp_offset = m->interp_offset;
+    info->interp_antialias = m->interp_antialias;
+    info->resize_short = m->resize_short;
+    info->resize_h = m->resize_h;
+    info->resize_w = m->resize_w;
+    info->filter = m->filter;
+    info->crop_h = m->crop_h;
+    info->crop_w = m->crop_w;
+    info->rescale = m->rescale;
+    for (int i = 0; i < 3; i++) {
+        info->mean[i] = m->mean[i];
+        info->std[i] = m->std[i];
+    }
+    info->n_params = m->n_params;
+    info->weight_bytes = st_data_bytes(m->st);
+    return WOBBLE_OK;
+}
