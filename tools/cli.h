@@ -36,4 +36,6 @@ void cli_progress_end(cli_progress *p);
 
 int cmd_ops(int argc, char **argv);
 int cmd_perturb(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 #endif

@@ -1,0 +1,345 @@
+/* wobble info / wobble embed */
+#include "cli.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *filter_name(wobble_filter f) {
+    static const char *n[] = {"box", "bilinear", "hamming", "bicubic", "lanczos"};
+    return (unsigned)f <= WOBBLE_FILTER_LANCZOS ? n[f] : "?";
+}
+
+static json_t *info_json(const wobble_model_info *i) {
+    json_t *pre = json_pack("{s:i, s:i, s:i, s:s, s:i, s:i, s:f, s:[f,f,f], s:[f,f,f]}", "resize_short", i->resize_short,
+                            "resize_h", i->resize_h, "resize_w", i->resize_w, "filter", filter_name(i->filter),
+                            "crop_h", i->crop_h, "crop_w", i->crop_w, "rescale", i->rescale, "mean", i->mean[0],
+                            i->mean[1], i->mean[2], "std", i->std[0], i->std[1], i->std[2]);
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:f, s:b, s:I, s:I, s:o}",
+                     "path", i->path, "arch", i->arch, "naming", i->naming, "activation", i->activation, "width",
+                     i->width, "depth", i->depth, "heads", i->heads, "mlp_hidden", i->mlp_hidden, "patch", i->patch,
+                     "native_grid", i->native_grid, "registers", i->registers, "embed_dim", i->embed_dim,
+                     "layer_norm_eps", (double)i->layer_norm_eps, "layerscale", i->layerscale, "projection",
+                     i->has_projection, "interpolate_offset", (double)i->interp_offset, "interpolate_antialias",
+                     i->interp_antialias, "parameters", (json_int_t)i->n_params, "weight_bytes",
+                     (json_int_t)i->weight_bytes, "preprocessing", pre);
+}
+
+static int load_model(const char *path, int batch, int threads, wobble_ctx **ctx, wobble_model **m) {
+    wobble_ctx_params cp = wobble_ctx_default_params();
+    cp.threads = threads;
+    if (wobble_ctx_create(&cp, ctx) != WOBBLE_OK) {
+        cli_error("cannot create context");
+        return EXIT_FAIL;
+    }
+    wobble_model_params mp = wobble_model_default_params();
+    mp.max_batch = batch;
+    if (wobble_model_load(*ctx, path, &mp, m) != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(*ctx));
+        wobble_ctx_free(*ctx);
+        *ctx = NULL;
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
+static void info_help(FILE *f) {
+    fprintf(f, "usage: wobble info --model DIR_OR_FILE [--json]\n"
+               "\n"
+               "Print the detected architecture, tensor naming, hyper-parameters and\n"
+               "preprocessing of an image encoder checkpoint.\n"
+               "\n"
+               "exit status: 0 ok, 1 the model cannot be loaded, 2 bad command line\n");
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *model = NULL;
+    int json = 0;
+    static const struct option lo[] = {{"model", required_argument, 0, 'm'},
+                                       {"json", no_argument, 0, 'j'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "hm:", lo, NULL)) != -1) {
+        if (c == 'm') model = optarg;
+        else if (c == 'j') json = 1;
+        else if (c == 'h') {
+            info_help(stdout);
+            return EXIT_OK;
+        } else {
+            info_help(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (!model || optind < argc) {
+        cli_error("info: %s", model ? "unexpected argument" : "--model is required");
+        return EXIT_USAGE;
+    }
+    wobble_ctx *ctx;
+    wobble_model *m;
+    int rc = load_model(model, 1, 1, &ctx, &m);
+    if (rc) return rc;
+    wobble_model_info i;
+    wobble_model_get_info(m, &i);
+    if (json) {
+        json_t *j = info_json(&i);
+        char *s = json_dumps(j, JSON_INDENT(2));
+        puts(s);
+        free(s);
+        json_decref(j);
+    } else {
+        printf("model          %s\n", i.path);
+        printf("architecture   %s image tower (%s tensor names)\n", i.arch, i.naming);
+        printf("width          %d, depth %d, heads %d, MLP %d (%s)\n", i.width, i.depth, i.heads, i.mlp_hidden,
+               i.activation);
+        printf("patch          %d px, native grid %dx%d (%d px)\n", i.patch, i.native_grid, i.native_grid,
+               i.native_grid * i.patch);
+        printf("tokens         1 class%s%d registers\n", i.registers ? " + " : ", ", i.registers);
+        printf("norm           LayerNorm eps %g%s\n", (double)i.layer_norm_eps, i.layerscale ? ", LayerScale" : "");
+        printf("embedding      %d-d (%s)\n", i.embed_dim,
+               i.has_projection ? "projected CLS after ln_post" : "CLS after the final norm");
+        if (!strcmp(i.arch, "dinov2"))
+            printf("pos. interp.   bicubic, offset %g, antialias %s\n", (double)i.interp_offset,
+                   i.interp_antialias ? "yes" : "no");
+        printf("parameters     %.2f M (%.1f MiB of weights)\n", i.n_params / 1e6, i.weight_bytes / 1048576.0);
+        if (i.resize_short)
+            printf("preprocessing  resize short side to %d (%s)", i.resize_short, filter_name(i.filter));
+        else if (i.resize_h)
+            printf("preprocessing  resize to %dx%d (%s)", i.resize_w, i.resize_h, filter_name(i.filter));
+        else
+            printf("preprocessing  no resize");
+        if (i.crop_h) printf(", centre crop %dx%d", i.crop_w, i.crop_h);
+        printf(", x %.9g, mean (%g, %g, %g), std (%g, %g, %g)\n", i.rescale, (double)i.mean[0], (double)i.mean[1],
+               (double)i.mean[2], (double)i.std[0], (double)i.std[1], (double)i.std[2]);
+    }
+    wobble_model_free(m);
+    wobble_ctx_free(ctx);
+    return EXIT_OK;
+}
+
+static void embed_help(FILE *f) {
+    fprintf(f,
+            "usage: wobble embed --model DIR_OR_FILE [options] IMAGES_OR_FOLDERS... -o OUT.npy\n"
+            "\n"
+            "Embed images with the model's own preprocessing and write a float32 NumPy\n"
+            "array [N, D] plus OUT.npy.json listing the embedded inputs in row order.\n"
+            "Folders are searched recursively for .png/.jpg/.jpeg files.\n"
+            "\n"
+            "options:\n"
+            "  --model M         Hugging Face folder or .safetensors file (see 'wobble info')\n"
+            "  -o, --output F    output .npy file (written atomically)\n"
+            "  --batch N         images per forward pass (default 16)\n"
+            "  --threads N       worker threads (default: all cores)\n"
+            "  --normalize       L2-normalise the embeddings\n"
+            "  --patch-tokens F  also write the patch tokens [N, P, width] to F (.npy)\n"
+            "  --max-pixels N    refuse larger images (default 89478485; 0 = no limit)\n"
+            "\n"
+            "An unreadable image is reported and skipped (listed under \"failed\" in the\n"
+            "sidecar); the others are embedded.\n"
+            "exit status: 0 all embedded, 1 some inputs failed or the model cannot be\n"
+            "loaded, 2 bad command line\n");
+}
+
+int cmd_embed(int argc, char **argv) {
+    const char *model = NULL, *out = NULL, *patch_out = NULL;
+    long long batch = 16, threads = 0, maxpix = -1;
+    int normalize = 0;
+    static const struct option lo[] = {{"model", required_argument, 0, 'm'},  {"output", required_argument, 0, 'o'},
+                                       {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 't'},
+                                       {"normalize", no_argument, 0, 'n'},    {"patch-tokens", required_argument, 0, 'p'},
+                                       {"max-pixels", required_argument, 0, 'x'}, {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "hm:o:", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'o': out = optarg; break;
+        case 'p': patch_out = optarg; break;
+        case 'n': normalize = 1; break;
+        case 'b':
+            if (cli_parse_int(optarg, 1, 4096, &batch)) {
+                cli_error("embed: --batch '%s' is not an integer in 1..4096", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 't':
+            if (cli_parse_int(optarg, 1, 4096, &threads)) {
+                cli_error("embed: --threads '%s' is not an integer in 1..4096", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'x':
+            if (cli_parse_int(optarg, 0, (long long)1 << 50, &maxpix)) {
+                cli_error("embed: --max-pixels '%s' is not a non-negative integer", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h': embed_help(stdout); return EXIT_OK;
+        default: embed_help(stderr); return EXIT_USAGE;
+        }
+    }
+    if (!model || !out) {
+        cli_error("embed: %s is required (see 'wobble embed --help')", model ? "-o OUT.npy" : "--model");
+        return EXIT_USAGE;
+    }
+    if (optind >= argc) {
+        cli_error("embed: no input images given");
+        return EXIT_USAGE;
+    }
+    char **paths = NULL, **rel = NULL;
+    int n = cli_collect_images(argv + optind, argc - optind, &paths, &rel);
+    if (n < 0) return EXIT_FAIL;
+    if (n == 0) {
+        cli_error("embed: no images found in the inputs");
+        return EXIT_FAIL;
+    }
+    wobble_ctx *ctx;
+    wobble_model *m;
+    int rc = load_model(model, (int)batch, (int)threads, &ctx, &m);
+    if (rc) {
+        cli_free_list(paths, n);
+        cli_free_list(rel, n);
+        return rc;
+    }
+    if (maxpix >= 0) {
+        /* the pixel limit lives in the context */
+        wobble_ctx_free(ctx);
+        wobble_ctx_params cp = wobble_ctx_default_params();
+        cp.threads = (int)threads;
+        cp.max_pixels = (uint64_t)maxpix;
+        wobble_ctx_create(&cp, &ctx);
+    }
+    wobble_model_info info;
+    wobble_model_get_info(m, &info);
+    const int D = info.embed_dim;
+    float *emb = malloc(sizeof(float) * (size_t)n * D);
+    int *ok = calloc((size_t)n, sizeof(int));
+    json_t *failed = json_array();
+    wobble_image **imgs = calloc((size_t)batch, sizeof(wobble_image *));
+    int *idx = calloc((size_t)batch, sizeof(int));
+    float *patches = NULL;
+    int np = 0, ph = 0, pw = 0;
+    size_t patch_rows = 0;
+    wobble_embed_params ep = wobble_embed_default_params();
+    ep.normalize = normalize;
+    int nok = 0, failures = 0;
+    cli_progress prog;
+    cli_progress_start(&prog, n);
+    if (!emb || !ok || !imgs || !idx) {
+        cli_error("embed: out of memory");
+        return EXIT_FAIL;
+    }
+    for (int s = 0; s < n;) {
+        int k = 0;
+        while (s < n && k < batch) {
+            cli_progress_update(&prog, s, rel[s]);
+            wobble_image *img = NULL;
+            if (wobble_image_read(ctx, paths[s], &img) != WOBBLE_OK) {
+                cli_progress_end(&prog);
+                cli_error("%s", wobble_last_error(ctx));
+                json_array_append_new(failed, json_pack("{s:s, s:s}", "path", paths[s], "error", wobble_last_error(ctx)));
+                failures++;
+            } else {
+                imgs[k] = img;
+                idx[k++] = s;
+            }
+            s++;
+        }
+        if (!k) continue;
+        float *e = emb + (size_t)nok * D;
+        if (patch_out) {
+            /* patch tokens need one input size: preprocess explicitly */
+            int h, w;
+            float *px = NULL;
+            rc = WOBBLE_OK;
+            for (int j = 0; j < k && rc == WOBBLE_OK; j++) {
+                rc = wobble_model_preprocess(ctx, m, imgs[j], NULL, &h, &w);
+                if (rc == WOBBLE_OK && (!px)) px = malloc(sizeof(float) * (size_t)k * 3 * h * w);
+                if (rc == WOBBLE_OK && ph && (h != ph || w != pw)) {
+                    cli_error("embed: --patch-tokens needs one preprocessed size for every image");
+                    rc = WOBBLE_EINVAL;
+                }
+                ph = h;
+                pw = w;
+                if (rc == WOBBLE_OK) rc = wobble_model_preprocess(ctx, m, imgs[j], px + (size_t)j * 3 * h * w, NULL, NULL);
+            }
+            if (rc == WOBBLE_OK) {
+                np = wobble_model_num_patches(m, ph, pw);
+                float *np2 = realloc(patches, sizeof(float) * (patch_rows + (size_t)k * np) * info.width);
+                if (np2) patches = np2;
+                rc = np2 ? wobble_model_forward(ctx, m, px, k, ph, pw, &ep, e,
+                                                patches + patch_rows * (size_t)info.width)
+                         : WOBBLE_ENOMEM;
+                patch_rows += (size_t)k * np;
+            }
+            free(px);
+        } else {
+            rc = wobble_model_embed(ctx, m, (const wobble_image *const *)imgs, k, &ep, e);
+        }
+        for (int j = 0; j < k; j++) wobble_image_free(imgs[j]);
+        if (rc != WOBBLE_OK) {
+            cli_progress_end(&prog);
+            cli_error("embed: %s", wobble_last_error(ctx));
+            failures = -1;
+            break;
+        }
+        for (int j = 0; j < k; j++) ok[idx[j]] = 1;
+        nok += k;
+    }
+    cli_progress_update(&prog, n, "");
+    cli_progress_end(&prog);
+    int exit_code = failures ? EXIT_FAIL : EXIT_OK;
+    if (failures >= 0 && nok > 0) {
+        int64_t shape[2] = {nok, D};
+        if (wobble_npy_write_f32(ctx, out, emb, 2, shape) != WOBBLE_OK) {
+            cli_error("%s", wobble_last_error(ctx));
+            exit_code = EXIT_FAIL;
+        } else {
+            json_t *inputs = json_array();
+            for (int i = 0; i < n; i++)
+                if (ok[i]) json_array_append_new(inputs, json_string(paths[i]));
+            json_t *side = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:o, s:o, s:o}", "wobble", wobble_version(),
+                                     "model", model, "arch", info.arch, "naming", info.naming, "rows", nok, "dim", D,
+                                     "normalized", normalize, "model_info", info_json(&info), "inputs", inputs,
+                                     "failed", json_incref(failed));
+            char *txt = json_dumps(side, JSON_INDENT(2));
+            size_t len = strlen(out) + 8;
+            char *sp = malloc(len);
+            snprintf(sp, len, "%s.json", out);
+            if (wobble_write_file_atomic(ctx, sp, txt, strlen(txt)) != WOBBLE_OK) {
+                cli_error("%s", wobble_last_error(ctx));
+                exit_code = EXIT_FAIL;
+            }
+            free(sp);
+            free(txt);
+            json_decref(side);
+            if (patch_out && patches) {
+                int64_t ps[3] = {nok, np, info.width};
+                if (wobble_npy_write_f32(ctx, patch_out, patches, 3, ps) != WOBBLE_OK) {
+                    cli_error("%s", wobble_last_error(ctx));
+                    exit_code = EXIT_FAIL;
+                }
+            }
+        }
+    } else if (nok == 0 && failures >= 0) {
+        cli_error("embed: no image could be read; nothing written");
+        exit_code = EXIT_FAIL;
+    } else {
+        exit_code = EXIT_FAIL;
+    }
+    json_decref(failed);
+    free(patches);
+    free(emb);
+    free(ok);
+    free(imgs);
+    free(idx);
+    cli_free_list(paths, n);
+    cli_free_list(rel, n);
+    wobble_model_free(m);
+    wobble_ctx_free(ctx);
+    return exit_code;
+}
