@@ -230,6 +230,7 @@ typedef struct wobble_model_info {
     double rescale;
     float mean[3], std[3];
     uint64_t n_params, weight_bytes;
+    uint64_t arena_bytes; /* activation memory currently reserved */
 } wobble_model_info;
 
 int wobble_model_get_info(const wobble_model *model, wobble_model_info *info);

@@ -199,7 +199,7 @@ static int detect(wobble_ctx *ctx, wobble_model *m, const char *file, json_t *cf
         return WOBBLE_OK;
     }
     if (has_suffix_tensor(st, "embeddings.patch_embeddings.projection.weight", prefix, n)) {
-        char tmp[256];
+        char tmp[512];
         snprintf(tmp, sizeof tmp, "%sencoder.layer.0.layernorm_before.weight", prefix);
         const char *mt = jstr(cfg, "model_type");
         if (st_find(st, tmp) || (mt && !strcmp(mt, "vit"))) {
@@ -739,5 +739,10 @@ int wobble_model_get_info(const wobble_model *m, wobble_model_info *info) {
     }
     info->n_params = m->n_params;
     info->weight_bytes = st_data_bytes(m->st);
+    const arena_t *a = &m->arena;
+    const size_t D = (size_t)m->dim, H = (size_t)m->hidden;
+    info->arena_bytes = sizeof(float) * (a->cap_rows * D * 4 + a->cap_rows * 3 * D +
+                                         a->cap_rows * (m->act == ACT_SWIGLU ? 3 * H : H) + a->cap_scores +
+                                         a->cap_patches + (a->pos ? (size_t)a->pos_h * a->pos_w * D : 0));
     return WOBBLE_OK;
 }

@@ -1,0 +1,108 @@
+/*
+ * Encoder throughput of wobble on one model: images/s for a batch size,
+ * achieved GFLOP/s (forward FLOPs counted from the architecture), the
+ * OpenBLAS sgemm GFLOP/s of a large square product on the same machine, and
+ * peak memory. Prints one JSON object. bench/embed runs it beside PyTorch.
+ *
+ * usage: bench_embed --model M [--batch B] [--threads T] [--seconds S] [--size HxW]
+ */
+#include "wobble.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double sgemm_gflops(int n, int threads) {
+    extern void openblas_set_num_threads(int);
+    openblas_set_num_threads(threads);
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
+    for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+    double best = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        double g = 2.0 * n * n * (double)n / (now_s() - t0) / 1e9;
+        if (g > best) best = g;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+int main(int argc, char **argv) {
+    const char *model = NULL;
+    int batch = 1, threads = 0, H = 0, W = 0;
+    double seconds = 3;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--model")) model = argv[i + 1];
+        else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--size")) sscanf(argv[i + 1], "%dx%d", &H, &W);
+    }
+    if (!model) {
+        fprintf(stderr, "usage: bench_embed --model M [--batch B] [--threads T] [--seconds S] [--size HxW]\n");
+        return 2;
+    }
+    wobble_ctx_params cp = wobble_ctx_default_params();
+    cp.threads = threads;
+    wobble_ctx *ctx;
+    wobble_ctx_create(&cp, &ctx);
+    wobble_model_params mp = wobble_model_default_params();
+    mp.max_batch = batch;
+    wobble_model *m;
+    if (wobble_model_load(ctx, model, &mp, &m) != WOBBLE_OK) {
+        fprintf(stderr, "bench_embed: %s\n", wobble_last_error(ctx));
+        return 1;
+    }
+    wobble_model_info in;
+    wobble_model_get_info(m, &in);
+    if (!H) H = in.crop_h ? in.crop_h : in.resize_h;
+    if (!W) W = in.crop_w ? in.crop_w : in.resize_w;
+    const size_t per = (size_t)3 * H * W;
+    float *px = malloc(sizeof(float) * per * batch), *emb = malloc(sizeof(float) * batch * in.embed_dim);
+    srand(1);
+    for (size_t i = 0; i < per * batch; i++) px[i] = (float)rand() / RAND_MAX * 4 - 2;
+    /* FLOPs per image */
+    const double P = in.patch, np = (double)(H / in.patch) * (W / in.patch), T = 1 + in.registers + np;
+    const double D = in.width, Hd = in.mlp_hidden;
+    const double mlp = !strcmp(in.activation, "swiglu") ? 2 * T * D * 2 * Hd + 2 * T * Hd * D : 4 * T * D * Hd;
+    const double flops = 2 * np * 3 * P * P * D + in.depth * (2 * T * D * 3 * D + 2 * T * D * D + mlp + 4 * T * T * D) +
+                         (in.has_projection ? 2 * D * in.embed_dim : 0);
+    wobble_model_forward(ctx, m, px, batch, H, W, NULL, emb, NULL); /* warm-up */
+    int iters = 0;
+    double t0 = now_s(), el = 0;
+    while (el < seconds || iters < 3) {
+        if (wobble_model_forward(ctx, m, px, batch, H, W, NULL, emb, NULL) != WOBBLE_OK) {
+            fprintf(stderr, "bench_embed: %s\n", wobble_last_error(ctx));
+            return 1;
+        }
+        iters++;
+        el = now_s() - t0;
+    }
+    const double ips = iters * batch / el;
+    wobble_model_get_info(m, &in);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const double sg = sgemm_gflops(2048, wobble_ctx_threads(ctx));
+    printf("{\"images_per_s\": %.3f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"gflop_per_image\": %.4f, "
+           "\"peak_rss_mb\": %.1f, \"weights_mb\": %.1f, \"arena_mb\": %.1f, \"threads\": %d, \"batch\": %d}\n",
+           ips, ips * flops / 1e9, sg, flops / 1e9, ru.ru_maxrss / 1024.0, in.weight_bytes / 1048576.0,
+           in.arena_bytes / 1048576.0, wobble_ctx_threads(ctx), batch);
+    wobble_model_free(m);
+    wobble_ctx_free(ctx);
+    free(px);
+    free(emb);
+    return 0;
+}
