@@ -42,6 +42,7 @@ demo: release
 
 bench: bench-deps release
 	/usr/bin/python3 bench/perturb --wobble-bench build/release/bench_perturb --shared "$(SHARED)"
+	/usr/bin/python3 bench/embed --bench build/release/bench_embed --shared "$(SHARED)"
 
 clean:
 	rm -rf build demo-out

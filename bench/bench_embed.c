@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 static double now_s(void) {
@@ -55,6 +54,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_embed --model M [--batch B] [--threads T] [--seconds S] [--size HxW]\n");
         return 2;
     }
+    double base_kb = 0; /* RSS before anything is loaded: code and libraries */
+    {
+        FILE *st0 = fopen("/proc/self/status", "r");
+        char l0[256];
+        while (st0 && fgets(l0, sizeof l0, st0))
+            if (!strncmp(l0, "VmRSS:", 6)) base_kb = atof(l0 + 6);
+        if (st0) fclose(st0);
+    }
     wobble_ctx_params cp = wobble_ctx_default_params();
     cp.threads = threads;
     wobble_ctx *ctx;
@@ -93,12 +100,19 @@ int main(int argc, char **argv) {
     }
     const double ips = iters * batch / el;
     wobble_model_get_info(m, &in);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    /* peak RSS from /proc: getrusage's ru_maxrss survives exec and would
+     * report the parent's (e.g. a Python process with PyTorch loaded) */
+    double hwm_kb = 0;
+    FILE *st = fopen("/proc/self/status", "r");
+    char line[256];
+    while (st && fgets(line, sizeof line, st))
+        if (!strncmp(line, "VmHWM:", 6)) hwm_kb = atof(line + 6);
+    if (st) fclose(st);
     const double sg = sgemm_gflops(2048, wobble_ctx_threads(ctx));
     printf("{\"images_per_s\": %.3f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"gflop_per_image\": %.4f, "
-           "\"peak_rss_mb\": %.1f, \"weights_mb\": %.1f, \"arena_mb\": %.1f, \"threads\": %d, \"batch\": %d}\n",
-           ips, ips * flops / 1e9, sg, flops / 1e9, ru.ru_maxrss / 1024.0, in.weight_bytes / 1048576.0,
+           "\"peak_rss_mb\": %.1f, \"base_rss_mb\": %.1f, \"input_mb\": %.1f, \"weights_mb\": %.1f, "
+           "\"arena_mb\": %.1f, \"threads\": %d, \"batch\": %d}\n",
+           ips, ips * flops / 1e9, sg, flops / 1e9, hwm_kb / 1024.0, base_kb / 1024.0, per * batch * 4.0 / 1048576.0, in.weight_bytes / 1048576.0,
            in.arena_bytes / 1048576.0, wobble_ctx_threads(ctx), batch);
     wobble_model_free(m);
     wobble_ctx_free(ctx);

@@ -216,6 +216,7 @@ typedef struct wobble_model_info {
     const char *arch;       /* "clip", "dinov2", "vit" */
     const char *naming;     /* "huggingface", "openai", "facebookresearch" */
     const char *activation; /* "gelu", "quick_gelu", "swiglu" */
+    const char *preset;     /* e.g. "OpenAI CLIP ViT-B/32", or "custom" */
     const char *path;
     int width, depth, heads, mlp_hidden, patch, native_grid, registers, embed_dim;
     float layer_norm_eps;

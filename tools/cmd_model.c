@@ -17,8 +17,8 @@ static json_t *info_json(const wobble_model_info *i) {
                             "resize_h", i->resize_h, "resize_w", i->resize_w, "filter", filter_name(i->filter),
                             "crop_h", i->crop_h, "crop_w", i->crop_w, "rescale", i->rescale, "mean", i->mean[0],
                             i->mean[1], i->mean[2], "std", i->std[0], i->std[1], i->std[2]);
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:f, s:b, s:I, s:I, s:o}",
-                     "path", i->path, "arch", i->arch, "naming", i->naming, "activation", i->activation, "width",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:f, s:b, s:I, s:I, s:o}",
+                     "path", i->path, "preset", i->preset, "arch", i->arch, "naming", i->naming, "activation", i->activation, "width",
                      i->width, "depth", i->depth, "heads", i->heads, "mlp_hidden", i->mlp_hidden, "patch", i->patch,
                      "native_grid", i->native_grid, "registers", i->registers, "embed_dim", i->embed_dim,
                      "layer_norm_eps", (double)i->layer_norm_eps, "layerscale", i->layerscale, "projection",
@@ -92,7 +92,7 @@ int cmd_info(int argc, char **argv) {
         json_decref(j);
     } else {
         printf("model          %s\n", i.path);
-        printf("architecture   %s image tower (%s tensor names)\n", i.arch, i.naming);
+        printf("architecture   %s image tower (%s tensor names), preset: %s\n", i.arch, i.naming, i.preset);
         printf("width          %d, depth %d, heads %d, MLP %d (%s)\n", i.width, i.depth, i.heads, i.mlp_hidden,
                i.activation);
         printf("patch          %d px, native grid %dx%d (%d px)\n", i.patch, i.native_grid, i.native_grid,

@@ -13,6 +13,7 @@
  * pass needed for fine-tuning can be written beside each one.
  */
 #include "model.h"
+#include "fastmath.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -24,19 +25,20 @@ void openblas_set_num_threads(int num_threads);
 
 /* ------------------------------------------------------------------ kernels */
 
-/* y[rows, out] = x[rows, in] W^T + b */
+/* y[rows, out] = x[rows, in] W^T + b. The bias is written first and the GEMM
+ * accumulates onto it (beta = 1), which saves OpenBLAS's zeroing pass and a
+ * separate bias pass. */
 static void linear_fwd(const float *x, int rows, const linear_t *L, float *y, int threads) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L->out, L->in, 1.0f, x, L->in, L->w, L->in, 0.0f, y,
-                L->out);
+    float beta = 0.0f;
     if (L->b) {
         const float *b = L->b;
         const int o = L->out;
 #pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * o > 65536)
-        for (int r = 0; r < rows; r++) {
-            float *yr = y + (size_t)r * o;
-            for (int j = 0; j < o; j++) yr[j] += b[j];
-        }
+        for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * o, b, sizeof(float) * o);
+        beta = 1.0f;
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L->out, L->in, 1.0f, x, L->in, L->w, L->in, beta, y,
+                L->out);
 }
 
 /* y = (x - mean) / sqrt(var + eps) * g + b, per row; statistics in double. */
@@ -58,23 +60,63 @@ static void layernorm_fwd(const float *x, int rows, int d, const norm_t *n, floa
     }
 }
 
+/*
+ * Element-wise kernels. Each is compiled twice (AVX2 and baseline) and picked
+ * at load time; both give identical results because every element sees the
+ * same IEEE single-precision operations and reductions run over eight
+ * explicit partial sums in a fixed order, whatever the vector width.
+ */
+#define WB_CLONES __attribute__((target_clones("avx2", "default")))
+
+WB_CLONES static void gelu_n(float *x, long n) {
+    for (long i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + wb_erf(x[i] * 0.70710678118654752f));
+}
+
+WB_CLONES static void quick_gelu_n(float *x, long n) {
+    for (long i = 0; i < n; i++) x[i] = x[i] / (1.0f + wb_exp(-1.702f * x[i]));
+}
+
+WB_CLONES static void swiglu_n(const float *a, const float *b, float *o, int h) {
+    for (int j = 0; j < h; j++) o[j] = a[j] / (1.0f + wb_exp(-a[j])) * b[j];
+}
+
+/* In-place softmax of one row of n scores. */
+WB_CLONES static void softmax_row(float *r, int n) {
+    float m8[8];
+    for (int l = 0; l < 8; l++) m8[l] = r[0];
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) m8[l] = r[j + l] > m8[l] ? r[j + l] : m8[l];
+    float mx = m8[0];
+    for (int l = 1; l < 8; l++) mx = m8[l] > mx ? m8[l] : mx;
+    for (; j < n; j++) mx = r[j] > mx ? r[j] : mx;
+    for (int k = 0; k < n; k++) r[k] = wb_exp(r[k] - mx);
+    float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (j = 0; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) s8[l] += r[j + l];
+    float sum = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+    for (; j < n; j++) sum += r[j];
+    const float inv = 1.0f / sum;
+    for (int k = 0; k < n; k++) r[k] *= inv;
+}
+
 /* Activation in place on [rows, h] (GELU, QuickGELU), or SwiGLU from
  * [rows, 2h] (x1 | x2) into out [rows, h]: silu(x1) * x2. */
 static void act_fwd(act_t act, float *x, int rows, int h, float *out, int threads) {
-    const long n = (long)rows * h;
-    if (act == ACT_GELU) {
+    const long chunk = 4096;
+    const long n = (long)rows * h, nchunks = (n + chunk - 1) / chunk;
+    if (act == ACT_SWIGLU) {
+#pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * h > 65536)
+        for (int r = 0; r < rows; r++) swiglu_n(x + (size_t)r * 2 * h, x + (size_t)r * 2 * h + h, out + (size_t)r * h, h);
+        return;
+    }
 #pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
-        for (long i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
-    } else if (act == ACT_QUICK_GELU) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
-        for (long i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
-    } else {
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
-        for (int r = 0; r < rows; r++) {
-            const float *a = x + (size_t)r * 2 * h, *b = a + h;
-            float *o = out + (size_t)r * h;
-            for (int j = 0; j < h; j++) o[j] = a[j] / (1.0f + expf(-a[j])) * b[j];
-        }
+    for (long c = 0; c < nchunks; c++) {
+        const long len = c == nchunks - 1 ? n - c * chunk : chunk;
+        if (act == ACT_GELU)
+            gelu_n(x + c * chunk, len);
+        else
+            quick_gelu_n(x + c * chunk, len);
     }
 }
 
@@ -90,18 +132,7 @@ static void attention_fwd(const float *qkv, int n, int T, int D, int heads, floa
         const float *q = qkv + (size_t)b * T * 3 * D + (size_t)hh * dh;
         const float *k = q + D, *v = q + 2 * D;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
-        for (int i = 0; i < T; i++) {
-            float *r = S + (size_t)i * T;
-            float mx = r[0];
-            for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
-            double sum = 0;
-            for (int j = 0; j < T; j++) {
-                r[j] = expf(r[j] - mx);
-                sum += r[j];
-            }
-            const float inv = (float)(1.0 / sum);
-            for (int j = 0; j < T; j++) r[j] *= inv;
-        }
+        for (int i = 0; i < T; i++) softmax_row(S + (size_t)i * T, T);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f, S, T, v, 3 * D, 0.0f,
                     out + (size_t)b * T * D + (size_t)hh * dh, D);
     }

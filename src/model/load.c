@@ -371,7 +371,8 @@ static int build_dinov2_or_vit(loader *L, json_t *cfg) {
     if (!pos || pos->ndim != 3) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 3-D position embedding", L->file);
     int rc = grid_of(L, pos->shape[1], 1, &m->grid);
     if (rc) return rc;
-    const st_tensor *reg = find(L, fb ? "register_tokens" : "embeddings.register_tokens");
+    const char *reg_name = fb ? (find(L, "reg_token") ? "reg_token" : "register_tokens") : "embeddings.register_tokens";
+    const st_tensor *reg = find(L, reg_name);
     m->n_reg = reg && reg->ndim == 3 ? (int)reg->shape[1] : 0;
     /* MLP: plain or SwiGLU */
     char nm[256];
@@ -399,7 +400,7 @@ static int build_dinov2_or_vit(loader *L, json_t *cfg) {
     if ((rc = GET(L, fb ? "cls_token" : "embeddings.cls_token", &m->cls, 1, 1, D))) return rc;
     if ((rc = GET(L, fb ? "pos_embed" : "embeddings.position_embeddings", &m->pos, 1, 1 + (int64_t)m->grid * m->grid, D)))
         return rc;
-    if (m->n_reg && (rc = GET(L, fb ? "register_tokens" : "embeddings.register_tokens", &m->reg, 1, m->n_reg, D)))
+    if (m->n_reg && (rc = GET(L, reg_name, &m->reg, 1, m->n_reg, D)))
         return rc;
     if ((rc = fb ? get_norm(L, "norm.weight", "norm.bias", D, &m->final_norm)
                  : get_norm(L, "layernorm.weight", "layernorm.bias", D, &m->final_norm)))
@@ -608,14 +609,18 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
     char *dir = NULL;
     if (is_dir(path)) {
         dir = strdup(path);
-        snprintf(file, sizeof file, "%s/model.safetensors", path);
-        if (access(file, F_OK) != 0) {
-            snprintf(file, sizeof file, "%s/model.safetensors.index.json", path);
-            if (access(file, F_OK) != 0) {
-                free(dir);
-                return wobble_seterr(ctx, WOBBLE_EIO, "%s: no model.safetensors or model.safetensors.index.json in the folder",
-                                     path);
-            }
+        static const char *cands[] = {"model.safetensors", "model.safetensors.index.json",
+                                      "open_clip_model.safetensors"};
+        int found = 0;
+        for (int i = 0; i < 3 && !found; i++) {
+            snprintf(file, sizeof file, "%s/%s", path, cands[i]);
+            found = access(file, F_OK) == 0;
+        }
+        if (!found) {
+            free(dir);
+            return wobble_seterr(ctx, WOBBLE_EIO,
+                                 "%s: no model.safetensors, model.safetensors.index.json or open_clip_model.safetensors in the folder",
+                                 path);
         }
     } else {
         if (access(path, F_OK) != 0) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -642,6 +647,7 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
     int rc = st_open(ctx, file, &m->st);
     json_t *cfg = NULL, *pp = NULL;
     if (rc == WOBBLE_OK) cfg = load_json_opt(ctx, dir, "config.json", &rc);
+    if (rc == WOBBLE_OK && !cfg) cfg = load_json_opt(ctx, dir, "open_clip_config.json", &rc);
     if (rc == WOBBLE_OK) pp = load_json_opt(ctx, dir, "preprocessor_config.json", &rc);
     char prefix[256] = "";
     detected d = {0, 0, NULL};
@@ -654,6 +660,11 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
         json_t *vcfg = cfg;
         if (cfg && json_is_object(json_object_get(cfg, "vision_config"))) vcfg = json_object_get(cfg, "vision_config");
         if (cfg && json_is_object(json_object_get(cfg, "vision"))) vcfg = json_object_get(cfg, "vision");
+        json_t *oc = cfg ? json_object_get(cfg, "model_cfg") : NULL; /* open_clip_config.json */
+        if (json_is_object(oc) && json_is_object(json_object_get(oc, "vision_cfg"))) {
+            vcfg = json_object_get(oc, "vision_cfg");
+            if (!jbool(oc, "quick_gelu", 0)) json_object_set_new(vcfg, "quick_gelu", json_false());
+        }
         if (m->arch == ARCH_CLIP)
             rc = build_clip(&L, vcfg);
         else
@@ -703,6 +714,25 @@ void wobble_model_free(wobble_model *m) {
 
 int wobble_model_embed_dim(const wobble_model *m) { return m ? m->embed_dim : 0; }
 
+/* The official models wobble targets, recognised by shape (for `info`); their
+ * hyper-parameters follow from the rules above: heads = width / 64,
+ * QuickGELU and eps 1e-5 for OpenAI CLIP, eps 1e-6 and the DINOv2
+ * interpolation settings, SwiGLU detected from the w12 / weights_in tensors. */
+static const struct {
+    arch_t arch;
+    int width, depth, patch, grid, regs;
+    const char *name;
+} PRESETS[] = {
+    {ARCH_CLIP, 768, 12, 32, 7, 0, "OpenAI CLIP ViT-B/32"},      {ARCH_CLIP, 768, 12, 16, 14, 0, "OpenAI CLIP ViT-B/16"},
+    {ARCH_CLIP, 1024, 24, 14, 16, 0, "OpenAI CLIP ViT-L/14"},    {ARCH_CLIP, 1024, 24, 14, 24, 0, "OpenAI CLIP ViT-L/14@336px"},
+    {ARCH_DINOV2, 384, 12, 14, 37, 0, "DINOv2 ViT-S/14"},        {ARCH_DINOV2, 768, 12, 14, 37, 0, "DINOv2 ViT-B/14"},
+    {ARCH_DINOV2, 1024, 24, 14, 37, 0, "DINOv2 ViT-L/14"},       {ARCH_DINOV2, 1536, 40, 14, 37, 0, "DINOv2 ViT-g/14"},
+    {ARCH_DINOV2, 384, 12, 14, 37, 4, "DINOv2 ViT-S/14 + registers"}, {ARCH_DINOV2, 768, 12, 14, 37, 4, "DINOv2 ViT-B/14 + registers"},
+    {ARCH_DINOV2, 1024, 24, 14, 37, 4, "DINOv2 ViT-L/14 + registers"}, {ARCH_DINOV2, 1536, 40, 14, 37, 4, "DINOv2 ViT-g/14 + registers"},
+    {ARCH_VIT, 192, 12, 16, 14, 0, "ViT-Ti/16"},                 {ARCH_VIT, 384, 12, 16, 14, 0, "ViT-S/16"},
+    {ARCH_VIT, 768, 12, 16, 14, 0, "ViT-B/16"},
+};
+
 int wobble_model_get_info(const wobble_model *m, wobble_model_info *info) {
     if (!m || !info) return WOBBLE_EINVAL;
     static const char *arch[] = {"clip", "dinov2", "vit"};
@@ -710,6 +740,11 @@ int wobble_model_get_info(const wobble_model *m, wobble_model_info *info) {
     static const char *act[] = {"gelu", "quick_gelu", "swiglu"};
     memset(info, 0, sizeof *info);
     info->arch = arch[m->arch];
+    info->preset = "custom";
+    for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++)
+        if (PRESETS[i].arch == m->arch && PRESETS[i].width == m->dim && PRESETS[i].depth == m->depth &&
+            PRESETS[i].patch == m->patch && PRESETS[i].grid == m->grid && PRESETS[i].regs == m->n_reg)
+            info->preset = PRESETS[i].name;
     info->naming = naming[m->naming];
     info->activation = act[m->act];
     info->path = m->path;
