@@ -81,5 +81,22 @@ check '[ $? -eq 1 ] && grep -q "over the limit of 100" "$T/e" && [ ! -e "$T/lim.
 "$W" perturb --op jpeg --level 50 "$IMG" "/nonexistent_dir_wobble/x.png" 2>"$T/e"
 check '[ $? -eq 1 ] && grep -q "nonexistent_dir_wobble/x.png" "$T/e"' "unwritable output"
 
+# encoders: info and embed
+M="$REF/models/clip-f32-openai"
+"$W" info --model "$M" >"$T/info"; check '[ $? -eq 0 ] && grep -q "clip image tower (openai tensor names)" "$T/info"' "info"
+"$W" info --model "$M" --json | grep -q '"embed_dim": 24'; check '[ $? -eq 0 ]' "info --json"
+"$W" info --model "$T/nowhere" 2>"$T/e"; check '[ $? -eq 1 ] && grep -q "nowhere: cannot open" "$T/e"' "info on a missing model"
+"$W" info 2>"$T/e"; check '[ $? -eq 2 ]' "info without --model"
+"$W" embed --model "$M" "$REF/data/syn_33x17.png" "$REF/data/photo_96x80.png" -o "$T/e.npy"
+check '[ $? -eq 0 ] && [ -s "$T/e.npy" ] && grep -q "\"rows\": 2" "$T/e.npy.json"' "embed two images"
+check '[ $(head -c 6 "$T/e.npy" | tail -c 5) = "NUMPY" ]' "npy magic"
+"$W" embed --model "$M" --normalize --batch 1 "$T/mixed" -o "$T/m.npy" 2>"$T/e"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "\"rows\": 1" "$T/m.npy.json" && grep -q "trunc.png" "$T/m.npy.json"' "embed skips bad images (rc $rc)"
+"$W" embed --model "$M" "$T/mixed/trunc.png" -o "$T/none.npy" 2>"$T/e"
+check '[ $? -eq 1 ] && [ ! -e "$T/none.npy" ] && grep -q "nothing written" "$T/e"' "embed with no readable image"
+"$W" embed --model "$M" -o "$T/x.npy" 2>"$T/e"; check '[ $? -eq 2 ]' "embed without inputs"
+"$W" embed --model "$M" --patch-tokens "$T/p.npy" "$REF/data/syn_33x17.png" -o "$T/q.npy"
+check '[ $? -eq 0 ] && [ -s "$T/p.npy" ]' "patch tokens"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
