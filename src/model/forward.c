@@ -25,12 +25,13 @@ void openblas_set_num_threads(int num_threads);
 
 /* ------------------------------------------------------------------ kernels */
 
-/* y[rows, out] = x[rows, in] W^T + b. The bias is written first and the GEMM
- * accumulates onto it (beta = 1), which saves OpenBLAS's zeroing pass and a
- * separate bias pass. */
-static void linear_fwd(const float *x, int rows, const linear_t *L, float *y, int threads) {
+/* y[rows, out] = x[rows, in] W^T (+ b when with_bias). With the bias, it is
+ * written first and the GEMM accumulates onto it (beta = 1), saving
+ * OpenBLAS's zeroing pass; callers that pass the output through another
+ * element-wise step (activation, residual) add the bias there instead. */
+static void linear_fwd(const float *x, int rows, const linear_t *L, float *y, int with_bias, int threads) {
     float beta = 0.0f;
-    if (L->b) {
+    if (with_bias && L->b) {
         const float *b = L->b;
         const int o = L->out;
 #pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * o > 65536)
@@ -41,22 +42,45 @@ static void linear_fwd(const float *x, int rows, const linear_t *L, float *y, in
                 L->out);
 }
 
-/* y = (x - mean) / sqrt(var + eps) * g + b, per row; statistics in double. */
+#define WB_CLONES __attribute__((target_clones("avx2", "default")))
+
+/* Sum of n floats over eight fixed partial sums (same bits on every ISA). */
+WB_CLONES static float sum8(const float *x, int n, float shift) {
+    float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) s8[l] += x[j + l] - shift;
+    float s = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+    for (; j < n; j++) s += x[j] - shift;
+    return s;
+}
+
+WB_CLONES static float sumsq8(const float *x, int n, float mu) {
+    float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) {
+            const float t = x[j + l] - mu;
+            s8[l] += t * t;
+        }
+    float s = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+    for (; j < n; j++) s += (x[j] - mu) * (x[j] - mu);
+    return s;
+}
+
+WB_CLONES static void norm_row(const float *x, float *y, const float *g, const float *b, int d, float mu, float rstd) {
+    for (int j = 0; j < d; j++) y[j] = (x[j] - mu) * rstd * g[j] + b[j];
+}
+
+/* y = (x - mean) / sqrt(var + eps) * g + b per row, two-pass statistics. */
 static void layernorm_fwd(const float *x, int rows, int d, const norm_t *n, float eps, float *y, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * d > 65536)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * d;
-        float *yr = y + (size_t)r * d;
-        double s = 0, s2 = 0;
-        for (int j = 0; j < d; j++) s += xr[j];
-        const double mean = s / d;
-        for (int j = 0; j < d; j++) {
-            double t = xr[j] - mean;
-            s2 += t * t;
-        }
-        const float rstd = (float)(1.0 / sqrt(s2 / d + (double)eps));
-        const float mu = (float)mean;
-        for (int j = 0; j < d; j++) yr[j] = (xr[j] - mu) * rstd * n->g[j] + n->b[j];
+        const float mu = sum8(xr, d, 0.0f) / (float)d;
+        const float var = sumsq8(xr, d, mu) / (float)d;
+        const float rstd = 1.0f / sqrtf(var + eps);
+        norm_row(xr, y + (size_t)r * d, n->g, n->b, d, mu, rstd);
     }
 }
 
@@ -66,18 +90,28 @@ static void layernorm_fwd(const float *x, int rows, int d, const norm_t *n, floa
  * same IEEE single-precision operations and reductions run over eight
  * explicit partial sums in a fixed order, whatever the vector width.
  */
-#define WB_CLONES __attribute__((target_clones("avx2", "default")))
 
-WB_CLONES static void gelu_n(float *x, long n) {
-    for (long i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + wb_erf(x[i] * 0.70710678118654752f));
+/* x = act(x + bias) on one row */
+WB_CLONES static void gelu_row(float *x, const float *bias, int n) {
+    for (int i = 0; i < n; i++) {
+        const float v = x[i] + bias[i];
+        x[i] = 0.5f * v * (1.0f + wb_erf(v * 0.70710678118654752f));
+    }
 }
 
-WB_CLONES static void quick_gelu_n(float *x, long n) {
-    for (long i = 0; i < n; i++) x[i] = x[i] / (1.0f + wb_exp(-1.702f * x[i]));
+WB_CLONES static void quick_gelu_row(float *x, const float *bias, int n) {
+    for (int i = 0; i < n; i++) {
+        const float v = x[i] + bias[i];
+        x[i] = v / (1.0f + wb_exp(-1.702f * v));
+    }
 }
 
-WB_CLONES static void swiglu_n(const float *a, const float *b, float *o, int h) {
-    for (int j = 0; j < h; j++) o[j] = a[j] / (1.0f + wb_exp(-a[j])) * b[j];
+/* o = silu(a + ba) * (b + bb) */
+WB_CLONES static void swiglu_row(const float *a, const float *b, const float *ba, const float *bb, float *o, int h) {
+    for (int j = 0; j < h; j++) {
+        const float u = a[j] + ba[j];
+        o[j] = u / (1.0f + wb_exp(-u)) * (b[j] + bb[j]);
+    }
 }
 
 /* In-place softmax of one row of n scores. */
@@ -100,23 +134,20 @@ WB_CLONES static void softmax_row(float *r, int n) {
     for (int k = 0; k < n; k++) r[k] *= inv;
 }
 
-/* Activation in place on [rows, h] (GELU, QuickGELU), or SwiGLU from
- * [rows, 2h] (x1 | x2) into out [rows, h]: silu(x1) * x2. */
-static void act_fwd(act_t act, float *x, int rows, int h, float *out, int threads) {
-    const long chunk = 4096;
-    const long n = (long)rows * h, nchunks = (n + chunk - 1) / chunk;
-    if (act == ACT_SWIGLU) {
+/* Activation of fc1's output plus its bias (length h, or 2h for SwiGLU):
+ * in place on [rows, h] for GELU / QuickGELU; SwiGLU reads [rows, 2h]
+ * (x1 | x2) and writes out [rows, h] = silu(x1) * x2. */
+static void act_fwd(act_t act, float *x, const float *bias, int rows, int h, float *out, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * h > 65536)
-        for (int r = 0; r < rows; r++) swiglu_n(x + (size_t)r * 2 * h, x + (size_t)r * 2 * h + h, out + (size_t)r * h, h);
-        return;
-    }
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
-    for (long c = 0; c < nchunks; c++) {
-        const long len = c == nchunks - 1 ? n - c * chunk : chunk;
-        if (act == ACT_GELU)
-            gelu_n(x + c * chunk, len);
-        else
-            quick_gelu_n(x + c * chunk, len);
+    for (int r = 0; r < rows; r++) {
+        if (act == ACT_SWIGLU) {
+            const float *a = x + (size_t)r * 2 * h;
+            swiglu_row(a, a + h, bias, bias + h, out + (size_t)r * h, h);
+        } else if (act == ACT_GELU) {
+            gelu_row(x + (size_t)r * h, bias, h);
+        } else {
+            quick_gelu_row(x + (size_t)r * h, bias, h);
+        }
     }
 }
 
@@ -138,17 +169,16 @@ static void attention_fwd(const float *qkv, int n, int T, int D, int heads, floa
     }
 }
 
-/* x += (ls ? ls * y : y), row-wise */
-static void residual_fwd(float *x, const float *y, const float *ls, int rows, int d, int threads) {
+/* x += ls * (y + b) (ls, b optional), row-wise */
+WB_CLONES static void residual_row(float *x, const float *y, const float *b, const float *ls, int d) {
+    for (int j = 0; j < d; j++) x[j] += ls[j] * (y[j] + b[j]);
+}
+
+static void residual_fwd(float *x, const float *y, const float *b, const float *ls, const float *ones,
+                         const float *zeros, int rows, int d, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * d > 65536)
-    for (int r = 0; r < rows; r++) {
-        float *xr = x + (size_t)r * d;
-        const float *yr = y + (size_t)r * d;
-        if (ls)
-            for (int j = 0; j < d; j++) xr[j] += ls[j] * yr[j];
-        else
-            for (int j = 0; j < d; j++) xr[j] += yr[j];
-    }
+    for (int r = 0; r < rows; r++)
+        residual_row(x + (size_t)r * d, y + (size_t)r * d, b ? b : zeros, ls ? ls : ones, d);
 }
 
 /* ------------------------------------------------- position embeddings */
@@ -292,6 +322,13 @@ static int arena_reserve(wobble_model *m, size_t rows, size_t npatch_rows, int T
             return -1;
         a->cap_rows = rows;
     }
+    if (!a->ones) {
+        size_t w = 2 * (D > H ? D : H);
+        a->ones = malloc(sizeof(float) * w);
+        a->zeros = calloc(w, sizeof(float));
+        if (!a->ones || !a->zeros) return -1;
+        for (size_t i = 0; i < w; i++) a->ones[i] = 1.0f;
+    }
     size_t sc = (size_t)threads * T * T;
     if (sc > a->cap_scores) {
         if (grow(&a->scores, sc)) return -1;
@@ -347,7 +384,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     linear_t pe = {m->patch_w, NULL, D, K};
     /* write patch embeddings straight after the cls (+ register) slots of each image */
     float *tmp = a->h; /* [n*np, D] fits: rows >= n*np */
-    linear_fwd(a->patches, n * np, &pe, tmp, th);
+    linear_fwd(a->patches, n * np, &pe, tmp, 0, th);
 #pragma omp parallel for num_threads(th) schedule(static)
     for (int b = 0; b < n; b++) {
         float *xb = a->x + (size_t)b * T * D;
@@ -370,20 +407,21 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     for (int l = 0; l < m->depth; l++) {
         const block_t *bk = &m->blocks[l];
         layernorm_fwd(a->x, rows, D, &bk->ln1, m->eps, a->h, th);
-        linear_fwd(a->h, rows, &bk->qkv, a->qkv, th);
+        linear_fwd(a->h, rows, &bk->qkv, a->qkv, 1, th);
         attention_fwd(a->qkv, n, T, D, m->heads, a->attn, a->scores, th);
-        linear_fwd(a->attn, rows, &bk->proj, a->h, th);
-        residual_fwd(a->x, a->h, bk->ls1, rows, D, th);
+        linear_fwd(a->attn, rows, &bk->proj, a->h, 0, th);
+        residual_fwd(a->x, a->h, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
         layernorm_fwd(a->x, rows, D, &bk->ln2, m->eps, a->h, th);
-        linear_fwd(a->h, rows, &bk->fc1, a->mlp, th);
+        linear_fwd(a->h, rows, &bk->fc1, a->mlp, 0, th);
+        const float *b1 = bk->fc1.b ? bk->fc1.b : a->zeros;
         if (m->act == ACT_SWIGLU) {
-            act_fwd(m->act, a->mlp, rows, m->hidden, a->mlp2, th);
-            linear_fwd(a->mlp2, rows, &bk->fc2, a->h, th);
+            act_fwd(m->act, a->mlp, b1, rows, m->hidden, a->mlp2, th);
+            linear_fwd(a->mlp2, rows, &bk->fc2, a->h, 0, th);
         } else {
-            act_fwd(m->act, a->mlp, rows, m->hidden, NULL, th);
-            linear_fwd(a->mlp, rows, &bk->fc2, a->h, th);
+            act_fwd(m->act, a->mlp, b1, rows, m->hidden, NULL, th);
+            linear_fwd(a->mlp, rows, &bk->fc2, a->h, 0, th);
         }
-        residual_fwd(a->x, a->h, bk->ls2, rows, D, th);
+        residual_fwd(a->x, a->h, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);
     }
     /* final norm on every token (cheap), then read out */
     layernorm_fwd(a->x, rows, D, &m->final_norm, m->eps, a->h, th);

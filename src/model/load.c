@@ -699,6 +699,8 @@ static void arena_free(arena_t *a) {
     free(a->patches);
     free(a->scores);
     free(a->pos);
+    free(a->ones);
+    free(a->zeros);
     memset(a, 0, sizeof *a);
 }
 

@@ -32,6 +32,7 @@ typedef struct {
     size_t cap_rows;   /* batch * tokens the buffers hold */
     size_t cap_scores; /* floats in scores */
     size_t cap_patches;
+    float *ones, *zeros; /* constant vectors (LayerScale / bias stand-ins) */
     float *pos;        /* interpolated position embeddings for pos_h x pos_w */
     int pos_h, pos_w;
 } arena_t;
