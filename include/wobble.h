@@ -285,6 +285,41 @@ void wobble_array_release(wobble_array *a);
 /* Write float32 data atomically. */
 int wobble_npy_write_f32(wobble_ctx *ctx, const char *path, const float *data, int ndim, const int64_t *shape);
 
+/* ------------------------------------------------------------------ */
+/* Robustness metrics (docs/metrics.md)                                 */
+/* ------------------------------------------------------------------ */
+typedef struct wobble_meb_info {
+    int iterations;   /* Frank-Wolfe iterations */
+    int polish_steps; /* active-set steps */
+    int support;      /* points on the sphere with positive weight */
+} wobble_meb_info;
+
+/* Exact minimum enclosing ball of n points (n x d doubles, row-major):
+ * radius, and optionally the centre (d doubles) and solver details. */
+int wobble_meb_f64(wobble_ctx *ctx, const double *points, int n, int d, double *radius, double *center,
+                   wobble_meb_info *info);
+
+typedef struct wobble_robustness {
+    double cos_max;    /* R_cos = max_k (1 - cos(f(x), f(P(x,k)))) / 2 */
+    double euc_max;    /* R_euc = max_k ||e(x) - e(P(x,k))|| / 2 */
+    double div_radius; /* R_div = MEB radius of {e(x)} and {e(P(x,k))} */
+    double cos_mean;   /* mean over levels of the per-level cosine value */
+    double euc_mean;   /* mean over levels of the per-level Euclidean value */
+} wobble_robustness;
+
+/* clean: d floats; perturbed: K x d floats (any norm, normalised here).
+ * level_cos and level_euc (K doubles each, may be NULL) receive the
+ * per-level values. A zero or non-finite embedding is an error. */
+int wobble_robustness_compute(wobble_ctx *ctx, const float *clean, const float *perturbed, int K, int d,
+                              double *level_cos, double *level_euc, wobble_robustness *out);
+
+typedef struct wobble_stats {
+    int n;
+    double mean, median, p90, p99, min, max; /* percentiles interpolate linearly, as NumPy */
+} wobble_stats;
+
+int wobble_stats_compute(const double *values, int n, wobble_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,4 @@
+#ifndef WOBBLE_METRICS_H
+#define WOBBLE_METRICS_H
+#include "wobble.h"
+#endif
