@@ -320,6 +320,71 @@ typedef struct wobble_stats {
 
 int wobble_stats_compute(const double *values, int n, wobble_stats *out);
 
+/* ------------------------------------------------------------------ */
+/* Datasets                                                            */
+/* ------------------------------------------------------------------ */
+typedef struct wobble_dataset wobble_dataset;
+
+typedef struct wobble_dataset_params {
+    const char *labels_path; /* IDX label file (default: derived from the image file name) */
+    int limit;               /* keep the first `limit` items (0 = all) */
+} wobble_dataset_params;
+
+wobble_dataset_params wobble_dataset_default_params(void);
+
+/* path: a folder of images (searched recursively; unlabelled), an
+ * ImageFolder tree (only subfolders at the top: class = subfolder, in sorted
+ * order), a single image, a CIFAR-10 binary file, or an IDX image file
+ * (.gz allowed) with its label file. Items are in sorted order. */
+int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_params *params,
+                        wobble_dataset **out);
+void wobble_dataset_free(wobble_dataset *ds);
+int wobble_dataset_size(const wobble_dataset *ds);
+const char *wobble_dataset_kind(const wobble_dataset *ds); /* "folder", "imagefolder", "cifar10", "idx" */
+int wobble_dataset_num_classes(const wobble_dataset *ds);  /* 0 when unlabelled */
+const char *wobble_dataset_class_name(const wobble_dataset *ds, int k);
+const char *wobble_dataset_item(const wobble_dataset *ds, int i); /* file path, or FILE#INDEX */
+int wobble_dataset_label(const wobble_dataset *ds, int i);        /* -1 when unlabelled */
+int wobble_dataset_load(wobble_ctx *ctx, const wobble_dataset *ds, int i, wobble_image **out);
+
+/* ------------------------------------------------------------------ */
+/* Evaluation pipeline (wobble eval)                                   */
+/* ------------------------------------------------------------------ */
+typedef struct wobble_eval_op {
+    const char *name;
+    const double *levels;
+    int n_levels;
+} wobble_eval_op;
+
+typedef struct wobble_eval_params {
+    const wobble_eval_op *ops;
+    int n_ops;
+    uint64_t seed;          /* random operations; with the image content and level it fixes the noise */
+    int batch;              /* images per forward pass (default 16) */
+    const char *model_path; /* recorded in the outputs */
+    const char *data_path;  /* recorded in the outputs and the configuration lock */
+    /* progress and per-image problems (called from the calling thread; may be NULL) */
+    void (*progress)(void *user, long done, long total, const char *item);
+    void (*warn)(void *user, const char *message);
+    void *user;
+} wobble_eval_params;
+
+wobble_eval_params wobble_eval_default_params(void);
+
+typedef struct wobble_eval_summary {
+    int images, evaluated, failed;
+    int embedded;   /* embeddings computed in this run */
+    int from_cache; /* images fully served by the cache */
+} wobble_eval_summary;
+
+/* Run the evaluation into out_dir (created if needed): config.json,
+ * cache/, per_image.jsonl, summary.json, summary.csv. Unreadable images are
+ * reported through warn, skipped and counted. Resumable: a re-run reuses the
+ * cache and writes the same result files. A folder holding results for
+ * another model, preprocessing, dataset, seed or operation set is refused. */
+int wobble_eval_run(wobble_ctx *ctx, wobble_model *model, const wobble_dataset *ds, const wobble_eval_params *params,
+                    const char *out_dir, wobble_eval_summary *summary);
+
 #ifdef __cplusplus
 }
 #endif

@@ -98,5 +98,20 @@ check '[ $? -eq 1 ] && [ ! -e "$T/none.npy" ] && grep -q "nothing written" "$T/e
 "$W" embed --model "$M" --patch-tokens "$T/p.npy" "$REF/data/syn_33x17.png" -o "$T/q.npy"
 check '[ $? -eq 0 ] && [ -s "$T/p.npy" ]' "patch tokens"
 
+# eval
+mkdir -p "$T/evdata" && cp "$IMG" "$REF/data/photo_96x80.png" "$T/evdata/"
+"$W" eval --model "$M" --data "$T/evdata" --op jpeg:50,20 --op hue -o "$T/ev" >"$T/evout" 2>"$T/e"
+check '[ $? -eq 0 ] && grep -q "^jpeg " "$T/evout" && grep -q "^hue " "$T/evout"' "eval prints a table"
+check '[ $(wc -l < "$T/ev/per_image.jsonl") -eq 4 ] && [ -s "$T/ev/summary.csv" ] && [ -s "$T/ev/summary.json" ]' "eval outputs"
+"$W" eval --model "$M" --data "$T/evdata" --op jpeg:50,20 --op hue -o "$T/ev" >/dev/null 2>"$T/e"
+check 'grep -q "0 embeddings computed, 2 images from the cache" "$T/e"' "eval re-run uses the cache: $(cat "$T/e")"
+"$W" eval --model "$M" --data "$T/evdata" --op sepia -o "$T/ev2" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "unknown operation" "$T/e"' "eval unknown op"
+"$W" eval --model "$M" --data "$T/evdata" --op jpeg:50,x -o "$T/ev2" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "bad level list" "$T/e"' "eval bad levels"
+"$W" eval --model "$M" --data "$T/evdata" --op jpeg:0 -o "$T/ev2" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "outside the domain" "$T/e"' "eval level domain"
+"$W" eval --model "$M" --data "$T/evdata" --op jpeg:30 -o "$T/ev" 2>"$T/e"; check '[ $? -eq 1 ] && grep -q "use another output folder" "$T/e"' "eval other config"
+"$W" eval --model "$M" --data "$T/nothing" -o "$T/ev3" 2>"$T/e"; check '[ $? -eq 1 ] && grep -q "nothing: cannot open" "$T/e"' "eval missing data"
+"$W" eval --model "$M" --data "$T/mixed" --op jpeg:50 -o "$T/ev4" >/dev/null 2>"$T/e"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "trunc.png: truncated PNG.*(skipped)" "$T/e" && grep -q "\"failed_count\": 2" "$T/ev4/summary.json"' "eval skips and counts bad images (rc $rc)"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

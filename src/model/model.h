@@ -68,6 +68,7 @@ struct wobble_model {
     int n_owned, cap_owned;
     char *path;
     uint64_t n_params;
+    uint64_t content_hash; /* 0 until computed */
     int max_batch;
     arena_t arena;
 };

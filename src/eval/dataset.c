@@ -1,0 +1,382 @@
+/*
+ * Datasets: a folder of images (recursive, unlabelled), an ImageFolder tree
+ * (one subfolder per class, labels in sorted folder order), a CIFAR-10 binary
+ * file (records of 1 label byte + 1024 R + 1024 G + 1024 B; class names from
+ * batches.meta.txt beside it), or an IDX image file with its IDX label file
+ * (Fashion-MNIST / MNIST; .gz read transparently; gray converted to RGB).
+ */
+#include "../core/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+typedef enum { DS_FOLDER, DS_IMAGEFOLDER, DS_CIFAR, DS_IDX } ds_kind;
+
+struct wobble_dataset {
+    ds_kind kind;
+    char *path;
+    int n;
+    char **names;   /* per item: file path, or "file#index" */
+    int *labels;    /* -1 when unlabelled */
+    char **classes;
+    int n_classes;
+    uint8_t *raw;   /* CIFAR records or IDX pixels */
+    int rows, cols; /* IDX image size */
+};
+
+wobble_dataset_params wobble_dataset_default_params(void) {
+    wobble_dataset_params p;
+    p.labels_path = NULL;
+    p.limit = 0;
+    return p;
+}
+
+static int is_image(const char *n) {
+    const char *d = strrchr(n, '.');
+    return d && (!strcasecmp(d, ".png") || !strcasecmp(d, ".jpg") || !strcasecmp(d, ".jpeg"));
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* sorted entries of a folder (no dot files) */
+static char **list_dir(const char *dir, int *n) {
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return NULL;
+    char **v = NULL;
+    int cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nv = realloc(v, sizeof(char *) * cap);
+            if (!nv) break;
+            v = nv;
+        }
+        v[(*n)++] = strdup(e->d_name);
+    }
+    closedir(d);
+    if (v) qsort(v, *n, sizeof(char *), cmp_str);
+    return v ? v : calloc(1, sizeof(char *));
+}
+
+static void free_list(char **v, int n) {
+    for (int i = 0; v && i < n; i++) free(v[i]);
+    free(v);
+}
+
+static char *join(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", a, b);
+    return s;
+}
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int add_item(wobble_dataset *ds, int *cap, char *name, int label) {
+    if (!name) return -1;
+    if (ds->n == *cap) {
+        *cap = *cap ? 2 * *cap : 256;
+        char **nn = realloc(ds->names, sizeof(char *) * *cap);
+        if (!nn) return -1;
+        ds->names = nn;
+        int *nl = realloc(ds->labels, sizeof(int) * *cap);
+        if (!nl) return -1;
+        ds->labels = nl;
+    }
+    ds->names[ds->n] = name;
+    ds->labels[ds->n++] = label;
+    return 0;
+}
+
+static int walk(wobble_dataset *ds, int *cap, const char *dir, int label) {
+    int n;
+    char **v = list_dir(dir, &n);
+    if (!v) return -1;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        char *full = join(dir, v[i]);
+        if (!full) {
+            rc = -1;
+            break;
+        }
+        if (is_dir(full)) {
+            rc = walk(ds, cap, full, label);
+            free(full);
+        } else if (is_image(v[i])) {
+            rc = add_item(ds, cap, full, label);
+        } else {
+            free(full);
+        }
+    }
+    free_list(v, n);
+    return rc;
+}
+
+static int open_folder(wobble_ctx *ctx, wobble_dataset *ds) {
+    int n, cap = 0;
+    char **v = list_dir(ds->path, &n);
+    if (!v) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open folder: %s", ds->path, strerror(errno));
+    int subdirs = 0, images = 0;
+    for (int i = 0; i < n; i++) {
+        char *full = join(ds->path, v[i]);
+        if (full && is_dir(full)) subdirs++;
+        else if (is_image(v[i])) images++;
+        free(full);
+    }
+    int rc = 0;
+    if (subdirs > 0 && images == 0) {
+        /* ImageFolder: class = subfolder */
+        ds->kind = DS_IMAGEFOLDER;
+        ds->classes = calloc((size_t)subdirs, sizeof(char *));
+        for (int i = 0; i < n && !rc; i++) {
+            char *full = join(ds->path, v[i]);
+            if (full && is_dir(full)) {
+                ds->classes[ds->n_classes] = strdup(v[i]);
+                rc = walk(ds, &cap, full, ds->n_classes);
+                ds->n_classes++;
+            }
+            free(full);
+        }
+    } else {
+        ds->kind = DS_FOLDER;
+        rc = walk(ds, &cap, ds->path, -1);
+    }
+    free_list(v, n);
+    return rc ? wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot list the folder", ds->path) : WOBBLE_OK;
+}
+
+static int read_all(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *size) {
+    /* gzread reads plain files unchanged */
+    gzFile g = gzopen(path, "rb");
+    if (!g) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 20, n = 0;
+    uint8_t *b = malloc(cap);
+    for (;;) {
+        if (!b) {
+            gzclose(g);
+            return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+        }
+        if (n == cap) {
+            cap *= 2;
+            uint8_t *nb = realloc(b, cap);
+            if (!nb) free(b);
+            b = nb;
+            continue;
+        }
+        int r = gzread(g, b + n, (unsigned)(cap - n > (1u << 30) ? (1u << 30) : cap - n));
+        if (r < 0) {
+            int e;
+            const char *msg = gzerror(g, &e);
+            char m[200];
+            snprintf(m, sizeof m, "%s", msg);
+            gzclose(g);
+            free(b);
+            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: read error: %s", path, m);
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    gzclose(g);
+    *data = b;
+    *size = n;
+    return WOBBLE_OK;
+}
+
+static uint32_t be32(const uint8_t *p) { return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]; }
+
+static int open_cifar(wobble_ctx *ctx, wobble_dataset *ds) {
+    size_t size = 0;
+    int rc = read_all(ctx, ds->path, &ds->raw, &size);
+    if (rc) return rc;
+    if (size == 0 || size % 3073 != 0)
+        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: %zu bytes is not a whole number of CIFAR-10 records (3073 bytes)",
+                             ds->path, size);
+    int n = (int)(size / 3073), cap = 0;
+    int maxlab = 0;
+    for (int i = 0; i < n; i++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "#%d", i);
+        char *full = malloc(strlen(ds->path) + 70);
+        sprintf(full, "%s%s", ds->path, nm);
+        int lab = ds->raw[(size_t)i * 3073];
+        if (lab > maxlab) maxlab = lab;
+        if (add_item(ds, &cap, full, lab)) return wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
+    }
+    /* class names from batches.meta.txt beside the file */
+    const char *sl = strrchr(ds->path, '/');
+    char meta[4096];
+    snprintf(meta, sizeof meta, "%.*s/batches.meta.txt", sl ? (int)(sl - ds->path) : 1, sl ? ds->path : ".");
+    FILE *f = fopen(meta, "r");
+    ds->n_classes = maxlab + 1;
+    ds->classes = calloc((size_t)ds->n_classes, sizeof(char *));
+    char line[256];
+    int k = 0;
+    while (f && k < ds->n_classes && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!*line) continue;
+        ds->classes[k++] = strdup(line);
+    }
+    if (f) fclose(f);
+    for (; k < ds->n_classes; k++) {
+        snprintf(line, sizeof line, "%d", k);
+        ds->classes[k] = strdup(line);
+    }
+    ds->kind = DS_CIFAR;
+    return WOBBLE_OK;
+}
+
+static int open_idx(wobble_ctx *ctx, wobble_dataset *ds, const char *labels_path) {
+    size_t size = 0;
+    int rc = read_all(ctx, ds->path, &ds->raw, &size);
+    if (rc) return rc;
+    if (size < 16 || be32(ds->raw) != 0x00000803)
+        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX image file (magic 0x00000803)", ds->path);
+    uint32_t n = be32(ds->raw + 4), r = be32(ds->raw + 8), c = be32(ds->raw + 12);
+    if (r == 0 || c == 0 || (uint64_t)n * r * c + 16 != size)
+        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: header says %u images of %ux%u but the file has %zu bytes",
+                             ds->path, n, r, c, size);
+    ds->rows = (int)r;
+    ds->cols = (int)c;
+    char lp[4096];
+    if (labels_path) {
+        snprintf(lp, sizeof lp, "%s", labels_path);
+    } else {
+        /* t10k-images-idx3-ubyte[.gz] -> t10k-labels-idx1-ubyte[.gz] */
+        snprintf(lp, sizeof lp, "%s", ds->path);
+        char *p = strstr(lp, "images-idx3");
+        if (!p) return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: give the IDX label file with --labels", ds->path);
+        memcpy(p, "labels-idx1", 11);
+    }
+    uint8_t *lab = NULL;
+    size_t ls = 0;
+    rc = read_all(ctx, lp, &lab, &ls);
+    if (rc) return rc;
+    if (ls < 8 || be32(lab) != 0x00000801) {
+        free(lab);
+        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX label file (magic 0x00000801)", lp);
+    }
+    if (be32(lab + 4) != n || ls != 8 + (size_t)n) {
+        uint32_t ln = be32(lab + 4);
+        free(lab);
+        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: %u labels for %u images in %s", lp, ln, n, ds->path);
+    }
+    int cap = 0, maxlab = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        char *full = malloc(strlen(ds->path) + 32);
+        sprintf(full, "%s#%u", ds->path, i);
+        if (lab[8 + i] > maxlab) maxlab = lab[8 + i];
+        if (add_item(ds, &cap, full, lab[8 + i])) {
+            free(lab);
+            return wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
+        }
+    }
+    free(lab);
+    ds->n_classes = maxlab + 1;
+    ds->classes = calloc((size_t)ds->n_classes, sizeof(char *));
+    for (int k = 0; k < ds->n_classes; k++) {
+        char t[16];
+        snprintf(t, sizeof t, "%d", k);
+        ds->classes[k] = strdup(t);
+    }
+    ds->kind = DS_IDX;
+    return WOBBLE_OK;
+}
+
+void wobble_dataset_free(wobble_dataset *ds) {
+    if (!ds) return;
+    free_list(ds->names, ds->n);
+    free(ds->labels);
+    free_list(ds->classes, ds->n_classes);
+    free(ds->raw);
+    free(ds->path);
+    free(ds);
+}
+
+int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_params *params, wobble_dataset **out) {
+    if (!path || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "dataset: NULL argument");
+    *out = NULL;
+    wobble_dataset_params p = params ? *params : wobble_dataset_default_params();
+    wobble_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) return wobble_seterr(ctx, WOBBLE_ENOMEM, "dataset: out of memory");
+    ds->path = strdup(path);
+    int rc;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        rc = wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    } else if (S_ISDIR(st.st_mode)) {
+        rc = open_folder(ctx, ds);
+    } else {
+        /* by content: IDX magic, else CIFAR-10 by size, else a single image */
+        uint8_t head[4] = {0};
+        gzFile g = gzopen(path, "rb");
+        int got = g ? gzread(g, head, 4) : 0;
+        if (g) gzclose(g);
+        if (got == 4 && be32(head) == 0x00000803) {
+            rc = open_idx(ctx, ds, p.labels_path);
+        } else if (is_image(path)) {
+            int cap = 0;
+            ds->kind = DS_FOLDER;
+            rc = add_item(ds, &cap, strdup(path), -1) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory") : WOBBLE_OK;
+        } else if (st.st_size > 0 && st.st_size % 3073 == 0) {
+            rc = open_cifar(ctx, ds);
+        } else {
+            rc = wobble_seterr(ctx, WOBBLE_EFORMAT,
+                               "%s: not a folder, an image, a CIFAR-10 binary file or an IDX image file", path);
+        }
+    }
+    if (rc == WOBBLE_OK && ds->n == 0) rc = wobble_seterr(ctx, WOBBLE_EINVAL, "%s: the dataset is empty", path);
+    if (rc == WOBBLE_OK && p.limit > 0 && p.limit < ds->n) {
+        for (int i = p.limit; i < ds->n; i++) free(ds->names[i]);
+        ds->n = p.limit;
+    }
+    if (rc) {
+        wobble_dataset_free(ds);
+        return rc;
+    }
+    *out = ds;
+    return WOBBLE_OK;
+}
+
+int wobble_dataset_size(const wobble_dataset *ds) { return ds ? ds->n : 0; }
+int wobble_dataset_num_classes(const wobble_dataset *ds) { return ds ? ds->n_classes : 0; }
+const char *wobble_dataset_class_name(const wobble_dataset *ds, int k) {
+    return ds && k >= 0 && k < ds->n_classes ? ds->classes[k] : NULL;
+}
+const char *wobble_dataset_kind(const wobble_dataset *ds) {
+    static const char *k[] = {"folder", "imagefolder", "cifar10", "idx"};
+    return ds ? k[ds->kind] : "";
+}
+const char *wobble_dataset_item(const wobble_dataset *ds, int i) { return ds && i >= 0 && i < ds->n ? ds->names[i] : NULL; }
+int wobble_dataset_label(const wobble_dataset *ds, int i) { return ds && i >= 0 && i < ds->n ? ds->labels[i] : -1; }
+
+int wobble_dataset_load(wobble_ctx *ctx, const wobble_dataset *ds, int i, wobble_image **out) {
+    if (!ds || !out || i < 0 || i >= ds->n) return wobble_seterr(ctx, WOBBLE_EINVAL, "dataset: bad index %d", i);
+    *out = NULL;
+    if (ds->kind == DS_FOLDER || ds->kind == DS_IMAGEFOLDER) return wobble_image_read(ctx, ds->names[i], out);
+    if (ds->kind == DS_CIFAR) {
+        const uint8_t *r = ds->raw + (size_t)i * 3073 + 1;
+        int rc = wobble_image_alloc(ctx, 32, 32, out);
+        if (rc) return rc;
+        for (int p = 0; p < 1024; p++)
+            for (int c = 0; c < 3; c++) (*out)->data[3 * p + c] = r[c * 1024 + p];
+        return WOBBLE_OK;
+    }
+    const size_t per = (size_t)ds->rows * ds->cols;
+    const uint8_t *r = ds->raw + 16 + (size_t)i * per;
+    int rc = wobble_image_alloc(ctx, ds->cols, ds->rows, out);
+    if (rc) return rc;
+    for (size_t p = 0; p < per; p++) (*out)->data[3 * p] = (*out)->data[3 * p + 1] = (*out)->data[3 * p + 2] = r[p];
+    return WOBBLE_OK;
+}
