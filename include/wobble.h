@@ -360,7 +360,7 @@ typedef struct wobble_eval_params {
     const wobble_eval_op *ops;
     int n_ops;
     uint64_t seed;          /* random operations; with the image content and level it fixes the noise */
-    int batch;              /* images per forward pass (default 16) */
+    int batch;              /* images per forward pass at most (default 32) */
     const char *model_path; /* recorded in the outputs */
     const char *data_path;  /* recorded in the outputs and the configuration lock */
     /* progress and per-image problems (called from the calling thread; may be NULL) */
@@ -375,6 +375,8 @@ typedef struct wobble_eval_summary {
     int images, evaluated, failed;
     int embedded;   /* embeddings computed in this run */
     int from_cache; /* images fully served by the cache */
+    /* wall-clock seconds by stage */
+    double t_decode, t_perturb, t_preprocess, t_forward, t_metrics, t_io, t_total;
 } wobble_eval_summary;
 
 /* Run the evaluation into out_dir (created if needed): config.json,

@@ -27,7 +27,8 @@ static void help(FILE *f) {
             "                     repeat for several (default: all nine at their grids)\n"
             "  --seed N           seed of the random operations (default 0)\n"
             "  --limit N          only the first N images\n"
-            "  --batch N          images per forward pass (default 16)\n"
+            "  --batch N          images per forward pass at most (default 32; each image's\n"
+            "                     embeddings are split into equal chunks)\n"
             "  --threads N        worker threads (default: all cores)\n"
             "  -o, --output DIR   output folder: config.json, cache/, per_image.jsonl,\n"
             "                     summary.json, summary.csv\n"
@@ -85,7 +86,7 @@ static void print_table(const char *out) {
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL;
     uint64_t seed = 0;
-    long long limit = 0, batch = 16, threads = 0;
+    long long limit = 0, batch = 32, threads = 0;
     char *op_specs[64];
     int n_specs = 0;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
@@ -246,6 +247,11 @@ int cmd_eval(int argc, char **argv) {
     fflush(stdout);
     fprintf(stderr, "wobble: %d images evaluated, %d failed; %d embeddings computed, %d images from the cache\n",
             sum.evaluated, sum.failed, sum.embedded, sum.from_cache);
+    if (getenv("WOBBLE_TIMINGS"))
+        fprintf(stderr,
+                "wobble: timings {\"total\": %.3f, \"decode\": %.3f, \"perturb\": %.3f, \"preprocess\": %.3f, "
+                "\"forward\": %.3f, \"metrics\": %.3f, \"io\": %.3f}\n",
+                sum.t_total, sum.t_decode, sum.t_perturb, sum.t_preprocess, sum.t_forward, sum.t_metrics, sum.t_io);
     if (sum.failed) exit_code = EXIT_FAIL;
 done:
     for (int o = 0; o < n_ops; o++) free(lv[o]);

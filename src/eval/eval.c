@@ -30,11 +30,49 @@
 
 uint64_t model_content_hash(wobble_model *m);
 uint64_t model_preprocessing_hash(const wobble_model *m);
+int model_normalize(const wobble_model *m, const wobble_image *u, float *chw);
+
+#include <time.h>
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Preprocess one image into slot j of the input buffer (all slots of one
+ * source image have the same size). */
+static int prep_into(wobble_ctx *ctx, wobble_model *m, const wobble_image *img, int j, float **px, size_t *cap, int *H,
+                     int *W) {
+    wobble_image *u = NULL;
+    int rc = wobble_model_preprocess_u8(ctx, m, img, &u);
+    if (rc) return rc;
+    if (j == 0) {
+        *H = u->height;
+        *W = u->width;
+    } else if (u->height != *H || u->width != *W) {
+        wobble_image_free(u);
+        return wobble_seterr(ctx, WOBBLE_EINTERNAL, "eval: perturbed images differ in size");
+    }
+    size_t need = (size_t)(j + 1) * 3 * (*H) * (*W);
+    if (need > *cap) {
+        size_t nc = need * 2;
+        float *nb = realloc(*px, sizeof(float) * nc);
+        if (!nb) {
+            wobble_image_free(u);
+            return wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+        }
+        *px = nb;
+        *cap = nc;
+    }
+    model_normalize(m, u, *px + (size_t)j * 3 * (*H) * (*W));
+    wobble_image_free(u);
+    return WOBBLE_OK;
+}
 
 wobble_eval_params wobble_eval_default_params(void) {
     wobble_eval_params p;
     memset(&p, 0, sizeof p);
-    p.batch = 16;
+    p.batch = 32;
     return p;
 }
 
@@ -271,18 +309,26 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
     int *ok = calloc((size_t)N, sizeof(int));
     char **errors = calloc((size_t)N, sizeof(char *));
     uint64_t *ihash = calloc((size_t)N, sizeof(uint64_t));
-    const int batch = P->batch > 0 ? P->batch : 16;
-    wobble_image **pend = calloc((size_t)batch, sizeof *pend);
-    int *pend_o = calloc((size_t)batch, sizeof(int));
-    double *pend_l = calloc((size_t)batch, sizeof(double));
-    float *emb = malloc(sizeof(float) * (size_t)batch * E), *pert = malloc(sizeof(float) * (size_t)Kmax * E);
-    if (!lc || !le || !rob || !ok || !errors || !ihash || !pend || !pend_o || !pend_l || !emb || !pert)
+    const int batch = P->batch > 0 ? P->batch : 32;
+    int pcap = 64;
+    int *pend_o = calloc((size_t)pcap, sizeof(int));
+    double *pend_l = calloc((size_t)pcap, sizeof(double));
+    float *emb = malloc(sizeof(float) * (size_t)pcap * E), *pert = malloc(sizeof(float) * (size_t)Kmax * E);
+    if (!lc || !le || !rob || !ok || !errors || !ihash || !pend_o || !pend_l || !emb || !pert)
         rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory for %d images", N);
     int n_ok = 0, n_failed = 0, embedded = 0, from_cache = 0;
+    wobble_eval_summary T;
+    memset(&T, 0, sizeof T);
+    float *pxbuf = NULL;
+    size_t pxcap = 0;
+    double t_start = now_s(), ta;
     for (int i = 0; i < N && rc == WOBBLE_OK; i++) {
         if (P->progress) P->progress(P->user, i, N, wobble_dataset_item(ds, i));
         wobble_image *img = NULL;
-        if (wobble_dataset_load(ctx, ds, i, &img) != WOBBLE_OK) {
+        ta = now_s();
+        int lrc = wobble_dataset_load(ctx, ds, i, &img);
+        T.t_decode += now_s() - ta;
+        if (lrc != WOBBLE_OK) {
             errors[i] = strdup(wobble_last_error(ctx));
             n_failed++;
             if (P->warn) P->warn(P->user, errors[i]);
@@ -293,13 +339,17 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
         snprintf(name, sizeof name, "%016llx.bin", (unsigned long long)ihash[i]);
         char *cpath = path_join(cache_dir, name);
         cache_t c = {NULL, 0, 0, E};
+        ta = now_s();
         cache_load(cpath, mh, ph, &c);
+        T.t_io += now_s() - ta;
         int before = c.n;
         wobble_perturb_params pp = wobble_perturb_default_params();
         pp.seed = P->seed;
         pp.image_id = ihash[i];
-        /* work list: clean, then every (op, level) not cached; identities reuse clean */
-        int np = 0;
+        /* work list: clean, then every (op, level) not cached (identities reuse
+         * clean). Each is perturbed and preprocessed at once, so memory holds
+         * model-sized inputs only; then one forward pass per balanced chunk. */
+        int np = 0, H = 0, W = 0;
         int item_rc = WOBBLE_OK;
         for (int o = -1; o < O && item_rc == WOBBLE_OK; o++) {
             const int K = o < 0 ? 1 : P->ops[o].n_levels;
@@ -309,35 +359,50 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
                 if (cache_find(&c, opn, lv)) continue;
                 if (o >= 0 && info[o]->has_identity && lv == info[o]->identity) continue; /* = clean */
                 wobble_image *x = NULL;
-                item_rc = o < 0 ? wobble_image_clone(ctx, img, &x) : wobble_perturb(ctx, opn, img, lv, &pp, &x);
+                ta = now_s();
+                if (o >= 0) item_rc = wobble_perturb(ctx, opn, img, lv, &pp, &x);
+                const double tb = now_s();
+                T.t_perturb += tb - ta;
                 if (item_rc) break;
-                pend[np] = x;
+                item_rc = prep_into(ctx, m, o < 0 ? img : x, np, &pxbuf, &pxcap, &H, &W);
+                T.t_preprocess += now_s() - tb;
+                wobble_image_free(x);
+                if (item_rc) break;
+                if (np == pcap) {
+                    pcap = pcap ? 2 * pcap : 64;
+                    pend_o = realloc(pend_o, sizeof(int) * pcap);
+                    pend_l = realloc(pend_l, sizeof(double) * pcap);
+                    emb = realloc(emb, sizeof(float) * (size_t)pcap * E);
+                    if (!pend_o || !pend_l || !emb) item_rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+                }
+                if (item_rc) break;
                 pend_o[np] = o;
                 pend_l[np] = lv;
                 np++;
-                const int last = (o == O - 1 && k == K - 1);
-                if (np == batch || last) {
-                    item_rc = wobble_model_embed(ctx, m, (const wobble_image *const *)pend, np, NULL, emb);
-                    for (int j = 0; j < np && item_rc == WOBBLE_OK; j++)
-                        if (cache_add(&c, pend_o[j] < 0 ? "clean" : info[pend_o[j]]->name, pend_l[j], emb + (size_t)j * E))
-                            item_rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-                    for (int j = 0; j < np; j++) wobble_image_free(pend[j]);
-                    embedded += np;
-                    np = 0;
-                }
             }
         }
-        if (np && item_rc == WOBBLE_OK) {
-            item_rc = wobble_model_embed(ctx, m, (const wobble_image *const *)pend, np, NULL, emb);
+        if (item_rc == WOBBLE_OK && np) {
+            const int chunks = (np + batch - 1) / batch;
+            ta = now_s();
+            for (int ch = 0, s0 = 0; ch < chunks && item_rc == WOBBLE_OK; ch++) {
+                const int len = np / chunks + (ch < np % chunks);
+                item_rc = wobble_model_forward(ctx, m, pxbuf + (size_t)s0 * 3 * H * W, len, H, W, NULL,
+                                               emb + (size_t)s0 * E, NULL);
+                s0 += len;
+            }
+            T.t_forward += now_s() - ta;
             for (int j = 0; j < np && item_rc == WOBBLE_OK; j++)
-                cache_add(&c, pend_o[j] < 0 ? "clean" : info[pend_o[j]]->name, pend_l[j], emb + (size_t)j * E);
+                if (cache_add(&c, pend_o[j] < 0 ? "clean" : info[pend_o[j]]->name, pend_l[j], emb + (size_t)j * E))
+                    item_rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
             embedded += np;
         }
-        for (int j = 0; j < np; j++) wobble_image_free(pend[j]);
         wobble_image_free(img);
+        ta = now_s();
         if (item_rc == WOBBLE_OK && c.n > before) item_rc = cache_save(ctx, cpath, mh, ph, &c);
+        T.t_io += now_s() - ta;
         if (item_rc == WOBBLE_OK && c.n == before) from_cache++;
         free(cpath);
+        ta = now_s();
         if (item_rc == WOBBLE_OK) {
             const float *clean = cache_find(&c, "clean", 0.0);
             for (int o = 0; o < O && item_rc == WOBBLE_OK; o++) {
@@ -359,6 +424,7 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
                 if (pe != te) free(pe);
             }
         }
+        T.t_metrics += now_s() - ta;
         cache_clear(&c);
         if (item_rc != WOBBLE_OK) {
             /* a model or memory failure stops the run; the cache keeps what was done */
@@ -373,6 +439,7 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
         rc = wobble_seterr(ctx, WOBBLE_EINVAL, "eval: no image of %s could be read (%d failed)",
                            P->data_path ? P->data_path : "the dataset", n_failed);
     /* ---------------- outputs, derived from the cache contents */
+    ta = now_s();
     if (rc == WOBBLE_OK) {
         /* per_image.jsonl */
         size_t cap = 1 << 16, len = 0;
@@ -494,7 +561,10 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
         free(csv);
         free(v);
     }
+    T.t_io += now_s() - ta;
     if (summary) {
+        *summary = T;
+        summary->t_total = now_s() - t_start;
         summary->images = N;
         summary->evaluated = n_ok;
         summary->failed = n_failed;
@@ -502,8 +572,8 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
         summary->from_cache = from_cache;
     }
     for (int i = 0; i < N; i++) free(errors[i]);
-    free(errors), free(ok), free(lc), free(le), free(rob), free(ihash), free(pend), free(pend_o), free(pend_l);
-    free(emb), free(pert), free(info), free(cache_dir);
+    free(errors), free(ok), free(lc), free(le), free(rob), free(ihash), free(pend_o), free(pend_l);
+    free(emb), free(pert), free(info), free(cache_dir), free(pxbuf);
     json_decref(cfg);
     json_decref(ops_j);
     return rc;
