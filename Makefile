@@ -43,6 +43,8 @@ demo: release
 bench: bench-deps release
 	/usr/bin/python3 bench/perturb --wobble-bench build/release/bench_perturb --shared "$(SHARED)"
 	/usr/bin/python3 bench/embed --bench build/release/bench_embed --shared "$(SHARED)"
+	/usr/bin/python3 bench/meb --bench build/release/bench_meb
+	/usr/bin/python3 bench/eval --wobble build/release/wobble --shared "$(SHARED)"
 
 clean:
 	rm -rf build demo-out
