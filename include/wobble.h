@@ -360,7 +360,7 @@ typedef struct wobble_eval_params {
     const wobble_eval_op *ops;
     int n_ops;
     uint64_t seed;          /* random operations; with the image content and level it fixes the noise */
-    int batch;              /* images per forward pass at most (default 32) */
+    int batch;              /* images per forward pass at most (default 64) */
     const char *model_path; /* recorded in the outputs */
     const char *data_path;  /* recorded in the outputs and the configuration lock */
     /* progress and per-image problems (called from the calling thread; may be NULL) */

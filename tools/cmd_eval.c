@@ -27,7 +27,7 @@ static void help(FILE *f) {
             "                     repeat for several (default: all nine at their grids)\n"
             "  --seed N           seed of the random operations (default 0)\n"
             "  --limit N          only the first N images\n"
-            "  --batch N          images per forward pass at most (default 32; each image's\n"
+            "  --batch N          images per forward pass at most (default 64; each image's\n"
             "                     embeddings are split into equal chunks)\n"
             "  --threads N        worker threads (default: all cores)\n"
             "  -o, --output DIR   output folder: config.json, cache/, per_image.jsonl,\n"
@@ -86,7 +86,7 @@ static void print_table(const char *out) {
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL;
     uint64_t seed = 0;
-    long long limit = 0, batch = 32, threads = 0;
+    long long limit = 0, batch = 64, threads = 0;
     char *op_specs[64];
     int n_specs = 0;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},

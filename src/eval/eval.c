@@ -72,7 +72,7 @@ static int prep_into(wobble_ctx *ctx, wobble_model *m, const wobble_image *img, 
 wobble_eval_params wobble_eval_default_params(void) {
     wobble_eval_params p;
     memset(&p, 0, sizeof p);
-    p.batch = 32;
+    p.batch = 64;
     return p;
 }
 
@@ -309,7 +309,7 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
     int *ok = calloc((size_t)N, sizeof(int));
     char **errors = calloc((size_t)N, sizeof(char *));
     uint64_t *ihash = calloc((size_t)N, sizeof(uint64_t));
-    const int batch = P->batch > 0 ? P->batch : 32;
+    const int batch = P->batch > 0 ? P->batch : 64;
     int pcap = 64;
     int *pend_o = calloc((size_t)pcap, sizeof(int));
     double *pend_l = calloc((size_t)pcap, sizeof(double));
