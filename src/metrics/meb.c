@@ -6,18 +6,22 @@
  * 1. Points are centred on their mean first, so that G holds small numbers
  *    and tiny radii (nearly identical embeddings) keep full relative precision.
  * 2. Frank-Wolfe with away steps and exact line search (f is quadratic) runs
- *    until the duality gap is below 1e-15 relative or 20000 iterations.
+ *    until the duality gap is below 1e-9 of the largest squared norm, which
+ *    identifies the support.
  * 3. Active-set polish: on the support S (l_i > 0) the optimal centre is
  *    equidistant from S, i.e. [2 G_SS 1; 1' 0][l; s] = [diag G_SS; 1]; a
  *    negative weight leaves S, the farthest outside point joins it, until
  *    l >= 0 and every point lies inside. These are the KKT conditions, so the
- *    result is the exact optimum up to rounding.
+ *    result is the exact optimum up to rounding. Should the polish not reach
+ *    them (a degenerate support), Frank-Wolfe resumes to a 1e-15 gap and the
+ *    polish is tried again; the Frank-Wolfe point is kept if it still fails.
  * The radius returned is the largest distance from the centre, so the ball
  * always encloses every point.
  */
 #include "../core/internal.h"
 #include "metrics.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,13 +92,9 @@ int wobble_meb_f64(wobble_ctx *ctx, const double *pts, int n, int d, double *rad
     for (int k = 0; k < d; k++) mean[k] /= n;
     for (int i = 0; i < n; i++)
         for (int k = 0; k < d; k++) Q[(size_t)i * d + k] = pts[(size_t)i * d + k] - mean[k];
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, d, 1.0, Q, d, 0.0, G, n);
     for (int i = 0; i < n; i++)
-        for (int j = i; j < n; j++) {
-            double s = 0;
-            const double *a = Q + (size_t)i * d, *c = Q + (size_t)j * d;
-            for (int k = 0; k < d; k++) s += a[k] * c[k];
-            G[(size_t)i * n + j] = G[(size_t)j * n + i] = s;
-        }
+        for (int j = i + 1; j < n; j++) G[(size_t)j * n + i] = G[(size_t)i * n + j];
     double scale = 0;
     for (int i = 0; i < n; i++) scale = G[(size_t)i * n + i] > scale ? G[(size_t)i * n + i] : scale;
     int iters = 0, polish = 0;
@@ -107,79 +107,93 @@ int wobble_meb_f64(wobble_ctx *ctx, const double *pts, int n, int d, double *rad
         for (int i = 1; i < n; i++)
             if (G[(size_t)i * n + i] > G[(size_t)far * n + far]) far = i;
         l[far] = 1;
-        double lGl;
-        refresh(G, l, n, Gl, &lGl);
-        for (iters = 0; iters < 20000; iters++) {
-            int it = 0, jt = -1;
-            double gmax = -INFINITY, gmin = INFINITY, lg = 0;
-            for (int i = 0; i < n; i++) {
-                const double g = G[(size_t)i * n + i] - 2 * Gl[i];
-                lg += l[i] * g;
-                if (g > gmax) gmax = g, it = i;
-                if (l[i] > 0 && g < gmin) gmin = g, jt = i;
-            }
-            const double gap_fw = gmax - lg, gap_aw = jt >= 0 ? lg - gmin : 0;
-            if (gap_fw <= 1e-15 * scale) break;
-            int away = gap_aw > gap_fw && jt >= 0 && l[jt] < 1;
-            const int v = away ? jt : it;
-            /* direction d = +-(e_v - l); f(l + t d) = f + t g.d - t^2 d'Gd */
-            const double dGd = G[(size_t)v * n + v] - 2 * Gl[v] + lGl;
-            const double gd = away ? gap_aw : gap_fw;
-            double tmax = away ? l[v] / (1 - l[v]) : 1.0;
-            double t = dGd > 0 ? gd / (2 * dGd) : tmax;
-            if (t > tmax) t = tmax;
-            if (t <= 0) break;
-            /* l <- l + t d, Gl updated in O(n) */
-            const double a = away ? 1 + t : 1 - t, bcoef = away ? -t : t;
-            for (int i = 0; i < n; i++) {
-                l[i] *= a;
-                Gl[i] = a * Gl[i] + bcoef * G[(size_t)i * n + v];
-            }
-            l[v] += bcoef;
-            if (l[v] < 1e-300) l[v] = 0;
-            lGl = 0;
-            for (int i = 0; i < n; i++) lGl += l[i] * Gl[i];
+        double *lfw = malloc(sizeof(double) * n);
+        if (!lfw) {
+            free(mean), free(Q), free(G), free(l), free(Gl), free(S), free(A), free(b);
+            return wobble_seterr(ctx, WOBBLE_ENOMEM, "meb: out of memory");
         }
-        /* active-set polish */
-        int m = 0;
-        for (int i = 0; i < n; i++)
-            if (l[i] > 1e-12) S[m++] = i;
-        for (polish = 0; polish < 4 * n + 10; polish++) {
-            const int k = m + 1;
-            for (int a2 = 0; a2 < m; a2++) {
-                for (int c2 = 0; c2 < m; c2++) A[(size_t)a2 * k + c2] = 2 * G[(size_t)S[a2] * n + S[c2]];
-                A[(size_t)a2 * k + m] = 1;
-                b[a2] = G[(size_t)S[a2] * n + S[a2]];
-            }
-            for (int c2 = 0; c2 < m; c2++) A[(size_t)m * k + c2] = 1;
-            A[(size_t)m * k + m] = 0;
-            b[m] = 1;
-            if (!solve(A, b, k)) break; /* affinely dependent support: keep the Frank-Wolfe weights */
-            int neg = -1;
-            for (int a2 = 0; a2 < m; a2++)
-                if (b[a2] < 0 && (neg < 0 || b[a2] < b[neg])) neg = a2;
-            if (neg >= 0) { /* drop the most negative weight and retry */
-                S[neg] = S[--m];
-                continue;
-            }
-            memset(l, 0, sizeof(double) * n);
-            for (int a2 = 0; a2 < m; a2++) l[S[a2]] = b[a2];
+        const double tols[2] = {1e-9, 1e-15};
+        int certified = 0;
+        for (int pass = 0; pass < 2 && !certified; pass++) {
             double lGl;
             refresh(G, l, n, Gl, &lGl);
-            double r2 = 0;
-            for (int a2 = 0; a2 < m; a2++) {
-                double d2 = G[(size_t)S[a2] * n + S[a2]] - 2 * Gl[S[a2]] + lGl;
-                r2 = d2 > r2 ? d2 : r2;
+            for (int it2 = 0; it2 < 20000; it2++, iters++) {
+                int it = 0, jt = -1;
+                double gmax = -INFINITY, gmin = INFINITY, lg = 0;
+                for (int i = 0; i < n; i++) {
+                    const double g = G[(size_t)i * n + i] - 2 * Gl[i];
+                    lg += l[i] * g;
+                    if (g > gmax) gmax = g, it = i;
+                    if (l[i] > 0 && g < gmin) gmin = g, jt = i;
+                }
+                const double gap_fw = gmax - lg, gap_aw = jt >= 0 ? lg - gmin : 0;
+                if (gap_fw <= tols[pass] * scale) break;
+                int away = gap_aw > gap_fw && jt >= 0 && l[jt] < 1;
+                const int v = away ? jt : it;
+                /* direction d = +-(e_v - l); f(l + t d) = f + t g.d - t^2 d'Gd */
+                const double dGd = G[(size_t)v * n + v] - 2 * Gl[v] + lGl;
+                const double gd = away ? gap_aw : gap_fw;
+                double tmax = away ? l[v] / (1 - l[v]) : 1.0;
+                double t = dGd > 0 ? gd / (2 * dGd) : tmax;
+                if (t > tmax) t = tmax;
+                if (t <= 0) break;
+                /* l <- l + t d, Gl updated in O(n) */
+                const double a = away ? 1 + t : 1 - t, bcoef = away ? -t : t;
+                for (int i = 0; i < n; i++) {
+                    l[i] *= a;
+                    Gl[i] = a * Gl[i] + bcoef * G[(size_t)i * n + v];
+                }
+                l[v] += bcoef;
+                if (l[v] < 1e-300) l[v] = 0;
+                lGl = 0;
+                for (int i = 0; i < n; i++) lGl += l[i] * Gl[i];
             }
-            int out = -1;
-            double worst = r2 * (1 + 1e-13) + 1e-300;
-            for (int i = 0; i < n; i++) {
-                double d2 = G[(size_t)i * n + i] - 2 * Gl[i] + lGl;
-                if (d2 > worst) worst = d2, out = i;
+            memcpy(lfw, l, sizeof(double) * n);
+            /* active-set polish */
+            int m = 0;
+            for (int i = 0; i < n; i++)
+                if (l[i] > 1e-12) S[m++] = i;
+            for (int step = 0; step < 4 * n + 10 && m > 0; step++, polish++) {
+                const int k = m + 1;
+                for (int a2 = 0; a2 < m; a2++) {
+                    for (int c2 = 0; c2 < m; c2++) A[(size_t)a2 * k + c2] = 2 * G[(size_t)S[a2] * n + S[c2]];
+                    A[(size_t)a2 * k + m] = 1;
+                    b[a2] = G[(size_t)S[a2] * n + S[a2]];
+                }
+                for (int c2 = 0; c2 < m; c2++) A[(size_t)m * k + c2] = 1;
+                A[(size_t)m * k + m] = 0;
+                b[m] = 1;
+                if (!solve(A, b, k)) break; /* affinely dependent support */
+                int neg = -1;
+                for (int a2 = 0; a2 < m; a2++)
+                    if (b[a2] < 0 && (neg < 0 || b[a2] < b[neg])) neg = a2;
+                if (neg >= 0) { /* drop the most negative weight and retry */
+                    S[neg] = S[--m];
+                    continue;
+                }
+                memset(l, 0, sizeof(double) * n);
+                for (int a2 = 0; a2 < m; a2++) l[S[a2]] = b[a2];
+                refresh(G, l, n, Gl, &lGl);
+                double r2 = 0;
+                for (int a2 = 0; a2 < m; a2++) {
+                    double d2 = G[(size_t)S[a2] * n + S[a2]] - 2 * Gl[S[a2]] + lGl;
+                    r2 = d2 > r2 ? d2 : r2;
+                }
+                int out = -1;
+                double worst = r2 * (1 + 1e-13) + 1e-300;
+                for (int i = 0; i < n; i++) {
+                    double d2 = G[(size_t)i * n + i] - 2 * Gl[i] + lGl;
+                    if (d2 > worst) worst = d2, out = i;
+                }
+                if (out < 0) {
+                    certified = 1;
+                    break;
+                }
+                S[m++] = out;
             }
-            if (out < 0) break;
-            S[m++] = out;
+            if (!certified) memcpy(l, lfw, sizeof(double) * n); /* resume from the Frank-Wolfe point */
         }
+        free(lfw);
     }
     /* final centre and radius (largest distance, so the ball encloses all) */
     double lGl;
