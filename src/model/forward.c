@@ -72,6 +72,21 @@ WB_CLONES static void norm_row(const float *x, float *y, const float *g, const f
     for (int j = 0; j < d; j++) y[j] = (x[j] - mu) * rstd * g[j] + b[j];
 }
 
+/* qkv[rows, 3D] = x W_qkv^T + b, from one packed matrix or from three
+ * separate ones written side by side (ldc = 3D), without copying weights. */
+static void qkv_fwd(const float *x, int rows, const block_t *bk, float *y, int threads) {
+    if (bk->qkv.w) {
+        linear_fwd(x, rows, &bk->qkv, y, 1, threads);
+        return;
+    }
+    const int D = bk->qkv.in, o = 3 * D;
+#pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * o > 65536)
+    for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * o, bk->qkv.b, sizeof(float) * o);
+    const float *w[3] = {bk->wq, bk->wk, bk->wv};
+    for (int j = 0; j < 3; j++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, D, D, 1.0f, x, D, w[j], D, 1.0f, y + (size_t)j * D, o);
+}
+
 /* y = (x - mean) / sqrt(var + eps) * g + b per row, two-pass statistics. */
 static void layernorm_fwd(const float *x, int rows, int d, const norm_t *n, float eps, float *y, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * d > 65536)
@@ -407,7 +422,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     for (int l = 0; l < m->depth; l++) {
         const block_t *bk = &m->blocks[l];
         layernorm_fwd(a->x, rows, D, &bk->ln1, m->eps, a->h, th);
-        linear_fwd(a->h, rows, &bk->qkv, a->qkv, 1, th);
+        qkv_fwd(a->h, rows, bk, a->qkv, th);
         attention_fwd(a->qkv, n, T, D, m->heads, a->attn, a->scores, th);
         linear_fwd(a->attn, rows, &bk->proj, a->h, 0, th);
         residual_fwd(a->x, a->h, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,6 +53,16 @@ static void shape_str(const int64_t *s, int nd, char *buf, size_t n) {
     if (o < n) snprintf(buf + o, n - o, "]");
 }
 
+/* Drop the mapped pages wholly inside [p, p + n) from memory: used once a
+ * tensor has been converted or copied, so the weights are not resident
+ * twice. The mapping is private and read-only, so a page touched again is
+ * simply read back from the file. */
+static void release_pages(const void *p, size_t n) {
+    const uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + ps - 1) & ~(ps - 1), b = ((uintptr_t)p + n) & ~(ps - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 /* Fetch tensor `name` (prefix applied) as F32 with exactly the given shape
  * (a negative entry accepts any size). */
 static int get(loader *L, const char *name, int nd, const int64_t *shape, const float **out) {
@@ -70,6 +81,7 @@ static int get(loader *L, const char *name, int nd, const int64_t *shape, const 
     float *owned = NULL;
     int rc = st_to_f32(L->ctx, L->m->st, t, out, &owned);
     if (rc != WOBBLE_OK) return rc;
+    if (owned) release_pages(t->data, t->nbytes); /* the converted copy replaces the mapped bytes */
     if (owned && model_own(L->m, owned) != 0) {
         free(owned);
         return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
@@ -96,29 +108,32 @@ static int get_norm(loader *L, const char *w, const char *b, int d, norm_t *n) {
     return rc;
 }
 
-/* Concatenate separate q, k, v projections into one [3D, D] matrix. */
+/* Separate q, k, v projections: the weights are used where they are (three
+ * GEMMs write into the packed qkv activations); only the three biases are
+ * concatenated. */
 static int get_qkv_split(loader *L, const char *pre, const char *q, const char *k, const char *v, const char *wsuf,
-                         const char *bsuf, int d, linear_t *lin) {
+                         const char *bsuf, int d, block_t *blk) {
     const char *names[3] = {q, k, v};
-    float *w = malloc(sizeof(float) * 3 * (size_t)d * d), *b = malloc(sizeof(float) * 3 * (size_t)d);
-    if (!w || !b || model_own(L->m, w) != 0 || model_own(L->m, b) != 0) {
+    const float **w[3] = {&blk->wq, &blk->wk, &blk->wv};
+    float *b = malloc(sizeof(float) * 3 * (size_t)d);
+    if (!b || model_own(L->m, b) != 0) {
+        free(b);
         return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
     }
     for (int i = 0; i < 3; i++) {
         char nw[256], nb[256];
         snprintf(nw, sizeof nw, "%s%s%s", pre, names[i], wsuf);
         snprintf(nb, sizeof nb, "%s%s%s", pre, names[i], bsuf);
-        const float *pw, *pb;
-        int rc = GET(L, nw, &pw, d, d);
+        const float *pb;
+        int rc = GET(L, nw, w[i], d, d);
         if (rc == WOBBLE_OK) rc = GET(L, nb, &pb, d);
         if (rc != WOBBLE_OK) return rc;
-        memcpy(w + (size_t)i * d * d, pw, sizeof(float) * (size_t)d * d);
         memcpy(b + (size_t)i * d, pb, sizeof(float) * (size_t)d);
     }
-    lin->w = w;
-    lin->b = b;
-    lin->out = 3 * d;
-    lin->in = d;
+    blk->qkv.w = NULL;
+    blk->qkv.b = b;
+    blk->qkv.out = 3 * d;
+    blk->qkv.in = d;
     return WOBBLE_OK;
 }
 
@@ -304,7 +319,7 @@ static int build_clip(loader *L, json_t *vcfg) {
             N2("layer_norm1.weight", "layer_norm1.bias");
             if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
             snprintf(a, sizeof a, "%sself_attn.", p);
-            if ((rc = get_qkv_split(L, a, "q_proj", "k_proj", "v_proj", ".weight", ".bias", D, &b->qkv))) break;
+            if ((rc = get_qkv_split(L, a, "q_proj", "k_proj", "v_proj", ".weight", ".bias", D, b))) break;
             N2("self_attn.out_proj.weight", "self_attn.out_proj.bias");
             if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
             N2("layer_norm2.weight", "layer_norm2.bias");
@@ -330,6 +345,7 @@ static int build_clip(loader *L, json_t *vcfg) {
             if (!t || model_own(m, t)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
             for (int r = 0; r < D; r++)
                 for (int e = 0; e < E; e++) t[(size_t)e * D + r] = p[(size_t)r * E + e];
+            release_pages(p, sizeof(float) * (size_t)D * E);
             m->head.w = t;
             m->head.out = E;
             m->head.in = D;
@@ -447,7 +463,7 @@ static int build_dinov2_or_vit(loader *L, json_t *cfg) {
                 N2("norm1.weight", "norm1.bias");
             if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
             snprintf(a, sizeof a, "%sattention.attention.", p);
-            if ((rc = get_qkv_split(L, a, "query", "key", "value", ".weight", ".bias", D, &b->qkv))) break;
+            if ((rc = get_qkv_split(L, a, "query", "key", "value", ".weight", ".bias", D, b))) break;
             N2("attention.output.dense.weight", "attention.output.dense.bias");
             if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
             if (vit)

@@ -20,7 +20,8 @@ typedef struct {
 
 typedef struct {
     norm_t ln1, ln2;
-    linear_t qkv;  /* [3D, D]: q rows, then k, then v */
+    linear_t qkv;  /* [3D, D]: q rows, then k, then v; w NULL when stored apart */
+    const float *wq, *wk, *wv; /* [D, D] each when q, k, v are separate tensors (no copy) */
     linear_t proj; /* [D, D] */
     linear_t fc1;  /* [H, D], or [2H, D] for SwiGLU (x1 rows, then x2) */
     linear_t fc2;  /* [D, H] */
