@@ -12,18 +12,6 @@
 #include <jansson.h>
 #include <math.h>
 
-static void compare(const char *what, const float *a, const float *b, size_t n, double min_cos, double max_abs) {
-    double dot = 0, na = 0, nb = 0, mx = 0;
-    for (size_t i = 0; i < n; i++) {
-        dot += (double)a[i] * b[i];
-        na += (double)a[i] * a[i];
-        nb += (double)b[i] * b[i];
-        double d = fabs((double)a[i] - b[i]);
-        if (d > mx) mx = d;
-    }
-    double cos = dot / (sqrt(na) * sqrt(nb) + 1e-300);
-    CHECK(cos >= min_cos && mx <= max_abs, "%s: cosine %.9f, max-abs %.3g", what, cos, mx);
-}
 
 static void run_case(wobble_ctx *ctx, const char *dir, const char *name) {
     char p[2048];
@@ -68,9 +56,9 @@ static void run_case(wobble_ctx *ctx, const char *dir, const char *name) {
     for (int i = 0; i < n; i++) {
         char what[256];
         snprintf(what, sizeof what, "%s image %d vs PyTorch", name, i);
-        compare(what, all + (size_t)i * E, (const float *)ex.data + (size_t)i * E, E, 0.99999, 1e-4);
+        t_compare(what, all + (size_t)i * E, (const float *)ex.data + (size_t)i * E, E, 0.99999, 1e-4);
         snprintf(what, sizeof what, "%s image %d: batch %d vs batch 1", name, i, n);
-        compare(what, all + (size_t)i * E, one + (size_t)i * E, E, 0.9999999, 1e-5);
+        t_compare(what, all + (size_t)i * E, one + (size_t)i * E, E, 0.9999999, 1e-5);
         for (int j = 0; j < E; j++) {
             double d = fabs((double)all[(size_t)i * E + j] - ((const float *)ex.data)[(size_t)i * E + j]);
             if (d > worst) worst = d;

@@ -48,4 +48,21 @@ static inline int t_same(const wobble_image *a, const wobble_image *b) {
     size_t n = (size_t)wobble_image_width(a) * wobble_image_height(a) * 3u;
     return memcmp(wobble_image_data(a), wobble_image_data(b), n) == 0;
 }
+/* Cosine similarity and max-abs difference of two float vectors, checked
+ * against the given limits; returns the max-abs difference. */
+static inline double t_compare(const char *what, const float *a, const float *b, size_t n, double min_cos,
+                               double max_abs) {
+    double dot = 0, na = 0, nb = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        dot += (double)a[i] * b[i];
+        na += (double)a[i] * a[i];
+        nb += (double)b[i] * b[i];
+        double d = (double)a[i] - b[i];
+        d = d < 0 ? -d : d;
+        if (d > mx) mx = d;
+    }
+    double cs = dot / (__builtin_sqrt(na) * __builtin_sqrt(nb) + 1e-300);
+    CHECK(cs >= min_cos && mx <= max_abs, "%s: cosine %.9f, max-abs %.3g", what, cs, mx);
+    return mx;
+}
 #endif

@@ -8,7 +8,6 @@ tests/ref/models/clip-f32-openai and the images in tests/ref/data.
 
 usage: /usr/bin/python3 tests/ref/gen_eval.py
 """
-import itertools
 import json
 import os
 import sys
@@ -20,33 +19,12 @@ from PIL import Image
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen_goldens as GG  # noqa: E402
+import gen_meb  # noqa: E402
 import gen_models as GM  # noqa: E402
 
 IMAGES = ["photo_96x80.png", "syn_64x48.png", "syn_33x17.png"]
 OPS = [("jpeg", [50.0, 10.0]), ("gaussian_blur", [1.0, 3.0]), ("hue", [0.1, -0.3]), ("rescale", [0.5]),
        ("contrast", [1.0, 0.4])]
-
-
-def meb_radius(P):
-    n, d = P.shape
-    best = np.inf
-    for m in range(1, min(n, d + 1) + 1):
-        for S in itertools.combinations(range(n), m):
-            Q = P[list(S)]
-            G = Q @ Q.T
-            A = np.zeros((m + 1, m + 1))
-            A[:m, :m], A[:m, m], A[m, :m] = 2 * G, 1, 1
-            try:
-                x = np.linalg.solve(A, np.concatenate([np.diag(G), [1.0]]))
-            except np.linalg.LinAlgError:
-                continue
-            if np.any(x[:m] < -1e-12):
-                continue
-            c = x[:m] @ Q
-            r = np.sqrt(((P - c) ** 2).sum(1)).max()
-            if r <= np.sqrt(((Q - c) ** 2).sum(1)).max() * (1 + 1e-9) + 1e-15:
-                best = min(best, r)
-    return best
 
 
 def main():
@@ -77,7 +55,7 @@ def main():
                 es.append(float(np.linalg.norm(u0 - u) / 2))
                 U.append(u)
             rec["ops"][op] = {"cos": cs, "euc": es, "R_cos": max(cs), "R_euc": max(es),
-                              "R_div": float(meb_radius(np.array(U))), "cos_mean": float(np.mean(cs)),
+                              "R_div": float(gen_meb.brute(np.array(U))), "cos_mean": float(np.mean(cs)),
                               "euc_mean": float(np.mean(es))}
         out["images"].append(rec)
     with open(os.path.join(HERE, "eval_expected.json"), "w") as f:
