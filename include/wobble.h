@@ -131,6 +131,9 @@ int wobble_image_write_jpeg(wobble_ctx *ctx, const wobble_image *img, const char
 /* Free memory returned by the library (encode buffers). */
 void wobble_free(void *p);
 
+/* Create a folder and its missing parents (mkdir -p). */
+int wobble_mkdirs(wobble_ctx *ctx, const char *path);
+
 /* Write `size` bytes to `path` atomically: `path.tmp.XXXXXX` then rename. */
 int wobble_write_file_atomic(wobble_ctx *ctx, const char *path, const void *data,
                              size_t size);
@@ -241,6 +244,10 @@ int wobble_model_embed_dim(const wobble_model *model);
  * torchvision/HF output size) and centre crop (torchvision rounding). */
 int wobble_model_preprocess_u8(wobble_ctx *ctx, const wobble_model *model, const wobble_image *img,
                                wobble_image **out);
+/* The float stage of the preprocessing, applied to the output of
+ * wobble_model_preprocess_u8: 3 x H x W floats (CHW), x * rescale then
+ * (x - mean) / std in float32. */
+int wobble_model_normalize(const wobble_model *model, const wobble_image *u8, float *chw);
 /* Full preprocessing: writes 3 x H x W floats (CHW, rescaled, normalised);
  * *h and *w receive the size. chw may be NULL to query the size. */
 int wobble_model_preprocess(wobble_ctx *ctx, const wobble_model *model, const wobble_image *img, float *chw, int *h,
@@ -378,6 +385,10 @@ typedef struct wobble_eval_summary {
     /* wall-clock seconds by stage */
     double t_decode, t_perturb, t_preprocess, t_forward, t_metrics, t_io, t_total;
 } wobble_eval_summary;
+
+/* Check an operation list: known names, none twice, at least one level
+ * each, every level in its domain. wobble_eval_run checks it too. */
+int wobble_eval_check_ops(wobble_ctx *ctx, const wobble_eval_op *ops, int n_ops);
 
 /* Run the evaluation into out_dir (created if needed): config.json,
  * cache/, per_image.jsonl, summary.json, summary.csv. Unreadable images are

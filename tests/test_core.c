@@ -53,8 +53,8 @@ int main(void) {
     wobble_image_free(t2);
 
     /* atomic write: no temp file left, content replaced */
-    char dir[] = "/tmp/wobble_test_core_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char dir[512];
+    CHECK(t_mkdtemp(dir, sizeof dir, "wobble_test_core") != NULL, "mkdtemp");
     char path[256];
     snprintf(path, sizeof path, "%s/out.bin", dir);
     CHECK(wobble_write_file_atomic(ctx, path, "abc", 3) == WOBBLE_OK, "write");

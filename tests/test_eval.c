@@ -16,7 +16,7 @@
 #include <math.h>
 #include <unistd.h>
 
-static char tmp[] = "/tmp/wobble_eval_XXXXXX";
+static char tmp[512];
 
 static char *slurp(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -295,7 +295,7 @@ static void test_datasets(wobble_ctx *ctx) {
 }
 
 int main(void) {
-    CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+    CHECK(t_mkdtemp(tmp, sizeof tmp, "wobble_eval") != NULL, "mkdtemp");
     wobble_ctx *ctx = NULL;
     wobble_ctx_create(NULL, &ctx);
     test_pipeline(ctx);

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <unistd.h>
 
-static char tmpdir[] = "/tmp/wobble_model_err_XXXXXX";
+static char tmpdir[512];
 static uint8_t *orig;
 static size_t orig_n, hlen;
 
@@ -86,7 +86,7 @@ int main(void) {
     CHECK(fread(orig, 1, orig_n, f) == orig_n, "read");
     fclose(f);
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | orig[i];
-    CHECK(mkdtemp(tmpdir) != NULL, "mkdtemp");
+    CHECK(t_mkdtemp(tmpdir, sizeof tmpdir, "wobble_model_err") != NULL, "mkdtemp");
 
     json_t *h = header();
     json_object_del(h, "visual.ln_post.weight");

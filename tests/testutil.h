@@ -5,6 +5,7 @@
 #define WOBBLE_TESTUTIL_H
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -29,9 +30,16 @@ static inline int t_finish(void) {
     return t_fail ? 1 : 0;
 }
 
+
 static inline const char *t_env(const char *name, const char *fallback) {
     const char *v = getenv(name);
     return v && *v ? v : fallback;
+}
+
+/* A fresh folder under $TMPDIR (default /tmp) into buf, named PREFIX_XXXXXX. */
+static inline char *t_mkdtemp(char *buf, size_t n, const char *prefix) {
+    snprintf(buf, n, "%s/%s_XXXXXX", t_env("TMPDIR", "/tmp"), prefix);
+    return mkdtemp(buf);
 }
 
 /* tests/ref folder and the shared folder (WOBBLE_SHARED overrides). */

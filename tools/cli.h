@@ -22,7 +22,6 @@ int cli_collect_images(char **inputs, int n, char ***paths, char ***rel);
 void cli_free_list(char **list, int n);
 
 int cli_is_image_path(const char *p);
-int cli_mkdirs(const char *path);
 
 /* Progress on stderr when it is a terminal; silent otherwise. */
 typedef struct cli_progress {

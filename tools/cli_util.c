@@ -194,24 +194,6 @@ void cli_free_list(char **list, int n) {
     free(list);
 }
 
-int cli_mkdirs(const char *path) {
-    char *p = strdup(path);
-    if (!p) return -1;
-    for (char *c = p + 1; *c; c++) {
-        if (*c == '/') {
-            *c = 0;
-            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-                free(p);
-                return -1;
-            }
-            *c = '/';
-        }
-    }
-    int rc = (mkdir(p, 0777) != 0 && errno != EEXIST) ? -1 : 0;
-    free(p);
-    return rc;
-}
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

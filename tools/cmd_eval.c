@@ -150,64 +150,44 @@ int cmd_eval(int argc, char **argv) {
     int n_ops = n_specs ? n_specs : wobble_op_count();
     wobble_eval_op *ops = calloc((size_t)n_ops, sizeof *ops);
     double **lv = calloc((size_t)n_ops, sizeof(double *));
-    int bad = 0;
-    for (int o = 0; o < n_ops && !bad; o++) {
-        const wobble_op_info *info;
-        if (!n_specs) {
-            info = wobble_op_at(o);
-        } else {
-            char name[64];
-            const char *colon = strchr(op_specs[o], ':');
-            snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - op_specs[o]) : (int)strlen(op_specs[o]), op_specs[o]);
-            info = wobble_op_find(name);
-            if (!info) {
-                cli_error("eval: unknown operation '%s' (see 'wobble ops')", name);
-                bad = 1;
-                break;
-            }
-            if (colon) {
-                int n = cli_parse_levels(colon + 1, &lv[o]);
-                if (n < 1) {
-                    cli_error("eval: bad level list '%s' for %s (expected numbers separated by commas)", colon + 1, name);
-                    bad = 1;
-                    break;
-                }
-                ops[o].name = info->name;
-                ops[o].levels = lv[o];
-                ops[o].n_levels = n;
-                for (int k = 0; k < n && !bad; k++) {
-                    wobble_ctx *tmp = NULL;
-                    wobble_ctx_create(NULL, &tmp);
-                    if (wobble_op_check_level(tmp, info, lv[o][k]) != WOBBLE_OK) {
-                        cli_error("eval: %s", wobble_last_error(tmp));
-                        bad = 1;
-                    }
-                    wobble_ctx_free(tmp);
-                }
-                continue;
-            }
-        }
-        ops[o].name = info->name;
-        ops[o].levels = info->grid;
-        ops[o].n_levels = info->grid_len;
-    }
-    for (int o = 0; o < n_ops && !bad; o++)
-        for (int p = 0; p < o; p++)
-            if (!strcmp(ops[o].name, ops[p].name)) {
-                cli_error("eval: operation '%s' is given twice", ops[o].name);
-                bad = 1;
-            }
+    char **names = calloc((size_t)n_ops, sizeof(char *));
     int exit_code = EXIT_OK;
     wobble_ctx *ctx = NULL;
     wobble_model *m = NULL;
     wobble_dataset *ds = NULL;
-    if (bad) {
-        exit_code = EXIT_USAGE;
-        goto done;
-    }
     wobble_ctx_params cp = wobble_ctx_default_params();
     cp.threads = (int)threads;
     wobble_ctx_create(&cp, &ctx);
+    /* NAME[:LEVELS] -> operations; wobble_eval_check_ops judges them */
+    for (int o = 0; o < n_ops; o++) {
+        const wobble_op_info *info = n_specs ? NULL : wobble_op_at(o);
+        const char *colon = NULL;
+        if (n_specs) {
+            colon = strchr(op_specs[o], ':');
+            size_t len = colon ? (size_t)(colon - op_specs[o]) : strlen(op_specs[o]);
+            names[o] = strndup(op_specs[o], len);
+            info = wobble_op_find(names[o]);
+        }
+        ops[o].name = info ? info->name : names[o];
+        if (colon) {
+            ops[o].n_levels = cli_parse_levels(colon + 1, &lv[o]);
+            ops[o].levels = lv[o];
+            if (ops[o].n_levels < 1) {
+                cli_error("eval: bad level list '%s' for %s (expected numbers separated by commas)", colon + 1,
+                          names[o]);
+                exit_code = EXIT_USAGE;
+                goto done;
+            }
+        } else if (info) {
+            ops[o].levels = info->grid;
+            ops[o].n_levels = info->grid_len;
+        }
+    }
+    if (wobble_eval_check_ops(ctx, ops, n_ops) != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
+        exit_code = EXIT_USAGE;
+        goto done;
+    }
     wobble_dataset_params dp = wobble_dataset_default_params();
     dp.labels_path = labels;
     dp.limit = (int)limit;
@@ -240,7 +220,7 @@ int cmd_eval(int argc, char **argv) {
     cli_progress_end(&prog);
     if (rc != WOBBLE_OK) {
         cli_error("%s", wobble_last_error(ctx));
-        exit_code = rc == WOBBLE_EINVAL || rc == WOBBLE_ENOTFOUND || rc == WOBBLE_EDOMAIN ? EXIT_FAIL : EXIT_FAIL;
+        exit_code = EXIT_FAIL;
         goto done;
     }
     print_table(out);
@@ -254,8 +234,12 @@ int cmd_eval(int argc, char **argv) {
                 sum.t_total, sum.t_decode, sum.t_perturb, sum.t_preprocess, sum.t_forward, sum.t_metrics, sum.t_io);
     if (sum.failed) exit_code = EXIT_FAIL;
 done:
-    for (int o = 0; o < n_ops; o++) free(lv[o]);
+    for (int o = 0; o < n_ops; o++) {
+        free(lv[o]);
+        free(names[o]);
+    }
     free(lv);
+    free(names);
     free(ops);
     wobble_dataset_free(ds);
     wobble_model_free(m);

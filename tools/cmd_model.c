@@ -252,20 +252,23 @@ int cmd_embed(int argc, char **argv) {
         if (!k) continue;
         float *e = emb + (size_t)nok * D;
         if (patch_out) {
-            /* patch tokens need one input size: preprocess explicitly */
-            int h, w;
+            /* patch tokens need one input size: preprocess explicitly, once per image */
             float *px = NULL;
             rc = WOBBLE_OK;
             for (int j = 0; j < k && rc == WOBBLE_OK; j++) {
-                rc = wobble_model_preprocess(ctx, m, imgs[j], NULL, &h, &w);
-                if (rc == WOBBLE_OK && (!px)) px = malloc(sizeof(float) * (size_t)k * 3 * h * w);
-                if (rc == WOBBLE_OK && ph && (h != ph || w != pw)) {
+                wobble_image *u = NULL;
+                rc = wobble_model_preprocess_u8(ctx, m, imgs[j], &u);
+                if (rc == WOBBLE_OK && ph && (wobble_image_height(u) != ph || wobble_image_width(u) != pw)) {
                     cli_error("embed: --patch-tokens needs one preprocessed size for every image");
                     rc = WOBBLE_EINVAL;
                 }
-                ph = h;
-                pw = w;
-                if (rc == WOBBLE_OK) rc = wobble_model_preprocess(ctx, m, imgs[j], px + (size_t)j * 3 * h * w, NULL, NULL);
+                if (rc == WOBBLE_OK) {
+                    ph = wobble_image_height(u);
+                    pw = wobble_image_width(u);
+                    if (!px) px = malloc(sizeof(float) * (size_t)k * 3 * ph * pw);
+                    rc = px ? wobble_model_normalize(m, u, px + (size_t)j * 3 * ph * pw) : WOBBLE_ENOMEM;
+                }
+                wobble_image_free(u);
             }
             if (rc == WOBBLE_OK) {
                 np = wobble_model_num_patches(m, ph, pw);

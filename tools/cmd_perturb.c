@@ -164,8 +164,8 @@ int cmd_perturb(int argc, char **argv) {
         free(lv);
         return EXIT_USAGE;
     }
-    if (!single_file && cli_mkdirs(out) != 0) {
-        cli_error("%s: cannot create output folder", out);
+    if (!single_file && wobble_mkdirs(ctx, out) != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
         cli_free_list(paths, n);
         cli_free_list(rel, n);
         wobble_ctx_free(ctx);
@@ -213,7 +213,7 @@ int cmd_perturb(int argc, char **argv) {
                     char *slash = strrchr(dest, '/');
                     if (slash > dest + strlen(out)) {
                         *slash = 0;
-                        cli_mkdirs(dest);
+                        wobble_mkdirs(ctx, dest); /* a failure shows when the file is written */
                         *slash = '/';
                     }
                 }

@@ -59,6 +59,27 @@ int wobble_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *
     return WOBBLE_OK;
 }
 
+int wobble_mkdirs(wobble_ctx *ctx, const char *path) {
+    if (!path || !*path) return wobble_seterr(ctx, WOBBLE_EINVAL, "mkdirs: empty path");
+    char *p = strdup(path);
+    if (!p) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    int rc = WOBBLE_OK;
+    for (char *c = p + 1; *c && rc == WOBBLE_OK; c++)
+        if (*c == '/') {
+            *c = 0;
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) rc = WOBBLE_EIO;
+            *c = '/';
+        }
+    if (rc == WOBBLE_OK && mkdir(p, 0777) != 0 && errno != EEXIST) rc = WOBBLE_EIO;
+    if (rc == WOBBLE_OK) {
+        struct stat st;
+        if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) rc = WOBBLE_EIO;
+    }
+    free(p);
+    if (rc) return wobble_seterr(ctx, rc, "%s: cannot create the folder: %s", path, strerror(errno ? errno : ENOTDIR));
+    return WOBBLE_OK;
+}
+
 int wobble_write_file_atomic(wobble_ctx *ctx, const char *path, const void *data, size_t size) {
     if (!path || (!data && size)) return wobble_seterr(ctx, WOBBLE_EINVAL, "write: NULL argument");
     size_t n = strlen(path);

@@ -30,7 +30,6 @@
 
 uint64_t model_content_hash(wobble_model *m);
 uint64_t model_preprocessing_hash(const wobble_model *m);
-int model_normalize(const wobble_model *m, const wobble_image *u, float *chw);
 
 #include <time.h>
 static double now_s(void) {
@@ -64,7 +63,7 @@ static int prep_into(wobble_ctx *ctx, wobble_model *m, const wobble_image *img, 
         *px = nb;
         *cap = nc;
     }
-    model_normalize(m, u, *px + (size_t)j * 3 * (*H) * (*W));
+    wobble_model_normalize(m, u, *px + (size_t)j * 3 * (*H) * (*W));
     wobble_image_free(u);
     return WOBBLE_OK;
 }
@@ -165,23 +164,6 @@ static int cache_save(wobble_ctx *ctx, const char *path, uint64_t mh, uint64_t p
     return rc;
 }
 
-static int mkdir_p(const char *path) {
-    char *p = strdup(path);
-    if (!p) return -1;
-    for (char *c = p + 1; *c; c++)
-        if (*c == '/') {
-            *c = 0;
-            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-                free(p);
-                return -1;
-            }
-            *c = '/';
-        }
-    int rc = (mkdir(p, 0777) != 0 && errno != EEXIST) ? -1 : 0;
-    free(p);
-    return rc;
-}
-
 static int write_json(wobble_ctx *ctx, const char *path, json_t *j) {
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     if (!s) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
@@ -222,46 +204,46 @@ static char *path_join(const char *a, const char *b) {
     return s;
 }
 
+int wobble_eval_check_ops(wobble_ctx *ctx, const wobble_eval_op *ops, int n_ops) {
+    if (n_ops < 1 || !ops) return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: no operations");
+    for (int o = 0; o < n_ops; o++) {
+        const wobble_op_info *info = wobble_op_find(ops[o].name);
+        if (!info)
+            return wobble_seterr(ctx, WOBBLE_ENOTFOUND, "eval: unknown operation '%s' (see 'wobble ops')",
+                                 ops[o].name ? ops[o].name : "(null)");
+        for (int p = 0; p < o; p++)
+            if (wobble_op_find(ops[p].name) == info)
+                return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: operation '%s' is given twice", info->name);
+        if (ops[o].n_levels < 1 || !ops[o].levels)
+            return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: operation '%s' has no levels", info->name);
+        for (int k = 0; k < ops[o].n_levels; k++) {
+            int rc = wobble_op_check_level(ctx, info, ops[o].levels[k]);
+            if (rc) return rc;
+        }
+    }
+    return WOBBLE_OK;
+}
+
 int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, const wobble_eval_params *params,
                     const char *out_dir, wobble_eval_summary *summary) {
     if (!m || !ds || !params || !out_dir) return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: NULL argument");
     const wobble_eval_params *P = params;
-    if (P->n_ops < 1 || !P->ops) return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: no operations");
+    int rc = wobble_eval_check_ops(ctx, P->ops, P->n_ops);
+    if (rc) return rc;
     const wobble_op_info **info = calloc((size_t)P->n_ops, sizeof *info);
-    for (int o = 0; o < P->n_ops; o++) {
-        info[o] = wobble_op_find(P->ops[o].name);
-        if (!info[o]) {
-            free(info);
-            return wobble_seterr(ctx, WOBBLE_ENOTFOUND, "eval: unknown operation '%s' (see 'wobble ops')", P->ops[o].name);
-        }
-        for (int p2 = 0; p2 < o; p2++)
-            if (info[p2] == info[o]) {
-                free(info);
-                return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: operation '%s' is given twice", P->ops[o].name);
-            }
-        if (P->ops[o].n_levels < 1) {
-            free(info);
-            return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: operation '%s' has no levels", P->ops[o].name);
-        }
-        for (int k = 0; k < P->ops[o].n_levels; k++) {
-            int rc = wobble_op_check_level(ctx, info[o], P->ops[o].levels[k]);
-            if (rc) {
-                free(info);
-                return rc;
-            }
-        }
-    }
+    if (!info) return wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    for (int o = 0; o < P->n_ops; o++) info[o] = wobble_op_find(P->ops[o].name);
     const int N = wobble_dataset_size(ds), E = wobble_model_embed_dim(m), O = P->n_ops;
     const uint64_t mh = model_content_hash(m), ph = model_preprocessing_hash(m);
     char mhs[17], phs[17];
     snprintf(mhs, sizeof mhs, "%016llx", (unsigned long long)mh);
     snprintf(phs, sizeof phs, "%016llx", (unsigned long long)ph);
-    if (mkdir_p(out_dir) != 0) {
-        free(info);
-        return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot create the output folder: %s", out_dir, strerror(errno));
-    }
     char *cache_dir = path_join(out_dir, "cache");
-    mkdir_p(cache_dir);
+    if ((rc = wobble_mkdirs(ctx, cache_dir)) != WOBBLE_OK) {
+        free(cache_dir);
+        free(info);
+        return rc;
+    }
     /* configuration lock */
     json_t *ops_j = json_array();
     for (int o = 0; o < O; o++) {
@@ -273,7 +255,6 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
                             P->data_path ? P->data_path : "", "dataset_kind", wobble_dataset_kind(ds), "seed",
                             (json_int_t)P->seed, "ops", ops_j);
     char *cfg_path = path_join(out_dir, "config.json");
-    int rc = WOBBLE_OK;
     if (access(cfg_path, F_OK) == 0) {
         json_error_t je;
         json_t *old = json_load_file(cfg_path, 0, &je);

@@ -488,7 +488,6 @@ int wobble_model_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     return WOBBLE_OK;
 }
 
-int model_normalize(const wobble_model *m, const wobble_image *u, float *chw);
 
 int wobble_model_embed(wobble_ctx *ctx, wobble_model *m, const wobble_image *const *imgs, int n,
                        const wobble_embed_params *p, float *emb) {
@@ -521,7 +520,7 @@ int wobble_model_embed(wobble_ctx *ctx, wobble_model *m, const wobble_image *con
                 buf = nb;
                 cap = need;
             }
-            model_normalize(m, u, buf + (size_t)(j - i) * 3 * H * W);
+            wobble_model_normalize(m, u, buf + (size_t)(j - i) * 3 * H * W);
             wobble_image_free(u);
             j++;
         }

@@ -69,7 +69,7 @@ int wobble_model_preprocess_u8(wobble_ctx *ctx, const wobble_model *m, const wob
 /* uint8 HWC -> float CHW: rescale as Hugging Face does (double product,
  * rounded to float32), normalise in float32 as torchvision and Hugging Face
  * both do. */
-int model_normalize(const wobble_model *m, const wobble_image *u, float *chw) {
+int wobble_model_normalize(const wobble_model *m, const wobble_image *u, float *chw) {
     const size_t n = (size_t)u->height * u->width;
     for (int c = 0; c < 3; c++) {
         const float mean = m->mean[c], std = m->std[c];
@@ -89,7 +89,7 @@ int wobble_model_preprocess(wobble_ctx *ctx, const wobble_model *m, const wobble
     if (rc) return rc;
     if (h) *h = u->height;
     if (w) *w = u->width;
-    if (chw) model_normalize(m, u, chw);
+    if (chw) wobble_model_normalize(m, u, chw);
     wobble_image_free(u);
     return WOBBLE_OK;
 }
