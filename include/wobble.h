@@ -276,6 +276,34 @@ int wobble_model_embed(wobble_ctx *ctx, wobble_model *model, const wobble_image 
                        const wobble_embed_params *params, float *emb);
 
 /* ------------------------------------------------------------------ */
+/* CLIP text tower and tokenizer (docs/models.md, "Text tower")         */
+/* ------------------------------------------------------------------ */
+/* A whole CLIP checkpoint (OpenAI / open_clip names, or a Hugging Face
+ * CLIPModel) also loads its text tower and logit_scale. */
+int wobble_model_has_text(const wobble_model *model);
+/* Tokens per text the text tower takes (77 for the official models); 0 without one. */
+int wobble_model_context_length(const wobble_model *model);
+/* exp(logit_scale) of a whole CLIP checkpoint (100 for the official ones); 0 if absent. */
+double wobble_model_logit_scale(const wobble_model *model);
+/* Text embeddings of n token sequences (n x len int32 ids, as from
+ * wobble_tokenize): the features of the first highest id (<|endoftext|>)
+ * after the final norm, times the text projection; emb gets n x embed_dim. */
+int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *model, const int32_t *ids, int n, int len,
+                             const wobble_embed_params *params, float *emb);
+
+typedef struct wobble_tokenizer wobble_tokenizer;
+/* path: a folder holding vocab.json + merges.txt or tokenizer.json, or a
+ * tokenizer.json file (Hugging Face formats of the CLIP BPE list). */
+int wobble_tokenizer_load(wobble_ctx *ctx, const char *path, wobble_tokenizer **out);
+void wobble_tokenizer_free(wobble_tokenizer *tok);
+int wobble_tokenizer_vocab_size(const wobble_tokenizer *tok);
+/* clip.tokenize for one UTF-8 text: <|startoftext|>, the BPE ids,
+ * <|endoftext|>, zeros up to context_len; a longer text is cut to
+ * context_len ids with <|endoftext|> last (*truncated = 1; may be NULL). */
+int wobble_tokenize(wobble_ctx *ctx, const wobble_tokenizer *tok, const char *text, int context_len, int32_t *ids,
+                    int *truncated);
+
+/* ------------------------------------------------------------------ */
 /* NumPy .npy files                                                    */
 /* ------------------------------------------------------------------ */
 typedef struct wobble_array {

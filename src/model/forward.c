@@ -167,7 +167,8 @@ static void act_fwd(act_t act, float *x, const float *bias, int rows, int h, flo
 }
 
 /* Multi-head self-attention from packed qkv [n*T, 3D] into out [n*T, D]. */
-static void attention_fwd(const float *qkv, int n, int T, int D, int heads, float *out, float *scores, int threads) {
+static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int causal, float *out, float *scores,
+                          int threads) {
     const int dh = D / heads;
     const float scale = 1.0f / sqrtf((float)dh);
     const int jobs = n * heads;
@@ -178,7 +179,15 @@ static void attention_fwd(const float *qkv, int n, int T, int D, int heads, floa
         const float *q = qkv + (size_t)b * T * 3 * D + (size_t)hh * dh;
         const float *k = q + D, *v = q + 2 * D;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
-        for (int i = 0; i < T; i++) softmax_row(S + (size_t)i * T, T);
+        if (causal) {
+            /* token i attends to tokens 0..i: the masked scores weigh exactly 0 */
+            for (int i = 0; i < T; i++) {
+                softmax_row(S + (size_t)i * T, i + 1);
+                memset(S + (size_t)i * T + i + 1, 0, sizeof(float) * (size_t)(T - i - 1));
+            }
+        } else {
+            for (int i = 0; i < T; i++) softmax_row(S + (size_t)i * T, T);
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f, S, T, v, 3 * D, 0.0f,
                     out + (size_t)b * T * D + (size_t)hh * dh, D);
     }
@@ -326,14 +335,16 @@ static int grow(float **p, size_t n) {
     return 0;
 }
 
-static int arena_reserve(wobble_model *m, size_t rows, size_t npatch_rows, int T, int threads) {
-    arena_t *a = &m->arena;
-    const size_t D = (size_t)m->dim, H = (size_t)m->hidden;
+/* Buffers for rows = batch * tokens of a stack of width D and MLP width H;
+ * patch_k > 0 also reserves the image tower's im2col buffer. */
+static int arena_reserve(arena_t *a, int dim, int hidden, act_t act, size_t rows, size_t npatch_rows, int patch_k,
+                         int T, int threads) {
+    const size_t D = (size_t)dim, H = (size_t)hidden;
     if (rows > a->cap_rows) {
-        size_t h1 = m->act == ACT_SWIGLU ? 2 * H : H;
+        size_t h1 = act == ACT_SWIGLU ? 2 * H : H;
         if (grow(&a->x, rows * D) || grow(&a->h, rows * D) || grow(&a->qkv, rows * 3 * D) ||
             grow(&a->attn, rows * D) || grow(&a->mlp, rows * h1) ||
-            (m->act == ACT_SWIGLU && grow(&a->mlp2, rows * H)))
+            (act == ACT_SWIGLU && grow(&a->mlp2, rows * H)))
             return -1;
         a->cap_rows = rows;
     }
@@ -349,7 +360,7 @@ static int arena_reserve(wobble_model *m, size_t rows, size_t npatch_rows, int T
         if (grow(&a->scores, sc)) return -1;
         a->cap_scores = sc;
     }
-    size_t pr = npatch_rows * 3 * (size_t)m->patch * m->patch;
+    size_t pr = npatch_rows * (size_t)patch_k;
     if (pr > a->cap_patches) {
         if (grow(&a->patches, pr)) return -1;
         a->cap_patches = pr;
@@ -370,6 +381,30 @@ int wobble_model_num_patches(const wobble_model *m, int h, int w) {
     return (h / m->patch) * (w / m->patch);
 }
 
+/* The transformer blocks on a->x ([n * T, D]) in place. */
+static void stack_fwd(const xfstack_t *xs, arena_t *a, int n, int T, int causal, int th) {
+    const int D = xs->dim, rows = n * T;
+    for (int l = 0; l < xs->depth; l++) {
+        const block_t *bk = &xs->blocks[l];
+        layernorm_fwd(a->x, rows, D, &bk->ln1, xs->eps, a->h, th);
+        qkv_fwd(a->h, rows, bk, a->qkv, th);
+        attention_fwd(a->qkv, n, T, D, xs->heads, causal, a->attn, a->scores, th);
+        linear_fwd(a->attn, rows, &bk->proj, a->h, 0, th);
+        residual_fwd(a->x, a->h, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
+        layernorm_fwd(a->x, rows, D, &bk->ln2, xs->eps, a->h, th);
+        linear_fwd(a->h, rows, &bk->fc1, a->mlp, 0, th);
+        const float *b1 = bk->fc1.b ? bk->fc1.b : a->zeros;
+        if (xs->act == ACT_SWIGLU) {
+            act_fwd(xs->act, a->mlp, b1, rows, xs->hidden, a->mlp2, th);
+            linear_fwd(a->mlp2, rows, &bk->fc2, a->h, 0, th);
+        } else {
+            act_fwd(xs->act, a->mlp, b1, rows, xs->hidden, NULL, th);
+            linear_fwd(a->mlp, rows, &bk->fc2, a->h, 0, th);
+        }
+        residual_fwd(a->x, a->h, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);
+    }
+}
+
 /* One chunk of n <= max_batch images. */
 static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
                          const wobble_embed_params *p, float *emb, float *patch_out) {
@@ -379,7 +414,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     const float *ppos = NULL;
     int rc = patch_pos(ctx, m, gh, gw, &ppos);
     if (rc) return rc;
-    if (arena_reserve(m, (size_t)rows, (size_t)n * np, T, th) != 0)
+    if (arena_reserve(&m->arena, m->dim, m->hidden, m->act, (size_t)rows, (size_t)n * np, 3 * P * P, T, th) != 0)
         return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for activations (%d images x %d tokens)", m->path,
                              n, T);
     arena_t *a = &m->arena;
@@ -419,25 +454,8 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
         layernorm_fwd(a->x, rows, D, &m->pre_norm, m->eps, a->h, th);
         memcpy(a->x, a->h, sizeof(float) * (size_t)rows * D);
     }
-    for (int l = 0; l < m->depth; l++) {
-        const block_t *bk = &m->blocks[l];
-        layernorm_fwd(a->x, rows, D, &bk->ln1, m->eps, a->h, th);
-        qkv_fwd(a->h, rows, bk, a->qkv, th);
-        attention_fwd(a->qkv, n, T, D, m->heads, a->attn, a->scores, th);
-        linear_fwd(a->attn, rows, &bk->proj, a->h, 0, th);
-        residual_fwd(a->x, a->h, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
-        layernorm_fwd(a->x, rows, D, &bk->ln2, m->eps, a->h, th);
-        linear_fwd(a->h, rows, &bk->fc1, a->mlp, 0, th);
-        const float *b1 = bk->fc1.b ? bk->fc1.b : a->zeros;
-        if (m->act == ACT_SWIGLU) {
-            act_fwd(m->act, a->mlp, b1, rows, m->hidden, a->mlp2, th);
-            linear_fwd(a->mlp2, rows, &bk->fc2, a->h, 0, th);
-        } else {
-            act_fwd(m->act, a->mlp, b1, rows, m->hidden, NULL, th);
-            linear_fwd(a->mlp, rows, &bk->fc2, a->h, 0, th);
-        }
-        residual_fwd(a->x, a->h, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);
-    }
+    const xfstack_t xs = {m->dim, m->depth, m->heads, m->hidden, m->act, m->eps, m->blocks};
+    stack_fwd(&xs, a, n, T, 0, th);
     /* final norm on every token (cheap), then read out */
     layernorm_fwd(a->x, rows, D, &m->final_norm, m->eps, a->h, th);
     for (int b = 0; b < n; b++) {
@@ -531,4 +549,80 @@ int wobble_model_embed(wobble_ctx *ctx, wobble_model *m, const wobble_image *con
     wobble_image_free(pending);
     free(buf);
     return rc;
+}
+
+/* ------------------------------------------------------------ text tower */
+
+int wobble_model_has_text(const wobble_model *m) { return m && m->text; }
+int wobble_model_context_length(const wobble_model *m) { return m && m->text ? m->text->ctx_len : 0; }
+double wobble_model_logit_scale(const wobble_model *m) { return m ? m->logit_scale : 0.0; }
+
+static void l2_normalize(float *e, int d) {
+    double s = 0;
+    for (int j = 0; j < d; j++) s += (double)e[j] * e[j];
+    const float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+    for (int j = 0; j < d; j++) e[j] *= inv;
+}
+
+/* Sequences are run only up to the longest <|endoftext|> position of the
+ * chunk: with the causal mask no earlier token sees a later one, so the
+ * padding after it cannot change the pooled features. */
+int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *m, const int32_t *ids, int n, int len,
+                             const wobble_embed_params *p, float *emb) {
+    if (!m || (!ids && n) || !emb || n < 0) return wobble_seterr(ctx, WOBBLE_EINVAL, "encode_text: NULL argument");
+    const text_tower_t *t = m->text;
+    if (!t)
+        return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: this model has no text tower (a whole CLIP model is needed)",
+                             m->path);
+    if (len < 1 || len > t->ctx_len)
+        return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: %d tokens per text; the text tower takes 1 to %d", m->path, len,
+                             t->ctx_len);
+    for (long i = 0; i < (long)n * len; i++)
+        if (ids[i] < 0 || ids[i] >= t->vocab)
+            return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: token id %d of text %ld is outside the vocabulary (%d)",
+                                 m->path, ids[i], i / len, t->vocab);
+    const int th = wobble_ctx_threads(ctx), D = t->dim;
+    openblas_set_num_threads(th);
+    text_tower_t *tw = m->text;
+    for (int s0 = 0; s0 < n; s0 += m->max_batch) {
+        const int c = n - s0 < m->max_batch ? n - s0 : m->max_batch;
+        int T = 1;
+        int *eot = malloc(sizeof(int) * c);
+        if (!eot) return wobble_seterr(ctx, WOBBLE_ENOMEM, "encode_text: out of memory");
+        for (int b = 0; b < c; b++) {
+            const int32_t *r = ids + (size_t)(s0 + b) * len;
+            int am = 0;
+            for (int j = 1; j < len; j++)
+                if (r[j] > r[am]) am = j; /* first maximum, as torch.argmax */
+            eot[b] = am;
+            if (am + 1 > T) T = am + 1;
+        }
+        arena_t *a = &tw->arena;
+        if (arena_reserve(a, D, t->hidden, t->act, (size_t)c * T, 0, 0, T, th) != 0) {
+            free(eot);
+            return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for text activations", m->path);
+        }
+        for (int b = 0; b < c; b++)
+            for (int j = 0; j < T; j++) {
+                float *o = a->x + ((size_t)b * T + j) * D;
+                const float *te = t->tok_emb + (size_t)ids[(size_t)(s0 + b) * len + j] * D, *pe = t->pos + (size_t)j * D;
+                for (int k = 0; k < D; k++) o[k] = te[k] + pe[k];
+            }
+        const xfstack_t xs = {D, t->depth, t->heads, t->hidden, t->act, t->eps, t->blocks};
+        stack_fwd(&xs, a, c, T, 1, th);
+        for (int b = 0; b < c; b++) {
+            float *hrow = a->h; /* one row of scratch */
+            layernorm_fwd(a->x + ((size_t)b * T + eot[b]) * D, 1, D, &t->final_norm, t->eps, hrow, 1);
+            float *e = emb + (size_t)(s0 + b) * t->embed_dim;
+            for (int o = 0; o < t->embed_dim; o++) {
+                double sum = 0;
+                const float *wr = t->proj.w + (size_t)o * D;
+                for (int j = 0; j < D; j++) sum += (double)wr[j] * hrow[j];
+                e[o] = (float)sum;
+            }
+            if (p && p->normalize) l2_normalize(e, t->embed_dim);
+        }
+        free(eot);
+    }
+    return WOBBLE_OK;
 }

@@ -500,6 +500,131 @@ static int build_dinov2_or_vit(loader *L, json_t *cfg) {
     return WOBBLE_OK;
 }
 
+
+/* The text tower and logit_scale of a whole CLIP checkpoint, when present.
+ * root: the prefix above "visual." / "vision_model.". */
+static int build_clip_text(loader *L, json_t *cfg) {
+    wobble_model *m = L->m;
+    const int openai = m->naming == NAMING_OPENAI;
+    const st_tensor *te = find(L, openai ? "token_embedding.weight" : "text_model.embeddings.token_embedding.weight");
+    const st_tensor *ls = find(L, "logit_scale");
+    if (ls && ls->numel == 1) {
+        const int64_t *sh = ls->shape;
+        const float *v;
+        int rc = get(L, "logit_scale", ls->ndim, sh, &v);
+        if (rc) return rc;
+        if (!isfinite(v[0]))
+            return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: tensor '%slogit_scale' is not finite", L->file, L->prefix);
+        m->logit_scale = expf(v[0]);
+    }
+    if (!te) return WOBBLE_OK;
+    if (te->ndim != 2)
+        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: the token embedding is not 2-D", L->file);
+    text_tower_t *t = calloc(1, sizeof *t);
+    if (!t || model_own(m, t)) {
+        free(t);
+        return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    }
+    m->text = t;
+    const int D = (int)te->shape[1];
+    t->dim = D;
+    t->vocab = (int)te->shape[0];
+    json_t *tc = NULL;
+    if (cfg) {
+        tc = json_object_get(cfg, "text_config");
+        json_t *oc = json_object_get(cfg, "model_cfg");
+        if (!json_is_object(tc) && json_is_object(oc)) tc = json_object_get(oc, "text_cfg");
+        if (!json_is_object(tc)) tc = json_object_get(cfg, "text_cfg");
+        if (!json_is_object(tc)) tc = NULL;
+    }
+    t->depth = count_blocks(L, openai ? "transformer.resblocks.%d.ln_1.weight" : "text_model.encoder.layers.%d.layer_norm1.weight");
+    if (t->depth == 0) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower without blocks", L->file);
+    const st_tensor *fc = find(L, openai ? "transformer.resblocks.0.mlp.c_fc.weight" : "text_model.encoder.layers.0.mlp.fc1.weight");
+    t->hidden = fc && fc->ndim == 2 ? (int)fc->shape[0] : 4 * D;
+    const st_tensor *pos = find(L, openai ? "positional_embedding" : "text_model.embeddings.position_embedding.weight");
+    if (!pos || pos->ndim != 2) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower without 2-D position embeddings", L->file);
+    t->ctx_len = (int)pos->shape[0];
+    /* OpenAI: heads = width / 64 (clip/model.py build_model) */
+    t->heads = (int)jnum(tc, "num_attention_heads", jnum(tc, "heads", 0));
+    if (t->heads <= 0) t->heads = D >= 64 ? D / 64 : 1;
+    if (D % t->heads) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text width %d is not divisible into %d heads", L->file, D, t->heads);
+    const char *act = jstr(tc, "hidden_act");
+    int quick = m->act == ACT_QUICK_GELU;
+    if (act) quick = strcmp(act, "gelu") != 0;
+    t->act = quick ? ACT_QUICK_GELU : ACT_GELU;
+    t->eps = (float)jnum(tc, "layer_norm_eps", 1e-5);
+    int rc;
+    if ((rc = GET(L, openai ? "token_embedding.weight" : "text_model.embeddings.token_embedding.weight", &t->tok_emb, t->vocab, D))) return rc;
+    if ((rc = GET(L, openai ? "positional_embedding" : "text_model.embeddings.position_embedding.weight", &t->pos, t->ctx_len, D))) return rc;
+    if ((rc = openai ? get_norm(L, "ln_final.weight", "ln_final.bias", D, &t->final_norm)
+                     : get_norm(L, "text_model.final_layer_norm.weight", "text_model.final_layer_norm.bias", D, &t->final_norm)))
+        return rc;
+    t->blocks = calloc((size_t)t->depth, sizeof(block_t));
+    if (!t->blocks || model_own(m, t->blocks)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    char a[256], c[256];
+    for (int i = 0; i < t->depth && !rc; i++) {
+        block_t *b = &t->blocks[i];
+        char p[128];
+#define N2(x, y) do { snprintf(a, sizeof a, "%s%s", p, x); snprintf(c, sizeof c, "%s%s", p, y); } while (0)
+        if (openai) {
+            snprintf(p, sizeof p, "transformer.resblocks.%d.", i);
+            N2("ln_1.weight", "ln_1.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
+            N2("attn.in_proj_weight", "attn.in_proj_bias");
+            if ((rc = get_linear(L, a, c, 3 * D, D, &b->qkv))) break;
+            N2("attn.out_proj.weight", "attn.out_proj.bias");
+            if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
+            N2("ln_2.weight", "ln_2.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln2))) break;
+            N2("mlp.c_fc.weight", "mlp.c_fc.bias");
+            if ((rc = get_linear(L, a, c, t->hidden, D, &b->fc1))) break;
+            N2("mlp.c_proj.weight", "mlp.c_proj.bias");
+            if ((rc = get_linear(L, a, c, D, t->hidden, &b->fc2))) break;
+        } else {
+            snprintf(p, sizeof p, "text_model.encoder.layers.%d.", i);
+            N2("layer_norm1.weight", "layer_norm1.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
+            snprintf(a, sizeof a, "%sself_attn.", p);
+            if ((rc = get_qkv_split(L, a, "q_proj", "k_proj", "v_proj", ".weight", ".bias", D, b))) break;
+            N2("self_attn.out_proj.weight", "self_attn.out_proj.bias");
+            if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
+            N2("layer_norm2.weight", "layer_norm2.bias");
+            if ((rc = get_norm(L, a, c, D, &b->ln2))) break;
+            N2("mlp.fc1.weight", "mlp.fc1.bias");
+            if ((rc = get_linear(L, a, c, t->hidden, D, &b->fc1))) break;
+            N2("mlp.fc2.weight", "mlp.fc2.bias");
+            if ((rc = get_linear(L, a, c, D, t->hidden, &b->fc2))) break;
+        }
+#undef N2
+    }
+    if (rc) return rc;
+    /* projection: OpenAI [D, E] (x @ P), HF Linear [E, D] */
+    const char *pn = openai ? "text_projection" : "text_projection.weight";
+    const st_tensor *pj = find(L, pn);
+    if (!pj || pj->ndim != 2)
+        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 2-D tensor '%s%s'", L->file, L->prefix, pn);
+    if (openai) {
+        const int E = (int)pj->shape[1];
+        const float *pw;
+        if ((rc = GET(L, pn, &pw, D, E))) return rc;
+        float *tr = malloc(sizeof(float) * (size_t)E * D);
+        if (!tr || model_own(m, tr)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+        for (int r = 0; r < D; r++)
+            for (int e = 0; e < E; e++) tr[(size_t)e * D + r] = pw[(size_t)r * E + e];
+        release_pages(pw, sizeof(float) * (size_t)D * E);
+        t->proj.w = tr;
+        t->proj.out = E;
+        t->proj.in = D;
+    } else if ((rc = get_linear(L, pn, NULL, (int)pj->shape[0], D, &t->proj))) {
+        return rc;
+    }
+    t->embed_dim = t->proj.out;
+    if (t->embed_dim != m->embed_dim)
+        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text embeddings have %d dimensions, image embeddings %d",
+                             L->file, t->embed_dim, m->embed_dim);
+    return WOBBLE_OK;
+}
+
 /* ---------------------------------------------------------------- preprocessing */
 
 static const float CLIP_MEAN[3] = {0.48145466f, 0.4578275f, 0.40821073f};
@@ -681,10 +806,20 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
             vcfg = json_object_get(oc, "vision_cfg");
             if (!jbool(oc, "quick_gelu", 0)) json_object_set_new(vcfg, "quick_gelu", json_false());
         }
-        if (m->arch == ARCH_CLIP)
+        if (m->arch == ARCH_CLIP) {
             rc = build_clip(&L, vcfg);
-        else
+            if (rc == WOBBLE_OK) {
+                /* the text tower sits beside the image tower */
+                char root[256];
+                snprintf(root, sizeof root, "%s", prefix);
+                char *cut = strstr(root, m->naming == NAMING_OPENAI ? "visual." : "vision_model.");
+                if (cut) *cut = 0;
+                loader LT = {ctx, m, root, file};
+                rc = build_clip_text(&LT, cfg);
+            }
+        } else {
             rc = build_dinov2_or_vit(&L, cfg);
+        }
     }
     if (rc == WOBBLE_OK && (m->heads <= 0 || m->dim % m->heads != 0))
         rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: width %d is not divisible into %d heads", file, m->dim, m->heads);
@@ -723,6 +858,7 @@ static void arena_free(arena_t *a) {
 void wobble_model_free(wobble_model *m) {
     if (!m) return;
     arena_free(&m->arena);
+    if (m->text) arena_free(&m->text->arena);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     st_close(m->st);

@@ -38,6 +38,28 @@ typedef struct {
     int pos_h, pos_w;
 } arena_t;
 
+/* A stack of pre-norm transformer blocks (image or text tower). */
+typedef struct {
+    int dim, depth, heads, hidden;
+    act_t act;
+    float eps;
+    const block_t *blocks;
+} xfstack_t;
+
+/* CLIP text tower: token + position embeddings, causal blocks, final norm,
+ * the <|endoftext|> token's features times the projection. */
+typedef struct {
+    int dim, depth, heads, hidden, ctx_len, vocab, embed_dim;
+    act_t act;
+    float eps;
+    const float *tok_emb; /* [vocab, D] */
+    const float *pos;     /* [ctx_len, D] */
+    block_t *blocks;
+    norm_t final_norm;
+    linear_t proj;        /* [E, D] (Linear layout; the OpenAI [D, E] tensor is transposed at load) */
+    arena_t arena;
+} text_tower_t;
+
 struct wobble_model {
     arch_t arch;
     naming_t naming;
@@ -56,6 +78,8 @@ struct wobble_model {
     norm_t final_norm;
     linear_t head;        /* CLIP projection [embed_dim, D]; w NULL if none */
     block_t *blocks;
+    text_tower_t *text;   /* CLIP text tower, or NULL */
+    float logit_scale;    /* exp(logit_scale) of a whole CLIP model; 0 if absent */
     /* preprocessing */
     int resize_short;     /* > 0: resize the short side to this */
     int resize_h, resize_w; /* > 0 (and resize_short == 0): resize to exactly this */
