@@ -304,6 +304,74 @@ int wobble_tokenize(wobble_ctx *ctx, const wobble_tokenizer *tok, const char *te
                     int *truncated);
 
 /* ------------------------------------------------------------------ */
+/* Classifiers on embeddings (docs/downstream.md)                       */
+/* ------------------------------------------------------------------ */
+typedef struct wobble_probe_params {
+    const double *l2_grid; /* L2 strengths lambda to choose from (default 1e-1 ... 1e-6, half decades) */
+    int n_l2;              /* 1: use l2_grid[0] without a held-out split */
+    double holdout;        /* fraction of each class held out for the choice (default 0.2) */
+    int max_iter;          /* L-BFGS iterations per fit (default 1000) */
+    double tol;            /* gradient max-norm at convergence (default 1e-8) */
+    uint64_t seed;         /* held-out split */
+} wobble_probe_params;
+
+wobble_probe_params wobble_probe_default_params(void);
+
+typedef struct wobble_knn_params {
+    int k;              /* neighbours (default 20) */
+    double temperature; /* vote weight exp(cos / T) (default 0.07) */
+} wobble_knn_params;
+
+wobble_knn_params wobble_knn_default_params(void);
+
+typedef struct wobble_classifier wobble_classifier;
+
+/* Linear probe: multinomial logistic regression on standardised features,
+ * (1/n) sum CE + (lambda/2) ||W||^2, L-BFGS; lambda chosen on a stratified
+ * held-out split, then refitted on all of X. X: n x d, y: n labels in
+ * [0, n_classes); every class needs an example. */
+int wobble_classifier_linear(wobble_ctx *ctx, const float *X, const int *y, int n, int d, int n_classes,
+                             const wobble_probe_params *params, wobble_classifier **out);
+/* kNN: cosine similarity to the n training embeddings, the k nearest vote
+ * with weight exp(cos / T) (DINOv2's evaluation). */
+int wobble_classifier_knn(wobble_ctx *ctx, const float *X, const int *y, int n, int d, int n_classes,
+                          const wobble_knn_params *params, wobble_classifier **out);
+/* CLIP zero-shot: for each class, every template with "{}" replaced by the
+ * class name (underscores read as spaces) is encoded, L2-normalised, the
+ * mean taken and normalised again; scores = logit_scale * cos. */
+int wobble_classifier_zeroshot(wobble_ctx *ctx, wobble_model *model, const wobble_tokenizer *tok,
+                               const char *const *class_names, int n_classes, const char *const *templates,
+                               int n_templates, wobble_classifier **out);
+void wobble_classifier_free(wobble_classifier *clf);
+
+/* scores: n x n_classes; linear: probabilities, kNN: summed vote weights,
+ * zero-shot: logits. Predictions are the highest score (ties: lower class). */
+int wobble_classifier_scores(wobble_ctx *ctx, const wobble_classifier *clf, const float *X, int n, float *scores);
+
+typedef struct wobble_classifier_info {
+    const char *kind; /* "linear", "knn", "zeroshot" */
+    int n_classes, dim;
+    /* linear */
+    double l2;
+    int iterations, converged;
+    double loss, grad_norm;
+    const double *l2_grid, *holdout_accuracy; /* n_l2 each (accuracy 0 without a split) */
+    int n_l2, holdout_n;
+    /* kNN */
+    int k, n_train;
+    double temperature;
+    /* zero-shot */
+    int n_templates;
+    double logit_scale;
+} wobble_classifier_info;
+
+int wobble_classifier_get_info(const wobble_classifier *clf, wobble_classifier_info *info);
+
+/* The 80 ImageNet prompt templates of the CLIP paper (openai/CLIP,
+ * notebooks/Prompt_Engineering_for_ImageNet.ipynb). */
+const char *const *wobble_imagenet_templates(int *n);
+
+/* ------------------------------------------------------------------ */
 /* NumPy .npy files                                                    */
 /* ------------------------------------------------------------------ */
 typedef struct wobble_array {

@@ -169,6 +169,25 @@ static void check_full(wobble_ctx *ctx, const wobble_tokenizer *tok_fixture, con
         }
     CHECK(lmx <= 1e-3, "%s logits max-abs %.2e", naming, lmx);
     printf("  %-40s max-abs %.2e (logit scale %.4f)\n", "logits_per_image", lmx, scale);
+    /* zero-shot with one template reproduces the upstream logits */
+    {
+        static const char *names[3] = {"parrot", "woman", "lighthouse"};
+        static const char *tpl[1] = {"a photo of a {}."};
+        wobble_classifier *zs = NULL;
+        rc = wobble_classifier_zeroshot(ctx, m, tok, names, 3, tpl, 1, &zs);
+        CHECK(rc == WOBBLE_OK, "zeroshot: %s", wobble_last_error(ctx));
+        float sc[3 * 8];
+        if (!rc && NI <= 8 && NT == 3) {
+            CHECK(wobble_classifier_scores(ctx, zs, iemb, NI, sc) == WOBBLE_OK, "zeroshot scores");
+            double zmx = 0;
+            for (int i = 0; i < NI * 3; i++) zmx = fmax(zmx, fabs(sc[i] - ((const float *)rl.data)[i]));
+            CHECK(zmx <= 1e-3, "%s zero-shot logits differ by %.2e", naming, zmx);
+            printf("  %-40s max-abs %.2e\n", "zero-shot logits (1 template)", zmx);
+        }
+        wobble_classifier_free(zs);
+        static const char *bad_tpl[1] = {"no placeholder"};
+        CHECK(wobble_classifier_zeroshot(ctx, m, tok, names, 3, bad_tpl, 1, &zs) == WOBBLE_EINVAL, "template without {}");
+    }
     /* bad ids */
     int32_t bad[77] = {49406, 60000, 49407};
     CHECK(wobble_model_encode_text(ctx, m, bad, 1, 77, NULL, temb) == WOBBLE_EINVAL &&
