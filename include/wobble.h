@@ -387,6 +387,7 @@ int wobble_npy_read(wobble_ctx *ctx, const char *path, wobble_array *out);
 void wobble_array_release(wobble_array *a);
 /* Write float32 data atomically. */
 int wobble_npy_write_f32(wobble_ctx *ctx, const char *path, const float *data, int ndim, const int64_t *shape);
+int wobble_npy_write_i32(wobble_ctx *ctx, const char *path, const int32_t *data, int ndim, const int64_t *shape);
 
 /* ------------------------------------------------------------------ */
 /* Robustness metrics (docs/metrics.md)                                 */
@@ -422,6 +423,17 @@ typedef struct wobble_stats {
 } wobble_stats;
 
 int wobble_stats_compute(const double *values, int n, wobble_stats *out);
+
+typedef struct wobble_fit {
+    int n;
+    double slope, intercept; /* least squares y = slope * x + intercept */
+    double r2;               /* coefficient of determination of that line */
+    double pearson, spearman; /* Spearman: average ranks for ties */
+    double mean_x, mean_y;
+} wobble_fit;
+
+/* n >= 2 finite pairs. Values undefined for a constant x or y are NaN. */
+int wobble_fit_linear(const double *x, const double *y, int n, wobble_fit *out);
 
 /* ------------------------------------------------------------------ */
 /* Datasets                                                            */
@@ -469,6 +481,10 @@ typedef struct wobble_eval_params {
     /* progress and per-image problems (called from the calling thread; may be NULL) */
     void (*progress)(void *user, long done, long total, const char *item);
     void (*warn)(void *user, const char *message);
+    /* every embedding of each image once it is complete (computed or cached):
+     * op = -1 (level 0) for the clean image, else the index into ops and
+     * level the index into its levels (may be NULL) */
+    void (*embedding)(void *user, int image, int op, int level, const float *emb, int dim);
     void *user;
 } wobble_eval_params;
 
@@ -487,12 +503,53 @@ typedef struct wobble_eval_summary {
 int wobble_eval_check_ops(wobble_ctx *ctx, const wobble_eval_op *ops, int n_ops);
 
 /* Run the evaluation into out_dir (created if needed): config.json,
- * cache/, per_image.jsonl, summary.json, summary.csv. Unreadable images are
+ * cache/, per_image.jsonl, summary.json, summary.csv (with n_ops = 0: the
+ * clean embeddings only, for a training set). Unreadable images are
  * reported through warn, skipped and counted. Resumable: a re-run reuses the
  * cache and writes the same result files. A folder holding results for
  * another model, preprocessing, dataset, seed or operation set is refused. */
 int wobble_eval_run(wobble_ctx *ctx, wobble_model *model, const wobble_dataset *ds, const wobble_eval_params *params,
                     const char *out_dir, wobble_eval_summary *summary);
+
+/* ------------------------------------------------------------------ */
+/* Downstream cost (wobble eval --task; docs/downstream.md)             */
+/* ------------------------------------------------------------------ */
+typedef enum { WOBBLE_TASK_LINEAR = 0, WOBBLE_TASK_KNN = 1, WOBBLE_TASK_ZEROSHOT = 2 } wobble_task;
+
+typedef struct wobble_downstream_params {
+    wobble_task task;
+    const wobble_dataset *train; /* linear, knn: labelled training set (clean embeddings) */
+    const char *train_path;      /* recorded in the outputs */
+    wobble_probe_params probe;
+    wobble_knn_params knn;
+    const wobble_tokenizer *tokenizer;  /* zeroshot */
+    const char *const *class_names;     /* zeroshot: one per test class (default: the test set's names) */
+    int n_class_names;
+    const char *const *templates;       /* zeroshot: default the 80 ImageNet templates */
+    int n_templates;
+    int bins; /* per-image robustness bins for the fit (default 10) */
+} wobble_downstream_params;
+
+wobble_downstream_params wobble_downstream_default_params(void);
+
+typedef struct wobble_downstream_summary {
+    wobble_eval_summary test, train;
+    int n_classes, test_images, train_images;
+    double clean_top1, clean_top5; /* top5 is NaN with 5 classes or fewer */
+    double t_train_classifier, t_classify;
+} wobble_downstream_summary;
+
+/* The robustness evaluation of `test` into out_dir (as wobble_eval_run), the
+ * training set's clean embeddings into out_dir/train (linear, knn), the
+ * classifier, then accuracy clean and per (op, level), per-class recall,
+ * per-image correctness joined to per-image robustness, and the fits that
+ * predict accuracy from robustness: downstream.json, downstream.csv,
+ * downstream_per_image.jsonl. Test classes are matched to training classes
+ * by name; a test class absent from the training set, or a training class
+ * without examples, is an error. */
+int wobble_downstream_run(wobble_ctx *ctx, wobble_model *model, const wobble_dataset *test,
+                          const wobble_eval_params *eval, const wobble_downstream_params *params, const char *out_dir,
+                          wobble_downstream_summary *summary);
 
 #ifdef __cplusplus
 }

@@ -6,10 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void help(FILE *f) {
     fprintf(f,
             "usage: wobble eval --model M --data DATA [--op NAME[:LEVELS]]... [options] -o OUT_DIR\n"
+            "       wobble eval --task linear|knn --train TRAIN --model M --data TEST [...] -o OUT_DIR\n"
+            "       wobble eval --task zeroshot --model CLIP --data TEST [...] -o OUT_DIR\n"
             "\n"
             "Measure how far each perturbation moves the model's embeddings: for every image\n"
             "the clean embedding and one per (op, level), the per-level values and the three\n"
@@ -32,6 +35,28 @@ static void help(FILE *f) {
             "  --threads N        worker threads (default: all cores)\n"
             "  -o, --output DIR   output folder: config.json, cache/, per_image.jsonl,\n"
             "                     summary.json, summary.csv\n"
+            "\n"
+            "downstream cost (docs/downstream.md): accuracy clean and per (op, level), the\n"
+            "drop, per-class recall, per-image correctness joined to robustness, and fits\n"
+            "predicting accuracy from R_cos / R_euc / R_div, in downstream.json,\n"
+            "downstream.csv and downstream_per_image.jsonl (besides the files above):\n"
+            "  --task T           linear (logistic-regression probe), knn, or zeroshot (CLIP)\n"
+            "  --train TRAIN      labelled training set for linear and knn (any DATA form;\n"
+            "                     its clean embeddings are cached in OUT_DIR/train)\n"
+            "  --train-labels F   IDX label file of TRAIN\n"
+            "  --train-limit N    only the first N training images\n"
+            "  --l2 A,B,...       linear: L2 strengths to choose from on a held-out 20%% of\n"
+            "                     TRAIN (default 1e-1 ... 1e-6 in half decades; one value:\n"
+            "                     no choice)\n"
+            "  --k N              knn: neighbours (default 20)\n"
+            "  --temperature T    knn: vote weight exp(cos / T) (default 0.07)\n"
+            "  --tokenizer DIR    zeroshot: vocab.json + merges.txt or tokenizer.json\n"
+            "                     (default: the model's folder)\n"
+            "  --templates T      zeroshot: imagenet (the 80 CLIP templates, default),\n"
+            "                     simple (\"a photo of a {}.\"), or a file, one per line\n"
+            "  --classnames FILE  zeroshot: class names, one per line (default: the test\n"
+            "                     set's; underscores read as spaces)\n"
+            "  --bins N           per-image robustness bins for the fit (default 10)\n"
             "\n"
             "Re-running with the same arguments resumes from the cache and never re-embeds;\n"
             "the result files are written atomically and equal an uninterrupted run's. An\n"
@@ -83,10 +108,183 @@ static void print_table(const char *out) {
     json_decref(s);
 }
 
+/* lines of a text file (empty lines and trailing whitespace dropped) */
+static char **read_lines(const char *path, int *n) {
+    FILE *f = fopen(path, "r");
+    *n = 0;
+    if (!f) return NULL;
+    char **v = NULL, line[4096];
+    int cap = 0;
+    while (fgets(line, sizeof line, f)) {
+        size_t l = strlen(line);
+        while (l && (line[l - 1] == '\n' || line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t')) line[--l] = 0;
+        if (!l) continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nv = realloc(v, sizeof(char *) * cap);
+            if (!nv) break;
+            v = nv;
+        }
+        v[(*n)++] = strdup(line);
+    }
+    fclose(f);
+    if (!v) v = calloc(1, sizeof(char *));
+    return v;
+}
+
+static void print_downstream(const char *out) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/downstream.json", out);
+    json_t *s = json_load_file(p, 0, NULL);
+    if (!s) return;
+    json_t *clean = json_object_get(s, "clean");
+    printf("%s task on %s: %lld test images, %zu classes; clean top-1 %.4f",
+           json_string_value(json_object_get(s, "task")),
+           json_string_value(json_object_get(json_object_get(s, "test"), "path")),
+           (long long)json_integer_value(json_object_get(json_object_get(s, "test"), "evaluated")),
+           json_array_size(json_object_get(s, "classes")), json_real_value(json_object_get(clean, "top1")));
+    if (json_is_real(json_object_get(clean, "top5"))) printf(", top-5 %.4f", json_real_value(json_object_get(clean, "top5")));
+    printf("\n%-15s %-10s %8s %8s %9s %9s\n", "op", "level", "top-1", "change", "cos_mean", "euc_mean");
+    size_t i, k;
+    json_t *o, *l;
+    json_array_foreach(json_object_get(s, "ops"), i, o) {
+        json_array_foreach(json_object_get(o, "per_level"), k, l) {
+            printf("%-15s %-10g %8.4f %+8.4f %9.5f %9.5f\n", k ? "" : json_string_value(json_object_get(o, "op")),
+                   json_real_value(json_object_get(l, "level")), json_real_value(json_object_get(l, "top1")),
+                   -json_real_value(json_object_get(l, "top1_drop")), json_real_value(json_object_get(l, "cos_mean")),
+                   json_real_value(json_object_get(l, "euc_mean")));
+        }
+    }
+    json_t *po = json_object_get(json_object_get(s, "prediction"), "op");
+    printf("accuracy predicted from robustness (over ops; leave-one-op-out mean abs error):\n");
+    static const char *M[3] = {"R_cos", "R_euc", "R_div"};
+    for (int q = 0; q < 3; q++) {
+        json_t *f = json_object_get(json_object_get(po, "fits"), M[q]);
+        json_t *lo = json_object_get(json_object_get(po, "leave_one_op_out"), M[q]);
+        if (!json_is_object(f)) continue;
+        printf("  %s: slope %+.4f  R^2 %.3f  Pearson %+.3f  Spearman %+.3f  LOO error %.4f\n", M[q],
+               json_number_value(json_object_get(f, "slope")), json_number_value(json_object_get(f, "r2")),
+               json_number_value(json_object_get(f, "pearson")), json_number_value(json_object_get(f, "spearman")),
+               json_number_value(json_object_get(lo, "mean_abs_error")));
+    }
+    printf("(details in %s/downstream.json, downstream.csv, downstream_per_image.jsonl)\n", out);
+    json_decref(s);
+}
+
+static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test, wobble_eval_params *ep,
+                          cli_progress *prog, int task, const char *train, const char *train_labels, int train_limit,
+                          const char *l2, int k, double temperature, const char *tokenizer, const char *templates,
+                          const char *classnames, int bins, const char *model, const char *out) {
+    int exit_code = EXIT_OK, n_l2 = 0, n_tpl = 0, n_names = 0;
+    double *grid = NULL;
+    char **tpl = NULL, **names = NULL;
+    wobble_dataset *tr = NULL;
+    wobble_tokenizer *tok = NULL;
+    wobble_downstream_params dp = wobble_downstream_default_params();
+    dp.task = (wobble_task)task;
+    dp.bins = bins;
+    dp.knn.k = k;
+    dp.knn.temperature = temperature;
+    dp.probe.seed = ep->seed;
+    if (l2) {
+        n_l2 = cli_parse_levels(l2, &grid);
+        if (n_l2 < 1) {
+            cli_error("eval: bad --l2 list '%s' (expected positive numbers separated by commas)", l2);
+            exit_code = EXIT_USAGE;
+            goto out;
+        }
+        dp.probe.l2_grid = grid;
+        dp.probe.n_l2 = n_l2;
+    }
+    if (train) {
+        wobble_dataset_params p = wobble_dataset_default_params();
+        p.labels_path = train_labels;
+        p.limit = train_limit;
+        if (wobble_dataset_open(ctx, train, &p, &tr) != WOBBLE_OK) {
+            cli_error("%s", wobble_last_error(ctx));
+            exit_code = EXIT_FAIL;
+            goto out;
+        }
+        dp.train = tr;
+        dp.train_path = train;
+    }
+    if (task == WOBBLE_TASK_ZEROSHOT) {
+        char dir[4096];
+        if (tokenizer) {
+            snprintf(dir, sizeof dir, "%s", tokenizer);
+        } else {
+            snprintf(dir, sizeof dir, "%s", model);
+            struct stat st;
+            if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+                char *sl = strrchr(dir, '/');
+                if (sl) *sl = 0;
+                else snprintf(dir, sizeof dir, ".");
+            }
+        }
+        if (wobble_model_has_text(m) && wobble_tokenizer_load(ctx, dir, &tok) != WOBBLE_OK) {
+            cli_error("%s%s", wobble_last_error(ctx), tokenizer ? "" : " (give --tokenizer DIR)");
+            exit_code = EXIT_FAIL;
+            goto out;
+        }
+        dp.tokenizer = tok;
+        if (templates && strcmp(templates, "imagenet")) {
+            if (!strcmp(templates, "simple")) {
+                tpl = calloc(1, sizeof(char *));
+                tpl[0] = strdup("a photo of a {}.");
+                n_tpl = 1;
+            } else if (!(tpl = read_lines(templates, &n_tpl)) || n_tpl == 0) {
+                cli_error("%s: cannot read templates (one per line, each with {})", templates);
+                exit_code = EXIT_FAIL;
+                goto out;
+            }
+            dp.templates = (const char *const *)tpl;
+            dp.n_templates = n_tpl;
+        }
+        if (classnames) {
+            if (!(names = read_lines(classnames, &n_names)) || n_names == 0) {
+                cli_error("%s: cannot read class names (one per line)", classnames);
+                exit_code = EXIT_FAIL;
+                goto out;
+            }
+            dp.class_names = (const char *const *)names;
+            dp.n_class_names = n_names;
+        }
+    }
+    if (tr) prog->total = wobble_dataset_size(tr);
+    wobble_downstream_summary sum;
+    int rc = wobble_downstream_run(ctx, m, test, ep, &dp, out, &sum);
+    cli_progress_end(prog);
+    if (rc != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
+        exit_code = EXIT_FAIL;
+        goto out;
+    }
+    print_downstream(out);
+    fflush(stdout);
+    fprintf(stderr,
+            "wobble: %d test images (%d failed), %d training images; %d embeddings computed; classifier %.2f s, "
+            "scoring %.2f s\n",
+            sum.test.evaluated, sum.test.failed, sum.train_images, sum.test.embedded + sum.train.embedded,
+            sum.t_train_classifier, sum.t_classify);
+    if (sum.test.failed || sum.train.failed) exit_code = EXIT_FAIL;
+out:
+    free(grid);
+    for (int i = 0; i < n_tpl; i++) free(tpl[i]);
+    free(tpl);
+    for (int i = 0; i < n_names; i++) free(names[i]);
+    free(names);
+    wobble_tokenizer_free(tok);
+    wobble_dataset_free(tr);
+    return exit_code;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL;
+    const char *task = NULL, *train = NULL, *train_labels = NULL, *l2 = NULL, *tokenizer = NULL, *templates = NULL,
+               *classnames = NULL;
     uint64_t seed = 0;
-    long long limit = 0, batch = 64, threads = 0;
+    long long limit = 0, batch = 64, threads = 0, train_limit = 0, knn_k = 20, bins = 10;
+    double temperature = 0.07;
     char *op_specs[64];
     int n_specs = 0;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
@@ -94,6 +292,12 @@ int cmd_eval(int argc, char **argv) {
                                        {"seed", required_argument, 0, 's'},  {"limit", required_argument, 0, 'n'},
                                        {"batch", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
                                        {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
+                                       {"task", required_argument, 0, 'T'}, {"train", required_argument, 0, 'R'},
+                                       {"train-labels", required_argument, 0, 'B'},
+                                       {"train-limit", required_argument, 0, 'N'}, {"l2", required_argument, 0, 'l'},
+                                       {"k", required_argument, 0, 'k'}, {"temperature", required_argument, 0, 'e'},
+                                       {"tokenizer", required_argument, 0, 'z'}, {"templates", required_argument, 0, 'P'},
+                                       {"classnames", required_argument, 0, 'C'}, {"bins", required_argument, 0, 'i'},
                                        {0, 0, 0, 0}};
     optind = 1;
     int c;
@@ -134,6 +338,40 @@ int cmd_eval(int argc, char **argv) {
                 return EXIT_USAGE;
             }
             break;
+        case 'T': task = optarg; break;
+        case 'R': train = optarg; break;
+        case 'B': train_labels = optarg; break;
+        case 'l': l2 = optarg; break;
+        case 'z': tokenizer = optarg; break;
+        case 'P': templates = optarg; break;
+        case 'C': classnames = optarg; break;
+        case 'N':
+            if (cli_parse_int(optarg, 1, 1LL << 31, &train_limit)) {
+                cli_error("eval: --train-limit '%s' is not a positive integer", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'k':
+            if (cli_parse_int(optarg, 1, 1 << 20, &knn_k)) {
+                cli_error("eval: --k '%s' is not a positive integer", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'i':
+            if (cli_parse_int(optarg, 2, 1024, &bins)) {
+                cli_error("eval: --bins '%s' is not an integer in 2..1024", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'e': {
+            char *end;
+            temperature = strtod(optarg, &end);
+            if (*end || end == optarg || !(temperature > 0) || temperature > 1e6) {
+                cli_error("eval: --temperature '%s' is not a positive number", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
         case 'h': help(stdout); return EXIT_OK;
         default: help(stderr); return EXIT_USAGE;
         }
@@ -144,6 +382,26 @@ int cmd_eval(int argc, char **argv) {
     }
     if (optind < argc) {
         cli_error("eval: unexpected argument '%s'", argv[optind]);
+        return EXIT_USAGE;
+    }
+    int task_id = -1;
+    if (task) {
+        task_id = !strcmp(task, "linear") ? WOBBLE_TASK_LINEAR : !strcmp(task, "knn") ? WOBBLE_TASK_KNN
+                  : !strcmp(task, "zeroshot") ? WOBBLE_TASK_ZEROSHOT : -1;
+        if (task_id < 0) {
+            cli_error("eval: --task '%s' is not linear, knn or zeroshot", task);
+            return EXIT_USAGE;
+        }
+        if (task_id != WOBBLE_TASK_ZEROSHOT && !train) {
+            cli_error("eval: --task %s needs --train TRAIN (a labelled training set)", task);
+            return EXIT_USAGE;
+        }
+        if (task_id == WOBBLE_TASK_ZEROSHOT && train) {
+            cli_error("eval: --task zeroshot takes no --train (the classes come from the text tower)");
+            return EXIT_USAGE;
+        }
+    } else if (train || train_labels || train_limit || l2 || tokenizer || templates || classnames) {
+        cli_error("eval: --train, --l2, --tokenizer, --templates and --classnames need --task");
         return EXIT_USAGE;
     }
     /* operations */
@@ -216,7 +474,13 @@ int cmd_eval(int argc, char **argv) {
     ep.warn = on_warn;
     ep.user = &prog;
     wobble_eval_summary sum;
-    int rc = wobble_eval_run(ctx, m, ds, &ep, out, &sum);
+    int rc;
+    if (task_id >= 0) {
+        exit_code = run_downstream(ctx, m, ds, &ep, &prog, task_id, train, train_labels, (int)train_limit, l2,
+                                   (int)knn_k, temperature, tokenizer, templates, classnames, (int)bins, model, out);
+        goto done;
+    }
+    rc = wobble_eval_run(ctx, m, ds, &ep, out, &sum);
     cli_progress_end(&prog);
     if (rc != WOBBLE_OK) {
         cli_error("%s", wobble_last_error(ctx));

@@ -106,10 +106,11 @@ void wobble_array_release(wobble_array *a) {
     a->data = NULL;
 }
 
-int wobble_npy_write_f32(wobble_ctx *ctx, const char *path, const float *data, int ndim, const int64_t *shape) {
+static int npy_write4(wobble_ctx *ctx, const char *path, const char *descr, const void *data, int ndim,
+                      const int64_t *shape) {
     if (!path || (!data && ndim) || ndim < 0 || ndim > 8) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: bad argument");
     char dict[256];
-    int o = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    int o = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     int64_t numel = 1;
     for (int i = 0; i < ndim; i++) {
         o += snprintf(dict + o, sizeof dict - o, "%lld,%s", (long long)shape[i], (ndim > 1 && i < ndim - 1) ? " " : "");
@@ -134,4 +135,12 @@ int wobble_npy_write_f32(wobble_ctx *ctx, const char *path, const float *data, i
     int rc = wobble_write_file_atomic(ctx, path, buf, size);
     free(buf);
     return rc;
+}
+
+int wobble_npy_write_f32(wobble_ctx *ctx, const char *path, const float *data, int ndim, const int64_t *shape) {
+    return npy_write4(ctx, path, "<f4", data, ndim, shape);
+}
+
+int wobble_npy_write_i32(wobble_ctx *ctx, const char *path, const int32_t *data, int ndim, const int64_t *shape) {
+    return npy_write4(ctx, path, "<i4", data, ndim, shape);
 }

@@ -15,6 +15,7 @@
  */
 #include "../core/internal.h"
 #include "../model/model.h"
+#include "eval_internal.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -164,7 +165,7 @@ static int cache_save(wobble_ctx *ctx, const char *path, uint64_t mh, uint64_t p
     return rc;
 }
 
-static int write_json(wobble_ctx *ctx, const char *path, json_t *j) {
+int eval_write_json(wobble_ctx *ctx, const char *path, json_t *j) {
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     if (!s) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     size_t n = strlen(s);
@@ -197,7 +198,7 @@ static void csv_row(char **buf, size_t *len, size_t *cap, const char *op, const 
     *len += (size_t)k;
 }
 
-static char *path_join(const char *a, const char *b) {
+char *eval_path_join(const char *a, const char *b) {
     size_t n = strlen(a) + strlen(b) + 2;
     char *s = malloc(n);
     snprintf(s, n, "%s/%s", a, b);
@@ -228,9 +229,10 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
                     const char *out_dir, wobble_eval_summary *summary) {
     if (!m || !ds || !params || !out_dir) return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: NULL argument");
     const wobble_eval_params *P = params;
-    int rc = wobble_eval_check_ops(ctx, P->ops, P->n_ops);
+    /* no operations: clean embeddings only (a training set for a downstream task) */
+    int rc = P->n_ops == 0 ? WOBBLE_OK : wobble_eval_check_ops(ctx, P->ops, P->n_ops);
     if (rc) return rc;
-    const wobble_op_info **info = calloc((size_t)P->n_ops, sizeof *info);
+    const wobble_op_info **info = calloc((size_t)P->n_ops + 1, sizeof *info);
     if (!info) return wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
     for (int o = 0; o < P->n_ops; o++) info[o] = wobble_op_find(P->ops[o].name);
     const int N = wobble_dataset_size(ds), E = wobble_model_embed_dim(m), O = P->n_ops;
@@ -238,7 +240,7 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
     char mhs[17], phs[17];
     snprintf(mhs, sizeof mhs, "%016llx", (unsigned long long)mh);
     snprintf(phs, sizeof phs, "%016llx", (unsigned long long)ph);
-    char *cache_dir = path_join(out_dir, "cache");
+    char *cache_dir = eval_path_join(out_dir, "cache");
     if ((rc = wobble_mkdirs(ctx, cache_dir)) != WOBBLE_OK) {
         free(cache_dir);
         free(info);
@@ -254,7 +256,7 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
     json_t *cfg = json_pack("{s:s, s:s, s:s, s:s, s:I, s:O}", "model_hash", mhs, "preprocessing_hash", phs, "data",
                             P->data_path ? P->data_path : "", "dataset_kind", wobble_dataset_kind(ds), "seed",
                             (json_int_t)P->seed, "ops", ops_j);
-    char *cfg_path = path_join(out_dir, "config.json");
+    char *cfg_path = eval_path_join(out_dir, "config.json");
     if (access(cfg_path, F_OK) == 0) {
         json_error_t je;
         json_t *old = json_load_file(cfg_path, 0, &je);
@@ -272,7 +274,7 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
             json_decref(old);
         }
     } else {
-        rc = write_json(ctx, cfg_path, cfg);
+        rc = eval_write_json(ctx, cfg_path, cfg);
     }
     free(cfg_path);
     if (rc) {
@@ -285,8 +287,8 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
     /* per-level values [o][k][i], per-op metrics [o][metric][i] */
     int Kmax = 0;
     for (int o = 0; o < O; o++) Kmax = P->ops[o].n_levels > Kmax ? P->ops[o].n_levels : Kmax;
-    double *lc = calloc((size_t)O * Kmax * N, sizeof(double)), *le = calloc((size_t)O * Kmax * N, sizeof(double));
-    wobble_robustness *rob = calloc((size_t)O * N, sizeof(wobble_robustness));
+    double *lc = calloc((size_t)O * Kmax * N + 1, sizeof(double)), *le = calloc((size_t)O * Kmax * N + 1, sizeof(double));
+    wobble_robustness *rob = calloc((size_t)O * N + 1, sizeof(wobble_robustness));
     int *ok = calloc((size_t)N, sizeof(int));
     char **errors = calloc((size_t)N, sizeof(char *));
     uint64_t *ihash = calloc((size_t)N, sizeof(uint64_t));
@@ -294,7 +296,7 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
     int pcap = 64;
     int *pend_o = calloc((size_t)pcap, sizeof(int));
     double *pend_l = calloc((size_t)pcap, sizeof(double));
-    float *emb = malloc(sizeof(float) * (size_t)pcap * E), *pert = malloc(sizeof(float) * (size_t)Kmax * E);
+    float *emb = malloc(sizeof(float) * (size_t)pcap * E), *pert = malloc(sizeof(float) * (size_t)(Kmax + 1) * E);
     if (!lc || !le || !rob || !ok || !errors || !ihash || !pend_o || !pend_l || !emb || !pert)
         rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory for %d images", N);
     int n_ok = 0, n_failed = 0, embedded = 0, from_cache = 0;
@@ -318,7 +320,7 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
         ihash[i] = wobble_image_hash(img);
         char name[64];
         snprintf(name, sizeof name, "%016llx.bin", (unsigned long long)ihash[i]);
-        char *cpath = path_join(cache_dir, name);
+        char *cpath = eval_path_join(cache_dir, name);
         cache_t c = {NULL, 0, 0, E};
         ta = now_s();
         cache_load(cpath, mh, ph, &c);
@@ -406,6 +408,17 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
             }
         }
         T.t_metrics += now_s() - ta;
+        if (item_rc == WOBBLE_OK && P->embedding) {
+            const float *clean = cache_find(&c, "clean", 0.0);
+            P->embedding(P->user, i, -1, 0, clean, E);
+            for (int o = 0; o < O; o++)
+                for (int k = 0; k < P->ops[o].n_levels; k++) {
+                    const double lv = P->ops[o].levels[k];
+                    const float *v = (info[o]->has_identity && lv == info[o]->identity) ? clean
+                                                                                      : cache_find(&c, info[o]->name, lv);
+                    P->embedding(P->user, i, o, k, v, E);
+                }
+        }
         cache_clear(&c);
         if (item_rc != WOBBLE_OK) {
             /* a model or memory failure stops the run; the cache keeps what was done */
@@ -456,7 +469,7 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
                 json_decref(rec);
             }
         }
-        char *pj = path_join(out_dir, "per_image.jsonl");
+        char *pj = eval_path_join(out_dir, "per_image.jsonl");
         rc = jl ? wobble_write_file_atomic(ctx, pj, jl, len) : wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
         free(pj);
         free(jl);
@@ -530,11 +543,11 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
                                 "docs/metrics.md: R_cos = max_k (1-cos)/2, R_euc = max_k ||e-e_k||/2, R_div = MEB radius; "
                                 "cos_mean/euc_mean average the per-level values",
                                 "ops", ops_out);
-        char *sp = path_join(out_dir, "summary.json");
-        rc = write_json(ctx, sp, sum);
+        char *sp = eval_path_join(out_dir, "summary.json");
+        rc = eval_write_json(ctx, sp, sum);
         free(sp);
         if (rc == WOBBLE_OK) {
-            char *cp = path_join(out_dir, "summary.csv");
+            char *cp = eval_path_join(out_dir, "summary.csv");
             rc = wobble_write_file_atomic(ctx, cp, csv, len);
             free(cp);
         }

@@ -14,7 +14,8 @@ feature scales and one constant feature (standardisation must handle both),
    default grid fitted on the rest, best held-out accuracy (ties: lower
    held-out log-loss), refitted on everything; the chosen lambda, held-out
    accuracies and test accuracy; linear_grid_proba.npy its test probabilities;
- - knn_scores.npy: DINOv2-style weighted kNN (k = 20, T = 0.07) in NumPy.
+ - knn_scores.npy: DINOv2-style weighted kNN (k = 20, T = 0.07) in NumPy;
+ - fits.json: scipy.stats linregress / pearsonr / spearmanr on small series with ties.
 
 usage: /usr/bin/python3 tests/ref/gen_probe.py  (writes tests/ref/probe/)
 """
@@ -140,6 +141,20 @@ def main():
         for j in nn:
             scores[i, ytr[j]] += np.exp(S[i, j] / T)
     np.save(os.path.join(OUT, "knn_scores.npy"), scores.astype(np.float32))
+    # line fits: scipy.stats on small cases with ties and a constant series
+    from scipy import stats
+    cases = []
+    frng = np.random.default_rng(7)
+    for n in (2, 5, 12, 40):
+        x = np.round(frng.uniform(0, 1, n), 1 if n > 5 else 3)  # rounding makes ties
+        y = np.round(0.9 - 0.6 * x + frng.normal(0, 0.05, n), 2)
+        lr = stats.linregress(x, y)
+        case = {"x": x.tolist(), "y": y.tolist(), "slope": lr.slope, "intercept": lr.intercept,
+                "r2": lr.rvalue ** 2, "pearson": stats.pearsonr(x, y)[0] if n > 2 else float(np.sign(lr.slope)),
+                "spearman": stats.spearmanr(x, y)[0] if n > 2 else float(np.sign(lr.slope))}
+        cases.append(case)
+    with open(os.path.join(OUT, "fits.json"), "w") as f:
+        json.dump(cases, f, indent=1)
     print("lambda", best, "test acc", info["test_accuracy"], "knn acc", np.mean(np.argmax(scores, 1) == yte))
 
 

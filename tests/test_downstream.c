@@ -1,0 +1,431 @@
+/*
+ * Downstream cost end to end (wobble_downstream_run), on the tiny CLIP image
+ * tower of tests/ref/models and small ImageFolder trees made here:
+ *  - top-1 clean and per (op, level) equal a recomputation through the public
+ *    API (perturb, embed, classifier) image by image;
+ *  - per-image correctness adds up to the accuracies, and its robustness
+ *    values equal those of per_image.jsonl;
+ *  - the leave-one-op-out errors equal a fit recomputed here from the points;
+ *  - downstream.csv agrees with downstream.json; a re-run embeds nothing and
+ *    writes the same bytes;
+ *  - wobble_fit_linear equals scipy.stats (tests/ref/probe/fits.json);
+ *  - bad input: unseen test labels, classes missing from the training set,
+ *    an unlabelled test set, zero-shot on an image-only model;
+ *  - with $WOBBLE_SHARED: zero-shot on the whole upstream CLIP fixture
+ *    predicts the argmax of its upstream logits.
+ */
+#include "testutil.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <sys/stat.h>
+
+static char tmp[512];
+
+static void make_image(wobble_ctx *ctx, const char *path, int cls, unsigned seed) {
+    wobble_image *im = NULL;
+    wobble_image_create(ctx, 48, 40, &im);
+    uint8_t *d = wobble_image_data_mut(im);
+    unsigned s = seed * 2654435761u + 12345u;
+    for (int i = 0; i < 48 * 40; i++) {
+        s = s * 1103515245u + 12345u;
+        const int noise = (int)((s >> 16) % 160);
+        for (int c = 0; c < 3; c++) {
+            int v = (c == cls ? 75 : 40) + noise + ((i % 48) * (c + 1 + cls)) % 50;
+            d[3 * i + c] = (uint8_t)(v > 255 ? 255 : v);
+        }
+    }
+    CHECK(wobble_image_write(ctx, im, path) == WOBBLE_OK, "write %s: %s", path, wobble_last_error(ctx));
+    wobble_image_free(im);
+}
+
+static void make_tree(wobble_ctx *ctx, const char *root, int n_classes, int per, unsigned seed0, int empty_class) {
+    char p[1024];
+    mkdir(root, 0755);
+    for (int c = 0; c < n_classes; c++) {
+        snprintf(p, sizeof p, "%s/c%d", root, c);
+        mkdir(p, 0755);
+        if (c == empty_class) continue;
+        for (int i = 0; i < per; i++) {
+            snprintf(p, sizeof p, "%s/c%d/img%02d.png", root, c, i);
+            make_image(ctx, p, c % 3, seed0 + (unsigned)(c * 100 + i));
+        }
+    }
+}
+
+static int open_ds(wobble_ctx *ctx, const char *path, wobble_dataset **ds) {
+    int rc = wobble_dataset_open(ctx, path, NULL, ds);
+    CHECK(rc == WOBBLE_OK, "open %s: %s", path, wobble_last_error(ctx));
+    return rc;
+}
+
+static int argmax(const float *s, int C) {
+    int a = 0;
+    for (int c = 1; c < C; c++)
+        if (s[c] > s[a]) a = c;
+    return a;
+}
+
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)len + 1);
+    *n = fread(b, 1, (size_t)len, f);
+    b[*n] = 0;
+    fclose(f);
+    return b;
+}
+
+static wobble_eval_op OPS[3];
+static const double BR[2] = {0.4, 1.6}, BL[3] = {0.5, 1.5, 3.0}, CO[1] = {0.3};
+
+static void check_fits(void) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/probe/fits.json", t_ref_dir());
+    json_t *cases = json_load_file(p, 0, NULL);
+    CHECK(cases != NULL, "%s", p);
+    size_t i;
+    json_t *c;
+    json_array_foreach(cases, i, c) {
+        json_t *jx = json_object_get(c, "x"), *jy = json_object_get(c, "y");
+        const int n = (int)json_array_size(jx);
+        double x[64], y[64];
+        for (int k = 0; k < n; k++) {
+            x[k] = json_number_value(json_array_get(jx, (size_t)k));
+            y[k] = json_number_value(json_array_get(jy, (size_t)k));
+        }
+        wobble_fit f;
+        CHECK(wobble_fit_linear(x, y, n, &f) == WOBBLE_OK, "fit");
+        static const char *K[5] = {"slope", "intercept", "r2", "pearson", "spearman"};
+        const double v[5] = {f.slope, f.intercept, f.r2, f.pearson, f.spearman};
+        for (int k = 0; k < 5; k++) {
+            const double want = json_number_value(json_object_get(c, K[k]));
+            CHECK(fabs(v[k] - want) <= 1e-9 * fmax(1, fabs(want)), "n=%d %s %.12g vs scipy %.12g", n, K[k], v[k], want);
+        }
+    }
+    printf("wobble_fit_linear: %zu cases equal scipy.stats\n", json_array_size(cases));
+    json_decref(cases);
+    double x[3] = {1, 1, 1}, y[3] = {0, 1, 2};
+    wobble_fit f;
+    CHECK(wobble_fit_linear(x, y, 3, &f) == WOBBLE_OK && isnan(f.slope) && isnan(f.pearson), "constant x: NaN slope");
+    CHECK(wobble_fit_linear(x, y, 1, &f) == WOBBLE_EINVAL, "one point refused");
+}
+
+/* recompute top-1 per slot via the public API */
+static void recompute(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *tr, const wobble_dataset *te,
+                      json_t *root) {
+    const int E = wobble_model_embed_dim(m), NT = wobble_dataset_size(tr), N = wobble_dataset_size(te);
+    float *X = malloc(sizeof(float) * NT * E), *q = malloc(sizeof(float) * E), sc[8];
+    int *y = malloc(sizeof(int) * NT);
+    for (int i = 0; i < NT; i++) {
+        wobble_image *im = NULL;
+        wobble_dataset_load(ctx, tr, i, &im);
+        wobble_model_embed(ctx, m, (const wobble_image *const *)&im, 1, NULL, X + (size_t)i * E);
+        y[i] = wobble_dataset_label(tr, i);
+        wobble_image_free(im);
+    }
+    wobble_classifier *clf = NULL;
+    CHECK(wobble_classifier_linear(ctx, X, y, NT, E, wobble_dataset_num_classes(tr), NULL, &clf) == WOBBLE_OK, "clf");
+    const int C = wobble_dataset_num_classes(tr);
+    /* slot list: clean, then each op level */
+    double top[16];
+    int ns = 0;
+    for (int o = -1; o < 3; o++) {
+        const int K = o < 0 ? 1 : OPS[o].n_levels;
+        for (int k = 0; k < K; k++) {
+            int correct = 0;
+            for (int i = 0; i < N; i++) {
+                wobble_image *im = NULL, *pi = NULL;
+                wobble_dataset_load(ctx, te, i, &im);
+                wobble_perturb_params pp = wobble_perturb_default_params();
+                pp.image_id = wobble_image_hash(im);
+                if (o >= 0) wobble_perturb(ctx, OPS[o].name, im, OPS[o].levels[k], &pp, &pi);
+                const wobble_image *use = pi ? pi : im;
+                wobble_model_embed(ctx, m, &use, 1, NULL, q);
+                wobble_classifier_scores(ctx, clf, q, 1, sc);
+                correct += argmax(sc, C) == wobble_dataset_label(te, i);
+                wobble_image_free(im);
+                wobble_image_free(pi);
+            }
+            top[ns++] = (double)correct / N;
+        }
+    }
+    CHECK(fabs(top[0] - json_real_value(json_object_get(json_object_get(root, "clean"), "top1"))) < 1e-12,
+          "clean top-1 %.4f recomputed", top[0]);
+    int s = 1;
+    for (int o = 0; o < 3; o++) {
+        json_t *pl = json_object_get(json_array_get(json_object_get(root, "ops"), (size_t)o), "per_level");
+        for (int k = 0; k < OPS[o].n_levels; k++, s++) {
+            const double got = json_real_value(json_object_get(json_array_get(pl, (size_t)k), "top1"));
+            CHECK(fabs(got - top[s]) < 1e-12, "%s %g: top-1 %.4f, recomputed %.4f", OPS[o].name, OPS[o].levels[k], got,
+                  top[s]);
+        }
+    }
+    printf("top-1 clean and per (op, level), recomputed through the API:");
+    for (int k = 0; k < ns; k++) printf(" %.3f", top[k]);
+    printf("\n");
+    wobble_classifier_free(clf);
+    free(X), free(q), free(y);
+}
+
+/* leave-one-op-out over the op points, recomputed here */
+static void check_loo(json_t *root) {
+    json_t *ops = json_object_get(root, "ops");
+    const int O = (int)json_array_size(ops);
+    static const char *M[3] = {"R_cos", "R_euc", "R_div"};
+    for (int q = 0; q < 3; q++) {
+        char key[32];
+        snprintf(key, sizeof key, "%s_mean", M[q]);
+        json_t *per = json_object_get(
+            json_object_get(json_object_get(json_object_get(json_object_get(root, "prediction"), "op"), "leave_one_op_out"),
+                            M[q]),
+            "per_op");
+        for (int h = 0; h < O; h++) {
+            double x[16], y[16];
+            int n = 0;
+            for (int o = 0; o < O; o++)
+                if (o != h) {
+                    json_t *e = json_array_get(ops, (size_t)o);
+                    x[n] = json_real_value(json_object_get(e, key));
+                    y[n++] = json_real_value(json_object_get(e, "mean_top1"));
+                }
+            json_t *eh = json_array_get(ops, (size_t)h);
+            json_t *rep = json_object_get(per, json_string_value(json_object_get(eh, "op")));
+            if (n < 2) {
+                CHECK(json_is_null(rep), "LOO with one other op is null");
+                continue;
+            }
+            /* two points: the line through them */
+            const double slope = (y[1] - y[0]) / (x[1] - x[0]), icpt = y[0] - slope * x[0];
+            const double want = fabs(icpt + slope * json_real_value(json_object_get(eh, key)) -
+                                     json_real_value(json_object_get(eh, "mean_top1")));
+            CHECK(fabs(json_number_value(rep) - want) < 1e-9, "LOO %s held out %d: %.6f vs %.6f", M[q], h,
+                  json_number_value(rep), want);
+        }
+    }
+}
+
+int main(void) {
+    wobble_ctx *ctx = NULL;
+    wobble_ctx_create(NULL, &ctx);
+    check_fits();
+    t_mkdtemp(tmp, sizeof tmp, "wobble-down");
+    char train[600], test[600], out[600], p[1024];
+    snprintf(train, sizeof train, "%s/train", tmp);
+    snprintf(test, sizeof test, "%s/test", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    make_tree(ctx, train, 3, 8, 1, -1);
+    make_tree(ctx, test, 3, 4, 7, -1);
+    snprintf(p, sizeof p, "%s/models/clip-f32-openai", t_ref_dir());
+    wobble_model *m = NULL;
+    int rc = wobble_model_load(ctx, p, NULL, &m);
+    CHECK(rc == WOBBLE_OK, "%s", wobble_last_error(ctx));
+    if (rc) return t_finish();
+    wobble_dataset *tr = NULL, *te = NULL;
+    if (open_ds(ctx, train, &tr) || open_ds(ctx, test, &te)) return t_finish();
+    OPS[0] = (wobble_eval_op){"brightness", BR, 2};
+    OPS[1] = (wobble_eval_op){"gaussian_blur", BL, 3};
+    OPS[2] = (wobble_eval_op){"contrast", CO, 1};
+    wobble_eval_params ep = wobble_eval_default_params();
+    ep.ops = OPS;
+    ep.n_ops = 3;
+    ep.data_path = test;
+    wobble_downstream_params dp = wobble_downstream_default_params();
+    dp.train = tr;
+    dp.train_path = train;
+    dp.bins = 4;
+    wobble_downstream_summary sum;
+    rc = wobble_downstream_run(ctx, m, te, &ep, &dp, out, &sum);
+    CHECK(rc == WOBBLE_OK, "downstream: %s", wobble_last_error(ctx));
+    CHECK(sum.train_images == 24 && sum.test_images == 12 && sum.n_classes == 3, "counts %d %d %d", sum.train_images,
+          sum.test_images, sum.n_classes);
+    CHECK(isnan(sum.clean_top5), "no top-5 with 3 classes");
+    snprintf(p, sizeof p, "%s/downstream.json", out);
+    json_t *root = json_load_file(p, 0, NULL);
+    CHECK(root != NULL, "%s", p);
+    if (root) {
+        recompute(ctx, m, tr, te, root);
+        check_loo(root);
+        /* per-image records add up */
+        size_t len = 0;
+        snprintf(p, sizeof p, "%s/downstream_per_image.jsonl", out);
+        char *jl = slurp(p, &len);
+        snprintf(p, sizeof p, "%s/per_image.jsonl", out);
+        size_t len2 = 0;
+        char *rl = slurp(p, &len2);
+        int lines = 0, correct[3][3] = {{0}}, rdiv_same = 0;
+        for (char *line = jl ? strtok(jl, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+            json_t *r = json_loads(line, 0, NULL);
+            const char *op = json_string_value(json_object_get(r, "op"));
+            const int o = !strcmp(op, "brightness") ? 0 : !strcmp(op, "gaussian_blur") ? 1 : 2;
+            for (int k = 0; k < OPS[o].n_levels; k++)
+                correct[o][k] += json_is_true(json_array_get(json_object_get(r, "correct"), (size_t)k));
+            /* the robustness record of the same image and op */
+            char needle[1200];
+            snprintf(needle, sizeof needle, "\"image\":\"%s\"", json_string_value(json_object_get(r, "image")));
+            for (char *h = strstr(rl, needle); h; h = strstr(h + 1, needle)) {
+                char *e = strchr(h, '\n');
+                char *st = h;
+                while (st > rl && st[-1] != '\n') st--;
+                json_t *rr = json_loadb(st, (size_t)(e - st), 0, NULL);
+                if (rr && !strcmp(json_string_value(json_object_get(rr, "op")), op))
+                    rdiv_same += json_real_value(json_object_get(rr, "R_div")) ==
+                                 json_real_value(json_object_get(r, "R_div"));
+                json_decref(rr);
+            }
+            json_decref(r);
+            lines++;
+        }
+        CHECK(lines == 36, "36 per-image records (%d)", lines);
+        CHECK(rdiv_same == 36, "R_div joined from the robustness run (%d/36)", rdiv_same);
+        for (int o = 0; o < 3; o++)
+            for (int k = 0; k < OPS[o].n_levels; k++) {
+                json_t *pl = json_object_get(json_array_get(json_object_get(root, "ops"), (size_t)o), "per_level");
+                const double t1 = json_real_value(json_object_get(json_array_get(pl, (size_t)k), "top1"));
+                CHECK(fabs(correct[o][k] / 12.0 - t1) < 1e-12, "per-image correctness adds up to top-1");
+            }
+        free(jl);
+        free(rl);
+        /* csv agrees */
+        snprintf(p, sizeof p, "%s/downstream.csv", out);
+        char *csv = slurp(p, &len);
+        char want[128];
+        snprintf(want, sizeof want, "\naccuracy,clean,,top1,%.10g\n",
+                 json_real_value(json_object_get(json_object_get(root, "clean"), "top1")));
+        CHECK(csv && !strncmp(csv, "section,op,level,metric,value\n", 30) && strstr(csv, want), "csv clean row %s", want);
+        CHECK(csv && strstr(csv, "\nfit_op,,,R_div.r2,") && strstr(csv, "\nloo_op,all,,R_div.mean_abs_error,") &&
+                  strstr(csv, "\nfit_image_bins,,,R_cos.slope,") && strstr(csv, "\nfit_op_level,,,cos.pearson,"),
+              "csv has the fits");
+        free(csv);
+        json_t *bins = json_object_get(
+            json_object_get(json_object_get(json_object_get(root, "prediction"), "image_bins"), "bins"), "R_div");
+        int tot = 0;
+        for (size_t b = 0; b < json_array_size(bins); b++)
+            tot += (int)json_integer_value(json_object_get(json_array_get(bins, b), "n"));
+        CHECK(json_array_size(bins) == 4 && tot == 36, "4 bins holding the 36 (image, op) pairs");
+        json_decref(root);
+    }
+    /* re-run: nothing embedded, same bytes */
+    snprintf(p, sizeof p, "%s/downstream.json", out);
+    size_t n1 = 0, n2 = 0;
+    char *a = slurp(p, &n1);
+    rc = wobble_downstream_run(ctx, m, te, &ep, &dp, out, &sum);
+    char *b = slurp(p, &n2);
+    CHECK(rc == WOBBLE_OK && sum.test.embedded == 0 && sum.train.embedded == 0, "re-run embeds nothing (%d, %d)",
+          sum.test.embedded, sum.train.embedded);
+    CHECK(a && b && n1 == n2 && !memcmp(a, b, n1), "re-run writes the same downstream.json");
+    free(a), free(b);
+
+    /* kNN on the same cache */
+    dp.task = WOBBLE_TASK_KNN;
+    dp.knn.k = 5;
+    rc = wobble_downstream_run(ctx, m, te, &ep, &dp, out, &sum);
+    CHECK(rc == WOBBLE_OK && sum.test.embedded == 0, "knn: %s", wobble_last_error(ctx));
+    printf("knn k=5: clean top-1 %.3f\n", sum.clean_top1);
+    dp.task = WOBBLE_TASK_LINEAR;
+
+    /* bad input */
+    char t2[600], t3[600], o2[600];
+    snprintf(t2, sizeof t2, "%s/test4", tmp);
+    make_tree(ctx, t2, 4, 2, 50, -1);
+    wobble_dataset *te4 = NULL, *tr_missing = NULL;
+    open_ds(ctx, t2, &te4);
+    snprintf(o2, sizeof o2, "%s/out2", tmp);
+    ep.data_path = t2;
+    rc = wobble_downstream_run(ctx, m, te4, &ep, &dp, o2, &sum);
+    CHECK(rc == WOBBLE_EINVAL && strstr(wobble_last_error(ctx), "'c3'") &&
+              strstr(wobble_last_error(ctx), "does not occur in the training set"),
+          "unseen test label: %s", wobble_last_error(ctx));
+    snprintf(t3, sizeof t3, "%s/train-missing", tmp);
+    make_tree(ctx, t3, 3, 3, 60, 1);
+    open_ds(ctx, t3, &tr_missing);
+    dp.train = tr_missing;
+    dp.train_path = t3;
+    ep.data_path = test;
+    rc = wobble_downstream_run(ctx, m, te, &ep, &dp, o2, &sum);
+    CHECK(rc == WOBBLE_EINVAL && strstr(wobble_last_error(ctx), "missing from the training set") &&
+              strstr(wobble_last_error(ctx), "'c1'"),
+          "class missing from training: %s", wobble_last_error(ctx));
+    dp.train = tr;
+    wobble_dataset *flat = NULL;
+    snprintf(p, sizeof p, "%s/train/c0", tmp);
+    open_ds(ctx, p, &flat);
+    rc = wobble_downstream_run(ctx, m, flat, &ep, &dp, o2, &sum);
+    CHECK(rc == WOBBLE_EINVAL && strstr(wobble_last_error(ctx), "no labels"), "unlabelled test set: %s",
+          wobble_last_error(ctx));
+    dp.task = WOBBLE_TASK_ZEROSHOT;
+    rc = wobble_downstream_run(ctx, m, te, &ep, &dp, o2, &sum);
+    CHECK(rc == WOBBLE_EINVAL && strstr(wobble_last_error(ctx), "whole CLIP checkpoint"), "zero-shot on image tower: %s",
+          wobble_last_error(ctx));
+    struct stat st;
+    snprintf(p, sizeof p, "%s/downstream.json", o2);
+    CHECK(stat(p, &st) != 0, "no results written on bad input");
+    wobble_dataset_free(flat);
+    wobble_dataset_free(te4);
+    wobble_dataset_free(tr_missing);
+
+    /* zero-shot on the upstream CLIP fixture */
+    char full[1024];
+    snprintf(full, sizeof full, "%s/fixtures/clip-full/hf-naming", t_shared_dir());
+    if (stat(full, &st) == 0) {
+        wobble_model *cm = NULL;
+        wobble_tokenizer *tok = NULL;
+        CHECK(wobble_model_load(ctx, full, NULL, &cm) == WOBBLE_OK && wobble_tokenizer_load(ctx, full, &tok) == WOBBLE_OK,
+              "%s", wobble_last_error(ctx));
+        char zs[600], zo[600];
+        snprintf(zs, sizeof zs, "%s/zs", tmp);
+        snprintf(zo, sizeof zo, "%s/zs-out", tmp);
+        mkdir(zs, 0755);
+        static const char *cls[3] = {"lighthouse", "parrot", "woman"}, *img[3] = {NULL, "kodim23", "kodim04"};
+        for (int k = 0; k < 3; k++) {
+            snprintf(p, sizeof p, "%s/%s", zs, cls[k]);
+            mkdir(p, 0755);
+            if (!img[k]) continue;
+            char cmd[2400];
+            snprintf(cmd, sizeof cmd, "cp '%s/data/kodak/%s.png' '%s/%s/'", t_shared_dir(), img[k], zs, cls[k]);
+            CHECK(system(cmd) == 0, "%s", cmd);
+        }
+        wobble_dataset *zd = NULL;
+        open_ds(ctx, zs, &zd);
+        static const char *tpl[1] = {"a photo of a {}."};
+        dp.tokenizer = tok;
+        dp.templates = tpl;
+        dp.n_templates = 1;
+        ep.data_path = zs;
+        OPS[0].n_levels = 1;
+        ep.n_ops = 1;
+        rc = wobble_downstream_run(ctx, cm, zd, &ep, &dp, zo, &sum);
+        CHECK(rc == WOBBLE_OK, "zeroshot: %s", wobble_last_error(ctx));
+        /* upstream logits rows kodim23, kodim04; columns parrot, woman, lighthouse */
+        wobble_array lg;
+        snprintf(p, sizeof p, "%s/fixtures/clip-full/logits_per_image.npy", t_shared_dir());
+        if (rc == WOBBLE_OK && wobble_npy_read(ctx, p, &lg) == WOBBLE_OK) {
+            const float *L = lg.data;
+            static const int col2cls[3] = {1, 2, 0}; /* upstream text order -> our class index */
+            int want = 0;
+            /* dataset order: parrot/kodim23 then woman/kodim04 */
+            const int truth[2] = {1, 2};
+            for (int r = 0; r < 2; r++) want += col2cls[argmax(L + r * 3, 3)] == truth[r];
+            CHECK(fabs(sum.clean_top1 - want / 2.0) < 1e-12, "zero-shot top-1 %.2f equals the upstream logits' %.2f",
+                  sum.clean_top1, want / 2.0);
+            printf("zero-shot on the upstream CLIP fixture: top-1 %.2f as its logits say\n", sum.clean_top1);
+            wobble_array_release(&lg);
+        }
+        wobble_dataset_free(zd);
+        wobble_tokenizer_free(tok);
+        wobble_model_free(cm);
+    } else {
+        printf("(zero-shot fixture part skipped: %s not found)\n", full);
+    }
+    wobble_dataset_free(tr);
+    wobble_dataset_free(te);
+    wobble_model_free(m);
+    wobble_ctx_free(ctx);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) printf("could not remove %s\n", tmp);
+    return t_finish();
+}
