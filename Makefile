@@ -45,6 +45,7 @@ bench: bench-deps release
 	/usr/bin/python3 bench/embed --bench build/release/bench_embed --shared "$(SHARED)"
 	/usr/bin/python3 bench/meb --bench build/release/bench_meb
 	/usr/bin/python3 bench/eval --wobble build/release/wobble --shared "$(SHARED)"
+	/usr/bin/python3 bench/probe --wobble build/release/wobble --bench build/release/bench_probe --shared "$(SHARED)"
 
 clean:
 	rm -rf build demo-out

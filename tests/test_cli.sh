@@ -113,5 +113,22 @@ check 'grep -q "0 embeddings computed, 2 images from the cache" "$T/e"' "eval re
 "$W" eval --model "$M" --data "$T/mixed" --op jpeg:50 -o "$T/ev4" >/dev/null 2>"$T/e"; rc=$?
 check '[ $rc -eq 1 ] && grep -q "trunc.png: truncated PNG.*(skipped)" "$T/e" && grep -q "\"failed_count\": 2" "$T/ev4/summary.json"' "eval skips and counts bad images (rc $rc)"
 
+# eval --task
+mkdir -p "$T/tr/a" "$T/tr/b" "$T/te/a" "$T/te/b" "$T/te3/a" "$T/te3/c"
+cp "$IMG" "$T/tr/a/1.png"; cp "$REF/data/syn_33x17.png" "$T/tr/a/2.png"
+cp "$REF/data/photo_96x80.png" "$T/tr/b/1.png"; cp "$REF/data/syn_64x48.png" "$T/tr/b/2.png"
+cp "$IMG" "$T/te/a/"; cp "$REF/data/photo_96x80.png" "$T/te/b/"; cp "$IMG" "$T/te3/a/"; cp "$IMG" "$T/te3/c/"
+"$W" eval --task linear --model "$M" --train "$T/tr" --data "$T/te" --op jpeg:50 --op hue:0.2 -o "$T/dl" >"$T/out" 2>"$T/e"
+check '[ $? -eq 0 ] && grep -q "linear task on" "$T/out" && grep -q "^jpeg " "$T/out" && grep -q "R_div: slope" "$T/out"' "eval --task linear prints accuracy and fits: $(cat "$T/e")"
+check '[ -s "$T/dl/downstream.json" ] && head -1 "$T/dl/downstream.csv" | grep -q "^section,op,level,metric,value$" && [ $(wc -l < "$T/dl/downstream_per_image.jsonl") -eq 4 ] && [ -s "$T/dl/train/config.json" ]' "eval --task outputs"
+"$W" eval --task knn --k 3 --model "$M" --train "$T/tr" --data "$T/te" --op jpeg:50 -o "$T/dk" >/dev/null 2>"$T/e"
+check '[ $? -eq 0 ] && grep -q "\"k\": 3" "$T/dk/downstream.json"' "eval --task knn"
+"$W" eval --task svm --model "$M" --train "$T/tr" --data "$T/te" -o "$T/dx" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "not linear, knn or zeroshot" "$T/e"' "unknown task"
+"$W" eval --task linear --model "$M" --data "$T/te" -o "$T/dx" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "needs --train" "$T/e"' "linear without --train"
+"$W" eval --model "$M" --train "$T/tr" --data "$T/te" -o "$T/dx" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "need --task" "$T/e"' "--train without --task"
+"$W" eval --task linear --model "$M" --train "$T/tr" --data "$T/te3" --op jpeg:50 -o "$T/dx" 2>"$T/e"; check '[ $? -eq 1 ] && grep -q "test label .c. (1 images) does not occur in the training set" "$T/e" && [ ! -e "$T/dx/downstream.json" ]' "unseen test label: $(cat "$T/e")"
+"$W" eval --task zeroshot --model "$M" --data "$T/te" --op jpeg:50 -o "$T/dx" 2>"$T/e"; check '[ $? -eq 1 ] && grep -q "needs a whole CLIP checkpoint" "$T/e"' "zero-shot on an image tower: $(cat "$T/e")"
+"$W" eval --task linear --l2 0,1 --model "$M" --train "$T/tr" --data "$T/te" --op jpeg:50 -o "$T/dx" 2>"$T/e"; check '[ $? -eq 1 ] && grep -q "L2 strength 0 is not a positive number" "$T/e"' "bad --l2: $(cat "$T/e")"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

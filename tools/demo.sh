@@ -1,6 +1,7 @@
 #!/bin/sh
 # The demo: the operations, then the main job: how far each everyday edit
-# moves the embeddings of the real ViT-Ti/16 on the 24 Kodak photos.
+# moves the embeddings of the real ViT-Ti/16 on the 24 Kodak photos; then
+# what that costs a linear probe on a slice of the CIFAR-10 subset.
 # usage: tools/demo.sh WOBBLE SHARED_DIR OUT_DIR
 set -eu
 W="$1"; SHARED="$2"; OUT="$3"
@@ -18,6 +19,15 @@ echo
 echo
 "$W" eval --model "$MODEL" --data "$KODAK" --seed 1 -o "$OUT/eval-kodak"
 echo
+CIFAR="$SHARED/data/cifar-10-batches-bin"
+if [ -e "$CIFAR/data_batch_1.bin" ]; then
+  echo "Downstream cost: linear probe on 500 CIFAR-10 training images, 100 test images"
+  "$W" eval --task linear --model "$MODEL" --train "$CIFAR/data_batch_1.bin" --train-limit 500 \
+    --data "$CIFAR/test_batch.bin" --limit 100 --seed 1 \
+    --op jpeg:30,10 --op gaussian_blur:1,2 --op saturation:0.5,0 --op gaussian_noise:0.04,0.16 \
+    -o "$OUT/downstream-cifar10"
+  echo
+fi
 echo "Perturbed examples of kodim23 at every default level: $OUT/examples/"
 for op in $("$W" ops --json | sed -n 's/.*"name": "\(.*\)".*/\1/p'); do
   "$W" perturb --op "$op" --seed 1 "$KODAK/kodim23.png" "$OUT/examples"

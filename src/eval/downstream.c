@@ -208,6 +208,17 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
     int rc = wobble_eval_check_ops(ctx, ep->ops, ep->n_ops);
     if (rc) return rc;
     if (dp.bins < 2) return wobble_seterr(ctx, WOBBLE_EDOMAIN, "downstream: %d robustness bins; need at least 2", dp.bins);
+    /* classifier parameters are checked before anything is embedded */
+    if (dp.task == WOBBLE_TASK_LINEAR) {
+        if (dp.probe.n_l2 < 1 || !dp.probe.l2_grid) return wobble_seterr(ctx, WOBBLE_EINVAL, "probe: empty L2 grid");
+        for (int k = 0; k < dp.probe.n_l2; k++)
+            if (!(dp.probe.l2_grid[k] > 0) || !isfinite(dp.probe.l2_grid[k]))
+                return wobble_seterr(ctx, WOBBLE_EDOMAIN, "probe: L2 strength %g is not a positive number",
+                                     dp.probe.l2_grid[k]);
+    }
+    if (dp.task == WOBBLE_TASK_KNN && (dp.knn.k < 1 || !(dp.knn.temperature > 0)))
+        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "knn: k = %d and temperature %g must be positive", dp.knn.k,
+                             dp.knn.temperature);
     const int N = wobble_dataset_size(test), Ct = wobble_dataset_num_classes(test);
     if (Ct < 1)
         return wobble_seterr(ctx, WOBBLE_EINVAL,
