@@ -235,6 +235,9 @@ typedef struct wobble_model_info {
     float mean[3], std[3];
     uint64_t n_params, weight_bytes;
     uint64_t arena_bytes; /* activation memory currently reserved */
+    /* CLIP text tower (has_text 0: none) */
+    int has_text, text_width, text_depth, text_heads, text_context, text_vocab;
+    double logit_scale; /* exp(logit_scale); 0 if absent */
 } wobble_model_info;
 
 int wobble_model_get_info(const wobble_model *model, wobble_model_info *info);

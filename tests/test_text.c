@@ -103,6 +103,12 @@ static void check_full(wobble_ctx *ctx, const wobble_tokenizer *tok_fixture, con
     if (rc) return;
     CHECK(wobble_model_has_text(m), "%s has a text tower", naming);
     CHECK(wobble_model_context_length(m) == 77, "context length %d", wobble_model_context_length(m));
+    wobble_model_info mi;
+    wobble_model_get_info(m, &mi);
+    CHECK(mi.has_text && mi.text_width == 32 && mi.text_depth == 2 && mi.text_heads == 2 && mi.text_vocab == 49408 &&
+              fabs(mi.logit_scale - 1 / 0.07) < 1e-4,
+          "%s info: text %d/%d/%d/%d, logit scale %g", naming, mi.text_width, mi.text_depth, mi.text_heads,
+          mi.text_vocab, mi.logit_scale);
     const int E = wobble_model_embed_dim(m);
     /* tokenizer: the model folder's own files when it has them (hf-naming) */
     wobble_tokenizer *own = NULL;

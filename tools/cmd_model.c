@@ -17,14 +17,18 @@ static json_t *info_json(const wobble_model_info *i) {
                             "resize_h", i->resize_h, "resize_w", i->resize_w, "filter", filter_name(i->filter),
                             "crop_h", i->crop_h, "crop_w", i->crop_w, "rescale", i->rescale, "mean", i->mean[0],
                             i->mean[1], i->mean[2], "std", i->std[0], i->std[1], i->std[2]);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:f, s:b, s:I, s:I, s:o}",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:f, s:b, s:I, s:I, s:o, s:o}",
                      "path", i->path, "preset", i->preset, "arch", i->arch, "naming", i->naming, "activation", i->activation, "width",
                      i->width, "depth", i->depth, "heads", i->heads, "mlp_hidden", i->mlp_hidden, "patch", i->patch,
                      "native_grid", i->native_grid, "registers", i->registers, "embed_dim", i->embed_dim,
                      "layer_norm_eps", (double)i->layer_norm_eps, "layerscale", i->layerscale, "projection",
                      i->has_projection, "interpolate_offset", (double)i->interp_offset, "interpolate_antialias",
                      i->interp_antialias, "parameters", (json_int_t)i->n_params, "weight_bytes",
-                     (json_int_t)i->weight_bytes, "preprocessing", pre);
+                     (json_int_t)i->weight_bytes, "preprocessing", pre, "text",
+                     i->has_text ? json_pack("{s:i, s:i, s:i, s:i, s:i, s:f}", "width", i->text_width, "depth",
+                                             i->text_depth, "heads", i->text_heads, "context_length", i->text_context,
+                                             "vocab_size", i->text_vocab, "logit_scale", i->logit_scale)
+                                 : json_null());
 }
 
 static int load_model(const char *path, int batch, int threads, wobble_ctx **ctx, wobble_model **m) {
@@ -104,6 +108,9 @@ int cmd_info(int argc, char **argv) {
         if (!strcmp(i.arch, "dinov2"))
             printf("pos. interp.   bicubic, offset %g, antialias %s\n", (double)i.interp_offset,
                    i.interp_antialias ? "yes" : "no");
+        if (i.has_text)
+            printf("text tower     width %d, depth %d, heads %d, %d tokens, vocabulary %d, logit scale %g\n",
+                   i.text_width, i.text_depth, i.text_heads, i.text_context, i.text_vocab, i.logit_scale);
         printf("parameters     %.2f M (%.1f MiB of weights)\n", i.n_params / 1e6, i.weight_bytes / 1048576.0);
         if (i.resize_short)
             printf("preprocessing  resize short side to %d (%s)", i.resize_short, filter_name(i.filter));

@@ -926,6 +926,15 @@ int wobble_model_get_info(const wobble_model *m, wobble_model_info *info) {
         info->mean[i] = m->mean[i];
         info->std[i] = m->std[i];
     }
+    if (m->text) {
+        info->has_text = 1;
+        info->text_width = m->text->dim;
+        info->text_depth = m->text->depth;
+        info->text_heads = m->text->heads;
+        info->text_context = m->text->ctx_len;
+        info->text_vocab = m->text->vocab;
+    }
+    info->logit_scale = m->logit_scale;
     info->n_params = m->n_params;
     info->weight_bytes = st_data_bytes(m->st);
     const arena_t *a = &m->arena;
