@@ -66,19 +66,6 @@ static int argmax(const float *s, int C) {
     return a;
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
-
 static wobble_eval_op OPS[3];
 static const double BR[2] = {0.4, 1.6}, BL[3] = {0.5, 1.5, 3.0}, CO[1] = {0.3};
 
@@ -252,10 +239,10 @@ int main(void) {
         /* per-image records add up */
         size_t len = 0;
         snprintf(p, sizeof p, "%s/downstream_per_image.jsonl", out);
-        char *jl = slurp(p, &len);
+        char *jl = t_slurp(p, &len);
         snprintf(p, sizeof p, "%s/per_image.jsonl", out);
         size_t len2 = 0;
-        char *rl = slurp(p, &len2);
+        char *rl = t_slurp(p, &len2);
         int lines = 0, correct[3][3] = {{0}}, rdiv_same = 0;
         for (char *line = jl ? strtok(jl, "\n") : NULL; line; line = strtok(NULL, "\n")) {
             json_t *r = json_loads(line, 0, NULL);
@@ -291,7 +278,7 @@ int main(void) {
         free(rl);
         /* csv agrees */
         snprintf(p, sizeof p, "%s/downstream.csv", out);
-        char *csv = slurp(p, &len);
+        char *csv = t_slurp(p, &len);
         char want[128];
         snprintf(want, sizeof want, "\naccuracy,clean,,top1,%.10g\n",
                  json_real_value(json_object_get(json_object_get(root, "clean"), "top1")));
@@ -311,9 +298,9 @@ int main(void) {
     /* re-run: nothing embedded, same bytes */
     snprintf(p, sizeof p, "%s/downstream.json", out);
     size_t n1 = 0, n2 = 0;
-    char *a = slurp(p, &n1);
+    char *a = t_slurp(p, &n1);
     rc = wobble_downstream_run(ctx, m, te, &ep, &dp, out, &sum);
-    char *b = slurp(p, &n2);
+    char *b = t_slurp(p, &n2);
     CHECK(rc == WOBBLE_OK && sum.test.embedded == 0 && sum.train.embedded == 0, "re-run embeds nothing (%d, %d)",
           sum.test.embedded, sum.train.embedded);
     CHECK(a && b && n1 == n2 && !memcmp(a, b, n1), "re-run writes the same downstream.json");

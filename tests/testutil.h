@@ -43,6 +43,20 @@ static inline char *t_mkdtemp(char *buf, size_t n, const char *prefix) {
 }
 
 /* tests/ref folder and the shared folder (WOBBLE_SHARED overrides). */
+/* whole file, NUL-terminated, malloc'ed; NULL if unreadable */
+static inline char *t_slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)len + 1);
+    *n = fread(b, 1, (size_t)len, f);
+    b[*n] = 0;
+    fclose(f);
+    return b;
+}
+
 static inline const char *t_ref_dir(void) { return t_env("WOBBLE_TEST_REF", "tests/ref"); }
 static inline const char *t_shared_dir(void) { return t_env("WOBBLE_SHARED", "../shared"); }
 

@@ -157,6 +157,45 @@ static void loo(const double *x, const double *y, const int *grp, int n, int G, 
     free(ya);
 }
 
+/* Fits of y against each of nm metrics (x: nm rows of P points, point i in
+ * group g[i] = its op) and the leave-one-op-out errors, as JSON and CSV. */
+static json_t *fit_group(const char *what, const char *const *names, int nm, const double *x, const double *y,
+                         const int *g, int P, const wobble_eval_params *ep, sbuf *csv, const char *sec_fit,
+                         const char *sec_loo) {
+    static const char *FN[5] = {"slope", "intercept", "r2", "pearson", "spearman"};
+    const int O = ep->n_ops;
+    double *err = malloc(sizeof(double) * (size_t)O);
+    json_t *fits = json_object(), *lj = json_object();
+    char key[64];
+    for (int q = 0; err && q < nm; q++) {
+        const double *xq = x + (size_t)q * P;
+        wobble_fit f = {0};
+        if (P >= 2) wobble_fit_linear(xq, y, P, &f);
+        json_object_set_new(fits, names[q], fit_json(&f));
+        const double fv[5] = {f.slope, f.intercept, f.r2, f.pearson, f.spearman};
+        for (int t = 0; t < 5 && f.n >= 2; t++) {
+            snprintf(key, sizeof key, "%s.%s", names[q], FN[t]);
+            csv_num(csv, sec_fit, "", "", key, fv[t]);
+        }
+        loo(xq, y, g, P, O, err);
+        json_t *per = json_object();
+        double mae = 0;
+        int cnt = 0;
+        snprintf(key, sizeof key, "%s.abs_error", names[q]);
+        for (int o = 0; o < O; o++) {
+            json_object_set_new(per, ep->ops[o].name, jnum(err[o]));
+            csv_num(csv, sec_loo, ep->ops[o].name, "", key, err[o]);
+            if (isfinite(err[o])) mae += err[o], cnt++;
+        }
+        json_object_set_new(lj, names[q],
+                            json_pack("{s:o, s:o}", "mean_abs_error", jnum(cnt ? mae / cnt : NAN), "per_op", per));
+        snprintf(key, sizeof key, "%s.mean_abs_error", names[q]);
+        csv_num(csv, sec_loo, "all", "", key, cnt ? mae / cnt : NAN);
+    }
+    free(err);
+    return json_pack("{s:s, s:o, s:o}", "points", what, "fits", fits, "leave_one_op_out", lj);
+}
+
 typedef struct {
     double x, y;
 } pt;
@@ -527,88 +566,37 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
         /* (op, level) points with the per-level metrics */
         {
             const int P = S - 1;
-            double *x = malloc(sizeof(double) * P), *y = malloc(sizeof(double) * P), *err = malloc(sizeof(double) * O);
+            double *x = malloc(sizeof(double) * 2 * P), *y = malloc(sizeof(double) * P);
             int *g = malloc(sizeof(int) * P);
-            json_t *fits = json_object(), *lj = json_object();
-            for (int q = 0; q < 2; q++) {
-                for (int o = 0; o < O; o++)
-                    for (int k = 0; k < ep->ops[o].n_levels; k++) {
-                        const int s = slot0[o] + k;
-                        x[s - 1] = q == 0 ? mc[s] : me[s];
-                        y[s - 1] = acc1[s];
-                        g[s - 1] = o;
-                    }
-                wobble_fit f = {0};
-                if (P >= 2) wobble_fit_linear(x, y, P, &f);
-                const char *nm = q == 0 ? "cos" : "euc";
-                json_object_set_new(fits, nm, fit_json(&f));
-                loo(x, y, g, P, O, err);
-                json_t *per = json_object();
-                double mae = 0;
-                int cnt = 0;
-                for (int o = 0; o < O; o++) {
-                    json_object_set_new(per, ep->ops[o].name, jnum(err[o]));
-                    char key[64];
-                    snprintf(key, sizeof key, "%s.abs_error", nm);
-                    csv_num(&csv, "loo_op_level", ep->ops[o].name, "", key, err[o]);
-                    if (isfinite(err[o])) mae += err[o], cnt++;
+            for (int o = 0; o < O; o++)
+                for (int k = 0; k < ep->ops[o].n_levels; k++) {
+                    const int s = slot0[o] + k;
+                    x[s - 1] = mc[s];
+                    x[P + s - 1] = me[s];
+                    y[s - 1] = acc1[s];
+                    g[s - 1] = o;
                 }
-                json_object_set_new(lj, nm, json_pack("{s:o, s:o}", "mean_abs_error", jnum(cnt ? mae / cnt : NAN), "per_op", per));
-                char key[64];
-                static const char *FN[5] = {"slope", "intercept", "r2", "pearson", "spearman"};
-                const double fv[5] = {f.slope, f.intercept, f.r2, f.pearson, f.spearman};
-                for (int t = 0; t < 5 && f.n >= 2; t++) {
-                    snprintf(key, sizeof key, "%s.%s", nm, FN[t]);
-                    csv_num(&csv, "fit_op_level", "", "", key, fv[t]);
-                }
-                snprintf(key, sizeof key, "%s.mean_abs_error", nm);
-                csv_num(&csv, "loo_op_level", "all", "", key, cnt ? mae / cnt : NAN);
-            }
+            static const char *LN[2] = {"cos", "euc"};
             json_object_set_new(pred_j, "op_level",
-                                json_pack("{s:s, s:o, s:o}", "points",
-                                          "one per (op, level): x = mean over images of the per-level value "
+                                fit_group("one per (op, level): x = mean over images of the per-level value "
                                           "(cos = (1 - cos)/2, euc = ||e - e_k||/2; R_div of one level equals euc), "
                                           "y = top-1 accuracy",
-                                          "fits", fits, "leave_one_op_out", lj));
-            free(x), free(y), free(err), free(g);
+                                          LN, 2, x, y, g, P, ep, &csv, "fit_op_level", "loo_op_level"));
+            free(x), free(y), free(g);
         }
         /* op points with R_cos / R_euc / R_div */
         {
-            double *y = op_acc, *err = malloc(sizeof(double) * O);
+            double *x = malloc(sizeof(double) * 3 * O);
             int *g = malloc(sizeof(int) * O);
-            for (int o = 0; o < O; o++) g[o] = o;
-            json_t *fits = json_object(), *lj = json_object();
-            for (int q = 0; q < 3; q++) {
-                wobble_fit f = {0};
-                if (O >= 2) wobble_fit_linear(op_r[q], y, O, &f);
-                json_object_set_new(fits, MN[q], fit_json(&f));
-                loo(op_r[q], y, g, O, O, err);
-                json_t *per = json_object();
-                double mae = 0;
-                int cnt = 0;
-                char key[64];
-                for (int o = 0; o < O; o++) {
-                    json_object_set_new(per, ep->ops[o].name, jnum(err[o]));
-                    snprintf(key, sizeof key, "%s.abs_error", MN[q]);
-                    csv_num(&csv, "loo_op", ep->ops[o].name, "", key, err[o]);
-                    if (isfinite(err[o])) mae += err[o], cnt++;
-                }
-                json_object_set_new(lj, MN[q], json_pack("{s:o, s:o}", "mean_abs_error", jnum(cnt ? mae / cnt : NAN), "per_op", per));
-                static const char *FN[5] = {"slope", "intercept", "r2", "pearson", "spearman"};
-                const double fv[5] = {f.slope, f.intercept, f.r2, f.pearson, f.spearman};
-                for (int t = 0; t < 5 && f.n >= 2; t++) {
-                    snprintf(key, sizeof key, "%s.%s", MN[q], FN[t]);
-                    csv_num(&csv, "fit_op", "", "", key, fv[t]);
-                }
-                snprintf(key, sizeof key, "%s.mean_abs_error", MN[q]);
-                csv_num(&csv, "loo_op", "all", "", key, cnt ? mae / cnt : NAN);
+            for (int o = 0; o < O; o++) {
+                g[o] = o;
+                for (int q = 0; q < 3; q++) x[q * O + o] = op_r[q][o];
             }
             json_object_set_new(pred_j, "op",
-                                json_pack("{s:s, s:o, s:o}", "points",
-                                          "one per op: x = mean over images of the metric over the op's levels, "
+                                fit_group("one per op: x = mean over images of the metric over the op's levels, "
                                           "y = top-1 accuracy averaged over its levels",
-                                          "fits", fits, "leave_one_op_out", lj));
-            free(err), free(g);
+                                          MN, 3, x, op_acc, g, O, ep, &csv, "fit_op", "loo_op"));
+            free(x), free(g);
         }
         /* per-image bins */
         {

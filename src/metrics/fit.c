@@ -34,18 +34,24 @@ static int ranks(const double *x, int n, double *r) {
     return 0;
 }
 
-static double pearson(const double *x, const double *y, int n) {
-    double mx = 0, my = 0;
-    for (int i = 0; i < n; i++) mx += x[i], my += y[i];
-    mx /= n, my /= n;
-    double sxy = 0, sxx = 0, syy = 0;
+/* means and centred sums of squares and products */
+static void moments(const double *x, const double *y, int n, double *mx, double *my, double *sxx, double *syy,
+                    double *sxy) {
+    double a = 0, b = 0;
+    for (int i = 0; i < n; i++) a += x[i], b += y[i];
+    a /= n, b /= n;
+    double xx = 0, yy = 0, xy = 0;
     for (int i = 0; i < n; i++) {
-        sxy += (x[i] - mx) * (y[i] - my);
-        sxx += (x[i] - mx) * (x[i] - mx);
-        syy += (y[i] - my) * (y[i] - my);
+        xx += (x[i] - a) * (x[i] - a);
+        yy += (y[i] - b) * (y[i] - b);
+        xy += (x[i] - a) * (y[i] - b);
     }
+    *mx = a, *my = b, *sxx = xx, *syy = yy, *sxy = xy;
+}
+
+static double corr(double sxx, double syy, double sxy) {
     if (!(sxx > 0) || !(syy > 0)) return NAN;
-    double r = sxy / sqrt(sxx * syy);
+    const double r = sxy / sqrt(sxx * syy);
     return r > 1 ? 1 : r < -1 ? -1 : r;
 }
 
@@ -53,15 +59,8 @@ int wobble_fit_linear(const double *x, const double *y, int n, wobble_fit *out) 
     if (!x || !y || !out || n < 2) return WOBBLE_EINVAL;
     for (int i = 0; i < n; i++)
         if (!isfinite(x[i]) || !isfinite(y[i])) return WOBBLE_EINVAL;
-    double mx = 0, my = 0;
-    for (int i = 0; i < n; i++) mx += x[i], my += y[i];
-    mx /= n, my /= n;
-    double sxy = 0, sxx = 0, syy = 0;
-    for (int i = 0; i < n; i++) {
-        sxy += (x[i] - mx) * (y[i] - my);
-        sxx += (x[i] - mx) * (x[i] - mx);
-        syy += (y[i] - my) * (y[i] - my);
-    }
+    double mx, my, sxx, syy, sxy;
+    moments(x, y, n, &mx, &my, &sxx, &syy, &sxy);
     out->n = n;
     out->mean_x = mx;
     out->mean_y = my;
@@ -79,13 +78,15 @@ int wobble_fit_linear(const double *x, const double *y, int n, wobble_fit *out) 
         out->intercept = NAN;
         out->r2 = NAN;
     }
-    out->pearson = pearson(x, y, n);
+    out->pearson = corr(sxx, syy, sxy);
     double *rx = malloc(sizeof(double) * (size_t)n), *ry = malloc(sizeof(double) * (size_t)n);
     if (!rx || !ry || ranks(x, n, rx) || ranks(y, n, ry)) {
         free(rx), free(ry);
         return WOBBLE_ENOMEM;
     }
-    out->spearman = pearson(rx, ry, n);
+    double rmx, rmy, rxx, ryy, rxy;
+    moments(rx, ry, n, &rmx, &rmy, &rxx, &ryy, &rxy);
+    out->spearman = corr(rxx, ryy, rxy);
     free(rx), free(ry);
     return WOBBLE_OK;
 }

@@ -258,6 +258,60 @@ static int grid_of(loader *L, int64_t npos, int extra, int *grid) {
     return WOBBLE_OK;
 }
 
+/* An OpenAI-layout projection [D, E] (used as x @ P), stored transposed as a
+ * Linear [E, D]; the mapped original is released. */
+static int get_proj_t(loader *L, const char *name, int D, int E, linear_t *out) {
+    const float *p;
+    int rc = GET(L, name, &p, D, E);
+    if (rc) return rc;
+    float *t = malloc(sizeof(float) * (size_t)E * D);
+    if (!t || model_own(L->m, t)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
+    for (int r = 0; r < D; r++)
+        for (int e = 0; e < E; e++) t[(size_t)e * D + r] = p[(size_t)r * E + e];
+    release_pages(p, sizeof(float) * (size_t)D * E);
+    out->w = t;
+    out->b = NULL;
+    out->out = E;
+    out->in = D;
+    return WOBBLE_OK;
+}
+
+/* One CLIP residual block under prefix p (OpenAI: ln_1, attn.in_proj_*,
+ * attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj; HF: layer_norm1, self_attn.
+ * q/k/v/out_proj, layer_norm2, mlp.fc1, mlp.fc2), for both towers. */
+static int clip_block(loader *L, int openai, const char *p, int D, int hidden, block_t *b) {
+    char a[256], c[256];
+    int rc;
+#define N2(x, y) do { snprintf(a, sizeof a, "%s%s", p, x); snprintf(c, sizeof c, "%s%s", p, y); } while (0)
+    if (openai) {
+        N2("ln_1.weight", "ln_1.bias");
+        if ((rc = get_norm(L, a, c, D, &b->ln1))) return rc;
+        N2("attn.in_proj_weight", "attn.in_proj_bias");
+        if ((rc = get_linear(L, a, c, 3 * D, D, &b->qkv))) return rc;
+        N2("attn.out_proj.weight", "attn.out_proj.bias");
+        if ((rc = get_linear(L, a, c, D, D, &b->proj))) return rc;
+        N2("ln_2.weight", "ln_2.bias");
+        if ((rc = get_norm(L, a, c, D, &b->ln2))) return rc;
+        N2("mlp.c_fc.weight", "mlp.c_fc.bias");
+        if ((rc = get_linear(L, a, c, hidden, D, &b->fc1))) return rc;
+        N2("mlp.c_proj.weight", "mlp.c_proj.bias");
+        return get_linear(L, a, c, D, hidden, &b->fc2);
+    }
+    N2("layer_norm1.weight", "layer_norm1.bias");
+    if ((rc = get_norm(L, a, c, D, &b->ln1))) return rc;
+    snprintf(a, sizeof a, "%sself_attn.", p);
+    if ((rc = get_qkv_split(L, a, "q_proj", "k_proj", "v_proj", ".weight", ".bias", D, b))) return rc;
+    N2("self_attn.out_proj.weight", "self_attn.out_proj.bias");
+    if ((rc = get_linear(L, a, c, D, D, &b->proj))) return rc;
+    N2("layer_norm2.weight", "layer_norm2.bias");
+    if ((rc = get_norm(L, a, c, D, &b->ln2))) return rc;
+    N2("mlp.fc1.weight", "mlp.fc1.bias");
+    if ((rc = get_linear(L, a, c, hidden, D, &b->fc1))) return rc;
+    N2("mlp.fc2.weight", "mlp.fc2.bias");
+    return get_linear(L, a, c, D, hidden, &b->fc2);
+#undef N2
+}
+
 static int build_clip(loader *L, json_t *vcfg) {
     wobble_model *m = L->m;
     const int openai = m->naming == NAMING_OPENAI;
@@ -297,38 +351,9 @@ static int build_clip(loader *L, json_t *vcfg) {
     m->blocks = calloc((size_t)m->depth, sizeof(block_t));
     if (!m->blocks || model_own(m, m->blocks)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
     for (int i = 0; i < m->depth && !rc; i++) {
-        block_t *b = &m->blocks[i];
-        char p[128], a[256], c[256];
-        if (openai) {
-            snprintf(p, sizeof p, "transformer.resblocks.%d.", i);
-#define N2(x, y) do { snprintf(a, sizeof a, "%s%s", p, x); snprintf(c, sizeof c, "%s%s", p, y); } while (0)
-            N2("ln_1.weight", "ln_1.bias");
-            if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
-            N2("attn.in_proj_weight", "attn.in_proj_bias");
-            if ((rc = get_linear(L, a, c, 3 * D, D, &b->qkv))) break;
-            N2("attn.out_proj.weight", "attn.out_proj.bias");
-            if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
-            N2("ln_2.weight", "ln_2.bias");
-            if ((rc = get_norm(L, a, c, D, &b->ln2))) break;
-            N2("mlp.c_fc.weight", "mlp.c_fc.bias");
-            if ((rc = get_linear(L, a, c, m->hidden, D, &b->fc1))) break;
-            N2("mlp.c_proj.weight", "mlp.c_proj.bias");
-            if ((rc = get_linear(L, a, c, D, m->hidden, &b->fc2))) break;
-        } else {
-            snprintf(p, sizeof p, "encoder.layers.%d.", i);
-            N2("layer_norm1.weight", "layer_norm1.bias");
-            if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
-            snprintf(a, sizeof a, "%sself_attn.", p);
-            if ((rc = get_qkv_split(L, a, "q_proj", "k_proj", "v_proj", ".weight", ".bias", D, b))) break;
-            N2("self_attn.out_proj.weight", "self_attn.out_proj.bias");
-            if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
-            N2("layer_norm2.weight", "layer_norm2.bias");
-            if ((rc = get_norm(L, a, c, D, &b->ln2))) break;
-            N2("mlp.fc1.weight", "mlp.fc1.bias");
-            if ((rc = get_linear(L, a, c, m->hidden, D, &b->fc1))) break;
-            N2("mlp.fc2.weight", "mlp.fc2.bias");
-            if ((rc = get_linear(L, a, c, D, m->hidden, &b->fc2))) break;
-        }
+        char p[128];
+        snprintf(p, sizeof p, openai ? "transformer.resblocks.%d." : "encoder.layers.%d.", i);
+        rc = clip_block(L, openai, p, D, m->hidden, &m->blocks[i]);
     }
     if (rc) return rc;
     /* projection: openai stores [D, E] (x @ proj), HF stores [E, D] (Linear) */
@@ -338,17 +363,7 @@ static int build_clip(loader *L, json_t *vcfg) {
             if (pj->ndim != 2 || pj->shape[0] != D)
                 return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: tensor '%sproj' has shape [%lld, %lld], expected [%d, *]",
                                      L->file, L->prefix, (long long)pj->shape[0], (long long)(pj->ndim > 1 ? pj->shape[1] : 0), D);
-            const float *p;
-            int E = (int)pj->shape[1];
-            if ((rc = GET(L, "proj", &p, D, E))) return rc;
-            float *t = malloc(sizeof(float) * (size_t)E * D);
-            if (!t || model_own(m, t)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
-            for (int r = 0; r < D; r++)
-                for (int e = 0; e < E; e++) t[(size_t)e * D + r] = p[(size_t)r * E + e];
-            release_pages(p, sizeof(float) * (size_t)D * E);
-            m->head.w = t;
-            m->head.out = E;
-            m->head.in = D;
+            if ((rc = get_proj_t(L, "proj", D, (int)pj->shape[1], &m->head))) return rc;
         }
     } else {
         /* visual_projection lives outside the vision_model prefix */
@@ -366,7 +381,6 @@ static int build_clip(loader *L, json_t *vcfg) {
     m->embed_dim = m->head.w ? m->head.out : D;
     return WOBBLE_OK;
 }
-#undef N2
 
 static int build_dinov2_or_vit(loader *L, json_t *cfg) {
     wobble_model *m = L->m;
@@ -561,41 +575,10 @@ static int build_clip_text(loader *L, json_t *cfg) {
         return rc;
     t->blocks = calloc((size_t)t->depth, sizeof(block_t));
     if (!t->blocks || model_own(m, t->blocks)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
-    char a[256], c[256];
     for (int i = 0; i < t->depth && !rc; i++) {
-        block_t *b = &t->blocks[i];
         char p[128];
-#define N2(x, y) do { snprintf(a, sizeof a, "%s%s", p, x); snprintf(c, sizeof c, "%s%s", p, y); } while (0)
-        if (openai) {
-            snprintf(p, sizeof p, "transformer.resblocks.%d.", i);
-            N2("ln_1.weight", "ln_1.bias");
-            if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
-            N2("attn.in_proj_weight", "attn.in_proj_bias");
-            if ((rc = get_linear(L, a, c, 3 * D, D, &b->qkv))) break;
-            N2("attn.out_proj.weight", "attn.out_proj.bias");
-            if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
-            N2("ln_2.weight", "ln_2.bias");
-            if ((rc = get_norm(L, a, c, D, &b->ln2))) break;
-            N2("mlp.c_fc.weight", "mlp.c_fc.bias");
-            if ((rc = get_linear(L, a, c, t->hidden, D, &b->fc1))) break;
-            N2("mlp.c_proj.weight", "mlp.c_proj.bias");
-            if ((rc = get_linear(L, a, c, D, t->hidden, &b->fc2))) break;
-        } else {
-            snprintf(p, sizeof p, "text_model.encoder.layers.%d.", i);
-            N2("layer_norm1.weight", "layer_norm1.bias");
-            if ((rc = get_norm(L, a, c, D, &b->ln1))) break;
-            snprintf(a, sizeof a, "%sself_attn.", p);
-            if ((rc = get_qkv_split(L, a, "q_proj", "k_proj", "v_proj", ".weight", ".bias", D, b))) break;
-            N2("self_attn.out_proj.weight", "self_attn.out_proj.bias");
-            if ((rc = get_linear(L, a, c, D, D, &b->proj))) break;
-            N2("layer_norm2.weight", "layer_norm2.bias");
-            if ((rc = get_norm(L, a, c, D, &b->ln2))) break;
-            N2("mlp.fc1.weight", "mlp.fc1.bias");
-            if ((rc = get_linear(L, a, c, t->hidden, D, &b->fc1))) break;
-            N2("mlp.fc2.weight", "mlp.fc2.bias");
-            if ((rc = get_linear(L, a, c, D, t->hidden, &b->fc2))) break;
-        }
-#undef N2
+        snprintf(p, sizeof p, openai ? "transformer.resblocks.%d." : "text_model.encoder.layers.%d.", i);
+        rc = clip_block(L, openai, p, D, t->hidden, &t->blocks[i]);
     }
     if (rc) return rc;
     /* projection: OpenAI [D, E] (x @ P), HF Linear [E, D] */
@@ -604,17 +587,7 @@ static int build_clip_text(loader *L, json_t *cfg) {
     if (!pj || pj->ndim != 2)
         return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 2-D tensor '%s%s'", L->file, L->prefix, pn);
     if (openai) {
-        const int E = (int)pj->shape[1];
-        const float *pw;
-        if ((rc = GET(L, pn, &pw, D, E))) return rc;
-        float *tr = malloc(sizeof(float) * (size_t)E * D);
-        if (!tr || model_own(m, tr)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
-        for (int r = 0; r < D; r++)
-            for (int e = 0; e < E; e++) tr[(size_t)e * D + r] = pw[(size_t)r * E + e];
-        release_pages(pw, sizeof(float) * (size_t)D * E);
-        t->proj.w = tr;
-        t->proj.out = E;
-        t->proj.in = D;
+        if ((rc = get_proj_t(L, pn, D, (int)pj->shape[1], &t->proj))) return rc;
     } else if ((rc = get_linear(L, pn, NULL, (int)pj->shape[0], D, &t->proj))) {
         return rc;
     }
