@@ -25,43 +25,53 @@
 void openblas_set_num_threads(int num_threads);
 
 typedef struct {
-    const double *X; /* [n, d] standardised */
+    const double *XT; /* [d, n] standardised, transposed: the GEMMs run with n as the long dimension */
     const int *y;
     int n, d, C;
     double lambda;
-    double *Z; /* [n, C] scratch */
+    double *Z;    /* [C, n] scratch */
+    double *loss; /* [n] scratch */
+    int threads;
 } lr_problem;
 
-/* f and gradient at theta = [W (C x d), b (C)] */
+/* f and gradient at theta = [W (C x d), b (C)]. Per-sample terms are
+ * independent and summed in a fixed order, so the result does not depend on
+ * the thread count. */
 static double lr_fg(const lr_problem *P, const double *th, double *g) {
     const int n = P->n, d = P->d, C = P->C;
     const double *W = th, *b = th + (size_t)C * d;
     double *Z = P->Z;
-    for (int i = 0; i < n; i++) memcpy(Z + (size_t)i * C, b, sizeof(double) * C);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, C, d, 1.0, P->X, d, W, d, 1.0, Z, C);
-    double loss = 0;
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < n; i++) Z[(size_t)c * n + i] = b[c];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, n, d, 1.0, W, d, P->XT, n, 1.0, Z, n);
+    double *L = P->loss;
+#pragma omp parallel for num_threads(P->threads) schedule(static) if (n >= 2048)
     for (int i = 0; i < n; i++) {
-        double *z = Z + (size_t)i * C;
-        double mx = z[0];
-        for (int c = 1; c < C; c++) mx = z[c] > mx ? z[c] : mx;
+        double mx = Z[i];
+        for (int c = 1; c < C; c++) mx = Z[(size_t)c * n + i] > mx ? Z[(size_t)c * n + i] : mx;
         double s = 0;
-        for (int c = 0; c < C; c++) s += exp(z[c] - mx);
-        const double lse = mx + log(s);
-        loss += lse - z[P->y[i]];
-        /* z becomes (p - onehot) / n */
-        for (int c = 0; c < C; c++) z[c] = exp(z[c] - lse) / n;
-        z[P->y[i]] -= 1.0 / n;
+        const double zy = Z[(size_t)P->y[i] * n + i];
+        for (int c = 0; c < C; c++) s += Z[(size_t)c * n + i] = exp(Z[(size_t)c * n + i] - mx);
+        L[i] = mx + log(s) - zy;
+        /* Z becomes (p - onehot) / n */
+        const double inv = 1.0 / (s * n);
+        for (int c = 0; c < C; c++) Z[(size_t)c * n + i] *= inv;
+        Z[(size_t)P->y[i] * n + i] -= 1.0 / n;
     }
+    double loss = 0;
+    for (int i = 0; i < n; i++) loss += L[i];
     loss /= n;
     double reg = 0;
     for (size_t k = 0; k < (size_t)C * d; k++) reg += W[k] * W[k];
     if (g) {
         double *gW = g, *gb = g + (size_t)C * d;
         memcpy(gW, W, sizeof(double) * (size_t)C * d);
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, d, n, 1.0, Z, C, P->X, d, P->lambda, gW, d);
-        for (int c = 0; c < C; c++) gb[c] = 0;
-        for (int i = 0; i < n; i++)
-            for (int c = 0; c < C; c++) gb[c] += Z[(size_t)i * C + c];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, d, n, 1.0, Z, n, P->XT, n, P->lambda, gW, d);
+        for (int c = 0; c < C; c++) {
+            double t = 0;
+            for (int i = 0; i < n; i++) t += Z[(size_t)c * n + i];
+            gb[c] = t;
+        }
     }
     return loss + 0.5 * P->lambda * reg;
 }
@@ -251,11 +261,12 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
            *sd = calloc((size_t)d, sizeof(double)), *th = calloc(N, sizeof(double)),
            *Z = malloc(sizeof(double) * (size_t)n * C), *grid = malloc(sizeof(double) * p.n_l2),
            *hacc = calloc((size_t)p.n_l2, sizeof(double));
-    double *Xa = malloc(sizeof(double) * (size_t)n * d), *Xb = malloc(sizeof(double) * (size_t)n * d);
+    double *XaT = malloc(sizeof(double) * (size_t)n * d), *Xb = malloc(sizeof(double) * (size_t)n * d),
+           *loss = malloc(sizeof(double) * (size_t)n);
     int *ya = malloc(sizeof(int) * n), *yb = malloc(sizeof(int) * n);
     uint8_t *held = malloc((size_t)n);
     int rc = WOBBLE_OK;
-    if (!X || !mu || !sd || !th || !Z || !grid || !hacc || !Xa || !Xb || !ya || !yb || !held) {
+    if (!X || !mu || !sd || !th || !Z || !grid || !hacc || !XaT || !Xb || !loss || !ya || !yb || !held) {
         rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory for %d x %d features", n, d);
         goto done;
     }
@@ -283,13 +294,14 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
             goto done;
         }
         int na = 0, nb = 0;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n; i++) na += !held[i];
+        for (int i = 0, a = 0; i < n; i++) {
             if (held[i]) {
                 memcpy(Xb + (size_t)nb * d, X + (size_t)i * d, sizeof(double) * d);
                 yb[nb++] = y[i];
             } else {
-                memcpy(Xa + (size_t)na * d, X + (size_t)i * d, sizeof(double) * d);
-                ya[na++] = y[i];
+                for (int j = 0; j < d; j++) XaT[(size_t)j * na + a] = X[(size_t)i * d + j];
+                ya[a++] = y[i];
             }
         }
         if (nb == 0) {
@@ -299,7 +311,7 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
         }
         double bacc = -1, bll = 0;
         for (int k = 0; k < p.n_l2; k++) {
-            lr_problem P = {Xa, ya, na, d, C, grid[k], Z};
+            lr_problem P = {XaT, ya, na, d, C, grid[k], Z, loss, wobble_ctx_threads(ctx)};
             double f, gn;
             if (lbfgs(&P, th, p.max_iter, p.tol, &f, &gn) < 0) {
                 rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory");
@@ -320,7 +332,9 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
     }
     /* final fit on everything, from zero (so the result does not depend on the grid path) */
     memset(th, 0, sizeof(double) * N);
-    lr_problem P = {X, y, n, d, C, best, Z};
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) XaT[(size_t)j * n + i] = X[(size_t)i * d + j];
+    lr_problem P = {XaT, y, n, d, C, best, Z, loss, wobble_ctx_threads(ctx)};
     double f = 0, gn = 0;
     out->iterations = lbfgs(&P, th, p.max_iter, p.tol, &f, &gn);
     if (out->iterations < 0) {
@@ -335,7 +349,8 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
     out->n_l2 = p.n_l2;
     mu = sd = th = hacc = NULL;
 done:
-    free(X), free(mu), free(sd), free(th), free(Z), free(grid), free(hacc), free(Xa), free(Xb), free(ya), free(yb);
+    free(X), free(mu), free(sd), free(th), free(Z), free(grid), free(hacc), free(XaT), free(Xb), free(loss), free(ya),
+        free(yb);
     free(held);
     return rc;
 }
