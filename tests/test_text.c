@@ -251,6 +251,51 @@ int main(void) {
                   wobble_tokenize(ctx, tok, same[i][1], 77, b, NULL) == WOBBLE_OK && !memcmp(a, b, sizeof a),
               "'%s' tokenizes as '%s'", same[i][0], same[i][1]);
     }
+    /* random well-formed text (ASCII, Latin, combining marks, CJK, emoji, controls, entities): always
+     * tokenizes, <|startoftext|> first, <|endoftext|> present, every id in the vocabulary */
+    {
+        unsigned seed = 12345;
+        int okcount = 0;
+        for (int t = 0; t < 300; t++) {
+            char text[2048];
+            size_t o = 0;
+            const int len = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 200;
+            for (int k = 0; k < len && o + 8 < sizeof text; k++) {
+                seed = seed * 1103515245u + 12345u;
+                static const uint32_t ranges[][2] = {{0x01, 0x7f},     {0xa0, 0x24f},   {0x300, 0x36f},
+                                                     {0x4e00, 0x4fff}, {0x1f300, 0x1f64f}, {0x2000, 0x206f},
+                                                     {0xff01, 0xff5e}, {'&', '&'},      {'#', '#'}};
+                const int r = (int)((seed >> 16) % 9);
+                seed = seed * 1103515245u + 12345u;
+                uint32_t cp = ranges[r][0] + (seed >> 8) % (ranges[r][1] - ranges[r][0] + 1);
+                if (cp < 0x80) {
+                    text[o++] = (char)cp;
+                } else if (cp < 0x800) {
+                    text[o++] = (char)(0xc0 | (cp >> 6));
+                    text[o++] = (char)(0x80 | (cp & 63));
+                } else if (cp < 0x10000) {
+                    text[o++] = (char)(0xe0 | (cp >> 12));
+                    text[o++] = (char)(0x80 | ((cp >> 6) & 63));
+                    text[o++] = (char)(0x80 | (cp & 63));
+                } else {
+                    text[o++] = (char)(0xf0 | (cp >> 18));
+                    text[o++] = (char)(0x80 | ((cp >> 12) & 63));
+                    text[o++] = (char)(0x80 | ((cp >> 6) & 63));
+                    text[o++] = (char)(0x80 | (cp & 63));
+                }
+            }
+            text[o] = 0;
+            int32_t ids[77];
+            if (wobble_tokenize(ctx, tok, text, 77, ids, NULL) != WOBBLE_OK) continue;
+            int good = ids[0] == 49406, eot = 0;
+            for (int k = 0; k < 77; k++) {
+                good &= ids[k] >= 0 && ids[k] < 49408;
+                eot |= ids[k] == 49407;
+            }
+            okcount += good && eot;
+        }
+        CHECK(okcount == 300, "random texts tokenized: %d/300", okcount);
+    }
     /* bad input */
     CHECK(wobble_tokenize(ctx, tok, "bad \xff utf-8", 77, a, NULL) == WOBBLE_EINVAL &&
               strstr(wobble_last_error(ctx), "UTF-8"),
