@@ -162,10 +162,16 @@ static void print_downstream(const char *out) {
         json_t *f = json_object_get(json_object_get(po, "fits"), M[q]);
         json_t *lo = json_object_get(json_object_get(po, "leave_one_op_out"), M[q]);
         if (!json_is_object(f)) continue;
-        printf("  %s: slope %+.4f  R^2 %.3f  Pearson %+.3f  Spearman %+.3f  LOO error %.4f\n", M[q],
-               json_number_value(json_object_get(f, "slope")), json_number_value(json_object_get(f, "r2")),
-               json_number_value(json_object_get(f, "pearson")), json_number_value(json_object_get(f, "spearman")),
-               json_number_value(json_object_get(lo, "mean_abs_error")));
+        char v[5][24];
+        json_t *src[5] = {json_object_get(f, "slope"), json_object_get(f, "r2"), json_object_get(f, "pearson"),
+                          json_object_get(f, "spearman"), json_object_get(lo, "mean_abs_error")};
+        for (int k = 0; k < 5; k++) {
+            if (json_is_number(src[k]))
+                snprintf(v[k], sizeof v[k], k == 0 || k == 2 || k == 3 ? "%+.3f" : "%.3f", json_number_value(src[k]));
+            else
+                snprintf(v[k], sizeof v[k], "n/a");
+        }
+        printf("  %s: slope %s  R^2 %s  Pearson %s  Spearman %s  LOO error %s\n", M[q], v[0], v[1], v[2], v[3], v[4]);
     }
     printf("(details in %s/downstream.json, downstream.csv, downstream_per_image.jsonl)\n", out);
     json_decref(s);
