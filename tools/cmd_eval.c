@@ -47,7 +47,7 @@ static void help(FILE *f) {
             "  --train-limit N    only the first N training images\n"
             "  --l2 A,B,...       linear: L2 strengths to choose from on a held-out 20%% of\n"
             "                     TRAIN (default 1e-1 ... 1e-6 in half decades; one value:\n"
-            "                     no choice)\n"
+            "                     no choice; --seed also seeds the held-out split)\n"
             "  --k N              knn: neighbours (default 20)\n"
             "  --temperature T    knn: vote weight exp(cos / T) (default 0.07)\n"
             "  --tokenizer DIR    zeroshot: vocab.json + merges.txt or tokenizer.json\n"
