@@ -37,12 +37,28 @@ wobble_downstream_params wobble_downstream_default_params(void) {
 }
 
 /* ------------------------------------------------------------ collection */
+/* Training pass: the clean embeddings [N][E]. Test pass: each image's S
+ * embeddings are classified and its robustness computed as soon as the last
+ * one arrives, so memory holds per-image results, not every embedding. */
 typedef struct {
     const wobble_eval_params *orig;
-    float *emb;   /* [N][S][E] */
+    wobble_ctx *ctx;
+    int E, S, C;
+    const int *slot0;
+    /* training pass */
+    float *emb;   /* [N][E] */
     uint8_t *got; /* [N] */
-    int S, E;
-    int *slot0;   /* first slot of op o (slot 0 = clean) */
+    /* test pass */
+    const wobble_classifier *clf;
+    const int *label; /* per dataset index: label in the classifier's space, or -1 */
+    float *img;       /* [S][E] embeddings of the image in progress */
+    float *scores;    /* [S][C] */
+    int *pred;        /* [N][S] */
+    uint8_t *ok1, *ok5;
+    double *lc, *le;        /* [N][S-1] per-level values */
+    wobble_robustness *rob; /* [N][O] */
+    double t_classify;
+    int rc;
 } collector;
 
 static void col_progress(void *u, long done, long total, const char *item) {
@@ -55,12 +71,43 @@ static void col_warn(void *u, const char *msg) {
     if (c->orig->warn) c->orig->warn(c->orig->user, msg);
 }
 
+static double now_s(void);
+static int argmax_row(const float *s, int C);
+static int rank_of(const float *s, int C, int y);
+
 static void col_embedding(void *u, int i, int o, int k, const float *e, int dim) {
     collector *c = u;
-    if (dim != c->E) return;
+    if (dim != c->E || c->rc) return;
+    if (!c->clf) { /* training pass */
+        memcpy(c->emb + (size_t)i * c->E, e, sizeof(float) * (size_t)dim);
+        c->got[i] = 1;
+        return;
+    }
     const int s = o < 0 ? 0 : c->slot0[o] + k;
-    memcpy(c->emb + ((size_t)i * c->S + s) * c->E, e, sizeof(float) * (size_t)dim);
-    c->got[i] = 1;
+    memcpy(c->img + (size_t)s * c->E, e, sizeof(float) * (size_t)dim);
+    const wobble_eval_op *ops = c->orig->ops;
+    const int O = c->orig->n_ops;
+    if (o != O - 1 || k != ops[O - 1].n_levels - 1) return;
+    /* the image is complete */
+    const double t0 = now_s();
+    const int S = c->S, C = c->C;
+    c->rc = wobble_classifier_scores(c->ctx, c->clf, c->img, S, c->scores);
+    for (int q = 0; !c->rc && q < S; q++) {
+        const float *r = c->scores + (size_t)q * C;
+        const int rk = c->label[i] >= 0 ? rank_of(r, C, c->label[i]) : C;
+        c->pred[(size_t)i * S + q] = argmax_row(r, C);
+        c->ok1[(size_t)i * S + q] = rk == 0;
+        c->ok5[(size_t)i * S + q] = rk < 5;
+    }
+    c->t_classify += now_s() - t0;
+    for (int p = 0; !c->rc && p < O; p++)
+        c->rc = wobble_robustness_compute(c->ctx, c->img, c->img + (size_t)c->slot0[p] * c->E, ops[p].n_levels, c->E,
+                                          c->lc + (size_t)i * (S - 1) + c->slot0[p] - 1,
+                                          c->le + (size_t)i * (S - 1) + c->slot0[p] - 1, &c->rob[(size_t)i * O + p]);
+    if (!c->rc) {
+        memcpy(c->emb + (size_t)i * c->E, c->img, sizeof(float) * (size_t)c->E); /* clean, for test_embeddings.npy */
+        c->got[i] = 1;
+    }
 }
 
 /* ------------------------------------------------------------ json helpers */
@@ -346,27 +393,31 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
         free(tmap), free(test_count), free(cname);
         return rc;
     }
-    /* ---- embeddings */
+    /* ---- training embeddings, then the classifier */
     const int O = ep->n_ops, E = wobble_model_embed_dim(m);
     int *slot0 = malloc(sizeof(int) * (size_t)O);
     int S = 1;
     for (int o = 0; o < O; o++) slot0[o] = S, S += ep->ops[o].n_levels;
-    collector ct = {ep, NULL, NULL, S, E, slot0};
-    ct.emb = malloc(sizeof(float) * (size_t)N * S * E + 1);
-    ct.got = calloc((size_t)N + 1, 1);
     wobble_downstream_summary sum;
     memset(&sum, 0, sizeof sum);
-    float *tremb = NULL;
-    uint8_t *trgot = NULL;
     wobble_classifier *clf = NULL;
-    int NT = 0;
-    if (!ct.emb || !ct.got) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "downstream: out of memory for %d x %d embeddings", N, S);
-    if (!rc && dp.task != WOBBLE_TASK_ZEROSHOT) {
-        NT = wobble_dataset_size(dp.train);
-        collector cr = {ep, NULL, NULL, 1, E, slot0};
-        tremb = cr.emb = malloc(sizeof(float) * (size_t)NT * E + 1);
-        trgot = cr.got = calloc((size_t)NT + 1, 1);
-        if (!tremb || !trgot) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "downstream: out of memory for %d embeddings", NT);
+    double ta = now_s();
+    if (dp.task == WOBBLE_TASK_ZEROSHOT) {
+        int nt = dp.n_templates;
+        const char *const *tpl = dp.templates;
+        if (!tpl) tpl = wobble_imagenet_templates(&nt);
+        rc = wobble_classifier_zeroshot(ctx, m, dp.tokenizer, cname, C, tpl, nt, &clf);
+    } else {
+        const int NT = wobble_dataset_size(dp.train);
+        collector cr;
+        memset(&cr, 0, sizeof cr);
+        cr.orig = ep;
+        cr.ctx = ctx;
+        cr.E = E;
+        cr.emb = malloc(sizeof(float) * (size_t)NT * E + 1);
+        cr.got = calloc((size_t)NT + 1, 1);
+        int *y = malloc(sizeof(int) * (size_t)NT + 1);
+        if (!cr.emb || !cr.got || !y) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "downstream: out of memory for %d embeddings", NT);
         wobble_eval_params tp = *ep;
         tp.ops = NULL;
         tp.n_ops = 0;
@@ -378,7 +429,60 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
         char *tdir = eval_path_join(out_dir, "train");
         if (!rc) rc = wobble_eval_run(ctx, m, dp.train, &tp, tdir, &sum.train);
         free(tdir);
+        ta = now_s();
+        int n = 0;
+        for (int i = 0; !rc && i < NT; i++)
+            if (cr.got[i]) {
+                memmove(cr.emb + (size_t)n * E, cr.emb + (size_t)i * E, sizeof(float) * E);
+                y[n++] = wobble_dataset_label(dp.train, i);
+            }
+        if (!rc) {
+            rc = dp.task == WOBBLE_TASK_LINEAR ? wobble_classifier_linear(ctx, cr.emb, y, n, E, C, &dp.probe, &clf)
+                                               : wobble_classifier_knn(ctx, cr.emb, y, n, E, C, &dp.knn, &clf);
+        }
+        sum.train_images = n;
+        /* the clean training embeddings and labels the classifier saw, for comparisons */
+        if (!rc) {
+            const int64_t sx[2] = {n, E}, sy[1] = {n};
+            char *p = eval_path_join(out_dir, "train_embeddings.npy");
+            rc = wobble_npy_write_f32(ctx, p, cr.emb, 2, sx);
+            free(p);
+            p = eval_path_join(out_dir, "train_labels.npy");
+            if (!rc) rc = wobble_npy_write_i32(ctx, p, y, 1, sy);
+            free(p);
+        }
+        free(cr.emb), free(cr.got), free(y);
     }
+    sum.t_train_classifier = now_s() - ta;
+    /* ---- the test set: robustness run, each image classified as it completes */
+    collector ct;
+    memset(&ct, 0, sizeof ct);
+    ct.orig = ep;
+    ct.ctx = ctx;
+    ct.E = E;
+    ct.S = S;
+    ct.C = C;
+    ct.slot0 = slot0;
+    ct.clf = clf;
+    int *labi = malloc(sizeof(int) * (size_t)N + 1);
+    for (int i = 0; labi && i < N; i++) {
+        const int l = wobble_dataset_label(test, i);
+        labi[i] = l >= 0 && l < Ct ? tmap[l] : -1;
+    }
+    ct.label = labi;
+    ct.img = malloc(sizeof(float) * (size_t)S * E);
+    ct.scores = malloc(sizeof(float) * (size_t)S * C + 1);
+    ct.emb = malloc(sizeof(float) * (size_t)N * E + 1);
+    ct.got = calloc((size_t)N + 1, 1);
+    ct.pred = malloc(sizeof(int) * (size_t)N * S + 1);
+    ct.ok1 = malloc((size_t)N * S + 1);
+    ct.ok5 = malloc((size_t)N * S + 1);
+    ct.lc = malloc(sizeof(double) * (size_t)N * (S - 1) + 1);
+    ct.le = malloc(sizeof(double) * (size_t)N * (S - 1) + 1);
+    ct.rob = malloc(sizeof(wobble_robustness) * (size_t)N * O + 1);
+    if (!rc && (!labi || !ct.img || !ct.scores || !ct.emb || !ct.got || !ct.pred || !ct.ok1 || !ct.ok5 || !ct.lc ||
+                !ct.le || !ct.rob))
+        rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "downstream: out of memory for %d test images", N);
     if (!rc) {
         wobble_eval_params vp = *ep;
         vp.progress = col_progress;
@@ -386,99 +490,44 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
         vp.embedding = col_embedding;
         vp.user = &ct;
         rc = wobble_eval_run(ctx, m, test, &vp, out_dir, &sum.test);
+        if (!rc) rc = ct.rc;
     }
-    /* ---- classifier */
-    double ta = now_s();
-    if (!rc) {
-        if (dp.task == WOBBLE_TASK_ZEROSHOT) {
-            int nt = dp.n_templates;
-            const char *const *tpl = dp.templates;
-            if (!tpl) tpl = wobble_imagenet_templates(&nt);
-            rc = wobble_classifier_zeroshot(ctx, m, dp.tokenizer, cname, C, tpl, nt, &clf);
-        } else {
-            float *X = malloc(sizeof(float) * (size_t)NT * E + 1);
-            int *y = malloc(sizeof(int) * (size_t)NT + 1);
-            int n = 0;
-            for (int i = 0; X && y && i < NT; i++)
-                if (trgot[i]) {
-                    memcpy(X + (size_t)n * E, tremb + (size_t)i * E, sizeof(float) * E);
-                    y[n++] = wobble_dataset_label(dp.train, i);
-                }
-            if (!X || !y)
-                rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "downstream: out of memory");
-            else if (dp.task == WOBBLE_TASK_LINEAR)
-                rc = wobble_classifier_linear(ctx, X, y, n, E, C, &dp.probe, &clf);
-            else
-                rc = wobble_classifier_knn(ctx, X, y, n, E, C, &dp.knn, &clf);
-            sum.train_images = n;
-            /* the clean training embeddings and labels the classifier saw, for comparisons */
-            if (!rc) {
-                const int64_t sx[2] = {n, E}, sy[1] = {n};
-                char *p = eval_path_join(out_dir, "train_embeddings.npy");
-                rc = wobble_npy_write_f32(ctx, p, X, 2, sx);
-                free(p);
-                p = eval_path_join(out_dir, "train_labels.npy");
-                if (!rc) rc = wobble_npy_write_i32(ctx, p, y, 1, sy);
-                free(p);
-            }
-            free(X), free(y);
-        }
-    }
-    sum.t_train_classifier = now_s() - ta;
-    /* ---- scores per slot */
-    ta = now_s();
-    int n = 0; /* evaluated test images */
-    int *idx = malloc(sizeof(int) * (size_t)N + 1), *lab = malloc(sizeof(int) * (size_t)N + 1);
-    for (int i = 0; idx && lab && i < N; i++)
-        if (ct.got[i]) {
-            const int l = wobble_dataset_label(test, i);
-            idx[n] = i;
-            lab[n++] = l >= 0 && l < Ct ? tmap[l] : -1;
-        }
+    sum.t_classify = ct.t_classify;
+    /* ---- compact to the evaluated images: [slot][image] and [image][...] layouts */
+    int n = 0;
+    for (int i = 0; i < N; i++) n += ct.got && ct.got[i];
+    int *idx = malloc(sizeof(int) * (size_t)n + 1), *lab = malloc(sizeof(int) * (size_t)n + 1);
     int *pred = malloc(sizeof(int) * (size_t)S * n + 1);
     uint8_t *ok1 = malloc((size_t)S * n + 1), *ok5 = malloc((size_t)S * n + 1);
-    float *X = malloc(sizeof(float) * (size_t)n * E + 1), *sc = malloc(sizeof(float) * (size_t)n * C + 1);
-    if (!rc && (!idx || !lab || !pred || !ok1 || !ok5 || !X || !sc))
+    wobble_robustness *rob = malloc(sizeof(wobble_robustness) * (size_t)n * O + 1);
+    double *lc = malloc(sizeof(double) * (size_t)n * (S - 1) + 1), *le = malloc(sizeof(double) * (size_t)n * (S - 1) + 1);
+    if (!rc && (!idx || !lab || !pred || !ok1 || !ok5 || !rob || !lc || !le))
         rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "downstream: out of memory");
-    for (int s = 0; !rc && s < S; s++) {
-        for (int j = 0; j < n; j++)
-            memcpy(X + (size_t)j * E, ct.emb + ((size_t)idx[j] * S + s) * E, sizeof(float) * E);
-        rc = wobble_classifier_scores(ctx, clf, X, n, sc);
-        for (int j = 0; !rc && j < n; j++) {
-            const float *r = sc + (size_t)j * C;
-            pred[(size_t)s * n + j] = argmax_row(r, C);
-            const int rk = lab[j] >= 0 ? rank_of(r, C, lab[j]) : C;
-            ok1[(size_t)s * n + j] = rk == 0;
-            ok5[(size_t)s * n + j] = rk < 5;
+    for (int i = 0, j = 0; !rc && i < N; i++) {
+        if (!ct.got[i]) continue;
+        idx[j] = i;
+        lab[j] = labi[i];
+        for (int q = 0; q < S; q++) {
+            pred[(size_t)q * n + j] = ct.pred[(size_t)i * S + q];
+            ok1[(size_t)q * n + j] = ct.ok1[(size_t)i * S + q];
+            ok5[(size_t)q * n + j] = ct.ok5[(size_t)i * S + q];
         }
+        memcpy(lc + (size_t)j * (S - 1), ct.lc + (size_t)i * (S - 1), sizeof(double) * (size_t)(S - 1));
+        memcpy(le + (size_t)j * (S - 1), ct.le + (size_t)i * (S - 1), sizeof(double) * (size_t)(S - 1));
+        memcpy(rob + (size_t)j * O, ct.rob + (size_t)i * O, sizeof(wobble_robustness) * (size_t)O);
+        memmove(ct.emb + (size_t)j * E, ct.emb + (size_t)i * E, sizeof(float) * E);
+        j++;
     }
-    sum.t_classify = now_s() - ta;
+    if (!rc && n == 0) rc = wobble_seterr(ctx, WOBBLE_EINVAL, "%s: no test image could be evaluated", test_path);
     if (!rc) {
         const int64_t sx[2] = {n, E}, sy[1] = {n};
-        for (int j = 0; j < n; j++)
-            memcpy(X + (size_t)j * E, ct.emb + (size_t)idx[j] * S * E, sizeof(float) * E);
         char *p = eval_path_join(out_dir, "test_embeddings.npy");
-        rc = wobble_npy_write_f32(ctx, p, X, 2, sx);
+        rc = wobble_npy_write_f32(ctx, p, ct.emb, 2, sx);
         free(p);
         p = eval_path_join(out_dir, "test_labels.npy");
         if (!rc) rc = wobble_npy_write_i32(ctx, p, lab, 1, sy);
         free(p);
     }
-    /* ---- robustness per (image, op) */
-    int Kmax = 1;
-    for (int o = 0; o < O; o++) Kmax = ep->ops[o].n_levels > Kmax ? ep->ops[o].n_levels : Kmax;
-    wobble_robustness *rob = malloc(sizeof(wobble_robustness) * (size_t)n * O + 1);
-    double *lc = malloc(sizeof(double) * (size_t)n * (S - 1) + 1), *le = malloc(sizeof(double) * (size_t)n * (S - 1) + 1);
-    if (!rc && (!rob || !lc || !le)) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "downstream: out of memory");
-    for (int j = 0; !rc && j < n; j++)
-        for (int o = 0; !rc && o < O; o++) {
-            const float *base = ct.emb + (size_t)idx[j] * S * E;
-            /* level slots of op o are contiguous: slot0[o] .. */
-            rc = wobble_robustness_compute(ctx, base, base + (size_t)slot0[o] * E, ep->ops[o].n_levels, E,
-                                           lc + (size_t)j * (S - 1) + slot0[o] - 1, le + (size_t)j * (S - 1) + slot0[o] - 1,
-                                           &rob[(size_t)j * O + o]);
-        }
-    if (!rc && n == 0) rc = wobble_seterr(ctx, WOBBLE_EINVAL, "%s: no test image could be evaluated", test_path);
     /* ---- aggregates */
     json_t *root = NULL;
     sbuf csv = {0}, jl = {0};
@@ -709,7 +758,8 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
                          dp.task == WOBBLE_TASK_ZEROSHOT
                              ? json_null()
                              : json_pack("{s:s?, s:s, s:i, s:i}", "path", dp.train_path, "kind",
-                                         wobble_dataset_kind(dp.train), "images", NT, "evaluated", sum.train_images),
+                                         wobble_dataset_kind(dp.train), "images", wobble_dataset_size(dp.train),
+                                         "evaluated", sum.train_images),
                          "classes", names, "classifier", cj, "clean", clean, "ops", ops, "prediction", pred_j,
                          "per_image", "downstream_per_image.jsonl");
         free(acc1), free(acc5), free(mc), free(me), free(ccount), free(op_acc);
@@ -748,7 +798,9 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
     free(csv.b), free(jl.b);
     if (summary) *summary = sum;
     wobble_classifier_free(clf);
-    free(tmap), free(test_count), free(cname), free(slot0), free(ct.emb), free(ct.got), free(tremb), free(trgot);
-    free(idx), free(lab), free(pred), free(ok1), free(ok5), free(X), free(sc), free(rob), free(lc), free(le);
+    free(tmap), free(test_count), free(cname), free(slot0), free(labi);
+    free(ct.img), free(ct.scores), free(ct.emb), free(ct.got), free(ct.pred), free(ct.ok1), free(ct.ok5), free(ct.lc),
+        free(ct.le), free(ct.rob);
+    free(idx), free(lab), free(pred), free(ok1), free(ok5), free(rob), free(lc), free(le);
     return rc;
 }
