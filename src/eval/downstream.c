@@ -252,6 +252,21 @@ static int cmp_pt(const void *a, const void *b) {
     return p->x < q->x ? -1 : p->x > q->x ? 1 : 0;
 }
 
+/* OUT/<which>_embeddings.npy [n, E] float32 and OUT/<which>_labels.npy [n] int32 */
+static int save_set(wobble_ctx *ctx, const char *out_dir, const char *which, const float *X, const int *y, int n, int E) {
+    const int64_t sx[2] = {n, E}, sy[1] = {n};
+    char name[64];
+    snprintf(name, sizeof name, "%s_embeddings.npy", which);
+    char *p = eval_path_join(out_dir, name);
+    int rc = wobble_npy_write_f32(ctx, p, X, 2, sx);
+    free(p);
+    snprintf(name, sizeof name, "%s_labels.npy", which);
+    p = eval_path_join(out_dir, name);
+    if (!rc) rc = wobble_npy_write_i32(ctx, p, y, 1, sy);
+    free(p);
+    return rc;
+}
+
 /* top-1 recall per class (null for a class without test images) */
 static json_t *recall_json(const uint8_t *ok, const int *lab, int n, int C, const int *count) {
     json_t *rr = json_array();
@@ -442,15 +457,7 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
         }
         sum.train_images = n;
         /* the clean training embeddings and labels the classifier saw, for comparisons */
-        if (!rc) {
-            const int64_t sx[2] = {n, E}, sy[1] = {n};
-            char *p = eval_path_join(out_dir, "train_embeddings.npy");
-            rc = wobble_npy_write_f32(ctx, p, cr.emb, 2, sx);
-            free(p);
-            p = eval_path_join(out_dir, "train_labels.npy");
-            if (!rc) rc = wobble_npy_write_i32(ctx, p, y, 1, sy);
-            free(p);
-        }
+        if (!rc) rc = save_set(ctx, out_dir, "train", cr.emb, y, n, E);
         free(cr.emb), free(cr.got), free(y);
     }
     sum.t_train_classifier = now_s() - ta;
@@ -519,15 +526,7 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
         j++;
     }
     if (!rc && n == 0) rc = wobble_seterr(ctx, WOBBLE_EINVAL, "%s: no test image could be evaluated", test_path);
-    if (!rc) {
-        const int64_t sx[2] = {n, E}, sy[1] = {n};
-        char *p = eval_path_join(out_dir, "test_embeddings.npy");
-        rc = wobble_npy_write_f32(ctx, p, ct.emb, 2, sx);
-        free(p);
-        p = eval_path_join(out_dir, "test_labels.npy");
-        if (!rc) rc = wobble_npy_write_i32(ctx, p, lab, 1, sy);
-        free(p);
-    }
+    if (!rc) rc = save_set(ctx, out_dir, "test", ct.emb, lab, n, E);
     /* ---- aggregates */
     json_t *root = NULL;
     sbuf csv = {0}, jl = {0};
