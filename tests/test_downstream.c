@@ -230,6 +230,19 @@ int main(void) {
     CHECK(sum.train_images == 24 && sum.test_images == 12 && sum.n_classes == 3, "counts %d %d %d", sum.train_images,
           sum.test_images, sum.n_classes);
     CHECK(isnan(sum.clean_top5), "no top-5 with 3 classes");
+    {
+        wobble_array ex, ey;
+        snprintf(p, sizeof p, "%s/train_embeddings.npy", out);
+        int r1 = wobble_npy_read(ctx, p, &ex);
+        snprintf(p, sizeof p, "%s/train_labels.npy", out);
+        int r2 = wobble_npy_read(ctx, p, &ey);
+        CHECK(r1 == WOBBLE_OK && r2 == WOBBLE_OK && ex.dtype == 'f' && ex.ndim == 2 && ex.shape[0] == 24 &&
+                  ex.shape[1] == wobble_model_embed_dim(m) && ey.dtype == 'i' && ey.shape[0] == 24 &&
+                  ((int *)ey.data)[0] == 0 && ((int *)ey.data)[23] == 2,
+              "saved training embeddings and labels");
+        if (!r1) wobble_array_release(&ex);
+        if (!r2) wobble_array_release(&ey);
+    }
     snprintf(p, sizeof p, "%s/downstream.json", out);
     json_t *root = json_load_file(p, 0, NULL);
     CHECK(root != NULL, "%s", p);
