@@ -297,7 +297,7 @@ int main(void) {
                  json_real_value(json_object_get(json_object_get(root, "clean"), "top1")));
         CHECK(csv && !strncmp(csv, "section,op,level,metric,value\n", 30) && strstr(csv, want), "csv clean row %s", want);
         CHECK(csv && strstr(csv, "\nfit_op,,,R_div.r2,") && strstr(csv, "\nloo_op,all,,R_div.mean_abs_error,") &&
-                  strstr(csv, "\nfit_image_bins,,,R_cos.slope,") && strstr(csv, "\nfit_op_level,,,cos.pearson,"),
+                  strstr(csv, "\nfit_image_bins,,,R_cos.slope,") && strstr(csv, "\nfit_op_level,,,R_div.pearson,"),
               "csv has the fits");
         free(csv);
         json_t *bins = json_object_get(

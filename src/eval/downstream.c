@@ -611,25 +611,26 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
         /* ---- fits */
         static const char *MN[3] = {"R_cos", "R_euc", "R_div"};
         json_t *pred_j = json_object();
-        /* (op, level) points with the per-level metrics */
+        /* (op, level) points: each metric on the single level's set {x, P(x, k)}: R_cos = (1 - cos)/2,
+         * R_euc = ||e - e_k||/2, and R_div = the radius of two points = R_euc */
         {
             const int P = S - 1;
-            double *x = malloc(sizeof(double) * 2 * P), *y = malloc(sizeof(double) * P);
+            double *x = malloc(sizeof(double) * 3 * P), *y = malloc(sizeof(double) * P);
             int *g = malloc(sizeof(int) * P);
             for (int o = 0; o < O; o++)
                 for (int k = 0; k < ep->ops[o].n_levels; k++) {
                     const int s = slot0[o] + k;
                     x[s - 1] = mc[s];
                     x[P + s - 1] = me[s];
+                    x[2 * P + s - 1] = me[s];
                     y[s - 1] = acc1[s];
                     g[s - 1] = o;
                 }
-            static const char *LN[2] = {"cos", "euc"};
             json_object_set_new(pred_j, "op_level",
-                                fit_group("one per (op, level): x = mean over images of the per-level value "
-                                          "(cos = (1 - cos)/2, euc = ||e - e_k||/2; R_div of one level equals euc), "
-                                          "y = top-1 accuracy",
-                                          LN, 2, x, y, g, P, ep, &csv, "fit_op_level", "loo_op_level"));
+                                fit_group("one per (op, level): x = mean over images of the metric on the single "
+                                          "level's set {x, P(x, k)} (R_cos = (1 - cos)/2, R_euc = ||e - e_k||/2; "
+                                          "R_div of two points equals R_euc), y = top-1 accuracy",
+                                          MN, 3, x, y, g, P, ep, &csv, "fit_op_level", "loo_op_level"));
             free(x), free(y), free(g);
         }
         /* op points with R_cos / R_euc / R_div */
