@@ -195,6 +195,75 @@ static void check_loo(json_t *root) {
     }
 }
 
+/* top-5 with 7 classes: downstream.json against ranks recomputed through the API */
+static void check_top5(wobble_ctx *ctx, wobble_model *m) {
+    char tr7[600], te7[600], o7[600], p[1024];
+    snprintf(tr7, sizeof tr7, "%s/train7", tmp);
+    snprintf(te7, sizeof te7, "%s/test7", tmp);
+    snprintf(o7, sizeof o7, "%s/out7", tmp);
+    make_tree(ctx, tr7, 7, 4, 300, -1);
+    make_tree(ctx, te7, 7, 2, 400, -1);
+    wobble_dataset *tr = NULL, *te = NULL;
+    if (open_ds(ctx, tr7, &tr) || open_ds(ctx, te7, &te)) return;
+    static const double lv[1] = {0.4};
+    wobble_eval_op op = {"brightness", lv, 1};
+    wobble_eval_params ep = wobble_eval_default_params();
+    ep.ops = &op;
+    ep.n_ops = 1;
+    ep.data_path = te7;
+    wobble_downstream_params dp = wobble_downstream_default_params();
+    dp.task = WOBBLE_TASK_KNN;
+    dp.knn.k = 6;
+    dp.train = tr;
+    dp.train_path = tr7;
+    wobble_downstream_summary sum;
+    CHECK(wobble_downstream_run(ctx, m, te, &ep, &dp, o7, &sum) == WOBBLE_OK, "7 classes: %s", wobble_last_error(ctx));
+    /* recompute */
+    const int E = wobble_model_embed_dim(m), NT = wobble_dataset_size(tr), N = wobble_dataset_size(te), C = 7;
+    float *X = malloc(sizeof(float) * NT * E), q[1024], sc[7];
+    int *y = malloc(sizeof(int) * NT);
+    for (int i = 0; i < NT; i++) {
+        wobble_image *im = NULL;
+        wobble_dataset_load(ctx, tr, i, &im);
+        wobble_model_embed(ctx, m, (const wobble_image *const *)&im, 1, NULL, X + (size_t)i * E);
+        y[i] = wobble_dataset_label(tr, i);
+        wobble_image_free(im);
+    }
+    wobble_classifier *clf = NULL;
+    wobble_classifier_knn(ctx, X, y, NT, E, C, &dp.knn, &clf);
+    int top5[2] = {0, 0};
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < N; i++) {
+            wobble_image *im = NULL, *pi = NULL;
+            wobble_dataset_load(ctx, te, i, &im);
+            wobble_perturb_params pp = wobble_perturb_default_params();
+            pp.image_id = wobble_image_hash(im);
+            if (s) wobble_perturb(ctx, "brightness", im, 0.4, &pp, &pi);
+            const wobble_image *use = pi ? pi : im;
+            wobble_model_embed(ctx, m, &use, 1, NULL, q);
+            wobble_classifier_scores(ctx, clf, q, 1, sc);
+            const int lab = wobble_dataset_label(te, i);
+            int better = 0; /* classes ranked above the label (ties: lower index first) */
+            for (int c = 0; c < C; c++) better += sc[c] > sc[lab] || (sc[c] == sc[lab] && c < lab);
+            top5[s] += better < 5;
+            wobble_image_free(im);
+            wobble_image_free(pi);
+        }
+    snprintf(p, sizeof p, "%s/downstream.json", o7);
+    json_t *root = json_load_file(p, 0, NULL);
+    const double clean5 = json_real_value(json_object_get(json_object_get(root, "clean"), "top5"));
+    const double pert5 = json_real_value(json_object_get(
+        json_array_get(json_object_get(json_array_get(json_object_get(root, "ops"), 0), "per_level"), 0), "top5"));
+    CHECK(fabs(clean5 - top5[0] / (double)N) < 1e-12 && fabs(pert5 - top5[1] / (double)N) < 1e-12,
+          "top-5 %.3f / %.3f, recomputed %.3f / %.3f", clean5, pert5, top5[0] / (double)N, top5[1] / (double)N);
+    printf("7 classes, kNN k=6: top-5 clean %.3f, brightness 0.4 %.3f (recomputed through the API)\n", clean5, pert5);
+    json_decref(root);
+    wobble_classifier_free(clf);
+    free(X), free(y);
+    wobble_dataset_free(tr);
+    wobble_dataset_free(te);
+}
+
 int main(void) {
     wobble_ctx *ctx = NULL;
     wobble_ctx_create(NULL, &ctx);
@@ -318,6 +387,8 @@ int main(void) {
           sum.test.embedded, sum.train.embedded);
     CHECK(a && b && n1 == n2 && !memcmp(a, b, n1), "re-run writes the same downstream.json");
     free(a), free(b);
+
+    check_top5(ctx, m);
 
     /* kNN on the same cache */
     dp.task = WOBBLE_TASK_KNN;
