@@ -23,6 +23,15 @@ struct wobble_image {
     uint8_t *data; /* 3 * width * height bytes */
 };
 
+/* SplitMix64 (Steele, Lea and Flood): the golden-ratio increment, then the
+ * finaliser. The noise generator and the probe's held-out split use it. */
+static inline uint64_t wobble_splitmix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
 /* Record an error on ctx (ctx may be NULL) and return `status`. */
 int wobble_seterr(wobble_ctx *ctx, int status, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -167,14 +167,6 @@ static int lbfgs(const lr_problem *P, double *th, int max_iter, double tol, doub
     return it;
 }
 
-/* splitmix64 */
-uint64_t probe_mix(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 typedef struct {
     uint64_t key;
     int idx;
@@ -192,7 +184,7 @@ int probe_split(const int *y, int n, int C, double frac, uint64_t seed, uint8_t 
     for (int c = 0; c < C; c++) {
         int m = 0;
         for (int i = 0; i < n; i++)
-            if (y[i] == c) k[m++] = (keyed){probe_mix(seed ^ probe_mix((uint64_t)i)), i};
+            if (y[i] == c) k[m++] = (keyed){wobble_splitmix64(seed ^ wobble_splitmix64((uint64_t)i)), i};
         if (m < 2) continue;
         qsort(k, (size_t)m, sizeof(keyed), cmp_keyed);
         int h = (int)floor(frac * m + 0.5);
@@ -221,7 +213,7 @@ static int cmp_desc(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* accuracy and mean log-loss of theta on rows where sel[i] == want */
+/* accuracy and mean log-loss of theta on the n rows of X */
 static void lr_eval(const double *X, const int *y, int n, int d, int C, const double *th, double *acc, double *ll) {
     double *z = malloc(sizeof(double) * C);
     int correct = 0;

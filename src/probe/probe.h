@@ -13,9 +13,8 @@ typedef struct {
     int n_l2, holdout_n;
 } probe_linear;
 
-uint64_t probe_mix(uint64_t z);
 /* Stratified held-out split: per class, the items ordered by
- * splitmix64(seed ^ splitmix64(index)) (ties by index) and the first
+ * wobble_splitmix64(seed ^ wobble_splitmix64(index)) (ties by index) and the first
  * max(1, min(m - 1, round(frac * m))) held out (classes with m < 2: none). */
 int probe_split(const int *y, int n, int C, double frac, uint64_t seed, uint8_t *held);
 int probe_linear_fit(wobble_ctx *ctx, const float *X, const int *y, int n, int d, int C, const wobble_probe_params *p,

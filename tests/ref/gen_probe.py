@@ -32,7 +32,7 @@ M64 = (1 << 64) - 1
 
 
 def mix(z):
-    """splitmix64, as probe_mix in src/probe/linear.c"""
+    """SplitMix64, as wobble_splitmix64 in src/core/internal.h"""
     z = (z + 0x9E3779B97F4A7C15) & M64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
