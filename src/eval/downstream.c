@@ -13,6 +13,7 @@
  *    robustness bins; leave-one-op-out prediction errors.
  */
 #include "eval_internal.h"
+#include "../probe/probe.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -309,17 +310,10 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
     int rc = wobble_eval_check_ops(ctx, ep->ops, ep->n_ops);
     if (rc) return rc;
     if (dp.bins < 2) return wobble_seterr(ctx, WOBBLE_EDOMAIN, "downstream: %d robustness bins; need at least 2", dp.bins);
-    /* classifier parameters are checked before anything is embedded */
-    if (dp.task == WOBBLE_TASK_LINEAR) {
-        if (dp.probe.n_l2 < 1 || !dp.probe.l2_grid) return wobble_seterr(ctx, WOBBLE_EINVAL, "probe: empty L2 grid");
-        for (int k = 0; k < dp.probe.n_l2; k++)
-            if (!(dp.probe.l2_grid[k] > 0) || !isfinite(dp.probe.l2_grid[k]))
-                return wobble_seterr(ctx, WOBBLE_EDOMAIN, "probe: L2 strength %g is not a positive number",
-                                     dp.probe.l2_grid[k]);
-    }
-    if (dp.task == WOBBLE_TASK_KNN && (dp.knn.k < 1 || !(dp.knn.temperature > 0)))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "knn: k = %d and temperature %g must be positive", dp.knn.k,
-                             dp.knn.temperature);
+    /* classifier parameters are checked before the training set is embedded (zero-shot builds its
+     * classifier, with its own checks, before anything is embedded) */
+    if (dp.task == WOBBLE_TASK_LINEAR && (rc = probe_check_linear(ctx, &dp.probe))) return rc;
+    if (dp.task == WOBBLE_TASK_KNN && (rc = probe_check_knn(ctx, &dp.knn))) return rc;
     const int N = wobble_dataset_size(test), Ct = wobble_dataset_num_classes(test);
     if (Ct < 1)
         return wobble_seterr(ctx, WOBBLE_EINVAL,
@@ -340,16 +334,7 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
         if (l >= 0 && l < Ct) test_count[l]++;
     }
     if (dp.task == WOBBLE_TASK_ZEROSHOT) {
-        if (!wobble_model_has_text(m)) {
-            wobble_model_info mi;
-            wobble_model_get_info(m, &mi);
-            rc = wobble_seterr(ctx, WOBBLE_EINVAL,
-                               "%s: --task zeroshot needs a whole CLIP checkpoint with its text tower; this is a %s "
-                               "image encoder (%s)",
-                               ep->model_path ? ep->model_path : mi.path, mi.arch, mi.preset);
-        } else if (!dp.tokenizer) {
-            rc = wobble_seterr(ctx, WOBBLE_EINVAL, "downstream: zero-shot needs a tokenizer");
-        } else if (dp.class_names && dp.n_class_names != Ct) {
+        if (dp.class_names && dp.n_class_names != Ct) {
             rc = wobble_seterr(ctx, WOBBLE_EINVAL, "downstream: %d class names given for the %d classes of %s",
                                dp.n_class_names, Ct, test_path);
         }

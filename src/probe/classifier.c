@@ -27,6 +27,13 @@ struct wobble_classifier {
     int n_templates;
 };
 
+int probe_check_knn(wobble_ctx *ctx, const wobble_knn_params *p) {
+    if (p->k < 1) return wobble_seterr(ctx, WOBBLE_EDOMAIN, "knn: k = %d must be at least 1", p->k);
+    if (!(p->temperature > 0) || !isfinite(p->temperature))
+        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "knn: temperature %g must be positive", p->temperature);
+    return WOBBLE_OK;
+}
+
 wobble_knn_params wobble_knn_default_params(void) {
     wobble_knn_params p = {20, 0.07};
     return p;
@@ -104,9 +111,7 @@ int wobble_classifier_knn(wobble_ctx *ctx, const float *X, const int *y, int n, 
     int rc = check_train(ctx, X, y, n, d, C);
     if (rc) return rc;
     wobble_knn_params p = params ? *params : wobble_knn_default_params();
-    if (p.k < 1) return wobble_seterr(ctx, WOBBLE_EDOMAIN, "knn: k = %d must be at least 1", p.k);
-    if (!(p.temperature > 0) || !isfinite(p.temperature))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "knn: temperature %g must be positive", p.temperature);
+    if ((rc = probe_check_knn(ctx, &p))) return rc;
     wobble_classifier *c = calloc(1, sizeof *c);
     if (!c) return wobble_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory");
     c->kind = K_KNN;
@@ -131,7 +136,7 @@ int wobble_classifier_knn(wobble_ctx *ctx, const float *X, const int *y, int n, 
 int wobble_classifier_zeroshot(wobble_ctx *ctx, wobble_model *m, const wobble_tokenizer *tok,
                                const char *const *names, int C, const char *const *templates, int nt,
                                wobble_classifier **out) {
-    if (!out || !m || !tok || !names || !templates) return wobble_seterr(ctx, WOBBLE_EINVAL, "zeroshot: NULL argument");
+    if (!out || !m || !names || !templates) return wobble_seterr(ctx, WOBBLE_EINVAL, "zeroshot: NULL argument");
     *out = NULL;
     if (!wobble_model_has_text(m)) {
         wobble_model_info mi;
@@ -141,6 +146,7 @@ int wobble_classifier_zeroshot(wobble_ctx *ctx, wobble_model *m, const wobble_to
                              "encoder (%s)",
                              mi.path, mi.arch, mi.preset);
     }
+    if (!tok) return wobble_seterr(ctx, WOBBLE_EINVAL, "zeroshot: no tokenizer given");
     if (C < 2 || nt < 1) return wobble_seterr(ctx, WOBBLE_EINVAL, "zeroshot: need 2 classes and 1 template (got %d, %d)", C, nt);
     for (int t = 0; t < nt; t++)
         if (!templates[t] || !strstr(templates[t], "{}"))

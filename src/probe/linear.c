@@ -234,16 +234,23 @@ static void lr_eval(const double *X, const int *y, int n, int d, int C, const do
     *ll = n ? loss / n : 0;
 }
 
+int probe_check_linear(wobble_ctx *ctx, const wobble_probe_params *p) {
+    if (p->n_l2 < 1 || !p->l2_grid) return wobble_seterr(ctx, WOBBLE_EINVAL, "probe: empty L2 grid");
+    for (int k = 0; k < p->n_l2; k++)
+        if (!(p->l2_grid[k] > 0) || !isfinite(p->l2_grid[k]))
+            return wobble_seterr(ctx, WOBBLE_EDOMAIN, "probe: L2 strength %g is not a positive number", p->l2_grid[k]);
+    if (p->n_l2 > 1 && !(p->holdout > 0 && p->holdout < 1))
+        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "probe: held-out fraction %g is not in (0, 1)", p->holdout);
+    if (p->max_iter < 1 || !(p->tol > 0))
+        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "probe: max_iter and tol must be positive");
+    return WOBBLE_OK;
+}
+
 int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int d, int C, const wobble_probe_params *pp,
                      probe_linear *out) {
     const wobble_probe_params p = pp ? *pp : wobble_probe_default_params();
-    if (p.n_l2 < 1 || !p.l2_grid) return wobble_seterr(ctx, WOBBLE_EINVAL, "probe: empty L2 grid");
-    for (int k = 0; k < p.n_l2; k++)
-        if (!(p.l2_grid[k] > 0) || !isfinite(p.l2_grid[k]))
-            return wobble_seterr(ctx, WOBBLE_EDOMAIN, "probe: L2 strength %g is not a positive number", p.l2_grid[k]);
-    if (p.n_l2 > 1 && !(p.holdout > 0 && p.holdout < 1))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "probe: held-out fraction %g is not in (0, 1)", p.holdout);
-    if (p.max_iter < 1 || !(p.tol > 0)) return wobble_seterr(ctx, WOBBLE_EDOMAIN, "probe: max_iter and tol must be positive");
+    int rc = probe_check_linear(ctx, &p);
+    if (rc) return rc;
     openblas_set_num_threads(wobble_ctx_threads(ctx));
     memset(out, 0, sizeof *out);
     out->d = d;
@@ -257,7 +264,6 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
            *loss = malloc(sizeof(double) * (size_t)n);
     int *ya = malloc(sizeof(int) * n), *yb = malloc(sizeof(int) * n);
     uint8_t *held = malloc((size_t)n);
-    int rc = WOBBLE_OK;
     if (!X || !mu || !sd || !th || !Z || !grid || !hacc || !XaT || !Xb || !loss || !ya || !yb || !held) {
         rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory for %d x %d features", n, d);
         goto done;

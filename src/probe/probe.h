@@ -17,6 +17,10 @@ typedef struct {
  * wobble_splitmix64(seed ^ wobble_splitmix64(index)) (ties by index) and the first
  * max(1, min(m - 1, round(frac * m))) held out (classes with m < 2: none). */
 int probe_split(const int *y, int n, int C, double frac, uint64_t seed, uint8_t *held);
+/* Parameter checks, shared by the classifiers and by the downstream pipeline
+ * (which runs them before embedding anything). */
+int probe_check_linear(wobble_ctx *ctx, const wobble_probe_params *p);
+int probe_check_knn(wobble_ctx *ctx, const wobble_knn_params *p);
 int probe_linear_fit(wobble_ctx *ctx, const float *X, const int *y, int n, int d, int C, const wobble_probe_params *p,
                      probe_linear *out);
 void probe_linear_scores(const probe_linear *L, const float *X, int n, float *scores);
