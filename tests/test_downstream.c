@@ -101,19 +101,39 @@ static void check_fits(void) {
     CHECK(wobble_fit_linear(x, y, 1, &f) == WOBBLE_EINVAL, "one point refused");
 }
 
+/* the clean embeddings and labels of a whole dataset, through the public API */
+static void embed_set(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, float *X, int *y) {
+    const int E = wobble_model_embed_dim(m);
+    for (int i = 0; i < wobble_dataset_size(ds); i++) {
+        wobble_image *im = NULL;
+        wobble_dataset_load(ctx, ds, i, &im);
+        wobble_model_embed(ctx, m, (const wobble_image *const *)&im, 1, NULL, X + (size_t)i * E);
+        y[i] = wobble_dataset_label(ds, i);
+        wobble_image_free(im);
+    }
+}
+
+/* the embedding of item i, perturbed by op at level (op NULL: clean), as eval perturbs it */
+static void embed_item(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, int i, const char *op, double level,
+                       float *q) {
+    wobble_image *im = NULL, *pi = NULL;
+    wobble_dataset_load(ctx, ds, i, &im);
+    wobble_perturb_params pp = wobble_perturb_default_params();
+    pp.image_id = wobble_image_hash(im);
+    if (op) wobble_perturb(ctx, op, im, level, &pp, &pi);
+    const wobble_image *use = pi ? pi : im;
+    wobble_model_embed(ctx, m, &use, 1, NULL, q);
+    wobble_image_free(im);
+    wobble_image_free(pi);
+}
+
 /* recompute top-1 per slot via the public API */
 static void recompute(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *tr, const wobble_dataset *te,
                       json_t *root) {
     const int E = wobble_model_embed_dim(m), NT = wobble_dataset_size(tr), N = wobble_dataset_size(te);
     float *X = malloc(sizeof(float) * NT * E), *q = malloc(sizeof(float) * E), sc[8];
     int *y = malloc(sizeof(int) * NT);
-    for (int i = 0; i < NT; i++) {
-        wobble_image *im = NULL;
-        wobble_dataset_load(ctx, tr, i, &im);
-        wobble_model_embed(ctx, m, (const wobble_image *const *)&im, 1, NULL, X + (size_t)i * E);
-        y[i] = wobble_dataset_label(tr, i);
-        wobble_image_free(im);
-    }
+    embed_set(ctx, m, tr, X, y);
     wobble_classifier *clf = NULL;
     CHECK(wobble_classifier_linear(ctx, X, y, NT, E, wobble_dataset_num_classes(tr), NULL, &clf) == WOBBLE_OK, "clf");
     const int C = wobble_dataset_num_classes(tr);
@@ -125,17 +145,9 @@ static void recompute(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *tr
         for (int k = 0; k < K; k++) {
             int correct = 0;
             for (int i = 0; i < N; i++) {
-                wobble_image *im = NULL, *pi = NULL;
-                wobble_dataset_load(ctx, te, i, &im);
-                wobble_perturb_params pp = wobble_perturb_default_params();
-                pp.image_id = wobble_image_hash(im);
-                if (o >= 0) wobble_perturb(ctx, OPS[o].name, im, OPS[o].levels[k], &pp, &pi);
-                const wobble_image *use = pi ? pi : im;
-                wobble_model_embed(ctx, m, &use, 1, NULL, q);
+                embed_item(ctx, m, te, i, o >= 0 ? OPS[o].name : NULL, o >= 0 ? OPS[o].levels[k] : 0, q);
                 wobble_classifier_scores(ctx, clf, q, 1, sc);
                 correct += argmax(sc, C) == wobble_dataset_label(te, i);
-                wobble_image_free(im);
-                wobble_image_free(pi);
             }
             top[ns++] = (double)correct / N;
         }
@@ -222,32 +234,18 @@ static void check_top5(wobble_ctx *ctx, wobble_model *m) {
     const int E = wobble_model_embed_dim(m), NT = wobble_dataset_size(tr), N = wobble_dataset_size(te), C = 7;
     float *X = malloc(sizeof(float) * NT * E), q[1024], sc[7];
     int *y = malloc(sizeof(int) * NT);
-    for (int i = 0; i < NT; i++) {
-        wobble_image *im = NULL;
-        wobble_dataset_load(ctx, tr, i, &im);
-        wobble_model_embed(ctx, m, (const wobble_image *const *)&im, 1, NULL, X + (size_t)i * E);
-        y[i] = wobble_dataset_label(tr, i);
-        wobble_image_free(im);
-    }
+    embed_set(ctx, m, tr, X, y);
     wobble_classifier *clf = NULL;
     wobble_classifier_knn(ctx, X, y, NT, E, C, &dp.knn, &clf);
     int top5[2] = {0, 0};
     for (int s = 0; s < 2; s++)
         for (int i = 0; i < N; i++) {
-            wobble_image *im = NULL, *pi = NULL;
-            wobble_dataset_load(ctx, te, i, &im);
-            wobble_perturb_params pp = wobble_perturb_default_params();
-            pp.image_id = wobble_image_hash(im);
-            if (s) wobble_perturb(ctx, "brightness", im, 0.4, &pp, &pi);
-            const wobble_image *use = pi ? pi : im;
-            wobble_model_embed(ctx, m, &use, 1, NULL, q);
+            embed_item(ctx, m, te, i, s ? "brightness" : NULL, 0.4, q);
             wobble_classifier_scores(ctx, clf, q, 1, sc);
             const int lab = wobble_dataset_label(te, i);
             int better = 0; /* classes ranked above the label (ties: lower index first) */
             for (int c = 0; c < C; c++) better += sc[c] > sc[lab] || (sc[c] == sc[lab] && c < lab);
             top5[s] += better < 5;
-            wobble_image_free(im);
-            wobble_image_free(pi);
         }
     snprintf(p, sizeof p, "%s/downstream.json", o7);
     json_t *root = json_load_file(p, 0, NULL);

@@ -405,6 +405,14 @@ static void stack_fwd(const xfstack_t *xs, arena_t *a, int n, int T, int causal,
     }
 }
 
+/* e /= ||e|| (a zero vector stays zero) */
+static void l2_normalize(float *e, int d) {
+    double s = 0;
+    for (int j = 0; j < d; j++) s += (double)e[j] * e[j];
+    const float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+    for (int j = 0; j < d; j++) e[j] *= inv;
+}
+
 /* One chunk of n <= max_batch images. */
 static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
                          const wobble_embed_params *p, float *emb, float *patch_out) {
@@ -471,12 +479,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
         } else {
             memcpy(e, cls, sizeof(float) * D);
         }
-        if (p && p->normalize) {
-            double s = 0;
-            for (int j = 0; j < m->embed_dim; j++) s += (double)e[j] * e[j];
-            const float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
-            for (int j = 0; j < m->embed_dim; j++) e[j] *= inv;
-        }
+        if (p && p->normalize) l2_normalize(e, m->embed_dim);
         if (patch_out)
             memcpy(patch_out + (size_t)b * np * D, a->h + ((size_t)b * T + 1 + R) * D, sizeof(float) * (size_t)np * D);
     }
@@ -557,13 +560,6 @@ int wobble_model_has_text(const wobble_model *m) { return m && m->text; }
 int wobble_model_context_length(const wobble_model *m) { return m && m->text ? m->text->ctx_len : 0; }
 double wobble_model_logit_scale(const wobble_model *m) { return m ? m->logit_scale : 0.0; }
 
-static void l2_normalize(float *e, int d) {
-    double s = 0;
-    for (int j = 0; j < d; j++) s += (double)e[j] * e[j];
-    const float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
-    for (int j = 0; j < d; j++) e[j] *= inv;
-}
-
 /* Sequences are run only up to the longest <|endoftext|> position of the
  * chunk: with the causal mask no earlier token sees a later one, so the
  * padding after it cannot change the pooled features. */
@@ -583,7 +579,6 @@ int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *m, const int32_t *id
                                  m->path, ids[i], i / len, t->vocab);
     const int th = wobble_ctx_threads(ctx), D = t->dim;
     openblas_set_num_threads(th);
-    text_tower_t *tw = m->text;
     for (int s0 = 0; s0 < n; s0 += m->max_batch) {
         const int c = n - s0 < m->max_batch ? n - s0 : m->max_batch;
         int T = 1;
@@ -597,7 +592,7 @@ int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *m, const int32_t *id
             eot[b] = am;
             if (am + 1 > T) T = am + 1;
         }
-        arena_t *a = &tw->arena;
+        arena_t *a = &m->text->arena;
         if (arena_reserve(a, D, t->hidden, t->act, (size_t)c * T, 0, 0, T, th) != 0) {
             free(eot);
             return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for text activations", m->path);

@@ -222,7 +222,9 @@ void wobble_classifier_free(wobble_classifier *c) {
 
 /* kNN scores for queries q [nq, d] (normalised here) */
 static int knn_scores(wobble_ctx *ctx, const wobble_classifier *c, const float *Q, int nq, float *scores) {
-    const int B = 256, n = c->n, d = c->d, k = c->k, C = c->C;
+    /* queries in blocks of up to 256; scratch sized to the block actually used (the downstream
+     * pipeline scores one image's few embeddings at a time) */
+    const int B = nq < 256 ? (nq > 0 ? nq : 1) : 256, n = c->n, d = c->d, k = c->k, C = c->C;
     float *q = malloc(sizeof(float) * (size_t)B * d), *S = malloc(sizeof(float) * (size_t)B * n);
     if (!q || !S) {
         free(q), free(S);
