@@ -554,6 +554,69 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *model, const wobble_dat
                           const wobble_eval_params *eval, const wobble_downstream_params *params, const char *out_dir,
                           wobble_downstream_summary *summary);
 
+/* ------------------------------------------------------------------ */
+/* Robust fine-tuning (wobble finetune; docs/finetuning.md)             */
+/* ------------------------------------------------------------------ */
+typedef enum { WOBBLE_SCOPE_ALL = 0, WOBBLE_SCOPE_LAST = 1, WOBBLE_SCOPE_NORMS = 2 } wobble_scope;
+typedef enum { WOBBLE_OBJECTIVE_COS = 0, WOBBLE_OBJECTIVE_L2 = 1 } wobble_objective;
+
+typedef struct wobble_tune_params {
+    wobble_scope scope;   /* all parameters, the last `last_blocks` blocks (+ final norm, head), or norms and biases */
+    int last_blocks;
+    int checkpoint;       /* recompute each block in the backward pass instead of keeping its activations */
+    wobble_objective objective;
+    double lambda;        /* weight of the utility term (default 1) */
+    double beta1, beta2, eps, weight_decay; /* AdamW (defaults 0.9, 0.999, 1e-8, 0) */
+} wobble_tune_params;
+
+wobble_tune_params wobble_tune_default_params(void);
+/* Check the parameters (model may be NULL: then last_blocks is not bounded). */
+int wobble_tune_check_params(wobble_ctx *ctx, const wobble_model *model, const wobble_tune_params *params);
+
+typedef struct wobble_loss {
+    double total, rob, util; /* total = rob + lambda * util */
+} wobble_loss;
+
+/* A model being fine-tuned. Creating one copies the trainable image-tower
+ * parameters into memory the model then reads: the model's forward pass
+ * (wobble_model_forward, wobble_model_embed) sees every update. */
+typedef struct wobble_tuner wobble_tuner;
+int wobble_tuner_create(wobble_ctx *ctx, wobble_model *model, const wobble_tune_params *params, wobble_tuner **out);
+void wobble_tuner_free(wobble_tuner *tuner);
+size_t wobble_tuner_num_trainable(const wobble_tuner *tuner);
+void wobble_tuner_zero_grad(wobble_tuner *tuner);
+/* Loss of one batch and its gradient, accumulated into the tuner's
+ * gradients. x, xp: n preprocessed clean and perturbed images (n x 3 x h x
+ * w); targets: the frozen model's embeddings of x (n x embed_dim). dx, dxp
+ * (may be NULL) receive dL/dx and dL/dxp. */
+int wobble_tuner_loss_grad(wobble_ctx *ctx, wobble_tuner *tuner, const float *x, const float *xp, const float *targets,
+                           int n, int h, int w, const wobble_tune_params *params, wobble_loss *out, float *dx,
+                           float *dxp);
+double wobble_tuner_grad_norm(const wobble_tuner *tuner);
+void wobble_tuner_scale_grad(wobble_tuner *tuner, double s);
+/* One AdamW step (PyTorch semantics; weight decay on weight matrices only). */
+void wobble_tuner_adamw_step(wobble_tuner *tuner, double lr, const wobble_tune_params *params);
+int64_t wobble_tuner_step(const wobble_tuner *tuner);
+/* Optimiser state (first and second moments, wobble_tuner_num_trainable
+ * floats each, and the step count), for saving and restoring. */
+int wobble_tuner_state(wobble_tuner *tuner, float **m1, float **m2, int64_t **step);
+
+typedef struct wobble_param_view {
+    const char *name; /* "blocks.3.fc1.w", "pos", ... */
+    size_t n;
+    int trainable;
+    float *data;      /* the values the model reads */
+    float *grad;      /* NULL when not trainable */
+} wobble_param_view;
+int wobble_tuner_count(const wobble_tuner *tuner);
+int wobble_tuner_param(const wobble_tuner *tuner, int i, wobble_param_view *view);
+/* The gradient of one checkpoint tensor, by its name in the file and in the
+ * file's layout (n values). */
+int wobble_tuner_tensor_grad(wobble_ctx *ctx, const wobble_tuner *tuner, const char *name, float *out, size_t n);
+/* The model's weights as one safetensors file with the checkpoint's tensor
+ * names, shapes and dtypes (atomic). */
+int wobble_tuner_save_weights(wobble_ctx *ctx, const wobble_tuner *tuner, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

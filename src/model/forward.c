@@ -87,6 +87,19 @@ static void qkv_fwd(const float *x, int rows, const block_t *bk, float *y, int t
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, D, D, 1.0f, x, D, w[j], D, 1.0f, y + (size_t)j * D, o);
 }
 
+/* Per-row mean and 1 / sqrt(var + eps), computed exactly as layernorm_fwd
+ * does (the backward pass recomputes them instead of storing them). */
+void model_ln_stats(const float *x, int rows, int d, float eps, float *mu, float *rstd, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * d > 65536)
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * d;
+        const float m = sum8(xr, d, 0.0f) / (float)d;
+        const float var = sumsq8(xr, d, m) / (float)d;
+        mu[r] = m;
+        rstd[r] = 1.0f / sqrtf(var + eps);
+    }
+}
+
 /* y = (x - mean) / sqrt(var + eps) * g + b per row, two-pass statistics. */
 static void layernorm_fwd(const float *x, int rows, int d, const norm_t *n, float eps, float *y, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * d > 65536)
@@ -167,15 +180,18 @@ static void act_fwd(act_t act, float *x, const float *bias, int rows, int h, flo
 }
 
 /* Multi-head self-attention from packed qkv [n*T, 3D] into out [n*T, D]. */
+/* With keep, the softmax probabilities of job (image b, head h) stay in
+ * scores + (b * heads + h) * T * T for the backward pass; otherwise scores is
+ * one T x T scratch per thread. */
 static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int causal, float *out, float *scores,
-                          int threads) {
+                          int keep, int threads) {
     const int dh = D / heads;
     const float scale = 1.0f / sqrtf((float)dh);
     const int jobs = n * heads;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (jobs > 1)
     for (int job = 0; job < jobs; job++) {
         const int b = job / heads, hh = job % heads;
-        float *S = scores + (size_t)omp_get_thread_num() * T * T;
+        float *S = scores + (size_t)(keep ? job : omp_get_thread_num()) * T * T;
         const float *q = qkv + (size_t)b * T * 3 * D + (size_t)hh * dh;
         const float *k = q + D, *v = q + 2 * D;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
@@ -381,28 +397,52 @@ int wobble_model_num_patches(const wobble_model *m, int h, int w) {
     return (h / m->patch) * (w / m->patch);
 }
 
+/* One pre-norm block on x ([n * T, D]) in place. With r, every activation
+ * the backward pass needs is written to r (the tape) instead of the arena's
+ * scratch; the arithmetic is the same either way. */
+static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float *x, int n, int T, int causal,
+                      block_rec *r, int th) {
+    const int D = xs->dim, rows = n * T, Hd = xs->hidden;
+    const size_t RD = (size_t)rows * D;
+    if (r && r->x_in != x) memcpy(r->x_in, x, sizeof(float) * RD);
+    float *h1 = r ? r->h1 : a->h, *qkv = r ? r->qkv : a->qkv, *o = r ? r->o : a->attn;
+    layernorm_fwd(x, rows, D, &bk->ln1, xs->eps, h1, th);
+    qkv_fwd(h1, rows, bk, qkv, th);
+    attention_fwd(qkv, n, T, D, xs->heads, causal, o, r ? r->probs : a->scores, r != NULL, th);
+    float *y1 = r && bk->ls1 ? r->y1 : a->h;
+    linear_fwd(o, rows, &bk->proj, y1, 0, th);
+    residual_fwd(x, y1, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
+    if (r) memcpy(r->x_mid, x, sizeof(float) * RD);
+    float *h2 = r ? r->h2 : a->h;
+    layernorm_fwd(x, rows, D, &bk->ln2, xs->eps, h2, th);
+    float *u = r ? r->u : a->mlp;
+    linear_fwd(h2, rows, &bk->fc1, u, 0, th);
+    const float *b1 = bk->fc1.b ? bk->fc1.b : a->zeros;
+    float *act;
+    if (xs->act == ACT_SWIGLU) {
+        act = r ? r->a : a->mlp2;
+        act_fwd(xs->act, u, b1, rows, Hd, act, th);
+    } else {
+        act = u;
+        if (r) {
+            act = r->a;
+            memcpy(act, u, sizeof(float) * (size_t)rows * Hd);
+        }
+        act_fwd(xs->act, act, b1, rows, Hd, NULL, th);
+    }
+    float *y2 = r && bk->ls2 ? r->y2 : a->h;
+    linear_fwd(act, rows, &bk->fc2, y2, 0, th);
+    residual_fwd(x, y2, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);
+}
+
 /* The transformer blocks on a->x ([n * T, D]) in place. */
 static void stack_fwd(const xfstack_t *xs, arena_t *a, int n, int T, int causal, int th) {
-    const int D = xs->dim, rows = n * T;
-    for (int l = 0; l < xs->depth; l++) {
-        const block_t *bk = &xs->blocks[l];
-        layernorm_fwd(a->x, rows, D, &bk->ln1, xs->eps, a->h, th);
-        qkv_fwd(a->h, rows, bk, a->qkv, th);
-        attention_fwd(a->qkv, n, T, D, xs->heads, causal, a->attn, a->scores, th);
-        linear_fwd(a->attn, rows, &bk->proj, a->h, 0, th);
-        residual_fwd(a->x, a->h, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
-        layernorm_fwd(a->x, rows, D, &bk->ln2, xs->eps, a->h, th);
-        linear_fwd(a->h, rows, &bk->fc1, a->mlp, 0, th);
-        const float *b1 = bk->fc1.b ? bk->fc1.b : a->zeros;
-        if (xs->act == ACT_SWIGLU) {
-            act_fwd(xs->act, a->mlp, b1, rows, xs->hidden, a->mlp2, th);
-            linear_fwd(a->mlp2, rows, &bk->fc2, a->h, 0, th);
-        } else {
-            act_fwd(xs->act, a->mlp, b1, rows, xs->hidden, NULL, th);
-            linear_fwd(a->mlp, rows, &bk->fc2, a->h, 0, th);
-        }
-        residual_fwd(a->x, a->h, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);
-    }
+    for (int l = 0; l < xs->depth; l++) block_fwd(xs, &xs->blocks[l], a, a->x, n, T, causal, NULL, th);
+}
+
+void model_block_forward(wobble_model *m, int l, float *x, int n, int T, block_rec *r, int th) {
+    const xfstack_t xs = {m->dim, m->depth, m->heads, m->hidden, m->act, m->eps, m->blocks};
+    block_fwd(&xs, &m->blocks[l], &m->arena, x, n, T, 0, r, th);
 }
 
 /* e /= ||e|| (a zero vector stays zero) */
@@ -413,26 +453,100 @@ static void l2_normalize(float *e, int d) {
     for (int j = 0; j < d; j++) e[j] *= inv;
 }
 
-/* One chunk of n <= max_batch images. */
+/* Tape buffers for n images of T tokens (grown, never shrunk). */
+static int tape_reserve(wobble_model *m, fwd_tape *t, int n, int T, int np, int checkpoint) {
+    const size_t D = (size_t)m->dim, H = (size_t)m->hidden, rows = (size_t)n * T, K = (size_t)3 * m->patch * m->patch;
+    const size_t h1 = m->act == ACT_SWIGLU ? 2 * H : H;
+    const int ls = m->layerscale;
+    /* one record: x_in h1 o x_mid h2 (5 D), qkv (3 D), y1 y2 (2 D, LayerScale), u, a, probs */
+    const size_t per_full = rows * D * (8 + (ls ? 2 : 0)) + rows * (h1 + H) + (size_t)n * m->heads * T * T;
+    const size_t blocks = checkpoint ? (size_t)m->depth * rows * D + per_full : (size_t)m->depth * per_full;
+    const size_t need = (size_t)n * np * K + rows * D + blocks + 2 * (size_t)n * D;
+    if (t->depth_cap < m->depth) {
+        block_rec *nb = realloc(t->blk, sizeof(block_rec) * (size_t)m->depth);
+        if (!nb) return -1;
+        t->blk = nb;
+        t->depth_cap = m->depth;
+    }
+    if (need > t->cap) {
+        free(t->buf);
+        t->buf = malloc(sizeof(float) * need);
+        if (!t->buf) {
+            t->cap = 0;
+            return -1;
+        }
+        t->cap = need;
+    }
+    t->bytes = sizeof(float) * need;
+    float *p = t->buf;
+#define TAKE(dst, cnt) do { (dst) = p; p += (cnt); } while (0)
+    TAKE(t->patches, (size_t)n * np * K);
+    TAKE(t->x0, rows * D);
+    TAKE(t->xcls, (size_t)n * D);
+    TAKE(t->ncls, (size_t)n * D);
+    const int nrec = checkpoint ? 1 : m->depth;
+    for (int l = 0; l < m->depth; l++) {
+        memset(&t->blk[l], 0, sizeof(block_rec));
+        if (checkpoint) TAKE(t->blk[l].x_in, rows * D);
+    }
+    for (int i = 0; i < nrec; i++) {
+        block_rec *r = checkpoint ? &t->scratch : &t->blk[i];
+        memset(r, 0, sizeof *r);
+        TAKE(r->x_in, rows * D);
+        TAKE(r->h1, rows * D);
+        TAKE(r->qkv, rows * 3 * D);
+        TAKE(r->probs, (size_t)n * m->heads * T * T);
+        TAKE(r->o, rows * D);
+        TAKE(r->x_mid, rows * D);
+        TAKE(r->h2, rows * D);
+        TAKE(r->u, rows * h1);
+        TAKE(r->a, rows * H);
+        if (ls) {
+            TAKE(r->y1, rows * D);
+            TAKE(r->y2, rows * D);
+        }
+    }
+#undef TAKE
+    if ((size_t)(p - t->buf) > t->cap) return -1; /* a sizing bug: never write past the buffer */
+    t->checkpoint = checkpoint;
+    return 0;
+}
+
+void model_tape_free(fwd_tape *t) {
+    if (!t) return;
+    free(t->buf);
+    free(t->blk);
+    memset(t, 0, sizeof *t);
+}
+
+/* One chunk of n <= max_batch images (any n with a tape, which records). */
 static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
-                         const wobble_embed_params *p, float *emb, float *patch_out) {
+                         const wobble_embed_params *p, float *emb, float *patch_out, fwd_tape *tape) {
     const int P = m->patch, D = m->dim, gh = H / P, gw = W / P, np = gh * gw;
     const int R = m->n_reg, T = 1 + R + np, rows = n * T;
     const int th = wobble_ctx_threads(ctx);
     const float *ppos = NULL;
     int rc = patch_pos(ctx, m, gh, gw, &ppos);
     if (rc) return rc;
-    if (arena_reserve(&m->arena, m->dim, m->hidden, m->act, (size_t)rows, (size_t)n * np, 3 * P * P, T, th) != 0)
+    if (arena_reserve(&m->arena, m->dim, m->hidden, m->act, (size_t)rows, tape ? 0 : (size_t)n * np, 3 * P * P, T,
+                      th) != 0)
         return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for activations (%d images x %d tokens)", m->path,
                              n, T);
+    if (tape) {
+        if (tape_reserve(m, tape, n, T, np, tape->checkpoint) != 0)
+            return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the training tape (%d images x %d tokens)",
+                                 m->path, n, T);
+        tape->n = n, tape->H = H, tape->W = W, tape->gh = gh, tape->gw = gw, tape->T = T, tape->rows = rows;
+    }
     arena_t *a = &m->arena;
+    float *patches = tape ? tape->patches : a->patches;
     /* patch embedding: im2col to [n*np, 3*P*P] in (c, ky, kx) order, then one GEMM */
     const int K = 3 * P * P;
 #pragma omp parallel for num_threads(th) schedule(static) collapse(2)
     for (int b = 0; b < n; b++)
         for (int py = 0; py < gh; py++)
             for (int px = 0; px < gw; px++) {
-                float *dst = a->patches + ((size_t)b * np + (size_t)py * gw + px) * K;
+                float *dst = patches + ((size_t)b * np + (size_t)py * gw + px) * K;
                 for (int c = 0; c < 3; c++)
                     for (int ky = 0; ky < P; ky++) {
                         const float *s = pixels + (((size_t)b * 3 + c) * H + (size_t)py * P + ky) * W + (size_t)px * P;
@@ -442,7 +556,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     linear_t pe = {m->patch_w, NULL, D, K};
     /* write patch embeddings straight after the cls (+ register) slots of each image */
     float *tmp = a->h; /* [n*np, D] fits: rows >= n*np */
-    linear_fwd(a->patches, n * np, &pe, tmp, 0, th);
+    linear_fwd(patches, n * np, &pe, tmp, 0, th);
 #pragma omp parallel for num_threads(th) schedule(static)
     for (int b = 0; b < n; b++) {
         float *xb = a->x + (size_t)b * T * D;
@@ -458,16 +572,27 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
                 for (int j = 0; j < D; j++) o[j] = s[j] + pp[j];
         }
     }
+    if (tape) memcpy(tape->x0, a->x, sizeof(float) * (size_t)rows * D);
     if (m->pre_norm.g) {
         layernorm_fwd(a->x, rows, D, &m->pre_norm, m->eps, a->h, th);
         memcpy(a->x, a->h, sizeof(float) * (size_t)rows * D);
     }
     const xfstack_t xs = {m->dim, m->depth, m->heads, m->hidden, m->act, m->eps, m->blocks};
-    stack_fwd(&xs, a, n, T, 0, th);
+    if (!tape) {
+        stack_fwd(&xs, a, n, T, 0, th);
+    } else {
+        for (int l = 0; l < m->depth; l++) {
+            if (tape->checkpoint) memcpy(tape->blk[l].x_in, a->x, sizeof(float) * (size_t)rows * D);
+            block_fwd(&xs, &m->blocks[l], a, a->x, n, T, 0, tape->checkpoint ? NULL : &tape->blk[l], th);
+        }
+        for (int b = 0; b < n; b++)
+            memcpy(tape->xcls + (size_t)b * D, a->x + (size_t)b * T * D, sizeof(float) * D);
+    }
     /* final norm on every token (cheap), then read out */
     layernorm_fwd(a->x, rows, D, &m->final_norm, m->eps, a->h, th);
     for (int b = 0; b < n; b++) {
         const float *cls = a->h + (size_t)b * T * D;
+        if (tape) memcpy(tape->ncls + (size_t)b * D, cls, sizeof(float) * D);
         float *e = emb + (size_t)b * m->embed_dim;
         if (m->head.w) {
             for (int o = 0; o < m->head.out; o++) {
@@ -486,10 +611,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     return WOBBLE_OK;
 }
 
-int wobble_model_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
-                         const wobble_embed_params *p, float *emb, float *patch_tokens) {
-    if (!m || !pixels || !emb || n < 0) return wobble_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
-    if (n == 0) return WOBBLE_OK;
+static int check_input(wobble_ctx *ctx, const wobble_model *m, const float *pixels, int n, int H, int W) {
     if (H < m->patch || W < m->patch)
         return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: input %dx%d is smaller than one %dx%d patch", m->path, W, H,
                              m->patch, m->patch);
@@ -498,12 +620,88 @@ int wobble_model_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
         if (!isfinite(pixels[i]))
             return wobble_seterr(ctx, WOBBLE_EINVAL, "forward: input image %zu holds a NaN or infinite value",
                                  i / per);
+    return WOBBLE_OK;
+}
+
+int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W, fwd_tape *tape,
+                         float *emb) {
+    if (!m || !pixels || !emb || !tape || n < 1) return wobble_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
+    int rc = check_input(ctx, m, pixels, n, H, W);
+    if (rc) return rc;
+    openblas_set_num_threads(wobble_ctx_threads(ctx));
+    return forward_chunk(ctx, m, pixels, n, H, W, NULL, emb, NULL, tape);
+}
+
+void model_params_changed(wobble_model *m) {
+    free(m->arena.pos);
+    m->arena.pos = NULL;
+    m->arena.pos_h = m->arena.pos_w = 0;
+    m->content_hash = 0;
+}
+
+/* dgrid += Wy^T dppos Wx (per channel): the transpose of patch_pos's
+ * separable interpolation. */
+int model_pos_backward(wobble_ctx *ctx, const wobble_model *m, int gh, int gw, const float *dppos, float *dgrid) {
+    const int M = m->grid, D = m->dim;
+    if (gh == M && gw == M) {
+        for (size_t i = 0; i < (size_t)M * M * D; i++) dgrid[i] += dppos[i];
+        return WOBBLE_OK;
+    }
+    double *Wy, *Wx;
+    if (m->interp_offset != 0.0f) {
+        Wy = axis_weights(M, gh, (gh + (double)m->interp_offset) / M, 0);
+        Wx = axis_weights(M, gw, (gw + (double)m->interp_offset) / M, 0);
+    } else {
+        Wy = axis_weights(M, gh, 0, m->interp_antialias);
+        Wx = axis_weights(M, gw, 0, m->interp_antialias);
+    }
+    double *tmp = calloc((size_t)M * gw * D, sizeof(double));
+    if (!Wy || !Wx || !tmp) {
+        free(Wy);
+        free(Wx);
+        free(tmp);
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "position interpolation: out of memory");
+    }
+    /* back along y: tmp[y, j, :] = sum_i Wy[i, y] dppos[i, j, :] */
+    for (int i = 0; i < gh; i++)
+        for (int y = 0; y < M; y++) {
+            const double w = Wy[(size_t)i * M + y];
+            if (w == 0) continue;
+            for (int j = 0; j < gw; j++) {
+                double *t = tmp + ((size_t)y * gw + j) * D;
+                const float *g = dppos + ((size_t)i * gw + j) * D;
+                for (int c = 0; c < D; c++) t[c] += w * g[c];
+            }
+        }
+    /* back along x: dgrid[y, x, :] += sum_j Wx[j, x] tmp[y, j, :] */
+    for (int y = 0; y < M; y++)
+        for (int j = 0; j < gw; j++)
+            for (int x = 0; x < M; x++) {
+                const double w = Wx[(size_t)j * M + x];
+                if (w == 0) continue;
+                float *o = dgrid + ((size_t)y * M + x) * D;
+                const double *t = tmp + ((size_t)y * gw + j) * D;
+                for (int c = 0; c < D; c++) o[c] += (float)(w * t[c]);
+            }
+    free(Wy);
+    free(Wx);
+    free(tmp);
+    return WOBBLE_OK;
+}
+
+int wobble_model_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
+                         const wobble_embed_params *p, float *emb, float *patch_tokens) {
+    if (!m || !pixels || !emb || n < 0) return wobble_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
+    if (n == 0) return WOBBLE_OK;
+    int rc = check_input(ctx, m, pixels, n, H, W);
+    if (rc) return rc;
+    const size_t per = (size_t)3 * H * W;
     openblas_set_num_threads(wobble_ctx_threads(ctx));
     const int np = wobble_model_num_patches(m, H, W);
     for (int s = 0; s < n; s += m->max_batch) {
         int c = n - s < m->max_batch ? n - s : m->max_batch;
-        int rc = forward_chunk(ctx, m, pixels + per * s, c, H, W, p, emb + (size_t)s * m->embed_dim,
-                               patch_tokens ? patch_tokens + (size_t)s * np * m->dim : NULL);
+        rc = forward_chunk(ctx, m, pixels + per * s, c, H, W, p, emb + (size_t)s * m->embed_dim,
+                           patch_tokens ? patch_tokens + (size_t)s * np * m->dim : NULL, NULL);
         if (rc) return rc;
     }
     return WOBBLE_OK;

@@ -63,8 +63,25 @@ static void release_pages(const void *p, size_t n) {
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+/* Record where a checkpoint tensor's values live (see tensor_ref). */
+static int add_ref(wobble_model *m, const char *name, const float **slot, size_t offset, int transpose, int64_t rows,
+                   int64_t cols) {
+    if (m->n_refs == m->cap_refs) {
+        int nc = m->cap_refs ? 2 * m->cap_refs : 128;
+        tensor_ref *nr = realloc(m->refs, sizeof(tensor_ref) * (size_t)nc);
+        if (!nr) return -1;
+        m->refs = nr;
+        m->cap_refs = nc;
+    }
+    char *nm = strdup(name);
+    if (!nm) return -1;
+    m->refs[m->n_refs++] = (tensor_ref){nm, slot, offset, transpose, rows, cols};
+    return 0;
+}
+
 /* Fetch tensor `name` (prefix applied) as F32 with exactly the given shape
- * (a negative entry accepts any size). */
+ * (a negative entry accepts any size). `out` is recorded as the tensor's
+ * home unless it is a temporary (then the caller records it, or not). */
 static int get(loader *L, const char *name, int nd, const int64_t *shape, const float **out) {
     char full[512];
     snprintf(full, sizeof full, "%s%s", L->prefix, name);
@@ -87,7 +104,22 @@ static int get(loader *L, const char *name, int nd, const int64_t *shape, const 
         return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
     }
     L->m->n_params += (uint64_t)t->numel;
+    if (add_ref(L->m, full, out, 0, 0, 0, 0) != 0) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
     return WOBBLE_OK;
+}
+
+/* The last recorded tensor lives elsewhere than get() assumed. */
+static void amend_ref(loader *L, const float **slot, size_t offset, int transpose, int64_t rows, int64_t cols) {
+    tensor_ref *r = &L->m->refs[L->m->n_refs - 1];
+    r->slot = slot;
+    r->offset = offset;
+    r->transpose = transpose;
+    r->rows = rows;
+    r->cols = cols;
+}
+
+static void drop_ref(loader *L) {
+    free(L->m->refs[--L->m->n_refs].name);
 }
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
@@ -128,6 +160,7 @@ static int get_qkv_split(loader *L, const char *pre, const char *q, const char *
         int rc = GET(L, nw, w[i], d, d);
         if (rc == WOBBLE_OK) rc = GET(L, nb, &pb, d);
         if (rc != WOBBLE_OK) return rc;
+        amend_ref(L, &blk->qkv.b, (size_t)i * d, 0, 0, 0);
         memcpy(b + (size_t)i * d, pb, sizeof(float) * (size_t)d);
     }
     blk->qkv.w = NULL;
@@ -264,6 +297,7 @@ static int get_proj_t(loader *L, const char *name, int D, int E, linear_t *out) 
     const float *p;
     int rc = GET(L, name, &p, D, E);
     if (rc) return rc;
+    amend_ref(L, &out->w, 0, 1, D, E);
     float *t = malloc(sizeof(float) * (size_t)E * D);
     if (!t || model_own(L->m, t)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
     for (int r = 0; r < D; r++)
@@ -527,6 +561,7 @@ static int build_clip_text(loader *L, json_t *cfg) {
         const float *v;
         int rc = get(L, "logit_scale", ls->ndim, sh, &v);
         if (rc) return rc;
+        drop_ref(L); /* copied byte for byte when saved */
         if (!isfinite(v[0]))
             return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: tensor '%slogit_scale' is not finite", L->file, L->prefix);
         m->logit_scale = expf(v[0]);
@@ -833,6 +868,8 @@ void wobble_model_free(wobble_model *m) {
     arena_free(&m->arena);
     if (m->text) arena_free(&m->text->arena);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    for (int i = 0; i < m->n_refs; i++) free(m->refs[i].name);
+    free(m->refs);
     free(m->owned);
     st_close(m->st);
     free(m->path);

@@ -60,6 +60,16 @@ typedef struct {
     arena_t arena;
 } text_tower_t;
 
+/* Where each checkpoint tensor's values live in the model, for saving a
+ * trained model under the same names (recorded at load). */
+typedef struct {
+    char *name;
+    const float **slot;  /* the model field that points to the values */
+    size_t offset;       /* floats into *slot */
+    int transpose;       /* the file holds [rows, cols]; the model [cols, rows] */
+    int64_t rows, cols;
+} tensor_ref;
+
 struct wobble_model {
     arch_t arch;
     naming_t naming;
@@ -94,9 +104,65 @@ struct wobble_model {
     char *path;
     uint64_t n_params;
     uint64_t content_hash; /* 0 until computed */
+    tensor_ref *refs;
+    int n_refs, cap_refs;
     int max_batch;
     arena_t arena;
 };
+
+/* ------------------------------------------------------------ training hooks
+ * The forward pass records what the backward pass (src/train) needs. */
+
+/* One block's activations ([rows = n * T] rows each). */
+typedef struct {
+    float *x_in;  /* [rows, D] block input (the residual stream) */
+    float *h1;    /* [rows, D] ln1 output */
+    float *qkv;   /* [rows, 3D] */
+    float *probs; /* [n * heads, T, T] softmax probabilities */
+    float *o;     /* [rows, D] attention output, before the projection */
+    float *y1;    /* [rows, D] projection output without bias (LayerScale models only) */
+    float *x_mid; /* [rows, D] residual stream after the attention branch */
+    float *h2;    /* [rows, D] ln2 output */
+    float *u;     /* [rows, H] or [rows, 2H] (SwiGLU) fc1 output without bias */
+    float *a;     /* [rows, H] activation output */
+    float *y2;    /* [rows, D] fc2 output without bias (LayerScale models only) */
+} block_rec;
+
+/* A recorded forward pass of the image tower on n images. With checkpoint,
+ * only each block's input is kept and the backward pass recomputes the
+ * block into `scratch` (per-block activation recomputation). */
+typedef struct {
+    int n, H, W, gh, gw, T, rows, checkpoint;
+    float *patches; /* [n * gh * gw, 3 P P] im2col of the input */
+    float *x0;      /* [rows, D] token embeddings (before ln_pre for CLIP) */
+    block_rec *blk; /* depth records */
+    block_rec scratch;
+    float *xcls;    /* [n, D] stack output at the CLS rows */
+    float *ncls;    /* [n, D] final norm of those rows (the head's input) */
+    float *buf;
+    size_t cap, bytes;
+    int depth_cap;
+} fwd_tape;
+
+/* Forward pass of n images (no chunking) recording into tape; emb gets
+ * n x embed_dim floats. */
+int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W, fwd_tape *tape,
+                         float *emb);
+void model_tape_free(fwd_tape *t);
+/* Block l of the image tower on x in place, recording into r (may be NULL). */
+void model_block_forward(wobble_model *m, int l, float *x, int n, int T, block_rec *r, int th);
+void model_ln_stats(const float *x, int rows, int d, float eps, float *mu, float *rstd, int threads);
+/* Gradient of the interpolated patch position embeddings (gh x gw grid,
+ * [gh*gw, D]) added to the stored grid's gradient ([grid*grid, D]). */
+int model_pos_backward(wobble_ctx *ctx, const wobble_model *m, int gh, int gw, const float *dppos, float *dgrid);
+/* The parameters changed: drop values derived from them (interpolated
+ * position embeddings, content hash). */
+void model_params_changed(wobble_model *m);
+
+/* Write the model's weights as one safetensors file: every tensor of the
+ * loaded checkpoint, under its name, shape and dtype, with the current
+ * values of the recorded ones (the rest copied byte for byte). Atomic. */
+int model_save_safetensors(wobble_ctx *ctx, const wobble_model *m, const char *path);
 
 /* Keep a malloc'ed buffer alive as long as the model. */
 int model_own(wobble_model *m, void *p);

@@ -236,7 +236,18 @@ static int knn_scores(wobble_ctx *ctx, const wobble_classifier *c, const float *
         const int b = nq - s0 < B ? nq - s0 : B;
         memcpy(q, Q + (size_t)s0 * d, sizeof(float) * (size_t)b * d);
         normalize_rows(q, b, d);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, n, d, 1.0f, q, d, c->X, d, 0.0f, S, n);
+        /* similarities in fixed column tiles, each one single-threaded sgemm:
+         * OpenBLAS's own threading splits the matrix by thread count, and its
+         * edge kernels round differently, so the bits would depend on it */
+        const int tile = 512, ntiles = (n + tile - 1) / tile;
+        openblas_set_num_threads(1);
+#pragma omp parallel for num_threads(th) schedule(static) if (ntiles > 1)
+        for (int tj = 0; tj < ntiles; tj++) {
+            const int j0 = tj * tile, w = n - j0 < tile ? n - j0 : tile;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, w, d, 1.0f, q, d, c->X + (size_t)j0 * d, d, 0.0f,
+                        S + j0, n);
+        }
+        openblas_set_num_threads(th);
         int fail = 0;
 #pragma omp parallel for num_threads(th) schedule(static) reduction(| : fail)
         for (int i = 0; i < b; i++) {
