@@ -299,6 +299,7 @@ int wobble_tuner_loss_grad(wobble_ctx *ctx, wobble_tuner *t, const float *x, con
         return wobble_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
     float *demb = malloc(sizeof(float) * (size_t)2 * n * E);
     if (!demb) return wobble_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
+    model_params_changed(m); /* the caller may have changed the values */
     memcpy(t->pix, x, sizeof(float) * per * n);
     memcpy(t->pix + per * n, xp, sizeof(float) * per * n);
     int rc = model_forward_record(ctx, m, t->pix, 2 * n, H, W, &t->tape, t->emb);
