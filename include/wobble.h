@@ -617,6 +617,61 @@ int wobble_tuner_tensor_grad(wobble_ctx *ctx, const wobble_tuner *tuner, const c
  * names, shapes and dtypes (atomic). */
 int wobble_tuner_save_weights(wobble_ctx *ctx, const wobble_tuner *tuner, const char *path);
 
+/* The whole fine-tuning run (wobble finetune). */
+typedef struct wobble_finetune_op {
+    const char *name;
+    const double *levels; /* levels to draw from (uniformly), or */
+    int n_levels;
+    int range;            /* 1: a level drawn uniformly from [lo, hi] (integers for integer ops) */
+    double lo, hi;
+} wobble_finetune_op;
+
+typedef struct wobble_finetune_status {
+    const char *phase;  /* "targets" (frozen embeddings), "train" */
+    int64_t step, steps;
+    wobble_loss loss;
+    double grad_norm, lr;
+    double seconds;          /* training time in this process */
+    int64_t steps_done_here; /* steps run in this process (for the ETA) */
+} wobble_finetune_status;
+
+typedef struct wobble_finetune_params {
+    wobble_tune_params tune;
+    const wobble_finetune_op *ops; /* each image of a batch gets one op (uniformly) and a level */
+    int n_ops;
+    int steps, batch;    /* default 150, 16 */
+    double lr;           /* peak learning rate (default 1e-5) */
+    int warmup;          /* linear warm-up steps; -1: 10% of the steps (default) */
+    double clip;         /* global gradient-norm clip (default 1; 0: off) */
+    int val;             /* images held out for validation (default 0: none) */
+    int val_every;       /* validate every K steps (default 50) and at the end */
+    int save_every;      /* training state every K steps (default 50) and at the end */
+    uint64_t seed;
+    int resume;          /* continue the run in out_dir */
+    const char *model_path, *data_path; /* recorded; the model folder's config files are copied */
+    const char *labels_path;             /* recorded (IDX label file, or NULL) */
+    int data_limit;                      /* recorded (the dataset's --limit, 0: none) */
+    void (*progress)(void *user, const wobble_finetune_status *status);
+    void *user;
+} wobble_finetune_params;
+
+wobble_finetune_params wobble_finetune_default_params(void);
+int wobble_finetune_check_params(wobble_ctx *ctx, const wobble_model *model, const wobble_finetune_params *params);
+
+typedef struct wobble_finetune_summary {
+    int steps, start_step, train_images, val_images;
+    size_t trainable;
+    wobble_loss loss; /* of the last step */
+    double seconds;   /* training time in this process */
+    double val_cos_before, val_cos_after, val_rdiv_before, val_rdiv_after; /* 0 without --val */
+} wobble_finetune_summary;
+
+/* Fine-tune `model` (in place) on `ds` into out_dir: model.safetensors and
+ * the model folder's other files, finetune.json, train_log.jsonl, val.jsonl,
+ * state/ (docs/finetuning.md). */
+int wobble_finetune_run(wobble_ctx *ctx, wobble_model *model, const wobble_dataset *ds,
+                        const wobble_finetune_params *params, const char *out_dir, wobble_finetune_summary *summary);
+
 #ifdef __cplusplus
 }
 #endif

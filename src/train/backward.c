@@ -16,6 +16,8 @@
  */
 #include "train.h"
 
+#include "../model/fastmath.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -89,7 +91,8 @@ static void layernorm_bwd(const float *x, int rows, int d, float eps, const floa
     }
 }
 
-/* du = act'(u + b) * da; u, du: [rows, H] or [rows, 2H] (SwiGLU: x1 | x2). */
+/* du = act'(u + b) * da; u, du: [rows, H] or [rows, 2H] (SwiGLU: x1 | x2).
+ * The derivatives use the forward pass's erf and exp (src/model/fastmath.h). */
 static void act_bwd(act_t act, const float *u, const float *b, const float *da, float *du, int rows, int H, int th) {
 #pragma omp parallel for num_threads(th) schedule(static) if ((long)rows * H > 65536)
     for (int r = 0; r < rows; r++) {
@@ -99,7 +102,7 @@ static void act_bwd(act_t act, const float *u, const float *b, const float *da, 
             float *d1 = du + (size_t)r * 2 * H, *d2 = d1 + H;
             for (int j = 0; j < H; j++) {
                 const float x1 = u1[j] + (b ? b[j] : 0.0f), x2 = u2[j] + (b ? b[H + j] : 0.0f);
-                const float s = 1.0f / (1.0f + expf(-x1));
+                const float s = 1.0f / (1.0f + wb_exp(-x1));
                 d1[j] = dr[j] * x2 * (s + x1 * s * (1.0f - s));
                 d2[j] = dr[j] * x1 * s;
             }
@@ -109,11 +112,11 @@ static void act_bwd(act_t act, const float *u, const float *b, const float *da, 
             for (int j = 0; j < H; j++) {
                 const float v = ur[j] + (b ? b[j] : 0.0f);
                 if (act == ACT_GELU) {
-                    const float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
-                    const float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
+                    const float cdf = 0.5f * (1.0f + wb_erf(v * 0.70710678118654752f));
+                    const float pdf = 0.39894228040143268f * wb_exp(-0.5f * v * v);
                     o[j] = dr[j] * (cdf + v * pdf);
                 } else {
-                    const float s = 1.0f / (1.0f + expf(-1.702f * v));
+                    const float s = 1.0f / (1.0f + wb_exp(-1.702f * v));
                     o[j] = dr[j] * (s + 1.702f * v * s * (1.0f - s));
                 }
             }
