@@ -46,6 +46,7 @@ bench: bench-deps release
 	/usr/bin/python3 bench/meb --bench build/release/bench_meb
 	/usr/bin/python3 bench/eval --wobble build/release/wobble --shared "$(SHARED)"
 	/usr/bin/python3 bench/probe --wobble build/release/wobble --bench build/release/bench_probe --shared "$(SHARED)"
+	/usr/bin/python3 bench/finetune --bench build/release/bench_finetune --shared "$(SHARED)"
 
 clean:
 	rm -rf build demo-out

@@ -640,7 +640,7 @@ typedef struct wobble_finetune_params {
     const wobble_finetune_op *ops; /* each image of a batch gets one op (uniformly) and a level */
     int n_ops;
     int steps, batch;    /* default 150, 16 */
-    double lr;           /* peak learning rate (default 1e-5) */
+    double lr;           /* peak learning rate (default 1e-4) */
     int warmup;          /* linear warm-up steps; -1: 10% of the steps (default) */
     double clip;         /* global gradient-norm clip (default 1; 0: off) */
     int val;             /* images held out for validation (default 0: none) */

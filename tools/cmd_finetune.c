@@ -33,7 +33,7 @@ static void help(FILE *f) {
             "                     (e.g. jpeg:10-90; integers for integer ops)\n"
             "  --steps N          optimiser steps (default 150)\n"
             "  --batch B          images per step (default 16; each also perturbed)\n"
-            "  --lr LR            peak learning rate (default 1e-5)\n"
+            "  --lr LR            peak learning rate (default 1e-4)\n"
             "  --warmup N         linear warm-up steps (default: 10%% of the steps)\n"
             "  --lambda L         weight of the utility term (default 1)\n"
             "  --objective O      cos (default) or l2: mean ||f'(P(x)) - f(x)||^2 +\n"

@@ -51,7 +51,7 @@ wobble_finetune_params wobble_finetune_default_params(void) {
     p.tune = wobble_tune_default_params();
     p.steps = 150;
     p.batch = 16;
-    p.lr = 1e-5;
+    p.lr = 1e-4;
     p.warmup = -1; /* 10% of the steps */
     p.clip = 1.0;
     p.val = 0;
