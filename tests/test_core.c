@@ -4,7 +4,46 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+
+/* Every *_default_params() returns a struct whose every byte is either a
+ * documented default or zero (padding included), so a field added later
+ * starts as 0, not as whatever the caller's memory held. The destination is
+ * poisoned first. Padding is only observable in structs returned in memory
+ * (larger than 16 bytes on x86-64: the probe, eval, downstream, tune and
+ * finetune parameters); the small ones are compared field by field. */
+#define CHECK_DEFAULTS(T, fn, ...)                                                        \
+    do {                                                                                  \
+        T got_, want_;                                                                    \
+        memset(&got_, 0xA5, sizeof got_);                                                 \
+        got_ = fn();                                                                      \
+        memset(&want_, 0, sizeof want_);                                                  \
+        __VA_ARGS__;                                                                      \
+        CHECK(!memcmp(&got_, &want_, sizeof got_), #fn "() sets the defaults and zeroes every other byte"); \
+    } while (0)
+
+static void check_defaults(void) {
+    const wobble_ctx_params c = wobble_ctx_default_params();
+    const wobble_dataset_params d = wobble_dataset_default_params();
+    const wobble_embed_params e = wobble_embed_default_params();
+    const wobble_model_params m = wobble_model_default_params();
+    const wobble_perturb_params pp = wobble_perturb_default_params();
+    const wobble_knn_params k = wobble_knn_default_params();
+    CHECK(c.threads == 0 && c.max_pixels == 89478485u && !d.labels_path && !d.limit && !e.normalize &&
+              m.max_batch == 16 && !pp.seed && !pp.image_id && k.k == 20 && k.temperature == 0.07,
+          "small default structs");
+    wobble_probe_params pr = wobble_probe_default_params();
+    CHECK(pr.n_l2 == 11 && pr.l2_grid && pr.l2_grid[0] == 1e-1 && pr.l2_grid[10] == 1e-6, "probe l2 grid");
+    CHECK_DEFAULTS(wobble_probe_params, wobble_probe_default_params, want_.l2_grid = pr.l2_grid, want_.n_l2 = 11,
+                   want_.holdout = 0.2, want_.max_iter = 1000, want_.tol = 1e-8);
+    CHECK_DEFAULTS(wobble_eval_params, wobble_eval_default_params, want_.batch = 64);
+    const wobble_probe_params dpr = wobble_probe_default_params();
+    const wobble_knn_params dk = wobble_knn_default_params();
+    CHECK_DEFAULTS(wobble_downstream_params, wobble_downstream_default_params, want_.probe = dpr, want_.knn = dk,
+                   want_.bins = 10);
+}
+
 int main(void) {
+    check_defaults();
     /* free(NULL) is a no-op everywhere */
     wobble_ctx_free(NULL);
     wobble_image_free(NULL);

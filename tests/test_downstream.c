@@ -262,6 +262,68 @@ static void check_top5(wobble_ctx *ctx, wobble_model *m) {
     wobble_dataset_free(te);
 }
 
+
+/* More bins than the old fixed 1024-entry arrays held: 120 test images x 9
+ * ops = 1080 (image, op) pairs in 1080 one-pair bins. Their fit must equal
+ * the fit over the pairs themselves, recomputed here from
+ * downstream_per_image.jsonl (a read past the arrays changes it, or trips
+ * ASan). */
+static void check_many_bins(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *tr, const char *train) {
+    char te_dir[600], out[600], p[1024];
+    snprintf(te_dir, sizeof te_dir, "%s/test120", tmp);
+    snprintf(out, sizeof out, "%s/out-bins", tmp);
+    make_tree(ctx, te_dir, 3, 40, 900, -1);
+    wobble_dataset *te = NULL;
+    if (open_ds(ctx, te_dir, &te)) return;
+    static const char *names[9] = {"jpeg", "brightness", "contrast", "saturation", "sharpness",
+                                   "hue", "gaussian_blur", "gaussian_noise", "rescale"};
+    static const double lv[9] = {30, 0.5, 0.5, 0.3, 3, 0.1, 1.5, 0.08, 0.5};
+    wobble_eval_op ops[9];
+    for (int o = 0; o < 9; o++) ops[o] = (wobble_eval_op){names[o], &lv[o], 1};
+    wobble_eval_params ep = wobble_eval_default_params();
+    ep.ops = ops;
+    ep.n_ops = 9;
+    ep.data_path = te_dir;
+    wobble_downstream_params dp = wobble_downstream_default_params();
+    dp.train = tr;
+    dp.train_path = train;
+    dp.bins = 5000;
+    wobble_downstream_summary sum;
+    int rc = wobble_downstream_run(ctx, m, te, &ep, &dp, out, &sum);
+    CHECK(rc == WOBBLE_OK && sum.test_images == 120, "downstream, 5000 bins: %s", wobble_last_error(ctx));
+    if (rc) {
+        wobble_dataset_free(te);
+        return;
+    }
+    snprintf(p, sizeof p, "%s/downstream_per_image.jsonl", out);
+    FILE *f = fopen(p, "r");
+    double *x = malloc(sizeof(double) * 1080), *y = malloc(sizeof(double) * 1080);
+    int n = 0;
+    char line[65536];
+    while (f && n < 1080 && fgets(line, sizeof line, f)) {
+        json_t *r = json_loads(line, 0, NULL);
+        x[n] = json_real_value(json_object_get(r, "R_div"));
+        y[n] = json_is_true(json_array_get(json_object_get(r, "correct"), 0)) ? 1.0 : 0.0;
+        n++;
+        json_decref(r);
+    }
+    if (f) fclose(f);
+    wobble_fit ref;
+    CHECK(n == 1080 && wobble_fit_linear(x, y, n, &ref) == WOBBLE_OK, "%d per-image records", n);
+    snprintf(p, sizeof p, "%s/downstream.json", out);
+    json_t *root = json_load_file(p, 0, NULL);
+    json_t *ib = json_object_get(json_object_get(root, "prediction"), "image_bins");
+    json_t *fit = json_object_get(json_object_get(ib, "fits"), "R_div");
+    const double slope = json_real_value(json_object_get(fit, "slope"));
+    const double pear = json_real_value(json_object_get(fit, "pearson"));
+    CHECK(json_array_size(json_object_get(json_object_get(ib, "bins"), "R_div")) == 1080, "1080 one-pair bins");
+    CHECK(fabs(slope - ref.slope) <= 1e-9 * (1 + fabs(ref.slope)) && fabs(pear - ref.pearson) <= 1e-9,
+          "1080 bins: slope %.12g pearson %.12g, over the pairs %.12g %.12g", slope, pear, ref.slope, ref.pearson);
+    json_decref(root);
+    free(x), free(y);
+    wobble_dataset_free(te);
+}
+
 int main(void) {
     wobble_ctx *ctx = NULL;
     wobble_ctx_create(NULL, &ctx);
@@ -385,6 +447,29 @@ int main(void) {
           sum.test.embedded, sum.train.embedded);
     CHECK(a && b && n1 == n2 && !memcmp(a, b, n1), "re-run writes the same downstream.json");
     free(a), free(b);
+
+    /* a result that cannot be written (downstream.json is a folder): none of
+     * the result files (eval's, the training set's, the downstream ones)
+     * appears, and no temporary file is left */
+    {
+        char blocked[700];
+        snprintf(blocked, sizeof blocked, "%s/out-blocked", tmp);
+        snprintf(p, sizeof p, "%s/downstream.json", blocked);
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s'", p);
+        CHECK(system(cmd) == 0, "mkdir");
+        rc = wobble_downstream_run(ctx, m, te, &ep, &dp, blocked, &sum);
+        CHECK(rc == WOBBLE_EIO && strstr(wobble_last_error(ctx), "downstream.json: is a folder"), "blocked: %s",
+              wobble_last_error(ctx));
+        static const char *files[] = {"per_image.jsonl", "summary.json", "downstream.csv", "downstream_per_image.jsonl",
+                                      "test_embeddings.npy", "train_embeddings.npy", "train/summary.json"};
+        for (int k = 0; k < 7; k++) {
+            snprintf(p, sizeof p, "%s/%s", blocked, files[k]);
+            CHECK(access(p, F_OK) != 0, "blocked run leaves no %s", files[k]);
+        }
+        CHECK(t_no_temp(blocked), "no temporary file left");
+    }
+    check_many_bins(ctx, m, tr, train);
 
     check_top5(ctx, m);
 

@@ -190,6 +190,22 @@ static void test_pipeline(wobble_ctx *ctx) {
     wobble_dataset *ds = NULL;
     CHECK(wobble_dataset_open(ctx, cmd, NULL, &ds) == WOBBLE_EINVAL && strstr(wobble_last_error(ctx), "empty"),
           "empty dataset: %s", wobble_last_error(ctx));
+    /* a result that cannot be written: no result file appears (all three are
+     * committed together), and no temporary file is left */
+    {
+        char blocked[1200], q[1300];
+        snprintf(blocked, sizeof blocked, "%s/out-blocked", tmp);
+        snprintf(q, sizeof q, "%s/summary.csv", blocked);
+        CHECK(sh("mkdir -p %s%s", q, "") == 0, "mkdir");
+        rc = run(ctx, m, data, ops, n_ops, blocked, &s);
+        CHECK(rc == WOBBLE_EIO && strstr(wobble_last_error(ctx), "summary.csv: is a folder"), "blocked output: %s",
+              wobble_last_error(ctx));
+        snprintf(q, sizeof q, "%s/per_image.jsonl", blocked);
+        CHECK(access(q, F_OK) != 0, "no per_image.jsonl when summary.csv cannot be written");
+        snprintf(q, sizeof q, "%s/summary.json", blocked);
+        CHECK(access(q, F_OK) != 0, "no summary.json when summary.csv cannot be written");
+        CHECK(t_no_temp(blocked), "no temporary file left");
+    }
     wobble_model_free(m);
     json_decref(exp);
 }

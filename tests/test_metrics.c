@@ -199,9 +199,25 @@ static void test_properties(wobble_ctx *ctx) {
         float v[2 * 3] = {1, 2, 3, 0, 0, 0};
         wobble_robustness w;
         CHECK(wobble_robustness_compute(ctx, v, v + 3, 1, 3, NULL, NULL, &w) == WOBBLE_EINVAL, "zero embedding");
-        CHECK(strstr(wobble_last_error(ctx), "zero norm") != NULL, "%s", wobble_last_error(ctx));
+        CHECK(!strcmp(wobble_last_error(ctx), "robustness: perturbed embedding 0 has zero norm"), "message names index 0: %s",
+              wobble_last_error(ctx));
         v[4] = NAN;
         CHECK(wobble_robustness_compute(ctx, v, v + 3, 1, 3, NULL, NULL, &w) == WOBBLE_EINVAL, "NaN embedding");
+        CHECK(!strcmp(wobble_last_error(ctx), "robustness: perturbed embedding 0 has a non-finite norm"), "%s",
+              wobble_last_error(ctx));
+        float z[3] = {0, 0, 0};
+        CHECK(wobble_robustness_compute(ctx, z, v, 1, 3, NULL, NULL, &w) == WOBBLE_EINVAL &&
+                  !strcmp(wobble_last_error(ctx), "robustness: clean embedding has zero norm"),
+              "%s", wobble_last_error(ctx));
+        /* nothing is written on failure */
+        float q[3 * 3] = {1, 2, 3, 1, 2, 2.5f, 0, 0, 0};
+        double lc[2] = {-7, -7}, le[2] = {-7, -7};
+        memset(&w, 0x5A, sizeof w);
+        wobble_robustness w0 = w;
+        CHECK(wobble_robustness_compute(ctx, q, q + 3, 2, 3, lc, le, &w) == WOBBLE_EINVAL &&
+                  strstr(wobble_last_error(ctx), "perturbed embedding 1 has zero norm"),
+              "zero second embedding: %s", wobble_last_error(ctx));
+        CHECK(lc[0] == -7 && le[0] == -7 && !memcmp(&w, &w0, sizeof w), "a failed call writes no output");
     }
     free(E);
     free(R);

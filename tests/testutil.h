@@ -87,4 +87,10 @@ static inline double t_compare(const char *what, const float *a, const float *b,
     CHECK(cs >= min_cos && mx <= max_abs, "%s: cosine %.9f, max-abs %.3g", what, cs, mx);
     return mx;
 }
+/* 1 if `dir` holds no leftover temporary file (name containing ".tmp.") */
+static inline int t_no_temp(const char *dir) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "find '%s' -name '*.tmp.*' | grep -q .", dir);
+    return system(cmd) != 0;
+}
 #endif

@@ -1,6 +1,6 @@
 #include "cli.h"
+#include "../src/core/internal.h" /* core helpers: growable arrays, folder listing, time */
 
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 void cli_error(const char *fmt, ...) {
@@ -23,37 +22,21 @@ void cli_error(const char *fmt, ...) {
 int cli_parse_levels(const char *s, double **out) {
     *out = NULL;
     if (!s || !*s) return -1;
-    int cap = 8, n = 0;
-    double *v = malloc(sizeof(double) * cap);
-    if (!v) return -1;
-    const char *p = s;
-    for (;;) {
+    double *v = NULL;
+    size_t cap = 0;
+    int n = 0;
+    for (const char *p = s;;) {
         char *end = NULL;
         errno = 0;
-        double d = strtod(p, &end);
-        if (end == p || errno == ERANGE || !isfinite(d)) {
+        const double d = strtod(p, &end);
+        if (end == p || errno == ERANGE || !isfinite(d) || (*end && *end != ',') ||
+            core_grow(&v, &cap, (size_t)n + 1, sizeof *v)) {
             free(v);
             return -1;
-        }
-        if (n == cap) {
-            cap *= 2;
-            double *nv = realloc(v, sizeof(double) * cap);
-            if (!nv) {
-                free(v);
-                return -1;
-            }
-            v = nv;
         }
         v[n++] = d;
-        if (*end == ',') {
-            p = end + 1;
-            continue;
-        }
-        if (*end != 0) {
-            free(v);
-            return -1;
-        }
-        break;
+        if (!*end) break;
+        p = end + 1;
     }
     *out = v;
     return n;
@@ -88,78 +71,55 @@ int cli_is_image_path(const char *p) {
 typedef struct strlist {
     char **v;
     char **rel;
-    int n, cap;
+    int n;
+    size_t cap_v, cap_rel;
 } strlist;
 
 static int sl_push(strlist *l, const char *path, const char *rel) {
-    if (l->n == l->cap) {
-        int nc = l->cap ? l->cap * 2 : 64;
-        char **nv = realloc(l->v, sizeof(char *) * nc);
-        if (!nv) return -1;
-        l->v = nv;
-        char **nr = realloc(l->rel, sizeof(char *) * nc);
-        if (!nr) return -1;
-        l->rel = nr;
-        l->cap = nc;
+    if (core_grow(&l->v, &l->cap_v, (size_t)l->n + 1, sizeof *l->v) ||
+        core_grow(&l->rel, &l->cap_rel, (size_t)l->n + 1, sizeof *l->rel))
+        return -1;
+    char *a = strdup(path), *b = strdup(rel);
+    if (!a || !b) {
+        free(a), free(b);
+        return -1;
     }
-    l->v[l->n] = strdup(path);
-    l->rel[l->n] = strdup(rel);
-    if (!l->v[l->n] || !l->rel[l->n]) return -1;
+    l->v[l->n] = a;
+    l->rel[l->n] = b;
     l->n++;
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 static int walk(strlist *l, const char *dir, const char *relbase) {
-    DIR *d = opendir(dir);
-    if (!d) {
+    char **names = NULL;
+    int n = 0;
+    const int lr = core_list_dir(dir, &names, &n);
+    if (lr == -2) {
         cli_error("%s: cannot open folder: %s", dir, strerror(errno));
         return -1;
     }
-    char **names = NULL;
-    int n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **nn = realloc(names, sizeof(char *) * cap);
-            if (!nn) break;
-            names = nn;
-        }
-        names[n++] = strdup(e->d_name);
+    if (lr) {
+        cli_error("%s: out of memory listing the folder", dir);
+        return -1;
     }
-    closedir(d);
-    qsort(names, n, sizeof(char *), cmp_str);
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        size_t len = strlen(dir) + strlen(names[i]) + 2;
-        size_t rlen = strlen(relbase) + strlen(names[i]) + 2;
-        char *full = malloc(len), *rel = malloc(rlen);
+        char *full = core_path_join(dir, names[i]), *rel = *relbase ? core_path_join(relbase, names[i]) : strdup(names[i]);
         if (!full || !rel) {
-            free(full);
-            free(rel);
+            cli_error("%s: out of memory listing the folder", dir);
             rc = -1;
-            break;
         }
-        snprintf(full, len, "%s/%s", dir, names[i]);
-        if (*relbase)
-            snprintf(rel, rlen, "%s/%s", relbase, names[i]);
-        else
-            snprintf(rel, rlen, "%s", names[i]);
         struct stat st;
-        if (stat(full, &st) == 0) {
+        if (!rc && stat(full, &st) == 0) {
             if (S_ISDIR(st.st_mode))
                 rc = walk(l, full, rel);
-            else if (S_ISREG(st.st_mode) && cli_is_image_path(names[i]))
-                rc = sl_push(l, full, rel);
+            else if (S_ISREG(st.st_mode) && cli_is_image_path(names[i]) && (rc = sl_push(l, full, rel)))
+                cli_error("%s: out of memory listing the folder", dir);
         }
         free(full);
         free(rel);
     }
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
+    core_free_names(names, n);
     return rc;
 }
 
@@ -177,6 +137,7 @@ int cli_collect_images(char **inputs, int n, char ***paths, char ***rel) {
             /* a missing or unreadable file is reported when it is read */
             const char *base = strrchr(inputs[i], '/');
             if (sl_push(&l, inputs[i], base ? base + 1 : inputs[i]) != 0) {
+                cli_error("out of memory collecting the inputs");
                 cli_free_list(l.v, l.n);
                 cli_free_list(l.rel, l.n);
                 return -1;
@@ -194,21 +155,15 @@ void cli_free_list(char **list, int n) {
     free(list);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 void cli_progress_start(cli_progress *p, long total) {
     p->enabled = isatty(STDERR_FILENO);
     p->total = total;
-    p->t0 = now_s();
+    p->t0 = core_now_s();
 }
 
 void cli_progress_update(cli_progress *p, long done, const char *what) {
     if (!p->enabled || p->total <= 0) return;
-    double el = now_s() - p->t0;
+    double el = core_now_s() - p->t0;
     double eta = done > 0 ? el / done * (p->total - done) : 0;
     int width = 30, fill = (int)(width * done / p->total);
     char bar[64];

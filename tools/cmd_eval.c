@@ -1,5 +1,6 @@
 /* wobble eval */
 #include "cli.h"
+#include "../src/core/internal.h" /* core_grow */
 
 #include <getopt.h>
 #include <jansson.h>
@@ -114,21 +115,24 @@ static char **read_lines(const char *path, int *n) {
     *n = 0;
     if (!f) return NULL;
     char **v = NULL, line[4096];
-    int cap = 0;
-    while (fgets(line, sizeof line, f)) {
+    size_t cap = 0;
+    int ok = 1;
+    while (ok && fgets(line, sizeof line, f)) {
         size_t l = strlen(line);
         while (l && (line[l - 1] == '\n' || line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t')) line[--l] = 0;
         if (!l) continue;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nv = realloc(v, sizeof(char *) * cap);
-            if (!nv) break;
-            v = nv;
-        }
-        v[(*n)++] = strdup(line);
+        if (core_grow(&v, &cap, (size_t)*n + 1, sizeof *v) || !(v[*n] = strdup(line)))
+            ok = 0;
+        else
+            (*n)++;
     }
     fclose(f);
-    if (!v) v = calloc(1, sizeof(char *));
+    if (ok && !v && !(v = calloc(1, sizeof(char *)))) ok = 0;
+    if (!ok) {
+        cli_free_list(v, *n);
+        *n = 0;
+        return NULL;
+    }
     return v;
 }
 
@@ -235,8 +239,11 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
         dp.tokenizer = tok;
         if (templates && strcmp(templates, "imagenet")) {
             if (!strcmp(templates, "simple")) {
-                tpl = calloc(1, sizeof(char *));
-                tpl[0] = strdup("a photo of a {}.");
+                if (!(tpl = calloc(1, sizeof(char *))) || !(tpl[0] = strdup("a photo of a {}."))) {
+                    cli_error("out of memory");
+                    exit_code = EXIT_FAIL;
+                    goto out;
+                }
                 n_tpl = 1;
             } else if (!(tpl = read_lines(templates, &n_tpl)) || n_tpl == 0) {
                 cli_error("%s: cannot read templates (one per line, each with {})", templates);
@@ -421,7 +428,11 @@ int cmd_eval(int argc, char **argv) {
     wobble_dataset *ds = NULL;
     wobble_ctx_params cp = wobble_ctx_default_params();
     cp.threads = (int)threads;
-    wobble_ctx_create(&cp, &ctx);
+    if (!ops || !lv || !names || wobble_ctx_create(&cp, &ctx) != WOBBLE_OK) {
+        cli_error("eval: out of memory");
+        exit_code = EXIT_FAIL;
+        goto done;
+    }
     /* NAME[:LEVELS] -> operations; wobble_eval_check_ops judges them */
     for (int o = 0; o < n_ops; o++) {
         const wobble_op_info *info = n_specs ? NULL : wobble_op_at(o);
@@ -429,7 +440,11 @@ int cmd_eval(int argc, char **argv) {
         if (n_specs) {
             colon = strchr(op_specs[o], ':');
             size_t len = colon ? (size_t)(colon - op_specs[o]) : strlen(op_specs[o]);
-            names[o] = strndup(op_specs[o], len);
+            if (!(names[o] = strndup(op_specs[o], len))) {
+                cli_error("eval: out of memory");
+                exit_code = EXIT_FAIL;
+                goto done;
+            }
             info = wobble_op_find(names[o]);
         }
         ops[o].name = info ? info->name : names[o];
@@ -504,7 +519,7 @@ int cmd_eval(int argc, char **argv) {
                 sum.t_total, sum.t_decode, sum.t_perturb, sum.t_preprocess, sum.t_forward, sum.t_metrics, sum.t_io);
     if (sum.failed) exit_code = EXIT_FAIL;
 done:
-    for (int o = 0; o < n_ops; o++) {
+    for (int o = 0; lv && names && o < n_ops; o++) {
         free(lv[o]);
         free(names[o]);
     }

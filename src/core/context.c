@@ -25,6 +25,7 @@ const char *wobble_strerror(int status) {
 
 wobble_ctx_params wobble_ctx_default_params(void) {
     wobble_ctx_params p;
+    memset(&p, 0, sizeof p);
     p.threads = 0;
     p.max_pixels = 89478485u;
     return p;

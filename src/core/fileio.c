@@ -80,7 +80,10 @@ int wobble_mkdirs(wobble_ctx *ctx, const char *path) {
     return WOBBLE_OK;
 }
 
-int wobble_write_file_atomic(wobble_ctx *ctx, const char *path, const void *data, size_t size) {
+/* Write `size` bytes to a new temporary file beside `path` (made durable);
+ * on success *tmp_out holds its malloc'ed name. */
+int core_write_temp(wobble_ctx *ctx, const char *path, const void *data, size_t size, char **tmp_out) {
+    *tmp_out = NULL;
     if (!path || (!data && size)) return wobble_seterr(ctx, WOBBLE_EINVAL, "write: NULL argument");
     size_t n = strlen(path);
     char *tmp = malloc(n + 16);
@@ -95,36 +98,39 @@ int wobble_write_file_atomic(wobble_ctx *ctx, const char *path, const void *data
     }
     const uint8_t *p = data;
     size_t left = size;
-    while (left) {
+    const char *what = NULL;
+    int e = 0;
+    while (left && !what) {
         ssize_t w = write(fd, p, left);
         if (w < 0) {
             if (errno == EINTR) continue;
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return wobble_seterr(ctx, WOBBLE_EIO, "%s: write error: %s", path, strerror(e));
+            e = errno, what = "write error";
+        } else {
+            p += w;
+            left -= (size_t)w;
         }
-        p += w;
-        left -= (size_t)w;
     }
-    /* mkstemp creates 0600; give the file the usual permissions */
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
-    if (fsync(fd) != 0 && errno != EINVAL) {
-        int e = errno;
-        close(fd);
+    if (!what) {
+        /* mkstemp creates 0600; give the file the usual permissions */
+        mode_t mask = umask(0);
+        umask(mask);
+        if (fchmod(fd, 0666 & ~mask) != 0) e = errno, what = "cannot set permissions";
+    }
+    if (!what && fsync(fd) != 0 && errno != EINVAL) e = errno, what = "fsync failed";
+    if (close(fd) != 0 && !what) e = errno, what = "close failed";
+    if (what) {
         unlink(tmp);
         free(tmp);
-        return wobble_seterr(ctx, WOBBLE_EIO, "%s: fsync failed: %s", path, strerror(e));
+        return wobble_seterr(ctx, WOBBLE_EIO, "%s: %s: %s", path, what, strerror(e));
     }
-    if (close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        free(tmp);
-        return wobble_seterr(ctx, WOBBLE_EIO, "%s: close failed: %s", path, strerror(e));
-    }
+    *tmp_out = tmp;
+    return WOBBLE_OK;
+}
+
+int wobble_write_file_atomic(wobble_ctx *ctx, const char *path, const void *data, size_t size) {
+    char *tmp = NULL;
+    int rc = core_write_temp(ctx, path, data, size, &tmp);
+    if (rc) return rc;
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
@@ -133,4 +139,50 @@ int wobble_write_file_atomic(wobble_ctx *ctx, const char *path, const void *data
     }
     free(tmp);
     return WOBBLE_OK;
+}
+
+/* ---------------------------------------------------------- output sets */
+int core_outset_add(wobble_ctx *ctx, core_outset *s, const char *path, const void *data, size_t size) {
+    if (s->n == CORE_OUTSET_MAX) return wobble_seterr(ctx, WOBBLE_EINTERNAL, "%s: too many outputs in one set", path);
+    char *dst = strdup(path), *tmp = NULL;
+    if (!dst) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    int rc = core_write_temp(ctx, path, data, size, &tmp);
+    if (rc) {
+        free(dst);
+        return rc;
+    }
+    s->dst[s->n] = dst;
+    s->tmp[s->n] = tmp;
+    s->n++;
+    return WOBBLE_OK;
+}
+
+int core_outset_commit(wobble_ctx *ctx, core_outset *s) {
+    int rc = WOBBLE_OK;
+    /* what would make a rename fail is checked for every file before the
+     * first one is renamed */
+    for (int i = 0; i < s->n && rc == WOBBLE_OK; i++) {
+        struct stat st;
+        if (stat(s->dst[i], &st) == 0 && S_ISDIR(st.st_mode))
+            rc = wobble_seterr(ctx, WOBBLE_EIO, "%s: is a folder; cannot write the result there", s->dst[i]);
+    }
+    for (int i = 0; i < s->n && rc == WOBBLE_OK; i++) {
+        if (rename(s->tmp[i], s->dst[i]) != 0)
+            rc = wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot rename temporary file: %s", s->dst[i], strerror(errno));
+        else {
+            free(s->tmp[i]);
+            s->tmp[i] = NULL;
+        }
+    }
+    core_outset_abort(s);
+    return rc;
+}
+
+void core_outset_abort(core_outset *s) {
+    for (int i = 0; i < s->n; i++) {
+        if (s->tmp[i]) unlink(s->tmp[i]);
+        free(s->tmp[i]);
+        free(s->dst[i]);
+    }
+    s->n = 0;
 }

@@ -48,4 +48,62 @@ int wobble_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *
 /* Display name for messages: the name, or "<memory>". */
 const char *wobble_name_or(const char *name);
 
+/* ------------------------------------------------------------ core helpers
+ * (src/core/util.c, fileio.c, npy.c): one copy each for every subsystem. */
+
+/* Grow the array *p (of `elem`-byte items, capacity *cap items) to hold at
+ * least `need` items. Returns 0, or -1 on overflow or out of memory, leaving
+ * *p and *cap untouched (p is the address of the array pointer). */
+int core_grow(void *p, size_t *cap, size_t need, size_t elem);
+
+/* A growable byte buffer, NUL-terminated once non-empty. A failed append
+ * sets `failed` and makes every later one a no-op, so a builder checks once
+ * at the end. Zero-initialise; release with core_buf_free. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int failed;
+} core_buf;
+int core_buf_add(core_buf *b, const void *data, size_t n);
+int core_buf_printf(core_buf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void core_buf_free(core_buf *b);
+
+/* Seconds on the monotonic clock. */
+double core_now_s(void);
+/* "a/b", malloc'ed (NULL when out of memory). */
+char *core_path_join(const char *a, const char *b);
+/* 1 if `path` is a folder (following links). */
+int core_is_dir(const char *path);
+/* The sorted names in a folder, dot files left out: 0, -1 out of memory, -2
+ * the folder cannot be opened (errno says why). Free with core_free_names. */
+int core_list_dir(const char *dir, char ***names, int *count);
+void core_free_names(char **names, int count);
+/* e /= ||e|| in place (a zero vector stays zero). */
+void core_l2_normalize(float *e, int d);
+
+/* Write a durable temporary file beside `path`; *tmp receives its name. */
+int core_write_temp(wobble_ctx *ctx, const char *path, const void *data, size_t size, char **tmp);
+
+/* A set of output files that appear together or not at all: each add
+ * writes a temporary file; commit renames them all into place; abort (or a
+ * failed add) removes the temporaries. Zero-initialise. */
+#define CORE_OUTSET_MAX 16
+typedef struct {
+    int n;
+    char *tmp[CORE_OUTSET_MAX], *dst[CORE_OUTSET_MAX];
+} core_outset;
+int core_outset_add(wobble_ctx *ctx, core_outset *s, const char *path, const void *data, size_t size);
+int core_outset_commit(wobble_ctx *ctx, core_outset *s);
+void core_outset_abort(core_outset *s);
+
+/* .npy from memory: the parser behind wobble_npy_read (`path` names the
+ * source in messages), and the encoder behind the writers ("<f4" or "<i4",
+ * C order), appending to out. */
+int core_npy_parse(wobble_ctx *ctx, const char *path, const uint8_t *buf, size_t n, wobble_array *out);
+int core_npy_encode(wobble_ctx *ctx, const char *descr, const void *data, int ndim, const int64_t *shape, core_buf *out);
+
 #endif

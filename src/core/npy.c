@@ -41,6 +41,55 @@ static int parse_header(const char *h, size_t len, char *dtype, int *fortran, in
     return *s == ')' ? 0 : -1;
 }
 
+int core_npy_parse(wobble_ctx *ctx, const char *path, const uint8_t *buf, size_t n, wobble_array *out) {
+    if (!out) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: NULL output");
+    memset(out, 0, sizeof *out);
+    path = wobble_name_or(path);
+    if (!buf || n < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
+        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not a .npy file", path);
+    const int major = buf[6];
+    size_t hlen, off;
+    if (major == 1) {
+        hlen = (size_t)buf[8] | ((size_t)buf[9] << 8);
+        off = 10;
+    } else {
+        if (n < 12) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated .npy header", path);
+        hlen = (size_t)buf[8] | ((size_t)buf[9] << 8) | ((size_t)buf[10] << 16) | ((size_t)buf[11] << 24);
+        off = 12;
+    }
+    if (hlen > n - off) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated .npy header", path);
+    char *h = malloc(hlen + 1);
+    if (!h) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    memcpy(h, buf + off, hlen);
+    h[hlen] = 0;
+    int fortran = 0;
+    int pr = parse_header(h, hlen, &out->dtype, &fortran, &out->ndim, out->shape);
+    free(h);
+    if (pr != 0 || fortran)
+        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported .npy header (%s)", path,
+                             pr == -2 ? "dtype" : fortran ? "Fortran order" : "syntax");
+    const size_t es = out->dtype == 'f' || out->dtype == 'i' ? 4 : out->dtype == 'B' ? 1 : 8;
+    const size_t body = n - off - hlen;
+    /* the element count, bounded by what the body could hold (no overflow) */
+    size_t numel = 1;
+    for (int i = 0; i < out->ndim; i++) {
+        if (out->shape[i] < 0) return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: negative .npy dimension", path);
+        const size_t d = (size_t)out->shape[i];
+        if (d && numel > body / es / d)
+            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: .npy data is %zu bytes, far less than its shape needs", path,
+                                 body);
+        numel *= d;
+    }
+    if (body != numel * es)
+        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: .npy data is %zu bytes, shape needs %zu", path, body,
+                             numel * es);
+    out->numel = (int64_t)numel;
+    out->data = malloc(body ? body : 1);
+    if (!out->data) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    memcpy(out->data, buf + off + hlen, body);
+    return WOBBLE_OK;
+}
+
 int wobble_npy_read(wobble_ctx *ctx, const char *path, wobble_array *out) {
     if (!out) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: NULL output");
     memset(out, 0, sizeof *out);
@@ -48,56 +97,9 @@ int wobble_npy_read(wobble_ctx *ctx, const char *path, wobble_array *out) {
     size_t n = 0;
     int rc = wobble_read_file(ctx, path, &buf, &n);
     if (rc) return rc;
-    if (n < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) {
-        free(buf);
-        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not a .npy file", path);
-    }
-    int major = buf[6];
-    size_t hlen, off;
-    if (major == 1) {
-        hlen = (size_t)buf[8] | ((size_t)buf[9] << 8);
-        off = 10;
-    } else {
-        if (n < 12) {
-            free(buf);
-            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated .npy header", path);
-        }
-        hlen = (size_t)buf[8] | ((size_t)buf[9] << 8) | ((size_t)buf[10] << 16) | ((size_t)buf[11] << 24);
-        off = 12;
-    }
-    if (off + hlen > n) {
-        free(buf);
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated .npy header", path);
-    }
-    char *h = malloc(hlen + 1);
-    memcpy(h, buf + off, hlen);
-    h[hlen] = 0;
-    int fortran = 0;
-    int pr = parse_header(h, hlen, &out->dtype, &fortran, &out->ndim, out->shape);
-    free(h);
-    if (pr != 0 || fortran) {
-        free(buf);
-        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported .npy header (%s)", path,
-                             pr == -2 ? "dtype" : fortran ? "Fortran order" : "syntax");
-    }
-    int64_t numel = 1;
-    for (int i = 0; i < out->ndim; i++) numel *= out->shape[i];
-    size_t es = out->dtype == 'f' || out->dtype == 'i' ? 4 : out->dtype == 'B' ? 1 : 8;
-    size_t body = n - off - hlen;
-    if (body != (size_t)numel * es) {
-        free(buf);
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: .npy data is %zu bytes, shape needs %zu", path, body,
-                             (size_t)numel * es);
-    }
-    out->numel = numel;
-    out->data = malloc(body ? body : 1);
-    if (!out->data) {
-        free(buf);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
-    }
-    memcpy(out->data, buf + off + hlen, body);
+    rc = core_npy_parse(ctx, path, buf, n, out);
     free(buf);
-    return WOBBLE_OK;
+    return rc;
 }
 
 void wobble_array_release(wobble_array *a) {
@@ -106,9 +108,8 @@ void wobble_array_release(wobble_array *a) {
     a->data = NULL;
 }
 
-static int npy_write4(wobble_ctx *ctx, const char *path, const char *descr, const void *data, int ndim,
-                      const int64_t *shape) {
-    if (!path || (!data && ndim) || ndim < 0 || ndim > 8) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: bad argument");
+int core_npy_encode(wobble_ctx *ctx, const char *descr, const void *data, int ndim, const int64_t *shape, core_buf *out) {
+    if ((!data && ndim) || ndim < 0 || ndim > 8) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: bad argument");
     char dict[256];
     int o = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     int64_t numel = 1;
@@ -119,21 +120,27 @@ static int npy_write4(wobble_ctx *ctx, const char *path, const char *descr, cons
     if (ndim > 1) o--; /* "(a, b)" not "(a, b,)" */
     o += snprintf(dict + o, sizeof dict - o, "), }");
     /* pad so that data starts at a multiple of 64 */
-    size_t total = 10 + (size_t)o + 1;
-    size_t pad = (64 - total % 64) % 64;
-    size_t hlen = (size_t)o + pad + 1;
-    size_t size = 10 + hlen + (size_t)numel * 4;
-    uint8_t *buf = malloc(size);
-    if (!buf) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
-    memcpy(buf, "\x93NUMPY\x01\x00", 8);
-    buf[8] = (uint8_t)(hlen & 0xff);
-    buf[9] = (uint8_t)(hlen >> 8);
-    memcpy(buf + 10, dict, (size_t)o);
-    memset(buf + 10 + o, ' ', pad);
-    buf[10 + hlen - 1] = '\n';
-    if (numel) memcpy(buf + 10 + hlen, data, (size_t)numel * 4);
-    int rc = wobble_write_file_atomic(ctx, path, buf, size);
-    free(buf);
+    const size_t total = 10 + (size_t)o + 1;
+    const size_t pad = (64 - total % 64) % 64;
+    const size_t hlen = (size_t)o + pad + 1;
+    uint8_t pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (uint8_t)(hlen & 0xff), (uint8_t)(hlen >> 8)};
+    char spaces[64];
+    memset(spaces, ' ', sizeof spaces);
+    core_buf_add(out, pre, 10);
+    core_buf_add(out, dict, (size_t)o);
+    core_buf_add(out, spaces, pad);
+    core_buf_add(out, "\n", 1);
+    if (numel) core_buf_add(out, data, (size_t)numel * 4);
+    return out->failed ? wobble_seterr(ctx, WOBBLE_ENOMEM, "npy: out of memory") : WOBBLE_OK;
+}
+
+static int npy_write4(wobble_ctx *ctx, const char *path, const char *descr, const void *data, int ndim,
+                      const int64_t *shape) {
+    if (!path) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: bad argument");
+    core_buf b = {0};
+    int rc = core_npy_encode(ctx, descr, data, ndim, shape, &b);
+    if (rc == WOBBLE_OK) rc = wobble_write_file_atomic(ctx, path, b.p, b.len);
+    core_buf_free(&b);
     return rc;
 }
 

@@ -2,19 +2,24 @@
  * wobble eval: for every image, the clean embedding and one per (op, level);
  * the metrics per (image, op) and per (image, op, level); dataset aggregates.
  *
- * Embedding cache: OUT/cache/<image content hash>.bin holds every embedding
- * computed for that image, keyed by (op, level) under a header carrying the
- * model content hash and preprocessing hash. It is rewritten atomically after
- * each image, so a killed run loses at most the image in progress; a re-run
- * embeds only what is missing. The result files (per_image.jsonl,
- * summary.json, summary.csv) are derived from the cache at the end and
- * written atomically, so a resumed run produces the same bytes as an
- * uninterrupted one. OUT/config.json records model, preprocessing, data,
- * operations, levels and seed; a folder holding another configuration is
- * refused.
+ * Stages over one run state (eval_run), each a function, with one cleanup:
+ *   eval_setup     operations, hashes, the cache folder and buffers
+ *   eval_lock      OUT/config.json: written on the first run, compared on a
+ *                  re-run (model, preprocessing, data, seed, operations)
+ *   eval_image     per image: decode, cache lookup, perturb + preprocess what
+ *                  is missing, forward in balanced chunks, cache save,
+ *                  metrics, the embedding callback
+ *   eval_outputs   per_image.jsonl, summary.json, summary.csv from the
+ *                  cache contents, all three committed together or none
+ *
+ * Embedding cache (src/eval/cache.h): OUT/cache/<image content hash>.bin is
+ * rewritten atomically after each image, so a killed run loses at most the
+ * image in progress; a re-run embeds only what is missing, and produces the
+ * same result bytes as an uninterrupted one.
  */
 #include "../core/internal.h"
 #include "../model/model.h"
+#include "cache.h"
 #include "eval_internal.h"
 
 #include <errno.h>
@@ -23,51 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
-
-#define CACHE_MAGIC 0x43454257u /* "WBEC" */
-#define OPNAME 24
-
-uint64_t model_content_hash(wobble_model *m);
-uint64_t model_preprocessing_hash(const wobble_model *m);
-
-#include <time.h>
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Preprocess one image into slot j of the input buffer (all slots of one
- * source image have the same size). */
-static int prep_into(wobble_ctx *ctx, wobble_model *m, const wobble_image *img, int j, float **px, size_t *cap, int *H,
-                     int *W) {
-    wobble_image *u = NULL;
-    int rc = wobble_model_preprocess_u8(ctx, m, img, &u);
-    if (rc) return rc;
-    if (j == 0) {
-        *H = u->height;
-        *W = u->width;
-    } else if (u->height != *H || u->width != *W) {
-        wobble_image_free(u);
-        return wobble_seterr(ctx, WOBBLE_EINTERNAL, "eval: perturbed images differ in size");
-    }
-    size_t need = (size_t)(j + 1) * 3 * (*H) * (*W);
-    if (need > *cap) {
-        size_t nc = need * 2;
-        float *nb = realloc(*px, sizeof(float) * nc);
-        if (!nb) {
-            wobble_image_free(u);
-            return wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-        }
-        *px = nb;
-        *cap = nc;
-    }
-    wobble_model_normalize(m, u, *px + (size_t)j * 3 * (*H) * (*W));
-    wobble_image_free(u);
-    return WOBBLE_OK;
-}
 
 wobble_eval_params wobble_eval_default_params(void) {
     wobble_eval_params p;
@@ -76,133 +37,41 @@ wobble_eval_params wobble_eval_default_params(void) {
     return p;
 }
 
-typedef struct {
-    char op[OPNAME];
-    double level;
-    float *vec;
-} entry;
-
-typedef struct {
-    entry *e;
-    int n, cap;
-    int dim;
-} cache_t;
-
-static void cache_clear(cache_t *c) {
-    for (int i = 0; i < c->n; i++) free(c->e[i].vec);
-    free(c->e);
-    memset(c, 0, sizeof *c);
-}
-
-static float *cache_find(cache_t *c, const char *op, double level) {
-    for (int i = 0; i < c->n; i++)
-        if (!strcmp(c->e[i].op, op) && c->e[i].level == level) return c->e[i].vec;
-    return NULL;
-}
-
-static int cache_add(cache_t *c, const char *op, double level, const float *v) {
-    if (c->n == c->cap) {
-        int nc = c->cap ? 2 * c->cap : 64;
-        entry *ne = realloc(c->e, sizeof(entry) * nc);
-        if (!ne) return -1;
-        c->e = ne;
-        c->cap = nc;
-    }
-    entry *e = &c->e[c->n];
-    memset(e->op, 0, OPNAME);
-    snprintf(e->op, OPNAME, "%s", op);
-    e->level = level;
-    e->vec = malloc(sizeof(float) * c->dim);
-    if (!e->vec) return -1;
-    memcpy(e->vec, v, sizeof(float) * c->dim);
-    c->n++;
-    return 0;
-}
-
-/* Read a cache file; a missing, foreign or damaged file yields an empty cache. */
-static void cache_load(const char *path, uint64_t mh, uint64_t ph, cache_t *c) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    uint32_t hdr[2];
-    uint64_t h[2];
-    uint32_t dim_count[2];
-    if (fread(hdr, 4, 2, f) != 2 || hdr[0] != CACHE_MAGIC || hdr[1] != 1 || fread(h, 8, 2, f) != 2 || h[0] != mh ||
-        h[1] != ph || fread(dim_count, 4, 2, f) != 2 || (int)dim_count[0] != c->dim) {
-        fclose(f);
-        return;
-    }
-    float *v = malloc(sizeof(float) * c->dim);
-    for (uint32_t i = 0; v && i < dim_count[1]; i++) {
-        char op[OPNAME];
-        double level;
-        if (fread(op, 1, OPNAME, f) != OPNAME || fread(&level, 8, 1, f) != 1 ||
-            fread(v, sizeof(float), (size_t)c->dim, f) != (size_t)c->dim)
-            break;
-        op[OPNAME - 1] = 0;
-        if (!cache_find(c, op, level)) cache_add(c, op, level, v);
-    }
-    free(v);
-    fclose(f);
-}
-
-static int cache_save(wobble_ctx *ctx, const char *path, uint64_t mh, uint64_t ph, const cache_t *c) {
-    size_t rec = OPNAME + 8 + sizeof(float) * (size_t)c->dim;
-    size_t size = 8 + 16 + 8 + rec * c->n;
-    uint8_t *b = malloc(size), *p = b;
-    if (!b) return wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-    uint32_t hdr[2] = {CACHE_MAGIC, 1}, dc[2] = {(uint32_t)c->dim, (uint32_t)c->n};
-    uint64_t h[2] = {mh, ph};
-    memcpy(p, hdr, 8), p += 8;
-    memcpy(p, h, 16), p += 16;
-    memcpy(p, dc, 8), p += 8;
-    for (int i = 0; i < c->n; i++) {
-        memcpy(p, c->e[i].op, OPNAME), p += OPNAME;
-        memcpy(p, &c->e[i].level, 8), p += 8;
-        memcpy(p, c->e[i].vec, sizeof(float) * c->dim), p += sizeof(float) * c->dim;
-    }
-    int rc = wobble_write_file_atomic(ctx, path, b, size);
-    free(b);
-    return rc;
-}
-
-int eval_write_json(wobble_ctx *ctx, const char *path, json_t *j) {
+int eval_json_bytes(json_t *j, core_buf *out) {
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
-    if (!s) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
-    size_t n = strlen(s);
-    s = realloc(s, n + 2);
-    s[n] = '\n';
-    int rc = wobble_write_file_atomic(ctx, path, s, n + 1);
+    if (!s) {
+        out->failed = 1;
+        return -1;
+    }
+    int rc = core_buf_add(out, s, strlen(s)) || core_buf_add(out, "\n", 1) ? -1 : 0;
     free(s);
     return rc;
 }
 
-static json_t *stats_json(const double *v, int n) {
-    wobble_stats s;
-    if (n <= 0 || wobble_stats_compute(v, n, &s) != WOBBLE_OK) return json_pack("{s:i}", "n", 0);
-    return json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f}", "n", s.n, "mean", s.mean, "median", s.median, "p90",
-                     s.p90, "p99", s.p99, "min", s.min, "max", s.max);
+int eval_write_json(wobble_ctx *ctx, const char *path, json_t *j) {
+    core_buf b = {0};
+    int rc = eval_json_bytes(j, &b) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path)
+                                    : wobble_write_file_atomic(ctx, path, b.p, b.len);
+    core_buf_free(&b);
+    return rc;
 }
 
-static void csv_row(char **buf, size_t *len, size_t *cap, const char *op, const char *level, const char *metric,
-                    const double *v, int n) {
-    wobble_stats s = {0, 0, 0, 0, 0, 0, 0};
-    if (n > 0) wobble_stats_compute(v, n, &s);
-    char line[512];
-    int k = snprintf(line, sizeof line, "%s,%s,%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", op, level, metric, s.n, s.mean,
-                     s.median, s.p90, s.p99, s.min, s.max);
-    if (*len + (size_t)k + 1 > *cap) {
-        *cap = (*cap + (size_t)k + 1) * 2;
-        *buf = realloc(*buf, *cap);
-    }
-    memcpy(*buf + *len, line, (size_t)k + 1);
-    *len += (size_t)k;
+int eval_outset_json(wobble_ctx *ctx, core_outset *set, const char *dir, const char *name, json_t *j) {
+    char *path = core_path_join(dir, name);
+    core_buf b = {0};
+    int rc = !path || !j || eval_json_bytes(j, &b) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s/%s: out of memory", dir, name)
+                                                 : core_outset_add(ctx, set, path, b.p, b.len);
+    core_buf_free(&b);
+    free(path);
+    return rc;
 }
 
-char *eval_path_join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *s = malloc(n);
-    snprintf(s, n, "%s/%s", a, b);
-    return s;
+int eval_outset_buf(wobble_ctx *ctx, core_outset *set, const char *dir, const char *name, const core_buf *b) {
+    char *path = core_path_join(dir, name);
+    int rc = !path || b->failed ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s/%s: out of memory", dir, name)
+                                : core_outset_add(ctx, set, path, b->p ? b->p : "", b->len);
+    free(path);
+    return rc;
 }
 
 int wobble_eval_check_ops(wobble_ctx *ctx, const wobble_eval_op *ops, int n_ops) {
@@ -225,39 +94,92 @@ int wobble_eval_check_ops(wobble_ctx *ctx, const wobble_eval_op *ops, int n_ops)
     return WOBBLE_OK;
 }
 
-int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, const wobble_eval_params *params,
-                    const char *out_dir, wobble_eval_summary *summary) {
-    if (!m || !ds || !params || !out_dir) return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: NULL argument");
-    const wobble_eval_params *P = params;
-    /* no operations: clean embeddings only (a training set for a downstream task) */
-    int rc = P->n_ops == 0 ? WOBBLE_OK : wobble_eval_check_ops(ctx, P->ops, P->n_ops);
-    if (rc) return rc;
-    const wobble_op_info **info = calloc((size_t)P->n_ops + 1, sizeof *info);
-    if (!info) return wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-    for (int o = 0; o < P->n_ops; o++) info[o] = wobble_op_find(P->ops[o].name);
-    const int N = wobble_dataset_size(ds), E = wobble_model_embed_dim(m), O = P->n_ops;
-    const uint64_t mh = model_content_hash(m), ph = model_preprocessing_hash(m);
+/* ------------------------------------------------------------ run state */
+typedef struct {
+    wobble_ctx *ctx;
+    wobble_model *m;
+    const wobble_dataset *ds;
+    const wobble_eval_params *P;
+    const char *out_dir;
+    const wobble_op_info **info; /* [O] */
+    int N, E, O, Kmax, batch;
+    uint64_t mh, ph;
     char mhs[17], phs[17];
-    snprintf(mhs, sizeof mhs, "%016llx", (unsigned long long)mh);
-    snprintf(phs, sizeof phs, "%016llx", (unsigned long long)ph);
-    char *cache_dir = eval_path_join(out_dir, "cache");
-    if ((rc = wobble_mkdirs(ctx, cache_dir)) != WOBBLE_OK) {
-        free(cache_dir);
-        free(info);
-        return rc;
-    }
-    /* configuration lock */
+    char *cache_dir;
+    /* results: per-level values [o][k][i], per-(image, op) metrics [o][i] */
+    double *lc, *le;
+    wobble_robustness *rob;
+    int *ok;
+    char **errors;
+    uint64_t *ihash;
+    /* per-image work: the pending (op, level) list, inputs, embeddings */
+    struct pending {
+        int op; /* -1: clean */
+        double level;
+    } *pend;
+    size_t pend_cap;
+    float *px, *emb, *pert;
+    size_t px_cap, emb_cap;
+    int n_ok, n_failed, embedded, from_cache;
+    wobble_eval_summary T;
+    double t_start;
+} eval_run;
+
+static void eval_run_free(eval_run *S) {
+    for (int i = 0; S->errors && i < S->N; i++) free(S->errors[i]);
+    free(S->errors), free(S->ok), free(S->lc), free(S->le), free(S->rob), free(S->ihash);
+    free(S->pend), free(S->px), free(S->emb), free(S->pert);
+    free(S->info), free(S->cache_dir);
+}
+
+static int eval_setup(eval_run *S) {
+    const wobble_eval_params *P = S->P;
+    /* no operations: clean embeddings only (a training set for a downstream task) */
+    int rc = P->n_ops == 0 ? WOBBLE_OK : wobble_eval_check_ops(S->ctx, P->ops, P->n_ops);
+    if (rc) return rc;
+    S->O = P->n_ops;
+    S->N = wobble_dataset_size(S->ds);
+    S->E = wobble_model_embed_dim(S->m);
+    S->batch = P->batch > 0 ? P->batch : 64;
+    S->mh = model_content_hash(S->m);
+    S->ph = model_preprocessing_hash(S->m);
+    snprintf(S->mhs, sizeof S->mhs, "%016llx", (unsigned long long)S->mh);
+    snprintf(S->phs, sizeof S->phs, "%016llx", (unsigned long long)S->ph);
+    for (int o = 0; o < S->O; o++) S->Kmax = P->ops[o].n_levels > S->Kmax ? P->ops[o].n_levels : S->Kmax;
+    const size_t N = (size_t)S->N, O = (size_t)S->O, K = (size_t)S->Kmax, E = (size_t)S->E;
+    S->info = calloc(O + 1, sizeof *S->info);
+    S->lc = calloc(O * K * N + 1, sizeof(double));
+    S->le = calloc(O * K * N + 1, sizeof(double));
+    S->rob = calloc(O * N + 1, sizeof(wobble_robustness));
+    S->ok = calloc(N + 1, sizeof(int));
+    S->errors = calloc(N + 1, sizeof(char *));
+    S->ihash = calloc(N + 1, sizeof(uint64_t));
+    S->pert = malloc(sizeof(float) * (K + 1) * E);
+    S->cache_dir = core_path_join(S->out_dir, "cache");
+    if (!S->info || !S->lc || !S->le || !S->rob || !S->ok || !S->errors || !S->ihash || !S->pert || !S->cache_dir)
+        return wobble_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory for %d images", S->N);
+    for (int o = 0; o < S->O; o++) S->info[o] = wobble_op_find(P->ops[o].name);
+    return wobble_mkdirs(S->ctx, S->cache_dir);
+}
+
+/* The configuration lock: what the cache and results belong to. */
+static int eval_lock(eval_run *S) {
+    const wobble_eval_params *P = S->P;
+    wobble_ctx *ctx = S->ctx;
     json_t *ops_j = json_array();
-    for (int o = 0; o < O; o++) {
+    for (int o = 0; ops_j && o < S->O; o++) {
         json_t *lv = json_array();
         for (int k = 0; k < P->ops[o].n_levels; k++) json_array_append_new(lv, json_real(P->ops[o].levels[k]));
-        json_array_append_new(ops_j, json_pack("{s:s, s:o}", "op", info[o]->name, "levels", lv));
+        json_array_append_new(ops_j, json_pack("{s:s, s:o*}", "op", S->info[o]->name, "levels", lv));
     }
-    json_t *cfg = json_pack("{s:s, s:s, s:s, s:s, s:I, s:O}", "model_hash", mhs, "preprocessing_hash", phs, "data",
-                            P->data_path ? P->data_path : "", "dataset_kind", wobble_dataset_kind(ds), "seed",
-                            (json_int_t)P->seed, "ops", ops_j);
-    char *cfg_path = eval_path_join(out_dir, "config.json");
-    if (access(cfg_path, F_OK) == 0) {
+    json_t *cfg = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o*}", "model_hash", S->mhs, "preprocessing_hash", S->phs,
+                            "data", P->data_path ? P->data_path : "", "dataset_kind", wobble_dataset_kind(S->ds),
+                            "seed", (json_int_t)P->seed, "ops", ops_j);
+    char *cfg_path = core_path_join(S->out_dir, "config.json");
+    int rc = WOBBLE_OK;
+    if (!cfg || !cfg_path) {
+        rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    } else if (access(cfg_path, F_OK) == 0) {
         json_error_t je;
         json_t *old = json_load_file(cfg_path, 0, &je);
         if (!old) {
@@ -269,7 +191,7 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
             for (int k = 0; k < 5 && !rc; k++)
                 if (!json_equal(json_object_get(old, keys[k]), json_object_get(cfg, keys[k])))
                     rc = wobble_seterr(ctx, WOBBLE_EINVAL,
-                                       "%s holds results for %s (%s differs); use another output folder", out_dir,
+                                       "%s holds results for %s (%s differs); use another output folder", S->out_dir,
                                        what[k], keys[k]);
             json_decref(old);
         }
@@ -277,298 +199,337 @@ int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
         rc = eval_write_json(ctx, cfg_path, cfg);
     }
     free(cfg_path);
-    if (rc) {
-        json_decref(cfg);
-        json_decref(ops_j);
-        free(cache_dir);
-        free(info);
-        return rc;
-    }
-    /* per-level values [o][k][i], per-op metrics [o][metric][i] */
-    int Kmax = 0;
-    for (int o = 0; o < O; o++) Kmax = P->ops[o].n_levels > Kmax ? P->ops[o].n_levels : Kmax;
-    double *lc = calloc((size_t)O * Kmax * N + 1, sizeof(double)), *le = calloc((size_t)O * Kmax * N + 1, sizeof(double));
-    wobble_robustness *rob = calloc((size_t)O * N + 1, sizeof(wobble_robustness));
-    int *ok = calloc((size_t)N, sizeof(int));
-    char **errors = calloc((size_t)N, sizeof(char *));
-    uint64_t *ihash = calloc((size_t)N, sizeof(uint64_t));
-    const int batch = P->batch > 0 ? P->batch : 64;
-    int pcap = 64;
-    int *pend_o = calloc((size_t)pcap, sizeof(int));
-    double *pend_l = calloc((size_t)pcap, sizeof(double));
-    float *emb = malloc(sizeof(float) * (size_t)pcap * E), *pert = malloc(sizeof(float) * (size_t)(Kmax + 1) * E);
-    if (!lc || !le || !rob || !ok || !errors || !ihash || !pend_o || !pend_l || !emb || !pert)
-        rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory for %d images", N);
-    int n_ok = 0, n_failed = 0, embedded = 0, from_cache = 0;
-    wobble_eval_summary T;
-    memset(&T, 0, sizeof T);
-    float *pxbuf = NULL;
-    size_t pxcap = 0;
-    double t_start = now_s(), ta;
-    for (int i = 0; i < N && rc == WOBBLE_OK; i++) {
-        if (P->progress) P->progress(P->user, i, N, wobble_dataset_item(ds, i));
-        wobble_image *img = NULL;
-        ta = now_s();
-        int lrc = wobble_dataset_load(ctx, ds, i, &img);
-        T.t_decode += now_s() - ta;
-        if (lrc != WOBBLE_OK) {
-            errors[i] = strdup(wobble_last_error(ctx));
-            n_failed++;
-            if (P->warn) P->warn(P->user, errors[i]);
-            continue;
-        }
-        ihash[i] = wobble_image_hash(img);
-        char name[64];
-        snprintf(name, sizeof name, "%016llx.bin", (unsigned long long)ihash[i]);
-        char *cpath = eval_path_join(cache_dir, name);
-        cache_t c = {NULL, 0, 0, E};
-        ta = now_s();
-        cache_load(cpath, mh, ph, &c);
-        T.t_io += now_s() - ta;
-        int before = c.n;
-        wobble_perturb_params pp = wobble_perturb_default_params();
-        pp.seed = P->seed;
-        pp.image_id = ihash[i];
-        /* work list: clean, then every (op, level) not cached (identities reuse
-         * clean). Each is perturbed and preprocessed at once, so memory holds
-         * model-sized inputs only; then one forward pass per balanced chunk. */
-        int np = 0, H = 0, W = 0;
-        int item_rc = WOBBLE_OK;
-        for (int o = -1; o < O && item_rc == WOBBLE_OK; o++) {
-            const int K = o < 0 ? 1 : P->ops[o].n_levels;
-            for (int k = 0; k < K && item_rc == WOBBLE_OK; k++) {
-                const char *opn = o < 0 ? "clean" : info[o]->name;
-                const double lv = o < 0 ? 0.0 : P->ops[o].levels[k];
-                if (cache_find(&c, opn, lv)) continue;
-                if (o >= 0 && info[o]->has_identity && lv == info[o]->identity) continue; /* = clean */
-                wobble_image *x = NULL;
-                ta = now_s();
-                if (o >= 0) item_rc = wobble_perturb(ctx, opn, img, lv, &pp, &x);
-                const double tb = now_s();
-                T.t_perturb += tb - ta;
-                if (item_rc) break;
-                item_rc = prep_into(ctx, m, o < 0 ? img : x, np, &pxbuf, &pxcap, &H, &W);
-                T.t_preprocess += now_s() - tb;
-                wobble_image_free(x);
-                if (item_rc) break;
-                if (np == pcap) {
-                    pcap = pcap ? 2 * pcap : 64;
-                    pend_o = realloc(pend_o, sizeof(int) * pcap);
-                    pend_l = realloc(pend_l, sizeof(double) * pcap);
-                    emb = realloc(emb, sizeof(float) * (size_t)pcap * E);
-                    if (!pend_o || !pend_l || !emb) item_rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-                }
-                if (item_rc) break;
-                pend_o[np] = o;
-                pend_l[np] = lv;
-                np++;
-            }
-        }
-        if (item_rc == WOBBLE_OK && np) {
-            const int chunks = (np + batch - 1) / batch;
-            ta = now_s();
-            for (int ch = 0, s0 = 0; ch < chunks && item_rc == WOBBLE_OK; ch++) {
-                const int len = np / chunks + (ch < np % chunks);
-                item_rc = wobble_model_forward(ctx, m, pxbuf + (size_t)s0 * 3 * H * W, len, H, W, NULL,
-                                               emb + (size_t)s0 * E, NULL);
-                s0 += len;
-            }
-            T.t_forward += now_s() - ta;
-            for (int j = 0; j < np && item_rc == WOBBLE_OK; j++)
-                if (cache_add(&c, pend_o[j] < 0 ? "clean" : info[pend_o[j]]->name, pend_l[j], emb + (size_t)j * E))
-                    item_rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-            embedded += np;
-        }
-        wobble_image_free(img);
-        ta = now_s();
-        if (item_rc == WOBBLE_OK && c.n > before) item_rc = cache_save(ctx, cpath, mh, ph, &c);
-        T.t_io += now_s() - ta;
-        if (item_rc == WOBBLE_OK && c.n == before) from_cache++;
-        free(cpath);
-        ta = now_s();
-        if (item_rc == WOBBLE_OK) {
-            const float *clean = cache_find(&c, "clean", 0.0);
-            for (int o = 0; o < O && item_rc == WOBBLE_OK; o++) {
-                const int K = P->ops[o].n_levels;
-                for (int k = 0; k < K; k++) {
-                    const double lv = P->ops[o].levels[k];
-                    const float *v = (info[o]->has_identity && lv == info[o]->identity) ? clean
-                                                                                      : cache_find(&c, info[o]->name, lv);
-                    memcpy(pert + (size_t)k * E, v, sizeof(float) * E);
-                }
-                double tc[64], te[64];
-                double *pc = K <= 64 ? tc : malloc(sizeof(double) * K), *pe = K <= 64 ? te : malloc(sizeof(double) * K);
-                item_rc = wobble_robustness_compute(ctx, clean, pert, K, E, pc, pe, &rob[(size_t)o * N + i]);
-                for (int k = 0; k < K; k++) {
-                    lc[((size_t)o * Kmax + k) * N + i] = pc[k];
-                    le[((size_t)o * Kmax + k) * N + i] = pe[k];
-                }
-                if (pc != tc) free(pc);
-                if (pe != te) free(pe);
-            }
-        }
-        T.t_metrics += now_s() - ta;
-        if (item_rc == WOBBLE_OK && P->embedding) {
-            const float *clean = cache_find(&c, "clean", 0.0);
-            P->embedding(P->user, i, -1, 0, clean, E);
-            for (int o = 0; o < O; o++)
-                for (int k = 0; k < P->ops[o].n_levels; k++) {
-                    const double lv = P->ops[o].levels[k];
-                    const float *v = (info[o]->has_identity && lv == info[o]->identity) ? clean
-                                                                                      : cache_find(&c, info[o]->name, lv);
-                    P->embedding(P->user, i, o, k, v, E);
-                }
-        }
-        cache_clear(&c);
-        if (item_rc != WOBBLE_OK) {
-            /* a model or memory failure stops the run; the cache keeps what was done */
-            rc = item_rc;
-            break;
-        }
-        ok[i] = 1;
-        n_ok++;
-    }
-    if (P->progress && rc == WOBBLE_OK) P->progress(P->user, N, N, "");
-    if (rc == WOBBLE_OK && n_ok == 0)
-        rc = wobble_seterr(ctx, WOBBLE_EINVAL, "eval: no image of %s could be read (%d failed)",
-                           P->data_path ? P->data_path : "the dataset", n_failed);
-    /* ---------------- outputs, derived from the cache contents */
-    ta = now_s();
-    if (rc == WOBBLE_OK) {
-        /* per_image.jsonl */
-        size_t cap = 1 << 16, len = 0;
-        char *jl = malloc(cap);
-        for (int i = 0; i < N && jl; i++) {
-            if (!ok[i]) continue;
-            for (int o = 0; o < O; o++) {
-                const int K = P->ops[o].n_levels;
-                json_t *lvs = json_array(), *cs = json_array(), *es = json_array();
-                for (int k = 0; k < K; k++) {
-                    json_array_append_new(lvs, json_real(P->ops[o].levels[k]));
-                    json_array_append_new(cs, json_real(lc[((size_t)o * Kmax + k) * N + i]));
-                    json_array_append_new(es, json_real(le[((size_t)o * Kmax + k) * N + i]));
-                }
-                const wobble_robustness *r = &rob[(size_t)o * N + i];
-                char hs[17];
-                snprintf(hs, sizeof hs, "%016llx", (unsigned long long)ihash[i]);
-                json_t *rec = json_pack("{s:s, s:s, s:i, s:s, s:o, s:o, s:o, s:f, s:f, s:f, s:f, s:f}", "image",
-                                        wobble_dataset_item(ds, i), "image_hash", hs, "label", wobble_dataset_label(ds, i),
-                                        "op", info[o]->name, "levels", lvs, "cos", cs, "euc", es, "R_cos", r->cos_max,
-                                        "R_euc", r->euc_max, "R_div", r->div_radius, "cos_mean", r->cos_mean,
-                                        "euc_mean", r->euc_mean);
-                char *s = json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(17));
-                size_t sl = strlen(s);
-                if (len + sl + 2 > cap) {
-                    cap = (len + sl + 2) * 2;
-                    jl = realloc(jl, cap);
-                }
-                memcpy(jl + len, s, sl);
-                len += sl;
-                jl[len++] = '\n';
-                free(s);
-                json_decref(rec);
-            }
-        }
-        char *pj = eval_path_join(out_dir, "per_image.jsonl");
-        rc = jl ? wobble_write_file_atomic(ctx, pj, jl, len) : wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
-        free(pj);
-        free(jl);
-    }
-    if (rc == WOBBLE_OK) {
-        double *v = malloc(sizeof(double) * N);
-        json_t *ops_out = json_array();
-        size_t cap = 4096, len = 0;
-        char *csv = malloc(cap);
-        len = (size_t)snprintf(csv, cap, "op,level,metric,n,mean,median,p90,p99,min,max\n");
-        static const char *mnames[5] = {"R_cos", "R_euc", "R_div", "cos_mean", "euc_mean"};
-        for (int o = 0; o < O; o++) {
-            const int K = P->ops[o].n_levels;
-            json_t *metrics = json_object();
-            for (int q = 0; q < 5; q++) {
-                int n = 0;
-                for (int i = 0; i < N; i++) {
-                    if (!ok[i]) continue;
-                    const wobble_robustness *r = &rob[(size_t)o * N + i];
-                    v[n++] = q == 0 ? r->cos_max : q == 1 ? r->euc_max : q == 2 ? r->div_radius : q == 3 ? r->cos_mean : r->euc_mean;
-                }
-                json_object_set_new(metrics, mnames[q], stats_json(v, n));
-                csv_row(&csv, &len, &cap, info[o]->name, "all", mnames[q], v, n);
-            }
-            json_t *per_level = json_array();
-            for (int k = 0; k < K; k++) {
-                int n = 0;
-                for (int i = 0; i < N; i++)
-                    if (ok[i]) v[n++] = lc[((size_t)o * Kmax + k) * N + i];
-                json_t *cj = stats_json(v, n);
-                char lvs[64];
-                snprintf(lvs, sizeof lvs, "%.17g", P->ops[o].levels[k]);
-                csv_row(&csv, &len, &cap, info[o]->name, lvs, "cos", v, n);
-                n = 0;
-                for (int i = 0; i < N; i++)
-                    if (ok[i]) v[n++] = le[((size_t)o * Kmax + k) * N + i];
-                json_t *ej = stats_json(v, n);
-                csv_row(&csv, &len, &cap, info[o]->name, lvs, "euc", v, n);
-                json_array_append_new(per_level, json_pack("{s:f, s:o, s:o}", "level", P->ops[o].levels[k], "cos", cj,
-                                                           "euc", ej));
-            }
-            json_t *lv = json_array();
-            for (int k = 0; k < K; k++) json_array_append_new(lv, json_real(P->ops[o].levels[k]));
-            const wobble_op_info *oi = info[o];
-            json_t *param = json_pack("{s:s, s:s, s:s, s:f, s:o, s:b, s:b, s:b, s:o}", "parameter", oi->param,
-                                      "reference", oi->reference, "description", oi->description, "min", oi->min, "max",
-                                      isinf(oi->max) ? json_null() : json_real(oi->max), "min_open", oi->min_open,
-                                      "max_open", oi->max_open, "integer", oi->integer, "identity",
-                                      oi->has_identity ? json_real(oi->identity) : json_null());
-            json_array_append_new(ops_out, json_pack("{s:s, s:o, s:o, s:o, s:o}", "op", oi->name, "definition", param,
-                                                     "levels", lv, "metrics", metrics, "per_level", per_level));
-        }
-        wobble_model_info mi;
-        wobble_model_get_info(m, &mi);
-        json_t *failed = json_array();
-        for (int i = 0; i < N; i++)
-            if (errors[i]) json_array_append_new(failed, json_pack("{s:s, s:s}", "image", wobble_dataset_item(ds, i), "error", errors[i]));
-        json_t *model_j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:[f,f,f], s:[f,f,f]}}",
-                                    "path", P->model_path ? P->model_path : mi.path, "preset", mi.preset, "arch", mi.arch,
-                                    "naming", mi.naming, "content_hash", mhs, "embed_dim", mi.embed_dim,
-                                    "preprocessing_hash", phs, "preprocessing", "resize_short", mi.resize_short,
-                                    "resize_h", mi.resize_h, "resize_w", mi.resize_w, "crop_h", mi.crop_h, "crop_w",
-                                    mi.crop_w, "filter",
-                                    (const char *[]){"box", "bilinear", "hamming", "bicubic", "lanczos"}[mi.filter],
-                                    "rescale", mi.rescale, "mean", (double)mi.mean[0], (double)mi.mean[1],
-                                    (double)mi.mean[2], "std", (double)mi.std[0], (double)mi.std[1], (double)mi.std[2]);
-        json_t *sum = json_pack("{s:s, s:o, s:{s:s, s:s, s:i, s:i, s:i, s:o}, s:I, s:s, s:o}", "wobble", wobble_version(),
-                                "model", model_j, "dataset", "path", P->data_path ? P->data_path : "", "kind",
-                                wobble_dataset_kind(ds), "images", N, "evaluated", n_ok, "failed_count", n_failed,
-                                "failed", failed, "seed", (json_int_t)P->seed, "metrics_doc",
-                                "docs/metrics.md: R_cos = max_k (1-cos)/2, R_euc = max_k ||e-e_k||/2, R_div = MEB radius; "
-                                "cos_mean/euc_mean average the per-level values",
-                                "ops", ops_out);
-        char *sp = eval_path_join(out_dir, "summary.json");
-        rc = eval_write_json(ctx, sp, sum);
-        free(sp);
-        if (rc == WOBBLE_OK) {
-            char *cp = eval_path_join(out_dir, "summary.csv");
-            rc = wobble_write_file_atomic(ctx, cp, csv, len);
-            free(cp);
-        }
-        json_decref(sum);
-        free(csv);
-        free(v);
-    }
-    T.t_io += now_s() - ta;
-    if (summary) {
-        *summary = T;
-        summary->t_total = now_s() - t_start;
-        summary->images = N;
-        summary->evaluated = n_ok;
-        summary->failed = n_failed;
-        summary->embedded = embedded;
-        summary->from_cache = from_cache;
-    }
-    for (int i = 0; i < N; i++) free(errors[i]);
-    free(errors), free(ok), free(lc), free(le), free(rob), free(ihash), free(pend_o), free(pend_l);
-    free(emb), free(pert), free(info), free(cache_dir), free(pxbuf);
     json_decref(cfg);
-    json_decref(ops_j);
+    return rc;
+}
+
+/* Preprocess one image into slot j of the input buffer (all slots of one
+ * source image have the same size). */
+static int eval_prep_slot(eval_run *S, const wobble_image *img, int j, int *H, int *W) {
+    wobble_image *u = NULL;
+    int rc = wobble_model_preprocess_u8(S->ctx, S->m, img, &u);
+    if (rc) return rc;
+    if (j == 0) {
+        *H = u->height;
+        *W = u->width;
+    } else if (u->height != *H || u->width != *W) {
+        wobble_image_free(u);
+        return wobble_seterr(S->ctx, WOBBLE_EINTERNAL, "eval: perturbed images differ in size");
+    }
+    const size_t plane = (size_t)3 * (*H) * (*W);
+    if (core_grow(&S->px, &S->px_cap, (size_t)(j + 1) * plane, sizeof(float))) {
+        wobble_image_free(u);
+        return wobble_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    }
+    wobble_model_normalize(S->m, u, S->px + (size_t)j * plane);
+    wobble_image_free(u);
+    return WOBBLE_OK;
+}
+
+static int is_identity(const wobble_op_info *oi, double lv) { return oi->has_identity && lv == oi->identity; }
+
+/* The cached embedding of (o, k) for image c (identities are the clean one). */
+static const float *level_vec(const eval_run *S, const eval_cache *c, int o, int k) {
+    const double lv = S->P->ops[o].levels[k];
+    return is_identity(S->info[o], lv) ? eval_cache_find(c, "clean", 0.0) : eval_cache_find(c, S->info[o]->name, lv);
+}
+
+/* Work list of image i: clean, then every (op, level) not cached (identities
+ * reuse clean), each perturbed and preprocessed at once, so memory holds
+ * model-sized inputs only; then one forward pass per balanced chunk. */
+static int eval_embed_missing(eval_run *S, const wobble_image *img, uint64_t image_id, eval_cache *c) {
+    const wobble_eval_params *P = S->P;
+    wobble_ctx *ctx = S->ctx;
+    wobble_perturb_params pp = wobble_perturb_default_params();
+    pp.seed = P->seed;
+    pp.image_id = image_id;
+    int np = 0, H = 0, W = 0, rc = WOBBLE_OK;
+    for (int o = -1; o < S->O && rc == WOBBLE_OK; o++) {
+        const int K = o < 0 ? 1 : P->ops[o].n_levels;
+        for (int k = 0; k < K && rc == WOBBLE_OK; k++) {
+            const char *opn = o < 0 ? "clean" : S->info[o]->name;
+            const double lv = o < 0 ? 0.0 : P->ops[o].levels[k];
+            if (eval_cache_find(c, opn, lv) || (o >= 0 && is_identity(S->info[o], lv))) continue;
+            wobble_image *x = NULL;
+            double ta = core_now_s();
+            if (o >= 0) rc = wobble_perturb(ctx, opn, img, lv, &pp, &x);
+            const double tb = core_now_s();
+            S->T.t_perturb += tb - ta;
+            if (rc) break;
+            rc = eval_prep_slot(S, o < 0 ? img : x, np, &H, &W);
+            S->T.t_preprocess += core_now_s() - tb;
+            wobble_image_free(x);
+            if (rc) break;
+            if (core_grow(&S->pend, &S->pend_cap, (size_t)np + 1, sizeof *S->pend) ||
+                core_grow(&S->emb, &S->emb_cap, ((size_t)np + 1) * S->E, sizeof(float))) {
+                rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+                break;
+            }
+            S->pend[np].op = o;
+            S->pend[np].level = lv;
+            np++;
+        }
+    }
+    if (rc || !np) return rc;
+    const int chunks = (np + S->batch - 1) / S->batch;
+    const double ta = core_now_s();
+    for (int ch = 0, s0 = 0; ch < chunks && rc == WOBBLE_OK; ch++) {
+        const int len = np / chunks + (ch < np % chunks);
+        rc = wobble_model_forward(ctx, S->m, S->px + (size_t)s0 * 3 * H * W, len, H, W, NULL, S->emb + (size_t)s0 * S->E,
+                                  NULL);
+        s0 += len;
+    }
+    S->T.t_forward += core_now_s() - ta;
+    for (int j = 0; j < np && rc == WOBBLE_OK; j++)
+        if (eval_cache_add(c, S->pend[j].op < 0 ? "clean" : S->info[S->pend[j].op]->name, S->pend[j].level,
+                           S->emb + (size_t)j * S->E))
+            rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    if (rc == WOBBLE_OK) S->embedded += np;
+    return rc;
+}
+
+static int eval_metrics(eval_run *S, int i, const eval_cache *c) {
+    const float *clean = eval_cache_find(c, "clean", 0.0);
+    const size_t N = (size_t)S->N, Km = (size_t)S->Kmax, E = (size_t)S->E;
+    int rc = WOBBLE_OK;
+    double *tc = malloc(sizeof(double) * 2 * (Km + 1)); /* per-level cos, then euc */
+    if (!tc) return wobble_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    for (int o = 0; o < S->O && rc == WOBBLE_OK; o++) {
+        const int K = S->P->ops[o].n_levels;
+        for (int k = 0; k < K; k++) memcpy(S->pert + (size_t)k * E, level_vec(S, c, o, k), sizeof(float) * E);
+        rc = wobble_robustness_compute(S->ctx, clean, S->pert, K, S->E, tc, tc + Km + 1, &S->rob[(size_t)o * N + i]);
+        for (int k = 0; k < K && rc == WOBBLE_OK; k++) {
+            S->lc[((size_t)o * Km + k) * N + i] = tc[k];
+            S->le[((size_t)o * Km + k) * N + i] = tc[Km + 1 + k];
+        }
+    }
+    free(tc);
+    return rc;
+}
+
+/* One image. An unreadable image is recorded and skipped (WOBBLE_OK); a
+ * model, memory or disk failure stops the run (the cache keeps what was done). */
+static int eval_image(eval_run *S, int i) {
+    const wobble_eval_params *P = S->P;
+    wobble_ctx *ctx = S->ctx;
+    if (P->progress) P->progress(P->user, i, S->N, wobble_dataset_item(S->ds, i));
+    wobble_image *img = NULL;
+    double ta = core_now_s();
+    int rc = wobble_dataset_load(ctx, S->ds, i, &img);
+    S->T.t_decode += core_now_s() - ta;
+    if (rc == WOBBLE_ENOMEM) return rc;
+    if (rc != WOBBLE_OK) {
+        if (!(S->errors[i] = strdup(wobble_last_error(ctx)))) return wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+        S->n_failed++;
+        if (P->warn) P->warn(P->user, S->errors[i]);
+        return WOBBLE_OK;
+    }
+    S->ihash[i] = wobble_image_hash(img);
+    char name[64];
+    snprintf(name, sizeof name, "%016llx.bin", (unsigned long long)S->ihash[i]);
+    char *cpath = core_path_join(S->cache_dir, name);
+    eval_cache c;
+    eval_cache_init(&c, S->E);
+    ta = core_now_s();
+    rc = cpath ? eval_cache_load(ctx, &c, cpath, S->mh, S->ph) : wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    S->T.t_io += core_now_s() - ta;
+    const int before = c.n;
+    if (rc == WOBBLE_OK) rc = eval_embed_missing(S, img, S->ihash[i], &c);
+    wobble_image_free(img);
+    ta = core_now_s();
+    if (rc == WOBBLE_OK && c.n > before) rc = eval_cache_save(ctx, &c, cpath, S->mh, S->ph);
+    S->T.t_io += core_now_s() - ta;
+    if (rc == WOBBLE_OK && c.n == before) S->from_cache++;
+    free(cpath);
+    ta = core_now_s();
+    if (rc == WOBBLE_OK) rc = eval_metrics(S, i, &c);
+    S->T.t_metrics += core_now_s() - ta;
+    if (rc == WOBBLE_OK && P->embedding) {
+        P->embedding(P->user, i, -1, 0, eval_cache_find(&c, "clean", 0.0), S->E);
+        for (int o = 0; o < S->O; o++)
+            for (int k = 0; k < P->ops[o].n_levels; k++) P->embedding(P->user, i, o, k, level_vec(S, &c, o, k), S->E);
+    }
+    eval_cache_clear(&c);
+    if (rc == WOBBLE_OK) {
+        S->ok[i] = 1;
+        S->n_ok++;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ outputs */
+static json_t *stats_json(const double *v, int n) {
+    wobble_stats s;
+    if (n <= 0 || wobble_stats_compute(v, n, &s) != WOBBLE_OK) return json_pack("{s:i}", "n", 0);
+    return json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f}", "n", s.n, "mean", s.mean, "median", s.median, "p90",
+                     s.p90, "p99", s.p99, "min", s.min, "max", s.max);
+}
+
+static void csv_row(core_buf *b, const char *op, const char *level, const char *metric, const double *v, int n) {
+    wobble_stats s = {0, 0, 0, 0, 0, 0, 0};
+    if (n > 0 && wobble_stats_compute(v, n, &s) != WOBBLE_OK) b->failed = 1;
+    core_buf_printf(b, "%s,%s,%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", op, level, metric, s.n, s.mean, s.median, s.p90,
+                    s.p99, s.min, s.max);
+}
+
+static void per_image_jsonl(const eval_run *S, core_buf *jl) {
+    const size_t N = (size_t)S->N, Km = (size_t)S->Kmax;
+    for (int i = 0; i < S->N && !jl->failed; i++) {
+        if (!S->ok[i]) continue;
+        for (int o = 0; o < S->O && !jl->failed; o++) {
+            const int K = S->P->ops[o].n_levels;
+            json_t *lvs = json_array(), *cs = json_array(), *es = json_array();
+            for (int k = 0; k < K; k++) {
+                json_array_append_new(lvs, json_real(S->P->ops[o].levels[k]));
+                json_array_append_new(cs, json_real(S->lc[((size_t)o * Km + k) * N + i]));
+                json_array_append_new(es, json_real(S->le[((size_t)o * Km + k) * N + i]));
+            }
+            const wobble_robustness *r = &S->rob[(size_t)o * N + i];
+            char hs[17];
+            snprintf(hs, sizeof hs, "%016llx", (unsigned long long)S->ihash[i]);
+            json_t *rec = json_pack("{s:s, s:s, s:i, s:s, s:o*, s:o*, s:o*, s:f, s:f, s:f, s:f, s:f}", "image",
+                                    wobble_dataset_item(S->ds, i), "image_hash", hs, "label",
+                                    wobble_dataset_label(S->ds, i), "op", S->info[o]->name, "levels", lvs, "cos", cs,
+                                    "euc", es, "R_cos", r->cos_max, "R_euc", r->euc_max, "R_div", r->div_radius,
+                                    "cos_mean", r->cos_mean, "euc_mean", r->euc_mean);
+            char *s = rec ? json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+            if (!s || core_buf_add(jl, s, strlen(s)) || core_buf_add(jl, "\n", 1)) jl->failed = 1;
+            free(s);
+            json_decref(rec);
+        }
+    }
+}
+
+static json_t *op_summary(const eval_run *S, int o, double *v, core_buf *csv) {
+    static const char *mnames[5] = {"R_cos", "R_euc", "R_div", "cos_mean", "euc_mean"};
+    const size_t N = (size_t)S->N, Km = (size_t)S->Kmax;
+    const wobble_op_info *oi = S->info[o];
+    const int K = S->P->ops[o].n_levels;
+    json_t *metrics = json_object();
+    for (int q = 0; q < 5; q++) {
+        int n = 0;
+        for (int i = 0; i < S->N; i++) {
+            if (!S->ok[i]) continue;
+            const wobble_robustness *r = &S->rob[(size_t)o * N + i];
+            v[n++] = q == 0 ? r->cos_max : q == 1 ? r->euc_max : q == 2 ? r->div_radius : q == 3 ? r->cos_mean : r->euc_mean;
+        }
+        json_object_set_new(metrics, mnames[q], stats_json(v, n));
+        csv_row(csv, oi->name, "all", mnames[q], v, n);
+    }
+    json_t *per_level = json_array();
+    for (int k = 0; k < K; k++) {
+        char lvs[64];
+        snprintf(lvs, sizeof lvs, "%.17g", S->P->ops[o].levels[k]);
+        json_t *j2[2];
+        for (int t = 0; t < 2; t++) {
+            const double *src = t == 0 ? S->lc : S->le;
+            int n = 0;
+            for (int i = 0; i < S->N; i++)
+                if (S->ok[i]) v[n++] = src[((size_t)o * Km + k) * N + i];
+            j2[t] = stats_json(v, n);
+            csv_row(csv, oi->name, lvs, t == 0 ? "cos" : "euc", v, n);
+        }
+        json_array_append_new(per_level, json_pack("{s:f, s:o*, s:o*}", "level", S->P->ops[o].levels[k], "cos", j2[0],
+                                                   "euc", j2[1]));
+    }
+    json_t *lv = json_array();
+    for (int k = 0; k < K; k++) json_array_append_new(lv, json_real(S->P->ops[o].levels[k]));
+    json_t *param = json_pack("{s:s, s:s, s:s, s:f, s:o*, s:b, s:b, s:b, s:o*}", "parameter", oi->param, "reference",
+                              oi->reference, "description", oi->description, "min", oi->min, "max",
+                              isinf(oi->max) ? json_null() : json_real(oi->max), "min_open", oi->min_open, "max_open",
+                              oi->max_open, "integer", oi->integer, "identity",
+                              oi->has_identity ? json_real(oi->identity) : json_null());
+    return json_pack("{s:s, s:o*, s:o*, s:o*, s:o*}", "op", oi->name, "definition", param, "levels", lv, "metrics",
+                     metrics, "per_level", per_level);
+}
+
+static json_t *summary_json(const eval_run *S, double *v, core_buf *csv) {
+    const wobble_eval_params *P = S->P;
+    json_t *ops_out = json_array();
+    for (int o = 0; o < S->O && ops_out; o++) {
+        json_t *oj = op_summary(S, o, v, csv);
+        if (!oj || json_array_append_new(ops_out, oj)) {
+            json_decref(ops_out);
+            return NULL;
+        }
+    }
+    wobble_model_info mi;
+    wobble_model_get_info(S->m, &mi);
+    json_t *failed = json_array();
+    for (int i = 0; i < S->N && failed; i++)
+        if (S->errors[i])
+            json_array_append_new(failed, json_pack("{s:s, s:s}", "image", wobble_dataset_item(S->ds, i), "error",
+                                                    S->errors[i]));
+    static const char *FILTERS[] = {"box", "bilinear", "hamming", "bicubic", "lanczos"};
+    json_t *model_j = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:[f,f,f], s:[f,f,f]}}", "path",
+        P->model_path ? P->model_path : mi.path, "preset", mi.preset, "arch", mi.arch, "naming", mi.naming,
+        "content_hash", S->mhs, "embed_dim", mi.embed_dim, "preprocessing_hash", S->phs, "preprocessing",
+        "resize_short", mi.resize_short, "resize_h", mi.resize_h, "resize_w", mi.resize_w, "crop_h", mi.crop_h, "crop_w",
+        mi.crop_w, "filter", FILTERS[mi.filter], "rescale", mi.rescale, "mean", (double)mi.mean[0], (double)mi.mean[1],
+        (double)mi.mean[2], "std", (double)mi.std[0], (double)mi.std[1], (double)mi.std[2]);
+    return json_pack("{s:s, s:o*, s:{s:s, s:s, s:i, s:i, s:i, s:o*}, s:I, s:s, s:o*}", "wobble", wobble_version(),
+                     "model", model_j, "dataset", "path", P->data_path ? P->data_path : "", "kind",
+                     wobble_dataset_kind(S->ds), "images", S->N, "evaluated", S->n_ok, "failed_count", S->n_failed,
+                     "failed", failed, "seed", (json_int_t)P->seed, "metrics_doc",
+                     "docs/metrics.md: R_cos = max_k (1-cos)/2, R_euc = max_k ||e-e_k||/2, R_div = MEB radius; "
+                     "cos_mean/euc_mean average the per-level values",
+                     "ops", ops_out);
+}
+
+/* The three result files, derived from the cache contents, staged in `set`. */
+static int eval_outputs(eval_run *S, core_outset *set) {
+    core_buf jl = {0}, csv = {0};
+    double *v = malloc(sizeof(double) * ((size_t)S->N + 1));
+    per_image_jsonl(S, &jl);
+    core_buf_printf(&csv, "op,level,metric,n,mean,median,p90,p99,min,max\n");
+    json_t *sum = v ? summary_json(S, v, &csv) : NULL;
+    int rc = eval_outset_buf(S->ctx, set, S->out_dir, "per_image.jsonl", &jl);
+    if (rc == WOBBLE_OK) rc = eval_outset_json(S->ctx, set, S->out_dir, "summary.json", sum);
+    if (rc == WOBBLE_OK) rc = eval_outset_buf(S->ctx, set, S->out_dir, "summary.csv", &csv);
+    json_decref(sum);
+    core_buf_free(&jl);
+    core_buf_free(&csv);
+    free(v);
+    return rc;
+}
+
+int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, const wobble_eval_params *params,
+                    const char *out_dir, wobble_eval_summary *summary, core_outset *set) {
+    if (!m || !ds || !params || !out_dir || !set) return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: NULL argument");
+    eval_run S;
+    memset(&S, 0, sizeof S);
+    S.ctx = ctx, S.m = m, S.ds = ds, S.P = params, S.out_dir = out_dir;
+    S.t_start = core_now_s();
+    int rc = eval_setup(&S);
+    if (rc == WOBBLE_OK) rc = eval_lock(&S);
+    for (int i = 0; i < S.N && rc == WOBBLE_OK; i++) rc = eval_image(&S, i);
+    if (rc == WOBBLE_OK && params->progress) params->progress(params->user, S.N, S.N, "");
+    if (rc == WOBBLE_OK && S.n_ok == 0)
+        rc = wobble_seterr(ctx, WOBBLE_EINVAL, "eval: no image of %s could be read (%d failed)",
+                           params->data_path ? params->data_path : "the dataset", S.n_failed);
+    const double ta = core_now_s();
+    if (rc == WOBBLE_OK) rc = eval_outputs(&S, set);
+    S.T.t_io += core_now_s() - ta;
+    if (summary) {
+        *summary = S.T;
+        summary->t_total = core_now_s() - S.t_start;
+        summary->images = S.N;
+        summary->evaluated = S.n_ok;
+        summary->failed = S.n_failed;
+        summary->embedded = S.embedded;
+        summary->from_cache = S.from_cache;
+    }
+    eval_run_free(&S);
+    return rc;
+}
+
+/* The result files appear together, and only when the run succeeds. */
+int wobble_eval_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, const wobble_eval_params *params,
+                    const char *out_dir, wobble_eval_summary *summary) {
+    core_outset set = {0};
+    int rc = eval_run_staged(ctx, m, ds, params, out_dir, summary, &set);
+    if (rc == WOBBLE_OK) rc = core_outset_commit(ctx, &set);
+    core_outset_abort(&set);
     return rc;
 }

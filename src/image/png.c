@@ -141,16 +141,9 @@ struct png_sink {
 
 static void png_sink_write(png_structp png, png_bytep data, size_t n) {
     struct png_sink *s = png_get_io_ptr(png);
-    if (s->len + n > s->cap) {
-        size_t ncap = s->cap ? s->cap : 65536;
-        while (ncap < s->len + n) ncap *= 2;
-        uint8_t *nb = realloc(s->buf, ncap);
-        if (!nb) {
-            s->oom = 1;
-            png_error(png, "out of memory");
-        }
-        s->buf = nb;
-        s->cap = ncap;
+    if (core_grow(&s->buf, &s->cap, s->len + n, 1)) {
+        s->oom = 1;
+        png_error(png, "out of memory");
     }
     memcpy(s->buf + s->len, data, n);
     s->len += n;

@@ -13,12 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int unit(wobble_ctx *ctx, const float *v, int d, double *out, const char *what, int k) {
+/* k < 0: the clean embedding, else perturbed embedding k */
+static int unit(wobble_ctx *ctx, const float *v, int d, double *out, int k) {
     double s = 0;
     for (int j = 0; j < d; j++) s += (double)v[j] * v[j];
-    if (!(s > 0) || !isfinite(s))
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "robustness: %s embedding%s%.0d has %s norm", what, k >= 0 ? " " : "",
-                             k >= 0 ? k : 0, isfinite(s) ? "zero" : "a non-finite");
+    if (!(s > 0) || !isfinite(s)) {
+        const char *why = isfinite(s) ? "zero" : "a non-finite";
+        if (k < 0) return wobble_seterr(ctx, WOBBLE_EINVAL, "robustness: clean embedding has %s norm", why);
+        return wobble_seterr(ctx, WOBBLE_EINVAL, "robustness: perturbed embedding %d has %s norm", k, why);
+    }
     const double inv = 1.0 / sqrt(s);
     for (int j = 0; j < d; j++) out[j] = v[j] * inv;
     return WOBBLE_OK;
@@ -30,13 +33,20 @@ int wobble_robustness_compute(wobble_ctx *ctx, const float *clean, const float *
         return wobble_seterr(ctx, WOBBLE_EINVAL, "robustness: bad arguments");
     double *E = malloc(sizeof(double) * (size_t)(K + 1) * d);
     if (!E) return wobble_seterr(ctx, WOBBLE_ENOMEM, "robustness: out of memory");
-    int rc = unit(ctx, clean, d, E, "clean", -1);
-    for (int k = 0; k < K && rc == WOBBLE_OK; k++) rc = unit(ctx, perturbed + (size_t)k * d, d, E + (size_t)(k + 1) * d, "perturbed", k);
+    int rc = unit(ctx, clean, d, E, -1);
+    for (int k = 0; k < K && rc == WOBBLE_OK; k++) rc = unit(ctx, perturbed + (size_t)k * d, d, E + (size_t)(k + 1) * d, k);
     if (rc) {
         free(E);
         return rc;
     }
-    memset(out, 0, sizeof *out);
+    /* everything is computed into locals; the outputs are written only on success */
+    wobble_robustness r;
+    memset(&r, 0, sizeof r);
+    double *lv = K ? malloc(sizeof(double) * 2 * (size_t)K) : NULL;
+    if (K && !lv) {
+        free(E);
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "robustness: out of memory");
+    }
     for (int k = 0; k < K; k++) {
         const double *a = E, *b = E + (size_t)(k + 1) * d;
         double dist2 = 0;
@@ -50,15 +60,21 @@ int wobble_robustness_compute(wobble_ctx *ctx, const float *clean, const float *
         double c = dist2 / 4;
         if (c > 1) c = 1;
         const double u = sqrt(c);
-        if (level_cos) level_cos[k] = c;
-        if (level_euc) level_euc[k] = u;
-        out->cos_max = c > out->cos_max ? c : out->cos_max;
-        out->euc_max = u > out->euc_max ? u : out->euc_max;
-        out->cos_mean += c / K;
-        out->euc_mean += u / K;
+        lv[k] = c;
+        lv[K + k] = u;
+        r.cos_max = c > r.cos_max ? c : r.cos_max;
+        r.euc_max = u > r.euc_max ? u : r.euc_max;
+        r.cos_mean += c / K;
+        r.euc_mean += u / K;
     }
-    rc = K ? wobble_meb_f64(ctx, E, K + 1, d, &out->div_radius, NULL, NULL) : WOBBLE_OK;
-    if (out->div_radius > 1) out->div_radius = 1; /* rounding above the proven bound */
+    rc = K ? wobble_meb_f64(ctx, E, K + 1, d, &r.div_radius, NULL, NULL) : WOBBLE_OK;
+    if (r.div_radius > 1) r.div_radius = 1; /* rounding above the proven bound */
+    if (rc == WOBBLE_OK) {
+        *out = r;
+        if (level_cos && K) memcpy(level_cos, lv, sizeof(double) * (size_t)K);
+        if (level_euc && K) memcpy(level_euc, lv + K, sizeof(double) * (size_t)K);
+    }
+    free(lv);
     free(E);
     return rc;
 }

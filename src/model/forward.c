@@ -388,6 +388,7 @@ static int arena_reserve(arena_t *a, int dim, int hidden, act_t act, size_t rows
 
 wobble_embed_params wobble_embed_default_params(void) {
     wobble_embed_params p;
+    memset(&p, 0, sizeof p);
     p.normalize = 0;
     return p;
 }
@@ -445,13 +446,6 @@ void model_block_forward(wobble_model *m, int l, float *x, int n, int T, block_r
     block_fwd(&xs, &m->blocks[l], &m->arena, x, n, T, 0, r, th);
 }
 
-/* e /= ||e|| (a zero vector stays zero) */
-static void l2_normalize(float *e, int d) {
-    double s = 0;
-    for (int j = 0; j < d; j++) s += (double)e[j] * e[j];
-    const float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
-    for (int j = 0; j < d; j++) e[j] *= inv;
-}
 
 /* Tape buffers for n images of T tokens (grown, never shrunk). */
 static int tape_reserve(wobble_model *m, fwd_tape *t, int n, int T, int np, int checkpoint) {
@@ -604,7 +598,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
         } else {
             memcpy(e, cls, sizeof(float) * D);
         }
-        if (p && p->normalize) l2_normalize(e, m->embed_dim);
+        if (p && p->normalize) core_l2_normalize(e, m->embed_dim);
         if (patch_out)
             memcpy(patch_out + (size_t)b * np * D, a->h + ((size_t)b * T + 1 + R) * D, sizeof(float) * (size_t)np * D);
     }
@@ -813,7 +807,7 @@ int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *m, const int32_t *id
                 for (int j = 0; j < D; j++) sum += (double)wr[j] * hrow[j];
                 e[o] = (float)sum;
             }
-            if (p && p->normalize) l2_normalize(e, t->embed_dim);
+            if (p && p->normalize) core_l2_normalize(e, t->embed_dim);
         }
         free(eot);
     }

@@ -20,13 +20,7 @@
 
 int model_own(wobble_model *m, void *p) {
     if (!p) return -1;
-    if (m->n_owned == m->cap_owned) {
-        int nc = m->cap_owned ? m->cap_owned * 2 : 64;
-        void **no = realloc(m->owned, sizeof(void *) * nc);
-        if (!no) return -1;
-        m->owned = no;
-        m->cap_owned = nc;
-    }
+    if (core_grow(&m->owned, &m->cap_owned, (size_t)m->n_owned + 1, sizeof *m->owned)) return -1;
     m->owned[m->n_owned++] = p;
     return 0;
 }
@@ -66,13 +60,7 @@ static void release_pages(const void *p, size_t n) {
 /* Record where a checkpoint tensor's values live (see tensor_ref). */
 static int add_ref(wobble_model *m, const char *name, const float **slot, size_t offset, int transpose, int64_t rows,
                    int64_t cols) {
-    if (m->n_refs == m->cap_refs) {
-        int nc = m->cap_refs ? 2 * m->cap_refs : 128;
-        tensor_ref *nr = realloc(m->refs, sizeof(tensor_ref) * (size_t)nc);
-        if (!nr) return -1;
-        m->refs = nr;
-        m->cap_refs = nc;
-    }
+    if (core_grow(&m->refs, &m->cap_refs, (size_t)m->n_refs + 1, sizeof *m->refs)) return -1;
     char *nm = strdup(name);
     if (!nm) return -1;
     m->refs[m->n_refs++] = (tensor_ref){nm, slot, offset, transpose, rows, cols};
@@ -740,14 +728,11 @@ static int apply_preprocessor_config(wobble_ctx *ctx, wobble_model *m, json_t *p
 
 wobble_model_params wobble_model_default_params(void) {
     wobble_model_params p;
+    memset(&p, 0, sizeof p);
     p.max_batch = 16;
     return p;
 }
 
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_params *params, wobble_model **out) {
     if (!path || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "model: NULL argument");
@@ -756,7 +741,7 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
     if (p.max_batch < 1) return wobble_seterr(ctx, WOBBLE_EINVAL, "model: max_batch must be >= 1");
     char file[4096];
     char *dir = NULL;
-    if (is_dir(path)) {
+    if (core_is_dir(path)) {
         dir = strdup(path);
         static const char *cands[] = {"model.safetensors", "model.safetensors.index.json",
                                       "open_clip_model.safetensors"};
@@ -953,66 +938,4 @@ int wobble_model_get_info(const wobble_model *m, wobble_model_info *info) {
                                          a->cap_rows * (m->act == ACT_SWIGLU ? 3 * H : H) + a->cap_scores +
                                          a->cap_patches + (a->pos ? (size_t)a->pos_h * a->pos_w * D : 0));
     return WOBBLE_OK;
-}
-
-/* ---------------------------------------------------------------- identity */
-
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t hash_bytes(uint64_t h, const uint8_t *p, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0x100000001B3ull;
-        h ^= h >> 29;
-    }
-    for (; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
-    return mix64(h + n);
-}
-
-static int cmp_tensor_name(const void *a, const void *b) {
-    return strcmp((*(const st_tensor *const *)a)->name, (*(const st_tensor *const *)b)->name);
-}
-
-/* Content hash of the weights: every tensor's name, dtype, shape and bytes, in
- * name order (so the same weights give the same hash however they are
- * sharded or laid out). Computed once per model. */
-uint64_t model_content_hash(wobble_model *m) {
-    if (m->content_hash) return m->content_hash;
-    const int n = st_count(m->st);
-    const st_tensor **t = malloc(sizeof(*t) * (size_t)(n ? n : 1));
-    if (!t) return 0;
-    for (int i = 0; i < n; i++) t[i] = st_at(m->st, i);
-    qsort(t, (size_t)n, sizeof *t, cmp_tensor_name);
-    uint64_t h = 0x6A09E667F3BCC908ull;
-    for (int i = 0; i < n; i++) {
-        h = hash_bytes(h, (const uint8_t *)t[i]->name, strlen(t[i]->name));
-        h = hash_bytes(h, (const uint8_t *)t[i]->dtype_name, strlen(t[i]->dtype_name));
-        h = hash_bytes(h, (const uint8_t *)t[i]->shape, sizeof(int64_t) * (size_t)t[i]->ndim);
-        h = hash_bytes(h, t[i]->data, t[i]->nbytes);
-    }
-    free(t);
-    m->content_hash = h ? h : 1;
-    return m->content_hash;
-}
-
-/* Hash of everything that decides the model's input pixels. */
-uint64_t model_preprocessing_hash(const wobble_model *m) {
-    struct {
-        int32_t v[6];
-        float mean[3], std[3];
-        double rescale;
-    } k;
-    memset(&k, 0, sizeof k);
-    k.v[0] = m->resize_short, k.v[1] = m->resize_h, k.v[2] = m->resize_w;
-    k.v[3] = (int32_t)m->filter, k.v[4] = m->crop_h, k.v[5] = m->crop_w;
-    memcpy(k.mean, m->mean, sizeof k.mean);
-    memcpy(k.std, m->std, sizeof k.std);
-    k.rescale = m->rescale;
-    return hash_bytes(0x243F6A8885A308D3ull, (const uint8_t *)&k, sizeof k);
 }

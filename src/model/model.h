@@ -100,12 +100,14 @@ struct wobble_model {
     /* storage */
     st_file *st;
     void **owned;
-    int n_owned, cap_owned;
+    int n_owned;
+    size_t cap_owned;
     char *path;
     uint64_t n_params;
     uint64_t content_hash; /* 0 until computed */
     tensor_ref *refs;
-    int n_refs, cap_refs;
+    int n_refs;
+    size_t cap_refs;
     int max_batch;
     arena_t arena;
 };
@@ -166,4 +168,12 @@ int model_save_safetensors(wobble_ctx *ctx, const wobble_model *m, const char *p
 
 /* Keep a malloc'ed buffer alive as long as the model. */
 int model_own(wobble_model *m, void *p);
+
+/* Content hash of the weights (src/model/identity.c): every tensor's name,
+ * dtype, shape and bytes in name order, so the same weights give the same
+ * hash however they are sharded. Computed once and kept; 0 only when out of
+ * memory. */
+uint64_t model_content_hash(wobble_model *m);
+/* Hash of everything that decides the model's input pixels. */
+uint64_t model_preprocessing_hash(const wobble_model *m);
 #endif

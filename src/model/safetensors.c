@@ -26,7 +26,8 @@ struct st_file {
     st_map maps[ST_MAX_SHARDS];
     int nmaps;
     st_tensor *t;
-    int n, cap;
+    int n;
+    size_t cap;
 };
 
 static int dtype_of(const char *s, st_dtype *dt, size_t *esize) {
@@ -55,13 +56,7 @@ static int cmp_off(const void *a, const void *b) {
 }
 
 static int push(st_file *st, st_tensor *t) {
-    if (st->n == st->cap) {
-        int nc = st->cap ? st->cap * 2 : 256;
-        st_tensor *nt = realloc(st->t, sizeof(st_tensor) * nc);
-        if (!nt) return -1;
-        st->t = nt;
-        st->cap = nc;
-    }
+    if (core_grow(&st->t, &st->cap, (size_t)st->n + 1, sizeof *st->t)) return -1;
     st->t[st->n++] = *t;
     return 0;
 }
@@ -238,6 +233,7 @@ int st_open(wobble_ctx *ctx, const char *path, st_file **out) {
         json_t *v;
         char **seen = NULL;
         int nseen = 0;
+        size_t seen_cap = 0;
         json_object_foreach(wm, key, v) {
             if (!json_is_string(v)) {
                 rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: weight_map entry '%s' is not a file name", path, key);
@@ -251,16 +247,13 @@ int st_open(wobble_ctx *ctx, const char *path, st_file **out) {
             int dup = 0;
             for (int i = 0; i < nseen; i++) dup |= !strcmp(seen[i], f);
             if (dup) continue;
-            char **ns = realloc(seen, sizeof(char *) * (nseen + 1));
-            if (!ns) {
+            char *sp = core_path_join(dir, f);
+            if (!sp || core_grow(&seen, &seen_cap, (size_t)nseen + 1, sizeof *seen)) {
+                free(sp);
                 rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
                 break;
             }
-            seen = ns;
             seen[nseen++] = (char *)f;
-            size_t len = strlen(dir) + strlen(f) + 2;
-            char *sp = malloc(len);
-            snprintf(sp, len, "%s/%s", dir, f);
             rc = load_shard(ctx, st, sp);
             free(sp);
             if (rc != WOBBLE_OK) break;

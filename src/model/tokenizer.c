@@ -294,13 +294,7 @@ typedef struct {
 } cpbuf;
 
 static int cp_push(cpbuf *b, int32_t c) {
-    if (b->n == b->cap) {
-        size_t nc = b->cap ? 2 * b->cap : 64;
-        int32_t *p = realloc(b->cp, nc * sizeof *p);
-        if (!p) return -1;
-        b->cp = p;
-        b->cap = nc;
-    }
+    if (core_grow(&b->cp, &b->cap, b->n + 1, sizeof *b->cp)) return -1;
     b->cp[b->n++] = c;
     return 0;
 }
@@ -451,17 +445,12 @@ static int clean_text(wobble_ctx *ctx, const char *text, cpbuf *out) {
 /* ----------------------------------------------------------------- BPE */
 typedef struct {
     int32_t *ids;
-    int n, cap;
+    int n;
+    size_t cap;
 } idbuf;
 
 static int id_push(idbuf *b, int id) {
-    if (b->n == b->cap) {
-        int nc = b->cap ? 2 * b->cap : 64;
-        int32_t *p = realloc(b->ids, sizeof(int32_t) * nc);
-        if (!p) return -1;
-        b->ids = p;
-        b->cap = nc;
-    }
+    if (core_grow(&b->ids, &b->cap, (size_t)b->n + 1, sizeof *b->ids)) return -1;
     b->ids[b->n++] = id;
     return 0;
 }

@@ -83,6 +83,7 @@ const wobble_op_info *wobble_op_find(const char *name) {
 
 wobble_perturb_params wobble_perturb_default_params(void) {
     wobble_perturb_params p;
+    memset(&p, 0, sizeof p);
     p.seed = 0;
     p.image_id = 0;
     return p;

@@ -35,7 +35,10 @@ int probe_check_knn(wobble_ctx *ctx, const wobble_knn_params *p) {
 }
 
 wobble_knn_params wobble_knn_default_params(void) {
-    wobble_knn_params p = {20, 0.07};
+    wobble_knn_params p;
+    memset(&p, 0, sizeof p);
+    p.k = 20;
+    p.temperature = 0.07;
     return p;
 }
 
@@ -95,13 +98,7 @@ int wobble_classifier_linear(wobble_ctx *ctx, const float *X, const int *y, int 
 }
 
 static void normalize_rows(float *X, int n, int d) {
-    for (int i = 0; i < n; i++) {
-        double s = 0;
-        float *x = X + (size_t)i * d;
-        for (int j = 0; j < d; j++) s += (double)x[j] * x[j];
-        const float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
-        for (int j = 0; j < d; j++) x[j] *= inv;
-    }
+    for (int i = 0; i < n; i++) core_l2_normalize(X + (size_t)i * d, d);
 }
 
 int wobble_classifier_knn(wobble_ctx *ctx, const float *X, const int *y, int n, int d, int C,

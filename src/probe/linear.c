@@ -199,6 +199,7 @@ int probe_split(const int *y, int n, int C, double frac, uint64_t seed, uint8_t 
 wobble_probe_params wobble_probe_default_params(void) {
     static const double grid[] = {1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6};
     wobble_probe_params p;
+    memset(&p, 0, sizeof p);
     p.l2_grid = grid;
     p.n_l2 = (int)(sizeof grid / sizeof grid[0]);
     p.holdout = 0.2;

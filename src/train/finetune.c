@@ -26,7 +26,6 @@
 
 #include "../eval/eval_internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -37,13 +36,6 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t model_content_hash(wobble_model *m);
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 wobble_finetune_params wobble_finetune_default_params(void) {
     wobble_finetune_params p;
@@ -406,16 +398,14 @@ static int copy_side_files(run_t *R) {
         if (sl) *sl = 0;
         else snprintf(dir, sizeof dir, ".");
     }
-    DIR *d = opendir(dir);
-    if (!d) return WOBBLE_OK;
-    struct dirent *de;
+    char **names = NULL;
+    int count = 0;
+    if (core_list_dir(dir, &names, &count) == -1) return wobble_seterr(R->ctx, WOBBLE_ENOMEM, "%s: out of memory", dir);
     int rc = WOBBLE_OK;
-    while ((de = readdir(d)) && rc == WOBBLE_OK) {
-        const char *nm = de->d_name;
+    for (int i = 0; i < count && rc == WOBBLE_OK; i++) {
+        const char *nm = names[i];
         const size_t l = strlen(nm);
-        if (nm[0] == '.' || (l > 12 && !strcmp(nm + l - 12, ".safetensors")) ||
-            strstr(nm, ".safetensors.index.json"))
-            continue;
+        if ((l > 12 && !strcmp(nm + l - 12, ".safetensors")) || strstr(nm, ".safetensors.index.json")) continue;
         char src[8300], dst[8300];
         snprintf(src, sizeof src, "%s/%s", dir, nm);
         if (stat(src, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (64 << 20)) continue;
@@ -426,7 +416,7 @@ static int copy_side_files(run_t *R) {
         if (rc == WOBBLE_OK) rc = wobble_write_file_atomic(R->ctx, dst, b, n);
         free(b);
     }
-    closedir(d);
+    core_free_names(names, count);
     return rc;
 }
 
@@ -544,7 +534,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
             return rc;
         }
     }
-    double t0 = now_s();
+    double t0 = core_now_s();
     R.perm_all = malloc(sizeof(int) * (size_t)R.n);
     R.targets = malloc(sizeof(float) * (size_t)R.n * R.E);
     int *perm = malloc(sizeof(int) * (size_t)(R.n_train ? R.n_train : 1));
@@ -582,7 +572,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         if ((rc = append_line(&R, "val.jsonl", val_first))) goto done;
     }
     for (step = start_step + 1; step <= P->steps; step++) {
-        const double ts = now_s();
+        const double ts = core_now_s();
         /* the batch */
         for (int i = 0; i < P->batch && rc == WOBBLE_OK; i++) {
             const int64_t pos = (step - 1) * (int64_t)P->batch + i;
@@ -615,7 +605,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         if (P->clip > 0 && gn > P->clip) wobble_tuner_scale_grad(R.t, P->clip / gn);
         const double lr = lr_at(P, step);
         wobble_tuner_adamw_step(R.t, lr, &P->tune);
-        const double dt = now_s() - ts;
+        const double dt = core_now_s() - ts;
         t_train += dt;
         json_t *line = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f}", "step", (json_int_t)step, "lr", lr, "loss", last.total,
                                  "L_rob", last.rob, "L_util", last.util, "grad_norm", gn, "images_per_s", P->batch / dt);
@@ -664,7 +654,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         json_object_set_new(res, "train_images", json_integer(R.n_train));
         json_object_set_new(res, "val_images", json_integer(R.n_val));
         json_object_set_new(res, "seconds_training", json_real(t_train));
-        json_object_set_new(res, "seconds_total", json_real(now_s() - t0));
+        json_object_set_new(res, "seconds_total", json_real(core_now_s() - t0));
         if (val_first) json_object_set(res, "val_before", val_first);
         if (val_last) json_object_set(res, "val_after", val_last);
         json_object_set_new(doc, "result", res);

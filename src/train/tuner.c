@@ -20,7 +20,8 @@
 struct wobble_tuner {
     wobble_model *m;
     tparam *p;
-    int np, cap;
+    int np;
+    size_t cap;
     float *grad, *m1, *m2; /* flat over the trainable parameters */
     size_t n_train;
     int64_t step;
@@ -34,13 +35,7 @@ struct wobble_tuner {
 
 static int add(wobble_tuner *t, const char *what, int block, const float **slot, size_t n, int kind) {
     if (!*slot) return 0;
-    if (t->np == t->cap) {
-        int nc = t->cap ? 2 * t->cap : 64;
-        tparam *q = realloc(t->p, sizeof(tparam) * (size_t)nc);
-        if (!q) return -1;
-        t->p = q;
-        t->cap = nc;
-    }
+    if (core_grow(&t->p, &t->cap, (size_t)t->np + 1, sizeof *t->p)) return -1;
     tparam *p = &t->p[t->np++];
     memset(p, 0, sizeof *p);
     if (block >= 0)
@@ -264,14 +259,7 @@ void wobble_tuner_zero_grad(wobble_tuner *t) {
     if (t) memset(t->grad, 0, sizeof(float) * t->n_train);
 }
 
-static int grow(float **p, size_t *cap, size_t n) {
-    if (n <= *cap) return 0;
-    float *q = realloc(*p, sizeof(float) * n);
-    if (!q) return -1;
-    *p = q;
-    *cap = n;
-    return 0;
-}
+static int grow(float **p, size_t *cap, size_t n) { return core_grow(p, cap, n, sizeof **p); }
 
 static double dot(const float *a, const float *b, int d) {
     double s = 0;

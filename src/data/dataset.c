@@ -5,10 +5,10 @@
  * batches.meta.txt beside it), or an IDX image file with its IDX label file
  * (Fashion-MNIST / MNIST; .gz read transparently; gray converted to RGB).
  */
-#include "../core/internal.h"
+#include "data.h"
 
-#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +24,7 @@ struct wobble_dataset {
     int n;
     char **names;   /* per item: file path, or "file#index" */
     int *labels;    /* -1 when unlabelled */
+    size_t cap_names, cap_labels;
     char **classes;
     int n_classes;
     uint8_t *raw;   /* CIFAR records or IDX pixels */
@@ -32,6 +33,7 @@ struct wobble_dataset {
 
 wobble_dataset_params wobble_dataset_default_params(void) {
     wobble_dataset_params p;
+    memset(&p, 0, sizeof p);
     p.labels_path = NULL;
     p.limit = 0;
     return p;
@@ -42,118 +44,70 @@ static int is_image(const char *n) {
     return d && (!strcasecmp(d, ".png") || !strcasecmp(d, ".jpg") || !strcasecmp(d, ".jpeg"));
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* sorted entries of a folder (no dot files) */
-static char **list_dir(const char *dir, int *n) {
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) return NULL;
-    char **v = NULL;
-    int cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nv = realloc(v, sizeof(char *) * cap);
-            if (!nv) break;
-            v = nv;
-        }
-        v[(*n)++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (v) qsort(v, *n, sizeof(char *), cmp_str);
-    return v ? v : calloc(1, sizeof(char *));
-}
-
-static void free_list(char **v, int n) {
-    for (int i = 0; v && i < n; i++) free(v[i]);
-    free(v);
-}
-
-static char *join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *s = malloc(n);
-    if (s) snprintf(s, n, "%s/%s", a, b);
-    return s;
-}
-
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int add_item(wobble_dataset *ds, int *cap, char *name, int label) {
-    if (!name) return -1;
-    if (ds->n == *cap) {
-        *cap = *cap ? 2 * *cap : 256;
-        char **nn = realloc(ds->names, sizeof(char *) * *cap);
-        if (!nn) return -1;
-        ds->names = nn;
-        int *nl = realloc(ds->labels, sizeof(int) * *cap);
-        if (!nl) return -1;
-        ds->labels = nl;
+/* Append an item (taking `name`, which may be NULL after a failed
+ * allocation): 0, or -1 out of memory (name is freed). */
+static int add_item(wobble_dataset *ds, char *name, int label) {
+    if (!name || core_grow(&ds->names, &ds->cap_names, (size_t)ds->n + 1, sizeof *ds->names) ||
+        core_grow(&ds->labels, &ds->cap_labels, (size_t)ds->n + 1, sizeof *ds->labels)) {
+        free(name);
+        return -1;
     }
     ds->names[ds->n] = name;
     ds->labels[ds->n++] = label;
     return 0;
 }
 
-static int walk(wobble_dataset *ds, int *cap, const char *dir, int label) {
+/* 0, -1 out of memory, -2 a folder cannot be opened */
+static int walk(wobble_dataset *ds, const char *dir, int label) {
     int n;
-    char **v = list_dir(dir, &n);
-    if (!v) return -1;
-    int rc = 0;
+    char **v = NULL;
+    int rc = core_list_dir(dir, &v, &n);
     for (int i = 0; i < n && !rc; i++) {
-        char *full = join(dir, v[i]);
+        char *full = core_path_join(dir, v[i]);
         if (!full) {
             rc = -1;
-            break;
-        }
-        if (is_dir(full)) {
-            rc = walk(ds, cap, full, label);
+        } else if (core_is_dir(full)) {
+            rc = walk(ds, full, label);
             free(full);
         } else if (is_image(v[i])) {
-            rc = add_item(ds, cap, full, label);
+            rc = add_item(ds, full, label);
         } else {
             free(full);
         }
     }
-    free_list(v, n);
+    core_free_names(v, n);
     return rc;
 }
 
 static int open_folder(wobble_ctx *ctx, wobble_dataset *ds) {
-    int n, cap = 0;
-    char **v = list_dir(ds->path, &n);
-    if (!v) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open folder: %s", ds->path, strerror(errno));
+    int n;
+    char **v = NULL;
+    int rc = core_list_dir(ds->path, &v, &n);
+    if (rc == -2) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open folder: %s", ds->path, strerror(errno));
     int subdirs = 0, images = 0;
-    for (int i = 0; i < n; i++) {
-        char *full = join(ds->path, v[i]);
-        if (full && is_dir(full)) subdirs++;
+    char **full = rc ? NULL : calloc((size_t)n + 1, sizeof *full);
+    if (!full) rc = -1;
+    for (int i = 0; i < n && !rc; i++) {
+        if (!(full[i] = core_path_join(ds->path, v[i]))) rc = -1;
+        else if (core_is_dir(full[i])) subdirs++;
         else if (is_image(v[i])) images++;
-        free(full);
     }
-    int rc = 0;
-    if (subdirs > 0 && images == 0) {
+    if (!rc && subdirs > 0 && images == 0) {
         /* ImageFolder: class = subfolder */
         ds->kind = DS_IMAGEFOLDER;
-        ds->classes = calloc((size_t)subdirs, sizeof(char *));
-        for (int i = 0; i < n && !rc; i++) {
-            char *full = join(ds->path, v[i]);
-            if (full && is_dir(full)) {
-                ds->classes[ds->n_classes] = strdup(v[i]);
-                rc = walk(ds, &cap, full, ds->n_classes);
-                ds->n_classes++;
+        if (!(ds->classes = calloc((size_t)subdirs, sizeof(char *)))) rc = -1;
+        for (int i = 0; i < n && !rc; i++)
+            if (core_is_dir(full[i])) {
+                if (!(ds->classes[ds->n_classes] = strdup(v[i]))) rc = -1;
+                else rc = walk(ds, full[i], ds->n_classes++);
             }
-            free(full);
-        }
-    } else {
+    } else if (!rc) {
         ds->kind = DS_FOLDER;
-        rc = walk(ds, &cap, ds->path, -1);
+        rc = walk(ds, ds->path, -1);
     }
-    free_list(v, n);
+    core_free_names(full, full ? n : 0);
+    core_free_names(v, n);
+    if (rc == -1) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory listing the folder", ds->path);
     return rc ? wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot list the folder", ds->path) : WOBBLE_OK;
 }
 
@@ -168,11 +122,9 @@ static int read_all(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *s
             gzclose(g);
             return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
         }
-        if (n == cap) {
-            cap *= 2;
-            uint8_t *nb = realloc(b, cap);
-            if (!nb) free(b);
-            b = nb;
+        if (n == cap && core_grow(&b, &cap, cap + 1, 1)) {
+            free(b);
+            b = NULL;
             continue;
         }
         int r = gzread(g, b + n, (unsigned)(cap - n > (1u << 30) ? (1u << 30) : cap - n));
@@ -196,44 +148,90 @@ static int read_all(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *s
 
 static uint32_t be32(const uint8_t *p) { return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]; }
 
-static int open_cifar(wobble_ctx *ctx, wobble_dataset *ds) {
-    size_t size = 0;
-    int rc = read_all(ctx, ds->path, &ds->raw, &size);
-    if (rc) return rc;
+/* Class names "0" .. "C-1" for the classes from k on. */
+static int number_classes(wobble_dataset *ds, int k) {
+    for (; k < ds->n_classes; k++) {
+        char t[16];
+        snprintf(t, sizeof t, "%d", k);
+        if (!(ds->classes[k] = strdup(t))) return -1;
+    }
+    return 0;
+}
+
+/* Index CIFAR-10 records already in ds->raw (size bytes). */
+int data_cifar_index(wobble_ctx *ctx, wobble_dataset *ds, size_t size) {
     if (size == 0 || size % 3073 != 0)
         return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: %zu bytes is not a whole number of CIFAR-10 records (3073 bytes)",
                              ds->path, size);
-    int n = (int)(size / 3073), cap = 0;
+    if (size / 3073 > INT_MAX) return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: too many CIFAR-10 records", ds->path);
+    const int n = (int)(size / 3073);
     int maxlab = 0;
+    const size_t plen = strlen(ds->path) + 16;
     for (int i = 0; i < n; i++) {
-        char nm[64];
-        snprintf(nm, sizeof nm, "#%d", i);
-        char *full = malloc(strlen(ds->path) + 70);
-        sprintf(full, "%s%s", ds->path, nm);
-        int lab = ds->raw[(size_t)i * 3073];
+        char *full = malloc(plen);
+        if (full) snprintf(full, plen, "%s#%d", ds->path, i);
+        const int lab = ds->raw[(size_t)i * 3073];
         if (lab > maxlab) maxlab = lab;
-        if (add_item(ds, &cap, full, lab)) return wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
+        if (add_item(ds, full, lab)) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
     }
+    ds->n_classes = maxlab + 1;
+    if (!(ds->classes = calloc((size_t)ds->n_classes, sizeof(char *))))
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
+    ds->kind = DS_CIFAR;
+    return WOBBLE_OK;
+}
+
+static int open_cifar(wobble_ctx *ctx, wobble_dataset *ds) {
+    size_t size = 0;
+    int rc = read_all(ctx, ds->path, &ds->raw, &size);
+    if (rc == WOBBLE_OK) rc = data_cifar_index(ctx, ds, size);
+    if (rc) return rc;
     /* class names from batches.meta.txt beside the file */
     const char *sl = strrchr(ds->path, '/');
     char meta[4096];
     snprintf(meta, sizeof meta, "%.*s/batches.meta.txt", sl ? (int)(sl - ds->path) : 1, sl ? ds->path : ".");
     FILE *f = fopen(meta, "r");
-    ds->n_classes = maxlab + 1;
-    ds->classes = calloc((size_t)ds->n_classes, sizeof(char *));
     char line[256];
     int k = 0;
     while (f && k < ds->n_classes && fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = 0;
         if (!*line) continue;
-        ds->classes[k++] = strdup(line);
+        if (!(ds->classes[k++] = strdup(line))) rc = WOBBLE_ENOMEM;
     }
     if (f) fclose(f);
-    for (; k < ds->n_classes; k++) {
-        snprintf(line, sizeof line, "%d", k);
-        ds->classes[k] = strdup(line);
+    if (rc || number_classes(ds, k)) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
+    return WOBBLE_OK;
+}
+
+/* Index an IDX image file already in ds->raw against its label file. */
+int data_idx_index(wobble_ctx *ctx, wobble_dataset *ds, size_t size, const uint8_t *lab, size_t ls, const char *lp) {
+    if (size < 16 || be32(ds->raw) != 0x00000803)
+        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX image file (magic 0x00000803)", ds->path);
+    const uint32_t n = be32(ds->raw + 4), r = be32(ds->raw + 8), c = be32(ds->raw + 12);
+    /* n * r * c + 16 == size, without overflow */
+    if (r == 0 || c == 0 || r > 65535 || c > 65535 || (size - 16) / ((uint64_t)r * c) != n ||
+        (size - 16) % ((uint64_t)r * c) != 0)
+        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: header says %u images of %ux%u but the file has %zu bytes",
+                             ds->path, n, r, c, size);
+    if (n > INT_MAX) return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: too many IDX images", ds->path);
+    ds->rows = (int)r;
+    ds->cols = (int)c;
+    if (ls < 8 || be32(lab) != 0x00000801)
+        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX label file (magic 0x00000801)", lp);
+    if (be32(lab + 4) != n || ls - 8 != (size_t)n)
+        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: %u labels for %u images in %s", lp, be32(lab + 4), n, ds->path);
+    int maxlab = 0;
+    const size_t plen = strlen(ds->path) + 16;
+    for (uint32_t i = 0; i < n; i++) {
+        char *full = malloc(plen);
+        if (full) snprintf(full, plen, "%s#%u", ds->path, i);
+        if (lab[8 + i] > maxlab) maxlab = lab[8 + i];
+        if (add_item(ds, full, lab[8 + i])) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
     }
-    ds->kind = DS_CIFAR;
+    ds->n_classes = maxlab + 1;
+    if (!(ds->classes = calloc((size_t)ds->n_classes, sizeof(char *))) || number_classes(ds, 0))
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
+    ds->kind = DS_IDX;
     return WOBBLE_OK;
 }
 
@@ -243,12 +241,6 @@ static int open_idx(wobble_ctx *ctx, wobble_dataset *ds, const char *labels_path
     if (rc) return rc;
     if (size < 16 || be32(ds->raw) != 0x00000803)
         return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX image file (magic 0x00000803)", ds->path);
-    uint32_t n = be32(ds->raw + 4), r = be32(ds->raw + 8), c = be32(ds->raw + 12);
-    if (r == 0 || c == 0 || (uint64_t)n * r * c + 16 != size)
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: header says %u images of %ux%u but the file has %zu bytes",
-                             ds->path, n, r, c, size);
-    ds->rows = (int)r;
-    ds->cols = (int)c;
     char lp[4096];
     if (labels_path) {
         snprintf(lp, sizeof lp, "%s", labels_path);
@@ -262,43 +254,27 @@ static int open_idx(wobble_ctx *ctx, wobble_dataset *ds, const char *labels_path
     uint8_t *lab = NULL;
     size_t ls = 0;
     rc = read_all(ctx, lp, &lab, &ls);
-    if (rc) return rc;
-    if (ls < 8 || be32(lab) != 0x00000801) {
-        free(lab);
-        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX label file (magic 0x00000801)", lp);
-    }
-    if (be32(lab + 4) != n || ls != 8 + (size_t)n) {
-        uint32_t ln = be32(lab + 4);
-        free(lab);
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: %u labels for %u images in %s", lp, ln, n, ds->path);
-    }
-    int cap = 0, maxlab = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        char *full = malloc(strlen(ds->path) + 32);
-        sprintf(full, "%s#%u", ds->path, i);
-        if (lab[8 + i] > maxlab) maxlab = lab[8 + i];
-        if (add_item(ds, &cap, full, lab[8 + i])) {
-            free(lab);
-            return wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
-        }
-    }
+    if (rc == WOBBLE_OK) rc = data_idx_index(ctx, ds, size, lab, ls, lp);
     free(lab);
-    ds->n_classes = maxlab + 1;
-    ds->classes = calloc((size_t)ds->n_classes, sizeof(char *));
-    for (int k = 0; k < ds->n_classes; k++) {
-        char t[16];
-        snprintf(t, sizeof t, "%d", k);
-        ds->classes[k] = strdup(t);
-    }
-    ds->kind = DS_IDX;
-    return WOBBLE_OK;
+    return rc;
 }
+
+wobble_dataset *data_alloc(const char *path) {
+    wobble_dataset *ds = calloc(1, sizeof *ds);
+    if (ds && !(ds->path = strdup(path))) {
+        free(ds);
+        ds = NULL;
+    }
+    return ds;
+}
+
+void data_set_raw(wobble_dataset *ds, uint8_t *raw) { ds->raw = raw; }
 
 void wobble_dataset_free(wobble_dataset *ds) {
     if (!ds) return;
-    free_list(ds->names, ds->n);
+    core_free_names(ds->names, ds->n);
     free(ds->labels);
-    free_list(ds->classes, ds->n_classes);
+    core_free_names(ds->classes, ds->n_classes);
     free(ds->raw);
     free(ds->path);
     free(ds);
@@ -308,9 +284,8 @@ int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_
     if (!path || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "dataset: NULL argument");
     *out = NULL;
     wobble_dataset_params p = params ? *params : wobble_dataset_default_params();
-    wobble_dataset *ds = calloc(1, sizeof *ds);
-    if (!ds) return wobble_seterr(ctx, WOBBLE_ENOMEM, "dataset: out of memory");
-    ds->path = strdup(path);
+    wobble_dataset *ds = data_alloc(path);
+    if (!ds) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     int rc;
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -326,9 +301,8 @@ int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_
         if (got == 4 && be32(head) == 0x00000803) {
             rc = open_idx(ctx, ds, p.labels_path);
         } else if (is_image(path)) {
-            int cap = 0;
             ds->kind = DS_FOLDER;
-            rc = add_item(ds, &cap, strdup(path), -1) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory") : WOBBLE_OK;
+            rc = add_item(ds, strdup(path), -1) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path) : WOBBLE_OK;
         } else if (st.st_size > 0 && st.st_size % 3073 == 0) {
             rc = open_cifar(ctx, ds);
         } else {
