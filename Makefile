@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SHARED ?= $(if $(WOBBLE_SHARED),$(WOBBLE_SHARED),$(abspath ../shared))
 export WOBBLE_SHARED := $(SHARED)
 
-.PHONY: all deps bench-deps release asan check test demo bench clean
+.PHONY: all deps bench-deps fuzz-deps release asan fuzz-build fuzz check test demo bench clean
 
 all: release
 
@@ -17,11 +17,25 @@ deps:
 bench-deps: deps
 	@.ci/install-deps .ci/packages-bench.txt
 
+fuzz-deps: deps
+	@.ci/install-deps .ci/packages-fuzz.txt
+
 build/release/Makefile: CMakeLists.txt tests/CMakeLists.txt
 	cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release
 
 build/asan/Makefile: CMakeLists.txt tests/CMakeLists.txt
 	cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DWOBBLE_SANITIZE=ON
+
+build/fuzz/Makefile: CMakeLists.txt tests/fuzz/CMakeLists.txt
+	CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DWOBBLE_FUZZ=ON -DBUILD_TESTING=OFF
+
+# libFuzzer harnesses under ASan+UBSan, FUZZ_TIME seconds each (docs/reliability.md)
+FUZZ_TIME ?= 60
+fuzz-build: fuzz-deps release build/fuzz/Makefile
+	cmake --build build/fuzz -j $(JOBS) --target fuzz_image fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_npy fuzz_dataset fuzz_opspec fuzz_cache
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh build/fuzz $(FUZZ_TIME) $(FUZZ_HARNESSES)
 
 release: deps build/release/Makefile
 	cmake --build build/release -j $(JOBS)

@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
     const size_t per = (size_t)3 * H * W;
     float *px = malloc(sizeof(float) * per * batch), *emb = malloc(sizeof(float) * batch * in.embed_dim);
     srand(1);
-    for (size_t i = 0; i < per * batch; i++) px[i] = (float)rand() / RAND_MAX * 4 - 2;
+    for (size_t i = 0; i < per * batch; i++) px[i] = (float)((double)rand() / RAND_MAX * 4 - 2);
     /* FLOPs per image */
     const double P = in.patch, np = (double)(H / in.patch) * (W / in.patch), T = 1 + in.registers + np;
     const double D = in.width, Hd = in.mlp_hidden;

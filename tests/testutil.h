@@ -90,7 +90,7 @@ static inline double t_compare(const char *what, const float *a, const float *b,
 /* 1 if `dir` holds no leftover temporary file (name containing ".tmp.") */
 static inline int t_no_temp(const char *dir) {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "find '%s' -name '*.tmp.*' | grep -q .", dir);
+    snprintf(cmd, sizeof cmd, "find '%s' -name '*.tmp.*' 2>/dev/null | grep -q .", dir);
     return system(cmd) != 0;
 }
 #endif

@@ -14,6 +14,30 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_parse_levels(const char *s, double **out);
 int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 int cli_parse_u64(const char *s, uint64_t *out);
+/* A finite number in [lo, hi] (the whole string): 0 or -1. */
+int cli_parse_real(const char *s, double lo, double hi, double *out);
+
+/* Option values, one helper per kind: on a bad value print
+ * "CMD: OPT 'VALUE' is not ..." and return -1 (the caller exits with
+ * EXIT_USAGE). */
+int cli_opt_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out);
+int cli_opt_u64(const char *cmd, const char *opt, const char *s, uint64_t *out);
+int cli_opt_real(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
+
+/* An --op spec: "name", "name:a,b,c", or (allow_range) "name:lo-hi" (e.g.
+ * "hue:-0.2-0.2"). name is malloc'ed; levels is malloc'ed (NULL without a
+ * list: the op's grid applies). Returns 0, or -1 with a message in err
+ * (the caller prefixes its command). The levels' domain is not checked
+ * here (wobble_eval_check_ops / the fine-tuner do). */
+typedef struct cli_op_spec {
+    char *name;
+    double *levels;
+    int n_levels; /* 0: no list given */
+    int range;    /* 1: lo-hi given */
+    double lo, hi;
+} cli_op_spec;
+int cli_parse_op_spec(const char *spec, int allow_range, cli_op_spec *out, char *err, size_t err_size);
+void cli_op_spec_free(cli_op_spec *o);
 
 /* Expand files and folders (recursively: .png .jpg .jpeg, any case) into a
  * sorted list. `rel` receives, per file, its path relative to the folder it

@@ -62,6 +62,82 @@ int cli_parse_u64(const char *s, uint64_t *out) {
     return 0;
 }
 
+int cli_parse_real(const char *s, double lo, double hi, double *out) {
+    if (!s || !*s) return -1;
+    char *end = NULL;
+    errno = 0;
+    const double v = strtod(s, &end);
+    if (*end || errno == ERANGE || !isfinite(v) || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_opt_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out) {
+    if (!cli_parse_int(s, lo, hi, out)) return 0;
+    cli_error("%s: %s '%s' is not an integer in %lld..%lld", cmd, opt, s, lo, hi);
+    return -1;
+}
+
+int cli_opt_u64(const char *cmd, const char *opt, const char *s, uint64_t *out) {
+    if (!cli_parse_u64(s, out)) return 0;
+    cli_error("%s: %s '%s' is not a non-negative integer", cmd, opt, s);
+    return -1;
+}
+
+int cli_opt_real(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out) {
+    if (!cli_parse_real(s, lo, hi, out)) return 0;
+    cli_error("%s: %s '%s' is not a number in [%g, %g]", cmd, opt, s, lo, hi);
+    return -1;
+}
+
+void cli_op_spec_free(cli_op_spec *o) {
+    free(o->name);
+    free(o->levels);
+    memset(o, 0, sizeof *o);
+}
+
+int cli_parse_op_spec(const char *spec, int allow_range, cli_op_spec *o, char *err, size_t err_size) {
+    memset(o, 0, sizeof *o);
+    const char *colon = strchr(spec, ':');
+    o->name = colon ? strndup(spec, (size_t)(colon - spec)) : strdup(spec);
+    if (!o->name) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    if (!*o->name) {
+        snprintf(err, err_size, "--op '%s' has no operation name", spec);
+        cli_op_spec_free(o);
+        return -1;
+    }
+    if (!colon) return 0;
+    const char *v = colon + 1;
+    /* a range: one '-' after a digit or '.', no comma */
+    const char *dash = NULL;
+    for (const char *p = v; *p && p[1]; p++)
+        if (p[1] == '-' && ((*p >= '0' && *p <= '9') || *p == '.')) dash = p + 1;
+    if (allow_range && dash && !strchr(v, ',')) {
+        char *lo_s = strndup(v, (size_t)(dash - v));
+        const int bad = !lo_s || cli_parse_real(lo_s, -HUGE_VAL, HUGE_VAL, &o->lo) ||
+                        cli_parse_real(dash + 1, -HUGE_VAL, HUGE_VAL, &o->hi);
+        free(lo_s);
+        if (bad) {
+            snprintf(err, err_size, "bad range in --op '%s' (expected LOW-HIGH)", spec);
+            cli_op_spec_free(o);
+            return -1;
+        }
+        o->range = 1;
+        return 0;
+    }
+    o->n_levels = cli_parse_levels(v, &o->levels);
+    if (o->n_levels < 1) {
+        snprintf(err, err_size, "bad level list '%s' for %s (expected numbers separated by commas%s)", v, o->name,
+                 allow_range ? ", or LOW-HIGH" : "");
+        cli_op_spec_free(o);
+        return -1;
+    }
+    return 0;
+}
+
 int cli_is_image_path(const char *p) {
     const char *dot = strrchr(p, '.');
     if (!dot) return 0;

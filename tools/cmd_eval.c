@@ -296,8 +296,11 @@ int cmd_eval(int argc, char **argv) {
     const char *task = NULL, *train = NULL, *train_labels = NULL, *l2 = NULL, *tokenizer = NULL, *templates = NULL,
                *classnames = NULL;
     uint64_t seed = 0;
-    long long limit = 0, batch = 64, threads = 0, train_limit = 0, knn_k = 20, bins = 10;
-    double temperature = 0.07;
+    /* defaults from the library */
+    const wobble_eval_params ed = wobble_eval_default_params();
+    const wobble_downstream_params dd = wobble_downstream_default_params();
+    long long limit = 0, batch = ed.batch, threads = 0, train_limit = 0, knn_k = dd.knn.k, bins = dd.bins;
+    double temperature = dd.knn.temperature;
     char *op_specs[64];
     int n_specs = 0;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
@@ -328,28 +331,16 @@ int cmd_eval(int argc, char **argv) {
             op_specs[n_specs++] = optarg;
             break;
         case 's':
-            if (cli_parse_u64(optarg, &seed)) {
-                cli_error("eval: --seed '%s' is not a non-negative integer", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_u64("eval", "--seed", optarg, &seed)) return EXIT_USAGE;
             break;
         case 'n':
-            if (cli_parse_int(optarg, 1, 1LL << 31, &limit)) {
-                cli_error("eval: --limit '%s' is not a positive integer", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_int("eval", "--limit", optarg, 1, 1LL << 31, &limit)) return EXIT_USAGE;
             break;
         case 'b':
-            if (cli_parse_int(optarg, 1, 4096, &batch)) {
-                cli_error("eval: --batch '%s' is not an integer in 1..4096", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_int("eval", "--batch", optarg, 1, 4096, &batch)) return EXIT_USAGE;
             break;
         case 't':
-            if (cli_parse_int(optarg, 1, 4096, &threads)) {
-                cli_error("eval: --threads '%s' is not an integer in 1..4096", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_int("eval", "--threads", optarg, 1, 4096, &threads)) return EXIT_USAGE;
             break;
         case 'T': task = optarg; break;
         case 'R': train = optarg; break;
@@ -359,32 +350,17 @@ int cmd_eval(int argc, char **argv) {
         case 'P': templates = optarg; break;
         case 'C': classnames = optarg; break;
         case 'N':
-            if (cli_parse_int(optarg, 1, 1LL << 31, &train_limit)) {
-                cli_error("eval: --train-limit '%s' is not a positive integer", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_int("eval", "--train-limit", optarg, 1, 1LL << 31, &train_limit)) return EXIT_USAGE;
             break;
         case 'k':
-            if (cli_parse_int(optarg, 1, 1 << 20, &knn_k)) {
-                cli_error("eval: --k '%s' is not a positive integer", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_int("eval", "--k", optarg, 1, 1 << 20, &knn_k)) return EXIT_USAGE;
             break;
         case 'i':
-            if (cli_parse_int(optarg, 2, 1024, &bins)) {
-                cli_error("eval: --bins '%s' is not an integer in 2..1024", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_int("eval", "--bins", optarg, 2, 1 << 20, &bins)) return EXIT_USAGE;
             break;
-        case 'e': {
-            char *end;
-            temperature = strtod(optarg, &end);
-            if (*end || end == optarg || !(temperature > 0) || temperature > 1e6) {
-                cli_error("eval: --temperature '%s' is not a positive number", optarg);
-                return EXIT_USAGE;
-            }
+        case 'e':
+            if (cli_opt_real("eval", "--temperature", optarg, 1e-12, 1e6, &temperature)) return EXIT_USAGE;
             break;
-        }
         case 'h': help(stdout); return EXIT_OK;
         default: help(stderr); return EXIT_USAGE;
         }
@@ -420,15 +396,14 @@ int cmd_eval(int argc, char **argv) {
     /* operations */
     int n_ops = n_specs ? n_specs : wobble_op_count();
     wobble_eval_op *ops = calloc((size_t)n_ops, sizeof *ops);
-    double **lv = calloc((size_t)n_ops, sizeof(double *));
-    char **names = calloc((size_t)n_ops, sizeof(char *));
+    cli_op_spec *specs = calloc((size_t)n_ops, sizeof *specs);
     int exit_code = EXIT_OK;
     wobble_ctx *ctx = NULL;
     wobble_model *m = NULL;
     wobble_dataset *ds = NULL;
     wobble_ctx_params cp = wobble_ctx_default_params();
     cp.threads = (int)threads;
-    if (!ops || !lv || !names || wobble_ctx_create(&cp, &ctx) != WOBBLE_OK) {
+    if (!ops || !specs || wobble_ctx_create(&cp, &ctx) != WOBBLE_OK) {
         cli_error("eval: out of memory");
         exit_code = EXIT_FAIL;
         goto done;
@@ -436,27 +411,19 @@ int cmd_eval(int argc, char **argv) {
     /* NAME[:LEVELS] -> operations; wobble_eval_check_ops judges them */
     for (int o = 0; o < n_ops; o++) {
         const wobble_op_info *info = n_specs ? NULL : wobble_op_at(o);
-        const char *colon = NULL;
         if (n_specs) {
-            colon = strchr(op_specs[o], ':');
-            size_t len = colon ? (size_t)(colon - op_specs[o]) : strlen(op_specs[o]);
-            if (!(names[o] = strndup(op_specs[o], len))) {
-                cli_error("eval: out of memory");
-                exit_code = EXIT_FAIL;
-                goto done;
-            }
-            info = wobble_op_find(names[o]);
-        }
-        ops[o].name = info ? info->name : names[o];
-        if (colon) {
-            ops[o].n_levels = cli_parse_levels(colon + 1, &lv[o]);
-            ops[o].levels = lv[o];
-            if (ops[o].n_levels < 1) {
-                cli_error("eval: bad level list '%s' for %s (expected numbers separated by commas)", colon + 1,
-                          names[o]);
+            char err[512];
+            if (cli_parse_op_spec(op_specs[o], 0, &specs[o], err, sizeof err)) {
+                cli_error("eval: %s", err);
                 exit_code = EXIT_USAGE;
                 goto done;
             }
+            info = wobble_op_find(specs[o].name);
+        }
+        ops[o].name = info ? info->name : specs[o].name;
+        if (specs[o].n_levels) {
+            ops[o].levels = specs[o].levels;
+            ops[o].n_levels = specs[o].n_levels;
         } else if (info) {
             ops[o].levels = info->grid;
             ops[o].n_levels = info->grid_len;
@@ -519,12 +486,8 @@ int cmd_eval(int argc, char **argv) {
                 sum.t_total, sum.t_decode, sum.t_perturb, sum.t_preprocess, sum.t_forward, sum.t_metrics, sum.t_io);
     if (sum.failed) exit_code = EXIT_FAIL;
 done:
-    for (int o = 0; lv && names && o < n_ops; o++) {
-        free(lv[o]);
-        free(names[o]);
-    }
-    free(lv);
-    free(names);
+    for (int o = 0; specs && o < n_ops; o++) cli_op_spec_free(&specs[o]);
+    free(specs);
     free(ops);
     wobble_dataset_free(ds);
     wobble_model_free(m);

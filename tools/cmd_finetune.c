@@ -86,57 +86,30 @@ static void on_progress(void *u, const wobble_finetune_status *st) {
     fflush(stderr);
 }
 
-/* "jpeg", "jpeg:10,30", "jpeg:10-90", "hue:-0.2-0.2" */
-static int parse_op(const char *spec, wobble_finetune_op *o, char **name_out, double **lv_out) {
-    const char *colon = strchr(spec, ':');
-    char *name = colon ? strndup(spec, (size_t)(colon - spec)) : strdup(spec);
-    *name_out = name;
-    *lv_out = NULL;
+/* "jpeg", "jpeg:10,30", "jpeg:10-90", "hue:-0.2-0.2" (cli_parse_op_spec) */
+static int parse_op(const char *spec, wobble_finetune_op *o, cli_op_spec *sp) {
+    char err[512];
     memset(o, 0, sizeof *o);
-    o->name = name;
-    const wobble_op_info *info = wobble_op_find(name);
-    if (!info) {
-        cli_error("finetune: unknown operation '%s' (see 'wobble ops')", name);
+    if (cli_parse_op_spec(spec, 1, sp, err, sizeof err)) {
+        cli_error("finetune: %s", err);
         return -1;
     }
-    if (!colon) {
+    o->name = sp->name;
+    const wobble_op_info *info = wobble_op_find(sp->name);
+    if (!info) {
+        cli_error("finetune: unknown operation '%s' (see 'wobble ops')", sp->name);
+        return -1;
+    }
+    if (sp->range) {
+        o->range = 1;
+        o->lo = sp->lo;
+        o->hi = sp->hi;
+    } else if (sp->n_levels) {
+        o->levels = sp->levels;
+        o->n_levels = sp->n_levels;
+    } else {
         o->levels = info->grid;
         o->n_levels = info->grid_len;
-        return 0;
-    }
-    const char *v = colon + 1;
-    const char *dash = NULL;
-    for (const char *p = v + 1; *p; p++)
-        if (*p == '-' && ((p[-1] >= '0' && p[-1] <= '9') || p[-1] == '.')) dash = p;
-    if (dash && !strchr(v, ',')) {
-        char *e1, *e2;
-        o->lo = strtod(v, &e1);
-        o->hi = strtod(dash + 1, &e2);
-        if (e1 != dash || *e2 || e2 == dash + 1) {
-            cli_error("finetune: bad range in --op '%s' (expected LOW-HIGH)", spec);
-            return -1;
-        }
-        o->range = 1;
-        return 0;
-    }
-    double *lv = NULL;
-    int n = cli_parse_levels(v, &lv);
-    if (n < 1) {
-        cli_error("finetune: bad levels in --op '%s' (expected a,b,c or LOW-HIGH)", spec);
-        return -1;
-    }
-    *lv_out = lv;
-    o->levels = lv;
-    o->n_levels = n;
-    return 0;
-}
-
-static int parse_real(const char *s, const char *what, double *out) {
-    char *end;
-    *out = strtod(s, &end);
-    if (end == s || *end || !isfinite(*out)) {
-        cli_error("finetune: %s '%s' is not a number", what, s);
-        return -1;
     }
     return 0;
 }
@@ -168,11 +141,10 @@ int cmd_finetune(int argc, char **argv) {
     optind = 1;
     int c;
 #define INT_OPT(var, lo_, hi_, what)                                                    \
-    if (cli_parse_int(optarg, lo_, hi_, &var)) {                                        \
-        cli_error("finetune: %s '%s' is not an integer in %lld..%lld", what, optarg,    \
-                  (long long)(lo_), (long long)(hi_));                                  \
-        return EXIT_USAGE;                                                              \
-    }                                                                                   \
+    if (cli_opt_int("finetune", what, optarg, lo_, hi_, &var)) return EXIT_USAGE;       \
+    break
+#define REAL_OPT(var, what)                                                             \
+    if (cli_opt_real("finetune", what, optarg, -HUGE_VAL, HUGE_VAL, &var)) return EXIT_USAGE; \
     break
     while ((c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
         switch (c) {
@@ -194,20 +166,17 @@ int cmd_finetune(int argc, char **argv) {
         case O_SAVE: INT_OPT(save_every, 1, 100000000, "--save-every");
         case O_LIMIT: INT_OPT(limit, 1, 1LL << 31, "--limit");
         case O_THREADS: INT_OPT(threads, 1, 4096, "--threads");
-        case O_LR: if (parse_real(optarg, "--lr", &lr)) return EXIT_USAGE; break;
-        case O_LAMBDA: if (parse_real(optarg, "--lambda", &lambda)) return EXIT_USAGE; break;
-        case O_CLIP: if (parse_real(optarg, "--clip", &clip)) return EXIT_USAGE; break;
-        case O_WD: if (parse_real(optarg, "--weight-decay", &wd)) return EXIT_USAGE; break;
+        case O_LR: REAL_OPT(lr, "--lr");
+        case O_LAMBDA: REAL_OPT(lambda, "--lambda");
+        case O_CLIP: REAL_OPT(clip, "--clip");
+        case O_WD: REAL_OPT(wd, "--weight-decay");
         case O_SCOPE: scope = optarg; break;
         case O_OBJ: objective = optarg; break;
         case O_REC: recompute = 1; break;
         case O_RESUME: resume = optarg; break;
         case O_LABELS: labels = optarg; break;
         case O_SEED:
-            if (cli_parse_u64(optarg, &seed)) {
-                cli_error("finetune: --seed '%s' is not a non-negative integer", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_u64("finetune", "--seed", optarg, &seed)) return EXIT_USAGE;
             have_seed = 1;
             break;
         case 'h': help(stdout); return EXIT_OK;
@@ -215,6 +184,7 @@ int cmd_finetune(int argc, char **argv) {
         }
     }
 #undef INT_OPT
+#undef REAL_OPT
     if (optind < argc) {
         cli_error("finetune: unexpected argument '%s'", argv[optind]);
         return EXIT_USAGE;
@@ -335,11 +305,10 @@ int cmd_finetune(int argc, char **argv) {
         }
     }
     wobble_finetune_op ops[64];
-    char *names[64] = {0};
-    double *lvs[64] = {0};
+    cli_op_spec specs[64];
     int n_ops = 0;
     for (int i = 0; i < n_specs; i++, n_ops++)
-        if (parse_op(op_specs[i], &ops[i], &names[i], &lvs[i])) {
+        if (parse_op(op_specs[i], &ops[i], &specs[i])) {
             n_ops++;
             exit_code = EXIT_USAGE;
             goto out;
@@ -395,10 +364,7 @@ fail:
     wobble_dataset_free(ds);
     wobble_ctx_free(ctx);
 out:
-    for (int i = 0; i < n_ops; i++) {
-        free(names[i]);
-        free(lvs[i]);
-    }
+    for (int i = 0; i < n_ops; i++) cli_op_spec_free(&specs[i]);
 early:
     for (int i = 0; i < n_rs; i++) free(rs_specs[i]);
     free(rs_specs);

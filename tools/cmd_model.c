@@ -152,7 +152,7 @@ static void embed_help(FILE *f) {
 
 int cmd_embed(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *patch_out = NULL;
-    long long batch = 16, threads = 0, maxpix = -1;
+    long long batch = wobble_model_default_params().max_batch, threads = 0, maxpix = -1;
     int normalize = 0;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},  {"output", required_argument, 0, 'o'},
                                        {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 't'},
@@ -168,22 +168,13 @@ int cmd_embed(int argc, char **argv) {
         case 'p': patch_out = optarg; break;
         case 'n': normalize = 1; break;
         case 'b':
-            if (cli_parse_int(optarg, 1, 4096, &batch)) {
-                cli_error("embed: --batch '%s' is not an integer in 1..4096", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_int("embed", "--batch", optarg, 1, 4096, &batch)) return EXIT_USAGE;
             break;
         case 't':
-            if (cli_parse_int(optarg, 1, 4096, &threads)) {
-                cli_error("embed: --threads '%s' is not an integer in 1..4096", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_int("embed", "--threads", optarg, 1, 4096, &threads)) return EXIT_USAGE;
             break;
         case 'x':
-            if (cli_parse_int(optarg, 0, (long long)1 << 50, &maxpix)) {
-                cli_error("embed: --max-pixels '%s' is not a non-negative integer", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_int("embed", "--max-pixels", optarg, 0, (long long)1 << 50, &maxpix)) return EXIT_USAGE;
             break;
         case 'h': embed_help(stdout); return EXIT_OK;
         default: embed_help(stderr); return EXIT_USAGE;

@@ -58,22 +58,13 @@ int cmd_perturb(int argc, char **argv) {
         case 'L': levels = optarg; break;
         case 'f': format = optarg; break;
         case 's':
-            if (cli_parse_u64(optarg, &seed) != 0) {
-                cli_error("perturb: --seed '%s' is not a non-negative integer", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_u64("perturb", "--seed", optarg, &seed)) return EXIT_USAGE;
             break;
         case 't':
-            if (cli_parse_int(optarg, 1, 4096, &threads) != 0) {
-                cli_error("perturb: --threads '%s' is not an integer in 1..4096", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_int("perturb", "--threads", optarg, 1, 4096, &threads)) return EXIT_USAGE;
             break;
         case 'm':
-            if (cli_parse_int(optarg, 0, (long long)1 << 50, &maxpix) != 0) {
-                cli_error("perturb: --max-pixels '%s' is not a non-negative integer", optarg);
-                return EXIT_USAGE;
-            }
+            if (cli_opt_int("perturb", "--max-pixels", optarg, 0, (long long)1 << 50, &maxpix)) return EXIT_USAGE;
             break;
         case 'h': help(stdout); return EXIT_OK;
         default: help(stderr); return EXIT_USAGE;

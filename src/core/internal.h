@@ -100,6 +100,11 @@ int core_outset_add(wobble_ctx *ctx, core_outset *s, const char *path, const voi
 int core_outset_commit(wobble_ctx *ctx, core_outset *s);
 void core_outset_abort(core_outset *s);
 
+/* A failed jansson load that ran out of memory: jansson reports it as
+ * json_error_out_of_memory on some paths and leaves the error unset (empty
+ * text) on others. For files that include <jansson.h>. */
+#define CORE_JSON_OOM(e) (json_error_code(e) == json_error_out_of_memory || !(e)->text[0])
+
 /* .npy from memory: the parser behind wobble_npy_read (`path` names the
  * source in messages), and the encoder behind the writers ("<f4" or "<i4",
  * C order), appending to out. */

@@ -175,7 +175,7 @@ int data_cifar_index(wobble_ctx *ctx, wobble_dataset *ds, size_t size) {
         if (add_item(ds, full, lab)) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
     }
     ds->n_classes = maxlab + 1;
-    if (!(ds->classes = calloc((size_t)ds->n_classes, sizeof(char *))))
+    if (!(ds->classes = calloc((size_t)ds->n_classes, sizeof(char *))) || number_classes(ds, 0))
         return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
     ds->kind = DS_CIFAR;
     return WOBBLE_OK;
@@ -196,10 +196,16 @@ static int open_cifar(wobble_ctx *ctx, wobble_dataset *ds) {
     while (f && k < ds->n_classes && fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = 0;
         if (!*line) continue;
-        if (!(ds->classes[k++] = strdup(line))) rc = WOBBLE_ENOMEM;
+        char *name = strdup(line);
+        if (!name) {
+            rc = WOBBLE_ENOMEM;
+            break;
+        }
+        free(ds->classes[k]); /* the number it had */
+        ds->classes[k++] = name;
     }
     if (f) fclose(f);
-    if (rc || number_classes(ds, k)) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
+    if (rc) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
     return WOBBLE_OK;
 }
 

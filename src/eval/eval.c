@@ -182,7 +182,9 @@ static int eval_lock(eval_run *S) {
     } else if (access(cfg_path, F_OK) == 0) {
         json_error_t je;
         json_t *old = json_load_file(cfg_path, 0, &je);
-        if (!old) {
+        if (!old && CORE_JSON_OOM(&je)) {
+            rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", cfg_path);
+        } else if (!old) {
             rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable (%s); use another output folder", cfg_path, je.text);
         } else {
             static const char *keys[] = {"model_hash", "preprocessing_hash", "data", "seed", "ops"};

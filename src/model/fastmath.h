@@ -17,7 +17,7 @@
 
 static inline float wb_exp(float x) {
     const float lo = -87.0f, hi = 88.0f;
-    const float xc = x < lo ? lo : (x > hi ? hi : x);
+    const float xc = x >= lo ? (x <= hi ? x : hi) : lo; /* NaN -> lo: the int conversion below stays defined */
     const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     const float t = xc * 1.44269504088896341f + shifter;
     const float n = t - shifter;
@@ -34,7 +34,7 @@ static inline float wb_exp(float x) {
     const int32_t e = ((int32_t)n + 127) << 23;
     float s;
     memcpy(&s, &e, sizeof s);
-    return x < lo ? 0.0f : p * s;
+    return x < lo ? 0.0f : (x == x ? p * s : x); /* NaN stays NaN (and n above is then never used) */
 }
 
 static inline float wb_erf(float x) {

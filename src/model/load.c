@@ -168,7 +168,10 @@ static json_t *load_json_opt(wobble_ctx *ctx, const char *dir, const char *name,
     if (access(p, F_OK) != 0) return NULL;
     json_error_t e;
     json_t *j = json_load_file(p, 0, &e);
-    if (!j) *rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: invalid JSON at line %d: %s", p, e.line, e.text);
+    if (!j && CORE_JSON_OOM(&e))
+        *rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", p);
+    else if (!j)
+        *rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: invalid JSON at line %d: %s", p, e.line, e.text);
     return j;
 }
 
@@ -176,6 +179,13 @@ static double jnum(json_t *o, const char *key, double def) {
     json_t *v = o ? json_object_get(o, key) : NULL;
     if (json_is_number(v)) return json_number_value(v);
     return def;
+}
+
+/* An integer setting: the number at key (default def), or -1 when it is not
+ * a whole number that fits an int (a setting that is then refused). */
+static int jint(json_t *o, const char *key, int def) {
+    const double v = jnum(o, key, def);
+    return v >= -2147483647.0 && v <= 2147483647.0 && v == floor(v) ? (int)v : -1;
 }
 
 static const char *jstr(json_t *o, const char *key) {
@@ -350,10 +360,10 @@ static int build_clip(loader *L, json_t *vcfg) {
     if (!pos || pos->ndim != 2) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 2-D position embedding", L->file);
     int rc = grid_of(L, pos->shape[0], 1, &m->grid);
     if (rc) return rc;
-    m->heads = (int)jnum(vcfg, "num_attention_heads", jnum(vcfg, "heads", 0));
-    if (m->heads <= 0) {
-        double hw = jnum(vcfg, "head_width", 64);
-        m->heads = (int)(D / hw);
+    m->heads = jint(vcfg, "num_attention_heads", jint(vcfg, "heads", 0));
+    if (m->heads == 0) {
+        const double hw = jnum(vcfg, "head_width", 64);
+        m->heads = hw >= 1 && hw <= D ? (int)(D / hw) : -1;
     }
     const char *act = jstr(vcfg, "hidden_act");
     m->act = (act && !strcmp(act, "gelu")) || !jbool(vcfg, "quick_gelu", 1) ? ACT_GELU : ACT_QUICK_GELU;
@@ -442,8 +452,8 @@ static int build_dinov2_or_vit(loader *L, json_t *cfg) {
         const char *act = jstr(cfg, "hidden_act");
         if (act && !strcmp(act, "quick_gelu")) m->act = ACT_QUICK_GELU;
     }
-    m->heads = (int)jnum(cfg, "num_attention_heads", 0);
-    if (m->heads <= 0) m->heads = D / 64 > 0 ? D / 64 : 1;
+    m->heads = jint(cfg, "num_attention_heads", 0);
+    if (m->heads == 0) m->heads = D / 64 > 0 ? D / 64 : 1;
     m->eps = (float)jnum(cfg, "layer_norm_eps", vit ? 1e-12 : 1e-6);
     m->interp_offset = (float)jnum(cfg, "interpolate_offset", m->n_reg ? 0.0 : 0.1);
     m->interp_antialias = jbool(cfg, "interpolate_antialias", m->n_reg ? 1 : 0);
@@ -582,14 +592,18 @@ static int build_clip_text(loader *L, json_t *cfg) {
     if (!pos || pos->ndim != 2) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower without 2-D position embeddings", L->file);
     t->ctx_len = (int)pos->shape[0];
     /* OpenAI: heads = width / 64 (clip/model.py build_model) */
-    t->heads = (int)jnum(tc, "num_attention_heads", jnum(tc, "heads", 0));
-    if (t->heads <= 0) t->heads = D >= 64 ? D / 64 : 1;
+    t->heads = jint(tc, "num_attention_heads", jint(tc, "heads", 0));
+    if (t->heads == 0) t->heads = D >= 64 ? D / 64 : 1;
+    if (t->heads < 1 || t->heads > D)
+        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower: %d attention heads for width %d", L->file, t->heads, D);
+    t->eps = (float)jnum(tc, "layer_norm_eps", 1e-5);
+    if (!(t->eps > 0 && t->eps < 1))
+        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower: layer_norm_eps %g is not in (0, 1)", L->file, (double)t->eps);
     if (D % t->heads) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text width %d is not divisible into %d heads", L->file, D, t->heads);
     const char *act = jstr(tc, "hidden_act");
     int quick = m->act == ACT_QUICK_GELU;
     if (act) quick = strcmp(act, "gelu") != 0;
     t->act = quick ? ACT_QUICK_GELU : ACT_GELU;
-    t->eps = (float)jnum(tc, "layer_norm_eps", 1e-5);
     int rc;
     if ((rc = GET(L, openai ? "token_embedding.weight" : "text_model.embeddings.token_embedding.weight", &t->tok_emb, t->vocab, D))) return rc;
     if ((rc = GET(L, openai ? "positional_embedding" : "text_model.embeddings.position_embedding.weight", &t->pos, t->ctx_len, D))) return rc;
@@ -654,19 +668,26 @@ static void preset_preprocessing(wobble_model *m) {
     }
 }
 
+/* A size in pixels: 1 .. 16384, else 0 (refused). */
+static int px_size(json_t *v) {
+    const json_int_t x = json_integer_value(v);
+    return x >= 1 && x <= 16384 ? (int)x : 0;
+}
+
 static int read_size(json_t *v, int *shortest, int *h, int *w) {
     *shortest = *h = *w = 0;
     if (json_is_integer(v)) {
-        *shortest = (int)json_integer_value(v);
-        return 1;
+        *shortest = px_size(v);
+        return *shortest > 0;
     }
     if (json_is_object(v)) {
         json_t *se = json_object_get(v, "shortest_edge"), *hh = json_object_get(v, "height"),
                *ww = json_object_get(v, "width");
-        if (json_is_integer(se)) *shortest = (int)json_integer_value(se);
+        if (se && !(*shortest = px_size(se))) return 0;
         if (json_is_integer(hh) && json_is_integer(ww)) {
-            *h = (int)json_integer_value(hh);
-            *w = (int)json_integer_value(ww);
+            *h = px_size(hh);
+            *w = px_size(ww);
+            if (!*h || !*w) return 0;
         }
         return *shortest > 0 || (*h > 0 && *w > 0);
     }
@@ -708,12 +729,16 @@ static int apply_preprocessor_config(wobble_ctx *ctx, wobble_model *m, json_t *p
         m->filter = (wobble_filter)map[r];
     }
     m->rescale = jbool(pp, "do_rescale", 1) ? jnum(pp, "rescale_factor", 1.0 / 255.0) : 1.0;
+    if (!(m->rescale > 0 && m->rescale < 1e6))
+        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: rescale_factor %g is not a positive number", file, m->rescale);
     if (jbool(pp, "do_normalize", 1)) {
         json_t *mean = json_object_get(pp, "image_mean"), *std = json_object_get(pp, "image_std");
         for (int i = 0; i < 3; i++) {
             if (json_is_array(mean) && json_array_size(mean) == 3) m->mean[i] = (float)json_number_value(json_array_get(mean, i));
             if (json_is_array(std) && json_array_size(std) == 3) m->std[i] = (float)json_number_value(json_array_get(std, i));
-            if (!(m->std[i] > 0)) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: image_std must be positive", file);
+            if (!(m->std[i] > 0) || !isfinite(m->std[i]) || !isfinite(m->mean[i]))
+                return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: image_mean and image_std must be finite, image_std positive",
+                                     file);
         }
     } else {
         for (int i = 0; i < 3; i++) {
@@ -742,7 +767,7 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
     char file[4096];
     char *dir = NULL;
     if (core_is_dir(path)) {
-        dir = strdup(path);
+        if (!(dir = strdup(path))) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
         static const char *cands[] = {"model.safetensors", "model.safetensors.index.json",
                                       "open_clip_model.safetensors"};
         int found = 0;
@@ -769,16 +794,15 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
         }
         char cfgp[4200];
         snprintf(cfgp, sizeof cfgp, "%s/config.json", d);
-        if (access(cfgp, F_OK) == 0) dir = strdup(d);
+        if (access(cfgp, F_OK) == 0 && !(dir = strdup(d))) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     }
     wobble_model *m = calloc(1, sizeof *m);
     if (!m) {
         free(dir);
         return wobble_seterr(ctx, WOBBLE_ENOMEM, "model: out of memory");
     }
-    m->path = strdup(path);
     m->max_batch = p.max_batch;
-    int rc = st_open(ctx, file, &m->st);
+    int rc = (m->path = strdup(path)) ? st_open(ctx, file, &m->st) : wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     json_t *cfg = NULL, *pp = NULL;
     if (rc == WOBBLE_OK) cfg = load_json_opt(ctx, dir, "config.json", &rc);
     if (rc == WOBBLE_OK && !cfg) cfg = load_json_opt(ctx, dir, "open_clip_config.json", &rc);
@@ -816,6 +840,10 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
     }
     if (rc == WOBBLE_OK && (m->heads <= 0 || m->dim % m->heads != 0))
         rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: width %d is not divisible into %d heads", file, m->dim, m->heads);
+    if (rc == WOBBLE_OK && !(m->eps > 0 && m->eps < 1))
+        rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: layer_norm_eps %g is not in (0, 1)", file, (double)m->eps);
+    if (rc == WOBBLE_OK && !(m->interp_offset >= 0 && m->interp_offset <= 1))
+        rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: interpolate_offset %g is not in [0, 1]", file, (double)m->interp_offset);
     if (rc == WOBBLE_OK) {
         preset_preprocessing(m);
         char ppath[4200];

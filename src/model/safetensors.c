@@ -19,6 +19,7 @@ typedef struct st_map {
     uint8_t *base;
     size_t size;
     size_t data_off; /* 8 + header length */
+    int mapped;      /* 1: mmap'ed here (unmapped at close); 0: the caller's memory */
 } st_map;
 
 struct st_file {
@@ -61,29 +62,22 @@ static int push(st_file *st, st_tensor *t) {
     return 0;
 }
 
-/* Map one shard and append its tensors. `only` (may be NULL) restricts to names listed there. */
-static int load_shard(wobble_ctx *ctx, st_file *st, const char *path) {
-    if (st->nmaps == ST_MAX_SHARDS) return wobble_seterr(ctx, WOBBLE_ELIMIT, "%s: too many shards", path);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat s;
-    if (fstat(fd, &s) != 0 || !S_ISREG(s.st_mode)) {
-        close(fd);
-        return wobble_seterr(ctx, WOBBLE_EIO, "%s: not a regular file", path);
+/* Parse one shard's header from its bytes (base, size), recorded as map
+ * `shard` (mapped: munmap it at close). */
+static int parse_shard(wobble_ctx *ctx, st_file *st, const char *path, uint8_t *base, size_t size, int mapped) {
+    if (st->nmaps == ST_MAX_SHARDS) {
+        if (mapped) munmap(base, size);
+        return wobble_seterr(ctx, WOBBLE_ELIMIT, "%s: too many shards", path);
     }
-    size_t size = (size_t)s.st_size;
-    if (size < 8) {
-        close(fd);
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated safetensors file (%zu bytes, no header)", path, size);
-    }
-    uint8_t *base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (base == MAP_FAILED) return wobble_seterr(ctx, WOBBLE_EIO, "%s: mmap failed: %s", path, strerror(errno));
     st_map *m = &st->maps[st->nmaps];
     m->path = strdup(path);
     m->base = base;
     m->size = size;
+    m->mapped = mapped;
     int shard = st->nmaps++;
+    if (!m->path) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (size < 8)
+        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated safetensors file (%zu bytes, no header)", path, size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | base[i];
     if (hlen > ST_MAX_HEADER)
@@ -96,6 +90,8 @@ static int load_shard(wobble_ctx *ctx, st_file *st, const char *path) {
     const size_t data_size = size - m->data_off;
     json_error_t jerr;
     json_t *h = json_loadb((const char *)base + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+    if (!h && CORE_JSON_OOM(&jerr))
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory reading the header", path);
     if (!h) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: header is not valid JSON: %s", path, jerr.text);
     if (!json_is_object(h)) {
         json_decref(h);
@@ -189,6 +185,48 @@ static int load_shard(wobble_ctx *ctx, st_file *st, const char *path) {
     return rc;
 }
 
+static int load_shard(wobble_ctx *ctx, st_file *st, const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat s;
+    if (fstat(fd, &s) != 0 || !S_ISREG(s.st_mode)) {
+        close(fd);
+        return wobble_seterr(ctx, WOBBLE_EIO, "%s: not a regular file", path);
+    }
+    size_t size = (size_t)s.st_size;
+    if (size < 8) {
+        close(fd);
+        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated safetensors file (%zu bytes, no header)", path, size);
+    }
+    uint8_t *base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (base == MAP_FAILED) return wobble_seterr(ctx, WOBBLE_EIO, "%s: mmap failed: %s", path, strerror(errno));
+    return parse_shard(ctx, st, path, base, size, 1);
+}
+
+int st_open_memory(wobble_ctx *ctx, const char *name, const uint8_t *data, size_t size, st_file **out) {
+    *out = NULL;
+    name = wobble_name_or(name);
+    st_file *st = calloc(1, sizeof *st);
+    if (!st || !(st->path = strdup(name))) {
+        free(st);
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", name);
+    }
+    int rc = parse_shard(ctx, st, name, (uint8_t *)data, size, 0);
+    for (int i = 0; rc == WOBBLE_OK && i < st->n; i++)
+        for (int j = i + 1; j < st->n; j++)
+            if (!strcmp(st->t[i].name, st->t[j].name)) {
+                rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' appears twice", name, st->t[i].name);
+                break;
+            }
+    if (rc) {
+        st_close(st);
+        return rc;
+    }
+    *out = st;
+    return WOBBLE_OK;
+}
+
 static char *dir_of(const char *path) {
     const char *s = strrchr(path, '/');
     if (!s) return strdup(".");
@@ -210,13 +248,17 @@ int st_open(wobble_ctx *ctx, const char *path, st_file **out) {
     *out = NULL;
     st_file *st = calloc(1, sizeof *st);
     if (!st) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
-    st->path = strdup(path);
+    if (!(st->path = strdup(path))) {
+        free(st);
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    }
     int rc = WOBBLE_OK;
     if (ends_with(path, ".json")) {
         json_error_t jerr;
         json_t *idx = json_load_file(path, 0, &jerr);
         if (!idx) {
-            rc = access(path, R_OK) != 0 ? wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno))
+            rc = CORE_JSON_OOM(&jerr) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path)
+               : access(path, R_OK) != 0 ? wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno))
                                          : wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: invalid JSON: %s", path, jerr.text);
             st_close(st);
             return rc;
@@ -301,7 +343,7 @@ int st_open(wobble_ctx *ctx, const char *path, st_file **out) {
 void st_close(st_file *st) {
     if (!st) return;
     for (int i = 0; i < st->nmaps; i++) {
-        munmap(st->maps[i].base, st->maps[i].size);
+        if (st->maps[i].mapped) munmap(st->maps[i].base, st->maps[i].size);
         free(st->maps[i].path);
     }
     for (int i = 0; i < st->n; i++) free(st->t[i].name);
@@ -418,9 +460,9 @@ int st_to_f32(wobble_ctx *ctx, const st_file *st, const st_tensor *t, const floa
     }
     for (size_t i = 0; i < n; i++)
         if (!isfinite(f[i])) {
+            const char *what = isnan(f[i]) ? "NaN" : "Inf"; /* before f (= buf) is freed */
             free(buf);
-            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' holds %s at element %zu", path, t->name,
-                                 isnan(f[i]) ? "NaN" : "Inf", i);
+            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' holds %s at element %zu", path, t->name, what, i);
         }
     *data = f;
     *owned = buf;

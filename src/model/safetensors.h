@@ -21,6 +21,9 @@ typedef struct st_file st_file;
 
 /* path: a .safetensors file or a model.safetensors.index.json. */
 int st_open(wobble_ctx *ctx, const char *path, st_file **out);
+/* A single safetensors file already in memory (name for messages); the
+ * bytes must outlive the handle. */
+int st_open_memory(wobble_ctx *ctx, const char *name, const uint8_t *data, size_t size, st_file **out);
 void st_close(st_file *st);
 int st_count(const st_file *st);
 const st_tensor *st_at(const st_file *st, int i);

@@ -187,6 +187,8 @@ static int load_merges_txt(wobble_ctx *ctx, wobble_tokenizer *t, const char *fil
 static int load_tokenizer_json(wobble_ctx *ctx, wobble_tokenizer *t, const char *file) {
     json_error_t je;
     json_t *root = json_load_file(file, 0, &je);
+    if (!root && CORE_JSON_OOM(&je))
+        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
     if (!root)
         return wobble_seterr(ctx, is_file(file) ? WOBBLE_ECORRUPT : WOBBLE_EIO, "%s: %s (line %d)", file, je.text,
                              je.line);
@@ -245,7 +247,9 @@ int wobble_tokenizer_load(wobble_ctx *ctx, const char *path, wobble_tokenizer **
             json_error_t je;
             json_t *v = json_load_file(a, 0, &je);
             rc = v ? load_vocab_obj(ctx, t, v, a)
-                   : wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: %s (line %d)", a, je.text, je.line);
+                 : CORE_JSON_OOM(&je)
+                     ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", a)
+                     : wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: %s (line %d)", a, je.text, je.line);
             json_decref(v);
             if (!rc) rc = load_merges_txt(ctx, t, b);
         } else {

@@ -292,8 +292,8 @@ int wobble_classifier_scores(wobble_ctx *ctx, const wobble_classifier *c, const 
         if (!isfinite(X[i]))
             return wobble_seterr(ctx, WOBBLE_EINVAL, "classifier: embedding %zu holds a NaN or infinite value", i / c->d);
     if (c->kind == K_LINEAR) {
-        probe_linear_scores(&c->lin, X, n, scores);
-        return WOBBLE_OK;
+        return probe_linear_scores(&c->lin, X, n, scores) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory")
+                                                          : WOBBLE_OK;
     }
     if (c->kind == K_KNN) return knn_scores(ctx, c, X, n, scores);
     /* zero-shot */

@@ -214,9 +214,10 @@ static int cmp_desc(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* accuracy and mean log-loss of theta on the n rows of X */
-static void lr_eval(const double *X, const int *y, int n, int d, int C, const double *th, double *acc, double *ll) {
+/* accuracy and mean log-loss of theta on the n rows of X: 0, or -1 out of memory */
+static int lr_eval(const double *X, const int *y, int n, int d, int C, const double *th, double *acc, double *ll) {
     double *z = malloc(sizeof(double) * C);
+    if (!z) return -1;
     int correct = 0;
     double loss = 0;
     for (int i = 0; i < n; i++) {
@@ -233,6 +234,7 @@ static void lr_eval(const double *X, const int *y, int n, int d, int C, const do
     free(z);
     *acc = n ? (double)correct / n : 0;
     *ll = n ? loss / n : 0;
+    return 0;
 }
 
 int probe_check_linear(wobble_ctx *ctx, const wobble_probe_params *p) {
@@ -317,7 +319,10 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
                 goto done;
             }
             double acc, ll;
-            lr_eval(Xb, yb, nb, d, C, th, &acc, &ll);
+            if (lr_eval(Xb, yb, nb, d, C, th, &acc, &ll)) {
+                rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory");
+                goto done;
+            }
             /* report in the caller's grid order */
             for (int q = 0; q < p.n_l2; q++)
                 if (p.l2_grid[q] == grid[k]) hacc[q] = acc;
@@ -354,9 +359,13 @@ done:
     return rc;
 }
 
-void probe_linear_scores(const probe_linear *L, const float *Xf, int n, float *scores) {
+int probe_linear_scores(const probe_linear *L, const float *Xf, int n, float *scores) {
     const int d = L->d, C = L->C;
     double *x = malloc(sizeof(double) * d), *z = malloc(sizeof(double) * C);
+    if (!x || !z) {
+        free(x), free(z);
+        return -1;
+    }
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < d; j++) x[j] = (Xf[(size_t)i * d + j] - L->mu[j]) / L->sd[j];
         double mx = -INFINITY;
@@ -370,6 +379,7 @@ void probe_linear_scores(const probe_linear *L, const float *Xf, int n, float *s
     }
     free(x);
     free(z);
+    return 0;
 }
 
 void probe_linear_free(probe_linear *L) {

@@ -23,6 +23,7 @@ int probe_check_linear(wobble_ctx *ctx, const wobble_probe_params *p);
 int probe_check_knn(wobble_ctx *ctx, const wobble_knn_params *p);
 int probe_linear_fit(wobble_ctx *ctx, const float *X, const int *y, int n, int d, int C, const wobble_probe_params *p,
                      probe_linear *out);
-void probe_linear_scores(const probe_linear *L, const float *X, int n, float *scores);
+/* 0, or -1 out of memory */
+int probe_linear_scores(const probe_linear *L, const float *X, int n, float *scores);
 void probe_linear_free(probe_linear *L);
 #endif

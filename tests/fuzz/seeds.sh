@@ -1,0 +1,63 @@
+#!/bin/sh
+# Seed corpora for the fuzz harnesses, from the tests' own inputs
+# (tests/ref) and from real runs of wobble on them.
+# usage: tests/fuzz/seeds.sh WOBBLE OUT_DIR
+set -eu
+W=$1 OUT=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+REF=$HERE/../ref
+mkdir -p "$OUT"
+for h in image safetensors config tokenizer npy dataset opspec cache; do mkdir -p "$OUT/$h"; done
+# images: the decoder goldens and the bad-input files of the io tests
+for f in "$REF"/data/*.png "$REF"/data/io/*; do
+    [ -f "$f" ] && [ "$(wc -c < "$f")" -le 200000 ] && cp "$f" "$OUT/image/"
+done
+# safetensors: the small reference towers
+for d in "$REF"/models/*/; do
+    f=$d/model.safetensors
+    [ -f "$f" ] && [ "$(wc -c < "$f")" -le 300000 ] && cp "$f" "$OUT/safetensors/$(basename "$d").safetensors"
+done
+# configs: byte 0 = 0 config.json, 1 preprocessor_config.json
+for d in "$REF"/models/*/; do
+    n=$(basename "$d")
+    [ -f "$d/config.json" ] && { printf '\000'; cat "$d/config.json"; } > "$OUT/config/$n.config"
+    [ -f "$d/preprocessor_config.json" ] && { printf '\001'; cat "$d/preprocessor_config.json"; } > "$OUT/config/$n.pre"
+done
+# tokenizer: byte 0 = 0 vocab.json, 1 merges.txt, 2 tokenizer.json
+{ printf '\000'; cat "$HERE/tokenizer/vocab.json"; } > "$OUT/tokenizer/vocab"
+{ printf '\001'; cat "$HERE/tokenizer/merges.txt"; } > "$OUT/tokenizer/merges"
+python3 - "$HERE/tokenizer" "$OUT/tokenizer/tokenizer_json" <<'PY'
+import json, sys
+d = sys.argv[1]
+vocab = json.load(open(d + "/vocab.json", encoding="utf-8"))
+merges = [l.rstrip("\n") for l in open(d + "/merges.txt", encoding="utf-8") if l.strip() and not l.startswith("#")]
+with open(sys.argv[2], "wb") as f:
+    f.write(b"\x02" + json.dumps({"model": {"type": "BPE", "vocab": vocab, "merges": merges}}, ensure_ascii=False).encode())
+PY
+# npy: the goldens' arrays
+find "$REF" -name '*.npy' -size -64k | head -40 | while read -r f; do cp "$f" "$OUT/npy/$(echo "$f" | tr '/' '_')"; done
+# datasets: byte 0 = 0 CIFAR records, 1 IDX (u32 LE image length, images, labels)
+python3 - "$OUT/dataset" <<'PY'
+import os, struct, sys
+o = sys.argv[1]
+rec = lambda lab, v: bytes([lab]) + bytes([(v + i) % 256 for i in range(3072)])
+open(os.path.join(o, "cifar3"), "wb").write(b"\x00" + rec(0, 1) + rec(9, 2) + rec(3, 3))
+imgs = struct.pack(">IIII", 0x803, 2, 4, 3) + bytes(range(24))
+labs = struct.pack(">II", 0x801, 2) + bytes([1, 7])
+open(os.path.join(o, "idx2"), "wb").write(b"\x01" + struct.pack("<I", len(imgs)) + imgs + labs)
+PY
+# --op specs from the CLI tests (byte 0: bit 0 allows ranges)
+i=0
+for s in jpeg jpeg:50 jpeg:90,70,50 jpeg:10-90 hue:-0.2-0.2 brightness:0.5,1.5 gaussian_noise:0.01,0.16 rescale:0.5 \
+         contrast:0 saturation:1e-3 sharpness:2.5; do
+    i=$((i + 1)); printf '\001%s' "$s" > "$OUT/opspec/$i"
+done
+# eval cache: the records of a real run on a tiny image
+T=$(mktemp -d)
+"$W" eval --model "$REF/models/clip-f32-openai" --data "$REF/data/tiny_10x7.png" --op jpeg:50,90 --op hue:0.1 \
+    -o "$T/ev" >/dev/null 2>&1 || true
+for f in "$T"/ev/cache/*.bin; do [ -f "$f" ] && cp "$f" "$OUT/cache/"; done
+rm -rf "$T"
+for h in image safetensors config tokenizer npy dataset opspec cache; do
+    printf '%-12s %3d seeds\n' "$h" "$(ls "$OUT/$h" | wc -l)"
+done
