@@ -102,7 +102,8 @@ one_line "steps 0" "steps 0" --model "$CLIP" --data "$T/imgs" --op jpeg --steps 
 one_line "batch 0" "batch 0" --model "$CLIP" --data "$T/imgs" --op jpeg --batch 0 -o "$T/bad"
 one_line "lambda -1" "lambda" --model "$CLIP" --data "$T/imgs" --op jpeg --lambda -1 -o "$T/bad"
 one_line "scope last:99" "has 2 blocks" --model "$CLIP" --data "$T/imgs" --op jpeg --scope last:99 -o "$T/bad"
-one_line "scope bogus" "scope" --model "$CLIP" --data "$T/imgs" --op jpeg --scope most -o "$T/bad"
+"$W" finetune --model "$CLIP" --data "$T/imgs" --op jpeg --scope most -o "$T/bad" >"$T/o" 2>"$T/e"; rc=$?
+check '[ $rc -eq 2 ] && [ $(wc -l <"$T/e") -eq 1 ] && grep -q "scope" "$T/e" && [ ! -e "$T/bad" ]' "scope bogus: a command-line error (exit 2), exit $rc, '$(cat "$T/e")'"
 one_line "level outside the domain" "jpeg" --model "$CLIP" --data "$T/imgs" --op jpeg:0-200 -o "$T/bad"
 one_line "val takes everything" "val $N" --model "$CLIP" --data "$T/imgs" --op jpeg --val "$N" -o "$T/bad"
 one_line "resume nothing" "no fine-tuning run" --resume "$T/empty"

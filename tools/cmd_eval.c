@@ -219,6 +219,38 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
         dp.train_path = train;
     }
     if (task == WOBBLE_TASK_ZEROSHOT) {
+        /* the text files first: they need no model */
+        if (templates && strcmp(templates, "imagenet")) {
+            if (!strcmp(templates, "simple")) {
+                if (!(tpl = calloc(1, sizeof(char *))) || !(tpl[0] = strdup("a photo of a {}."))) {
+                    cli_error("out of memory");
+                    exit_code = EXIT_FAIL;
+                    goto out;
+                }
+                n_tpl = 1;
+            } else if (!(tpl = read_lines(templates, &n_tpl)) || n_tpl == 0) {
+                cli_error("%s: cannot read templates (one per line, each with {})", templates);
+                exit_code = EXIT_FAIL;
+                goto out;
+            }
+            for (int i = 0; i < n_tpl; i++)
+                if (!strstr(tpl[i], "{}")) {
+                    cli_error("%s: template %d ('%s') has no {} for the class name", templates, i + 1, tpl[i]);
+                    exit_code = EXIT_FAIL;
+                    goto out;
+                }
+            dp.templates = (const char *const *)tpl;
+            dp.n_templates = n_tpl;
+        }
+        if (classnames) {
+            if (!(names = read_lines(classnames, &n_names)) || n_names == 0) {
+                cli_error("%s: cannot read class names (one per line)", classnames);
+                exit_code = EXIT_FAIL;
+                goto out;
+            }
+            dp.class_names = (const char *const *)names;
+            dp.n_class_names = n_names;
+        }
         char dir[4096];
         if (tokenizer) {
             snprintf(dir, sizeof dir, "%s", tokenizer);
@@ -237,31 +269,6 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
             goto out;
         }
         dp.tokenizer = tok;
-        if (templates && strcmp(templates, "imagenet")) {
-            if (!strcmp(templates, "simple")) {
-                if (!(tpl = calloc(1, sizeof(char *))) || !(tpl[0] = strdup("a photo of a {}."))) {
-                    cli_error("out of memory");
-                    exit_code = EXIT_FAIL;
-                    goto out;
-                }
-                n_tpl = 1;
-            } else if (!(tpl = read_lines(templates, &n_tpl)) || n_tpl == 0) {
-                cli_error("%s: cannot read templates (one per line, each with {})", templates);
-                exit_code = EXIT_FAIL;
-                goto out;
-            }
-            dp.templates = (const char *const *)tpl;
-            dp.n_templates = n_tpl;
-        }
-        if (classnames) {
-            if (!(names = read_lines(classnames, &n_names)) || n_names == 0) {
-                cli_error("%s: cannot read class names (one per line)", classnames);
-                exit_code = EXIT_FAIL;
-                goto out;
-            }
-            dp.class_names = (const char *const *)names;
-            dp.n_class_names = n_names;
-        }
     }
     if (tr) prog->total = wobble_dataset_size(tr);
     wobble_downstream_summary sum;

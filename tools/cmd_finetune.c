@@ -300,7 +300,7 @@ int cmd_finetune(int argc, char **argv) {
             P.tune.last_blocks = (int)nb;
         } else {
             cli_error("finetune: --scope '%s' is not all, norms or last:N (N >= 1)", scope);
-            exit_code = EXIT_FAIL;
+            exit_code = EXIT_USAGE;
             goto early;
         }
     }

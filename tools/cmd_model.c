@@ -1,5 +1,6 @@
 /* wobble info / wobble embed */
 #include "cli.h"
+#include "../src/core/internal.h" /* output sets, .npy encoding */
 
 #include <getopt.h>
 #include <jansson.h>
@@ -295,11 +296,13 @@ int cmd_embed(int argc, char **argv) {
     cli_progress_end(&prog);
     int exit_code = failures ? EXIT_FAIL : EXIT_OK;
     if (failures >= 0 && nok > 0) {
-        int64_t shape[2] = {nok, D};
-        if (wobble_npy_write_f32(ctx, out, emb, 2, shape) != WOBBLE_OK) {
-            cli_error("%s", wobble_last_error(ctx));
-            exit_code = EXIT_FAIL;
-        } else {
+        /* OUT.npy, OUT.npy.json and the patch tokens appear together or not at all */
+        core_outset set = {0};
+        core_buf eb = {0}, pb = {0};
+        const int64_t shape[2] = {nok, D};
+        int rc = core_npy_encode(ctx, "<f4", emb, 2, shape, &eb);
+        if (rc == WOBBLE_OK) rc = core_outset_add(ctx, &set, out, eb.p, eb.len);
+        if (rc == WOBBLE_OK) {
             json_t *inputs = json_array();
             for (int i = 0; i < n; i++)
                 if (ok[i]) json_array_append_new(inputs, json_string(paths[i]));
@@ -307,24 +310,28 @@ int cmd_embed(int argc, char **argv) {
                                      "model", model, "arch", info.arch, "naming", info.naming, "rows", nok, "dim", D,
                                      "normalized", normalize, "model_info", info_json(&info), "inputs", inputs,
                                      "failed", json_incref(failed));
-            char *txt = json_dumps(side, JSON_INDENT(2));
-            size_t len = strlen(out) + 8;
-            char *sp = malloc(len);
-            snprintf(sp, len, "%s.json", out);
-            if (wobble_write_file_atomic(ctx, sp, txt, strlen(txt)) != WOBBLE_OK) {
-                cli_error("%s", wobble_last_error(ctx));
-                exit_code = EXIT_FAIL;
-            }
+            char *txt = side ? json_dumps(side, JSON_INDENT(2)) : NULL;
+            const size_t sl = strlen(out) + 6;
+            char *sp = malloc(sl);
+            if (sp) snprintf(sp, sl, "%s.json", out);
+            rc = txt && sp ? core_outset_add(ctx, &set, sp, txt, strlen(txt))
+                           : wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", out);
             free(sp);
             free(txt);
             json_decref(side);
-            if (patch_out && patches) {
-                int64_t ps[3] = {nok, np, info.width};
-                if (wobble_npy_write_f32(ctx, patch_out, patches, 3, ps) != WOBBLE_OK) {
-                    cli_error("%s", wobble_last_error(ctx));
-                    exit_code = EXIT_FAIL;
-                }
-            }
+        }
+        if (rc == WOBBLE_OK && patch_out && patches) {
+            const int64_t ps[3] = {nok, np, info.width};
+            rc = core_npy_encode(ctx, "<f4", patches, 3, ps, &pb);
+            if (rc == WOBBLE_OK) rc = core_outset_add(ctx, &set, patch_out, pb.p, pb.len);
+        }
+        if (rc == WOBBLE_OK) rc = core_outset_commit(ctx, &set);
+        core_outset_abort(&set);
+        core_buf_free(&eb);
+        core_buf_free(&pb);
+        if (rc != WOBBLE_OK) {
+            cli_error("%s", wobble_last_error(ctx));
+            exit_code = EXIT_FAIL;
         }
     } else if (nok == 0 && failures >= 0) {
         cli_error("embed: no image could be read; nothing written");
