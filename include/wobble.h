@@ -13,6 +13,25 @@
  *  - The library never prints and never exits.
  *  - A wobble_ctx is not thread-safe: use one context per thread. Images are
  *    immutable once produced and can be shared between threads.
+ *  - Calls without a context (accessors, wobble_stats_compute,
+ *    wobble_fit_linear, wobble_detect_format, wobble_model_normalize,
+ *    wobble_tuner_* views) set no error message: the status is their only
+ *    report. A call given ctx == NULL records nothing either.
+ *  - Lifetimes: a string or array handed out by an object (a dataset's item,
+ *    class and kind names, wobble_model_info's strings, wobble_classifier_info's
+ *    arrays, wobble_op_info from the registry, tuner views) belongs to that
+ *    object and stays valid until it is freed (the registry's: forever);
+ *    wobble_last_error's text until the next failing call on that context.
+ *    The library keeps no pointer to a caller's input after a call returns,
+ *    except: a classifier keeps nothing; the parameter structs of
+ *    wobble_eval_run, wobble_downstream_run and wobble_finetune_run (and the
+ *    operations, datasets and tokenizer they point to) are read throughout
+ *    the run.
+ *  - Threads: a context's thread count sizes the library's OpenMP regions
+ *    and its OpenBLAS calls. OpenBLAS keeps one thread count for the whole
+ *    process: every call that runs GEMMs sets it (openblas_set_num_threads)
+ *    to its context's count, so contexts with different counts used at the
+ *    same time from different threads share whichever was set last.
  */
 #ifndef WOBBLE_H
 #define WOBBLE_H

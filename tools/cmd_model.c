@@ -315,7 +315,7 @@ int cmd_embed(int argc, char **argv) {
             char *sp = malloc(sl);
             if (sp) snprintf(sp, sl, "%s.json", out);
             rc = txt && sp ? core_outset_add(ctx, &set, sp, txt, strlen(txt))
-                           : wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", out);
+                           : core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", out);
             free(sp);
             free(txt);
             json_decref(side);

@@ -56,7 +56,7 @@ int wobble_last_status(const wobble_ctx *ctx) { return ctx ? ctx->last_status : 
 
 int wobble_ctx_threads(const wobble_ctx *ctx) { return ctx && ctx->threads > 0 ? ctx->threads : 1; }
 
-int wobble_seterr(wobble_ctx *ctx, int status, const char *fmt, ...) {
+int core_seterr(wobble_ctx *ctx, int status, const char *fmt, ...) {
     if (ctx) {
         va_list ap;
         va_start(ap, fmt);
@@ -70,6 +70,6 @@ int wobble_seterr(wobble_ctx *ctx, int status, const char *fmt, ...) {
     return status;
 }
 
-const char *wobble_name_or(const char *name) { return name && *name ? name : "<memory>"; }
+const char *core_name_or(const char *name) { return name && *name ? name : "<memory>"; }
 
 void wobble_free(void *p) { free(p); }

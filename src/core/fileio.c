@@ -9,25 +9,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int wobble_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *size) {
-    if (!path || !data || !size) return wobble_seterr(ctx, WOBBLE_EINVAL, "read: NULL argument");
+int core_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *size) {
+    if (!path || !data || !size) return core_seterr(ctx, WOBBLE_EINVAL, "read: NULL argument");
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return core_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot stat: %s", path, strerror(e));
+        return core_seterr(ctx, WOBBLE_EIO, "%s: cannot stat: %s", path, strerror(e));
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
-        return wobble_seterr(ctx, WOBBLE_EIO, "%s: is a directory", path);
+        return core_seterr(ctx, WOBBLE_EIO, "%s: is a directory", path);
     }
     size_t cap = st.st_size > 0 ? (size_t)st.st_size : 65536;
     uint8_t *buf = malloc(cap + 1);
     if (!buf) {
         close(fd);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory reading %zu bytes", path, cap);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory reading %zu bytes", path, cap);
     }
     size_t len = 0;
     for (;;) {
@@ -37,7 +37,7 @@ int wobble_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *
             if (!nb) {
                 free(buf);
                 close(fd);
-                return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+                return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
             }
             buf = nb;
             cap = ncap;
@@ -48,7 +48,7 @@ int wobble_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *
             int e = errno;
             free(buf);
             close(fd);
-            return wobble_seterr(ctx, WOBBLE_EIO, "%s: read error: %s", path, strerror(e));
+            return core_seterr(ctx, WOBBLE_EIO, "%s: read error: %s", path, strerror(e));
         }
         if (r == 0) break;
         len += (size_t)r;
@@ -60,9 +60,9 @@ int wobble_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *
 }
 
 int wobble_mkdirs(wobble_ctx *ctx, const char *path) {
-    if (!path || !*path) return wobble_seterr(ctx, WOBBLE_EINVAL, "mkdirs: empty path");
+    if (!path || !*path) return core_seterr(ctx, WOBBLE_EINVAL, "mkdirs: empty path");
     char *p = strdup(path);
-    if (!p) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!p) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     int rc = WOBBLE_OK;
     for (char *c = p + 1; *c && rc == WOBBLE_OK; c++)
         if (*c == '/') {
@@ -76,7 +76,7 @@ int wobble_mkdirs(wobble_ctx *ctx, const char *path) {
         if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) rc = WOBBLE_EIO;
     }
     free(p);
-    if (rc) return wobble_seterr(ctx, rc, "%s: cannot create the folder: %s", path, strerror(errno ? errno : ENOTDIR));
+    if (rc) return core_seterr(ctx, rc, "%s: cannot create the folder: %s", path, strerror(errno ? errno : ENOTDIR));
     return WOBBLE_OK;
 }
 
@@ -84,17 +84,17 @@ int wobble_mkdirs(wobble_ctx *ctx, const char *path) {
  * on success *tmp_out holds its malloc'ed name. */
 int core_write_temp(wobble_ctx *ctx, const char *path, const void *data, size_t size, char **tmp_out) {
     *tmp_out = NULL;
-    if (!path || (!data && size)) return wobble_seterr(ctx, WOBBLE_EINVAL, "write: NULL argument");
+    if (!path || (!data && size)) return core_seterr(ctx, WOBBLE_EINVAL, "write: NULL argument");
     size_t n = strlen(path);
     char *tmp = malloc(n + 16);
-    if (!tmp) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!tmp) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     memcpy(tmp, path, n);
     memcpy(tmp + n, ".tmp.XXXXXX", 12);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         int e = errno;
         free(tmp);
-        return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot create temporary file: %s", path, strerror(e));
+        return core_seterr(ctx, WOBBLE_EIO, "%s: cannot create temporary file: %s", path, strerror(e));
     }
     const uint8_t *p = data;
     size_t left = size;
@@ -121,7 +121,7 @@ int core_write_temp(wobble_ctx *ctx, const char *path, const void *data, size_t 
     if (what) {
         unlink(tmp);
         free(tmp);
-        return wobble_seterr(ctx, WOBBLE_EIO, "%s: %s: %s", path, what, strerror(e));
+        return core_seterr(ctx, WOBBLE_EIO, "%s: %s: %s", path, what, strerror(e));
     }
     *tmp_out = tmp;
     return WOBBLE_OK;
@@ -135,7 +135,7 @@ int wobble_write_file_atomic(wobble_ctx *ctx, const char *path, const void *data
         int e = errno;
         unlink(tmp);
         free(tmp);
-        return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot rename temporary file: %s", path, strerror(e));
+        return core_seterr(ctx, WOBBLE_EIO, "%s: cannot rename temporary file: %s", path, strerror(e));
     }
     free(tmp);
     return WOBBLE_OK;
@@ -143,9 +143,9 @@ int wobble_write_file_atomic(wobble_ctx *ctx, const char *path, const void *data
 
 /* ---------------------------------------------------------- output sets */
 int core_outset_add(wobble_ctx *ctx, core_outset *s, const char *path, const void *data, size_t size) {
-    if (s->n == CORE_OUTSET_MAX) return wobble_seterr(ctx, WOBBLE_EINTERNAL, "%s: too many outputs in one set", path);
+    if (s->n == CORE_OUTSET_MAX) return core_seterr(ctx, WOBBLE_EINTERNAL, "%s: too many outputs in one set", path);
     char *dst = strdup(path), *tmp = NULL;
-    if (!dst) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!dst) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     int rc = core_write_temp(ctx, path, data, size, &tmp);
     if (rc) {
         free(dst);
@@ -164,11 +164,11 @@ int core_outset_commit(wobble_ctx *ctx, core_outset *s) {
     for (int i = 0; i < s->n && rc == WOBBLE_OK; i++) {
         struct stat st;
         if (stat(s->dst[i], &st) == 0 && S_ISDIR(st.st_mode))
-            rc = wobble_seterr(ctx, WOBBLE_EIO, "%s: is a folder; cannot write the result there", s->dst[i]);
+            rc = core_seterr(ctx, WOBBLE_EIO, "%s: is a folder; cannot write the result there", s->dst[i]);
     }
     for (int i = 0; i < s->n && rc == WOBBLE_OK; i++) {
         if (rename(s->tmp[i], s->dst[i]) != 0)
-            rc = wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot rename temporary file: %s", s->dst[i], strerror(errno));
+            rc = core_seterr(ctx, WOBBLE_EIO, "%s: cannot rename temporary file: %s", s->dst[i], strerror(errno));
         else {
             free(s->tmp[i]);
             s->tmp[i] = NULL;

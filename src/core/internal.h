@@ -25,7 +25,7 @@ struct wobble_image {
 
 /* SplitMix64 (Steele, Lea and Flood): the golden-ratio increment, then the
  * finaliser. The noise generator and the probe's held-out split use it. */
-static inline uint64_t wobble_splitmix64(uint64_t z) {
+static inline uint64_t core_splitmix64(uint64_t z) {
     z += 0x9E3779B97F4A7C15ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -33,20 +33,20 @@ static inline uint64_t wobble_splitmix64(uint64_t z) {
 }
 
 /* Record an error on ctx (ctx may be NULL) and return `status`. */
-int wobble_seterr(wobble_ctx *ctx, int status, const char *fmt, ...)
+int core_seterr(wobble_ctx *ctx, int status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
 
 /* Allocate an uninitialised image; on failure sets ENOMEM or EINVAL. */
-int wobble_image_alloc(wobble_ctx *ctx, int width, int height, wobble_image **out);
+int image_alloc(wobble_ctx *ctx, int width, int height, wobble_image **out);
 
 /* Read a whole file into a malloc'ed buffer. */
-int wobble_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *size);
+int core_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *size);
 
 /* Display name for messages: the name, or "<memory>". */
-const char *wobble_name_or(const char *name);
+const char *core_name_or(const char *name);
 
 /* ------------------------------------------------------------ core helpers
  * (src/core/util.c, fileio.c, npy.c): one copy each for every subsystem. */

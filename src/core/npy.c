@@ -42,60 +42,60 @@ static int parse_header(const char *h, size_t len, char *dtype, int *fortran, in
 }
 
 int core_npy_parse(wobble_ctx *ctx, const char *path, const uint8_t *buf, size_t n, wobble_array *out) {
-    if (!out) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: NULL output");
+    if (!out) return core_seterr(ctx, WOBBLE_EINVAL, "npy: NULL output");
     memset(out, 0, sizeof *out);
-    path = wobble_name_or(path);
+    path = core_name_or(path);
     if (!buf || n < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
-        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not a .npy file", path);
+        return core_seterr(ctx, WOBBLE_EFORMAT, "%s: not a .npy file", path);
     const int major = buf[6];
     size_t hlen, off;
     if (major == 1) {
         hlen = (size_t)buf[8] | ((size_t)buf[9] << 8);
         off = 10;
     } else {
-        if (n < 12) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated .npy header", path);
+        if (n < 12) return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated .npy header", path);
         hlen = (size_t)buf[8] | ((size_t)buf[9] << 8) | ((size_t)buf[10] << 16) | ((size_t)buf[11] << 24);
         off = 12;
     }
-    if (hlen > n - off) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated .npy header", path);
+    if (hlen > n - off) return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated .npy header", path);
     char *h = malloc(hlen + 1);
-    if (!h) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!h) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     memcpy(h, buf + off, hlen);
     h[hlen] = 0;
     int fortran = 0;
     int pr = parse_header(h, hlen, &out->dtype, &fortran, &out->ndim, out->shape);
     free(h);
     if (pr != 0 || fortran)
-        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported .npy header (%s)", path,
+        return core_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported .npy header (%s)", path,
                              pr == -2 ? "dtype" : fortran ? "Fortran order" : "syntax");
     const size_t es = out->dtype == 'f' || out->dtype == 'i' ? 4 : out->dtype == 'B' ? 1 : 8;
     const size_t body = n - off - hlen;
     /* the element count, bounded by what the body could hold (no overflow) */
     size_t numel = 1;
     for (int i = 0; i < out->ndim; i++) {
-        if (out->shape[i] < 0) return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: negative .npy dimension", path);
+        if (out->shape[i] < 0) return core_seterr(ctx, WOBBLE_EFORMAT, "%s: negative .npy dimension", path);
         const size_t d = (size_t)out->shape[i];
         if (d && numel > body / es / d)
-            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: .npy data is %zu bytes, far less than its shape needs", path,
+            return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: .npy data is %zu bytes, far less than its shape needs", path,
                                  body);
         numel *= d;
     }
     if (body != numel * es)
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: .npy data is %zu bytes, shape needs %zu", path, body,
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: .npy data is %zu bytes, shape needs %zu", path, body,
                              numel * es);
     out->numel = (int64_t)numel;
     out->data = malloc(body ? body : 1);
-    if (!out->data) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!out->data) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     memcpy(out->data, buf + off + hlen, body);
     return WOBBLE_OK;
 }
 
 int wobble_npy_read(wobble_ctx *ctx, const char *path, wobble_array *out) {
-    if (!out) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: NULL output");
+    if (!out) return core_seterr(ctx, WOBBLE_EINVAL, "npy: NULL output");
     memset(out, 0, sizeof *out);
     uint8_t *buf = NULL;
     size_t n = 0;
-    int rc = wobble_read_file(ctx, path, &buf, &n);
+    int rc = core_read_file(ctx, path, &buf, &n);
     if (rc) return rc;
     rc = core_npy_parse(ctx, path, buf, n, out);
     free(buf);
@@ -109,7 +109,7 @@ void wobble_array_release(wobble_array *a) {
 }
 
 int core_npy_encode(wobble_ctx *ctx, const char *descr, const void *data, int ndim, const int64_t *shape, core_buf *out) {
-    if ((!data && ndim) || ndim < 0 || ndim > 8) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: bad argument");
+    if ((!data && ndim) || ndim < 0 || ndim > 8) return core_seterr(ctx, WOBBLE_EINVAL, "npy: bad argument");
     char dict[256];
     int o = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     int64_t numel = 1;
@@ -131,12 +131,12 @@ int core_npy_encode(wobble_ctx *ctx, const char *descr, const void *data, int nd
     core_buf_add(out, spaces, pad);
     core_buf_add(out, "\n", 1);
     if (numel) core_buf_add(out, data, (size_t)numel * 4);
-    return out->failed ? wobble_seterr(ctx, WOBBLE_ENOMEM, "npy: out of memory") : WOBBLE_OK;
+    return out->failed ? core_seterr(ctx, WOBBLE_ENOMEM, "npy: out of memory") : WOBBLE_OK;
 }
 
 static int npy_write4(wobble_ctx *ctx, const char *path, const char *descr, const void *data, int ndim,
                       const int64_t *shape) {
-    if (!path) return wobble_seterr(ctx, WOBBLE_EINVAL, "npy: bad argument");
+    if (!path) return core_seterr(ctx, WOBBLE_EINVAL, "npy: bad argument");
     core_buf b = {0};
     int rc = core_npy_encode(ctx, descr, data, ndim, shape, &b);
     if (rc == WOBBLE_OK) rc = wobble_write_file_atomic(ctx, path, b.p, b.len);

@@ -83,7 +83,7 @@ static int open_folder(wobble_ctx *ctx, wobble_dataset *ds) {
     int n;
     char **v = NULL;
     int rc = core_list_dir(ds->path, &v, &n);
-    if (rc == -2) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open folder: %s", ds->path, strerror(errno));
+    if (rc == -2) return core_seterr(ctx, WOBBLE_EIO, "%s: cannot open folder: %s", ds->path, strerror(errno));
     int subdirs = 0, images = 0;
     char **full = rc ? NULL : calloc((size_t)n + 1, sizeof *full);
     if (!full) rc = -1;
@@ -107,20 +107,20 @@ static int open_folder(wobble_ctx *ctx, wobble_dataset *ds) {
     }
     core_free_names(full, full ? n : 0);
     core_free_names(v, n);
-    if (rc == -1) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory listing the folder", ds->path);
-    return rc ? wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot list the folder", ds->path) : WOBBLE_OK;
+    if (rc == -1) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory listing the folder", ds->path);
+    return rc ? core_seterr(ctx, WOBBLE_EIO, "%s: cannot list the folder", ds->path) : WOBBLE_OK;
 }
 
 static int read_all(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *size) {
     /* gzread reads plain files unchanged */
     gzFile g = gzopen(path, "rb");
-    if (!g) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (!g) return core_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 1 << 20, n = 0;
     uint8_t *b = malloc(cap);
     for (;;) {
         if (!b) {
             gzclose(g);
-            return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+            return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
         }
         if (n == cap && core_grow(&b, &cap, cap + 1, 1)) {
             free(b);
@@ -135,7 +135,7 @@ static int read_all(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *s
             snprintf(m, sizeof m, "%s", msg);
             gzclose(g);
             free(b);
-            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: read error: %s", path, m);
+            return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: read error: %s", path, m);
         }
         if (r == 0) break;
         n += (size_t)r;
@@ -161,9 +161,9 @@ static int number_classes(wobble_dataset *ds, int k) {
 /* Index CIFAR-10 records already in ds->raw (size bytes). */
 int data_cifar_index(wobble_ctx *ctx, wobble_dataset *ds, size_t size) {
     if (size == 0 || size % 3073 != 0)
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: %zu bytes is not a whole number of CIFAR-10 records (3073 bytes)",
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: %zu bytes is not a whole number of CIFAR-10 records (3073 bytes)",
                              ds->path, size);
-    if (size / 3073 > INT_MAX) return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: too many CIFAR-10 records", ds->path);
+    if (size / 3073 > INT_MAX) return core_seterr(ctx, WOBBLE_EFORMAT, "%s: too many CIFAR-10 records", ds->path);
     const int n = (int)(size / 3073);
     int maxlab = 0;
     const size_t plen = strlen(ds->path) + 16;
@@ -172,11 +172,11 @@ int data_cifar_index(wobble_ctx *ctx, wobble_dataset *ds, size_t size) {
         if (full) snprintf(full, plen, "%s#%d", ds->path, i);
         const int lab = ds->raw[(size_t)i * 3073];
         if (lab > maxlab) maxlab = lab;
-        if (add_item(ds, full, lab)) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
+        if (add_item(ds, full, lab)) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
     }
     ds->n_classes = maxlab + 1;
     if (!(ds->classes = calloc((size_t)ds->n_classes, sizeof(char *))) || number_classes(ds, 0))
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
     ds->kind = DS_CIFAR;
     return WOBBLE_OK;
 }
@@ -205,38 +205,38 @@ static int open_cifar(wobble_ctx *ctx, wobble_dataset *ds) {
         ds->classes[k++] = name;
     }
     if (f) fclose(f);
-    if (rc) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
+    if (rc) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
     return WOBBLE_OK;
 }
 
 /* Index an IDX image file already in ds->raw against its label file. */
 int data_idx_index(wobble_ctx *ctx, wobble_dataset *ds, size_t size, const uint8_t *lab, size_t ls, const char *lp) {
     if (size < 16 || be32(ds->raw) != 0x00000803)
-        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX image file (magic 0x00000803)", ds->path);
+        return core_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX image file (magic 0x00000803)", ds->path);
     const uint32_t n = be32(ds->raw + 4), r = be32(ds->raw + 8), c = be32(ds->raw + 12);
     /* n * r * c + 16 == size, without overflow */
     if (r == 0 || c == 0 || r > 65535 || c > 65535 || (size - 16) / ((uint64_t)r * c) != n ||
         (size - 16) % ((uint64_t)r * c) != 0)
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: header says %u images of %ux%u but the file has %zu bytes",
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: header says %u images of %ux%u but the file has %zu bytes",
                              ds->path, n, r, c, size);
-    if (n > INT_MAX) return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: too many IDX images", ds->path);
+    if (n > INT_MAX) return core_seterr(ctx, WOBBLE_EFORMAT, "%s: too many IDX images", ds->path);
     ds->rows = (int)r;
     ds->cols = (int)c;
     if (ls < 8 || be32(lab) != 0x00000801)
-        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX label file (magic 0x00000801)", lp);
+        return core_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX label file (magic 0x00000801)", lp);
     if (be32(lab + 4) != n || ls - 8 != (size_t)n)
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: %u labels for %u images in %s", lp, be32(lab + 4), n, ds->path);
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: %u labels for %u images in %s", lp, be32(lab + 4), n, ds->path);
     int maxlab = 0;
     const size_t plen = strlen(ds->path) + 16;
     for (uint32_t i = 0; i < n; i++) {
         char *full = malloc(plen);
         if (full) snprintf(full, plen, "%s#%u", ds->path, i);
         if (lab[8 + i] > maxlab) maxlab = lab[8 + i];
-        if (add_item(ds, full, lab[8 + i])) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
+        if (add_item(ds, full, lab[8 + i])) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
     }
     ds->n_classes = maxlab + 1;
     if (!(ds->classes = calloc((size_t)ds->n_classes, sizeof(char *))) || number_classes(ds, 0))
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
     ds->kind = DS_IDX;
     return WOBBLE_OK;
 }
@@ -246,7 +246,7 @@ static int open_idx(wobble_ctx *ctx, wobble_dataset *ds, const char *labels_path
     int rc = read_all(ctx, ds->path, &ds->raw, &size);
     if (rc) return rc;
     if (size < 16 || be32(ds->raw) != 0x00000803)
-        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX image file (magic 0x00000803)", ds->path);
+        return core_seterr(ctx, WOBBLE_EFORMAT, "%s: not an IDX image file (magic 0x00000803)", ds->path);
     char lp[4096];
     if (labels_path) {
         snprintf(lp, sizeof lp, "%s", labels_path);
@@ -254,7 +254,7 @@ static int open_idx(wobble_ctx *ctx, wobble_dataset *ds, const char *labels_path
         /* t10k-images-idx3-ubyte[.gz] -> t10k-labels-idx1-ubyte[.gz] */
         snprintf(lp, sizeof lp, "%s", ds->path);
         char *p = strstr(lp, "images-idx3");
-        if (!p) return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: give the IDX label file with --labels", ds->path);
+        if (!p) return core_seterr(ctx, WOBBLE_EINVAL, "%s: give the IDX label file with --labels", ds->path);
         memcpy(p, "labels-idx1", 11);
     }
     uint8_t *lab = NULL;
@@ -287,15 +287,15 @@ void wobble_dataset_free(wobble_dataset *ds) {
 }
 
 int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_params *params, wobble_dataset **out) {
-    if (!path || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "dataset: NULL argument");
+    if (!path || !out) return core_seterr(ctx, WOBBLE_EINVAL, "dataset: NULL argument");
     *out = NULL;
     wobble_dataset_params p = params ? *params : wobble_dataset_default_params();
     wobble_dataset *ds = data_alloc(path);
-    if (!ds) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!ds) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     int rc;
     struct stat st;
     if (stat(path, &st) != 0) {
-        rc = wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
+        rc = core_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
     } else if (S_ISDIR(st.st_mode)) {
         rc = open_folder(ctx, ds);
     } else {
@@ -308,15 +308,15 @@ int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_
             rc = open_idx(ctx, ds, p.labels_path);
         } else if (is_image(path)) {
             ds->kind = DS_FOLDER;
-            rc = add_item(ds, strdup(path), -1) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path) : WOBBLE_OK;
+            rc = add_item(ds, strdup(path), -1) ? core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path) : WOBBLE_OK;
         } else if (st.st_size > 0 && st.st_size % 3073 == 0) {
             rc = open_cifar(ctx, ds);
         } else {
-            rc = wobble_seterr(ctx, WOBBLE_EFORMAT,
+            rc = core_seterr(ctx, WOBBLE_EFORMAT,
                                "%s: not a folder, an image, a CIFAR-10 binary file or an IDX image file", path);
         }
     }
-    if (rc == WOBBLE_OK && ds->n == 0) rc = wobble_seterr(ctx, WOBBLE_EINVAL, "%s: the dataset is empty", path);
+    if (rc == WOBBLE_OK && ds->n == 0) rc = core_seterr(ctx, WOBBLE_EINVAL, "%s: the dataset is empty", path);
     if (rc == WOBBLE_OK && p.limit > 0 && p.limit < ds->n) {
         for (int i = p.limit; i < ds->n; i++) free(ds->names[i]);
         ds->n = p.limit;
@@ -342,12 +342,12 @@ const char *wobble_dataset_item(const wobble_dataset *ds, int i) { return ds && 
 int wobble_dataset_label(const wobble_dataset *ds, int i) { return ds && i >= 0 && i < ds->n ? ds->labels[i] : -1; }
 
 int wobble_dataset_load(wobble_ctx *ctx, const wobble_dataset *ds, int i, wobble_image **out) {
-    if (!ds || !out || i < 0 || i >= ds->n) return wobble_seterr(ctx, WOBBLE_EINVAL, "dataset: bad index %d", i);
+    if (!ds || !out || i < 0 || i >= ds->n) return core_seterr(ctx, WOBBLE_EINVAL, "dataset: bad index %d", i);
     *out = NULL;
     if (ds->kind == DS_FOLDER || ds->kind == DS_IMAGEFOLDER) return wobble_image_read(ctx, ds->names[i], out);
     if (ds->kind == DS_CIFAR) {
         const uint8_t *r = ds->raw + (size_t)i * 3073 + 1;
-        int rc = wobble_image_alloc(ctx, 32, 32, out);
+        int rc = image_alloc(ctx, 32, 32, out);
         if (rc) return rc;
         for (int p = 0; p < 1024; p++)
             for (int c = 0; c < 3; c++) (*out)->data[3 * p + c] = r[c * 1024 + p];
@@ -355,7 +355,7 @@ int wobble_dataset_load(wobble_ctx *ctx, const wobble_dataset *ds, int i, wobble
     }
     const size_t per = (size_t)ds->rows * ds->cols;
     const uint8_t *r = ds->raw + 16 + (size_t)i * per;
-    int rc = wobble_image_alloc(ctx, ds->cols, ds->rows, out);
+    int rc = image_alloc(ctx, ds->cols, ds->rows, out);
     if (rc) return rc;
     for (size_t p = 0; p < per; p++) (*out)->data[3 * p] = (*out)->data[3 * p + 1] = (*out)->data[3 * p + 2] = r[p];
     return WOBBLE_OK;

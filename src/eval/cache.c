@@ -80,19 +80,19 @@ int eval_cache_load(wobble_ctx *ctx, eval_cache *c, const char *path, uint64_t m
     if (access(path, F_OK) != 0) return WOBBLE_OK;
     uint8_t *data = NULL;
     size_t size = 0;
-    int rc = wobble_read_file(ctx, path, &data, &size);
+    int rc = core_read_file(ctx, path, &data, &size);
     if (rc == WOBBLE_ENOMEM) return rc;
     if (rc) return WOBBLE_OK; /* unreadable: recompute */
     rc = eval_cache_parse(c, data, size, mh, ph);
     free(data);
-    return rc ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory reading the cache", path) : WOBBLE_OK;
+    return rc ? core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory reading the cache", path) : WOBBLE_OK;
 }
 
 int eval_cache_save(wobble_ctx *ctx, const eval_cache *c, const char *path, uint64_t mh, uint64_t ph) {
     const size_t rec = EVAL_CACHE_OPNAME + 8 + sizeof(float) * (size_t)c->dim;
     const size_t size = CACHE_HEADER + rec * (size_t)c->n;
     uint8_t *b = malloc(size), *p = b;
-    if (!b) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!b) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     const uint32_t hdr[2] = {CACHE_MAGIC, CACHE_VERSION}, dc[2] = {(uint32_t)c->dim, (uint32_t)c->n};
     const uint64_t h[2] = {mh, ph};
     memcpy(p, hdr, 8), p += 8;

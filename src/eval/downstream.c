@@ -300,19 +300,19 @@ static void ds_free(ds_run *R) {
     core_outset_abort(&R->out);
 }
 
-static int ds_oom(ds_run *R) { return wobble_seterr(R->ctx, WOBBLE_ENOMEM, "downstream: out of memory"); }
+static int ds_oom(ds_run *R) { return core_seterr(R->ctx, WOBBLE_ENOMEM, "downstream: out of memory"); }
 
 /* Everything that can be checked before anything is embedded. */
 static int ds_check(ds_run *R) {
     wobble_ctx *ctx = R->ctx;
     const wobble_downstream_params *dp = &R->dp;
     if (dp->task < WOBBLE_TASK_LINEAR || dp->task > WOBBLE_TASK_ZEROSHOT)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "downstream: unknown task %d", (int)dp->task);
+        return core_seterr(ctx, WOBBLE_EINVAL, "downstream: unknown task %d", (int)dp->task);
     R->task_name = dp->task == WOBBLE_TASK_LINEAR ? "linear" : dp->task == WOBBLE_TASK_KNN ? "knn" : "zeroshot";
-    if (R->ep->n_ops < 1) return wobble_seterr(ctx, WOBBLE_EINVAL, "downstream: no operations");
+    if (R->ep->n_ops < 1) return core_seterr(ctx, WOBBLE_EINVAL, "downstream: no operations");
     int rc = wobble_eval_check_ops(ctx, R->ep->ops, R->ep->n_ops);
     if (rc) return rc;
-    if (dp->bins < 2) return wobble_seterr(ctx, WOBBLE_EDOMAIN, "downstream: %d robustness bins; need at least 2", dp->bins);
+    if (dp->bins < 2) return core_seterr(ctx, WOBBLE_EDOMAIN, "downstream: %d robustness bins; need at least 2", dp->bins);
     /* classifier parameters are checked before the training set is embedded (zero-shot builds its
      * classifier, with its own checks, before anything is embedded) */
     if (dp->task == WOBBLE_TASK_LINEAR && (rc = probe_check_linear(ctx, &dp->probe))) return rc;
@@ -320,7 +320,7 @@ static int ds_check(ds_run *R) {
     R->N = wobble_dataset_size(R->test);
     R->Ct = wobble_dataset_num_classes(R->test);
     if (R->Ct < 1)
-        return wobble_seterr(ctx, WOBBLE_EINVAL,
+        return core_seterr(ctx, WOBBLE_EINVAL,
                              "%s: the test set has no labels (a downstream task needs an ImageFolder tree, CIFAR-10 "
                              "or IDX data)",
                              R->test_path);
@@ -347,7 +347,7 @@ static int ds_missing_classes(ds_run *R, const wobble_dataset *tr) {
         }
     free(cnt);
     if (missing)
-        return wobble_seterr(R->ctx, WOBBLE_EINVAL, "%s: %d of %d classes are missing from the training set (%s%s)",
+        return core_seterr(R->ctx, WOBBLE_EINVAL, "%s: %d of %d classes are missing from the training set (%s%s)",
                              R->train_path, missing, R->C, list, missing > 5 ? ", ..." : "");
     return WOBBLE_OK;
 }
@@ -364,7 +364,7 @@ static int ds_labels(ds_run *R) {
     }
     if (dp->task == WOBBLE_TASK_ZEROSHOT) {
         if (dp->class_names && dp->n_class_names != R->Ct)
-            return wobble_seterr(ctx, WOBBLE_EINVAL, "downstream: %d class names given for the %d classes of %s",
+            return core_seterr(ctx, WOBBLE_EINVAL, "downstream: %d class names given for the %d classes of %s",
                                  dp->n_class_names, R->Ct, R->test_path);
         R->C = R->Ct;
         if (!(R->cname = malloc(sizeof(char *) * (size_t)R->C))) return ds_oom(R);
@@ -375,9 +375,9 @@ static int ds_labels(ds_run *R) {
         return WOBBLE_OK;
     }
     const wobble_dataset *tr = dp->train;
-    if (!tr) return wobble_seterr(ctx, WOBBLE_EINVAL, "downstream: --task %s needs a training set (--train)", R->task_name);
+    if (!tr) return core_seterr(ctx, WOBBLE_EINVAL, "downstream: --task %s needs a training set (--train)", R->task_name);
     if (wobble_dataset_num_classes(tr) < 1)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: the training set has no labels", R->train_path);
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: the training set has no labels", R->train_path);
     R->C = wobble_dataset_num_classes(tr);
     if (!(R->cname = malloc(sizeof(char *) * (size_t)R->C))) return ds_oom(R);
     for (int k = 0; k < R->C; k++) R->cname[k] = wobble_dataset_class_name(tr, k);
@@ -389,7 +389,7 @@ static int ds_labels(ds_run *R) {
         for (int j = 0; nm && j < R->C; j++)
             if (R->cname[j] && !strcmp(R->cname[j], nm)) R->tmap[k] = j;
         if (R->tmap[k] < 0 && R->test_count[k] > 0)
-            rc = wobble_seterr(ctx, WOBBLE_EINVAL, "%s: test label '%s' (%d images) does not occur in the training set %s",
+            rc = core_seterr(ctx, WOBBLE_EINVAL, "%s: test label '%s' (%d images) does not occur in the training set %s",
                                R->test_path, nm ? nm : "?", R->test_count[k], R->train_path);
     }
     return rc;
@@ -422,7 +422,7 @@ static int ds_classifier(ds_run *R) {
     int *y = malloc(sizeof(int) * (size_t)NT + 1);
     char *tdir = core_path_join(R->out_dir, "train");
     if (!cr.emb || !cr.got || !y || !tdir)
-        rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "downstream: out of memory for %d embeddings", NT);
+        rc = core_seterr(ctx, WOBBLE_ENOMEM, "downstream: out of memory for %d embeddings", NT);
     wobble_eval_params tp = *R->ep;
     tp.ops = NULL;
     tp.n_ops = 0;
@@ -480,7 +480,7 @@ static int ds_test(ds_run *R) {
     ct->rob = malloc(sizeof(wobble_robustness) * (size_t)N * O + 1);
     if (!R->labi || !ct->img || !ct->scores || !ct->emb || !ct->got || !ct->pred || !ct->ok1 || !ct->ok5 || !ct->lc ||
         !ct->le || !ct->rob)
-        return wobble_seterr(R->ctx, WOBBLE_ENOMEM, "downstream: out of memory for %d test images", N);
+        return core_seterr(R->ctx, WOBBLE_ENOMEM, "downstream: out of memory for %d test images", N);
     wobble_eval_params vp = *R->ep;
     vp.progress = col_progress;
     vp.warn = col_warn;
@@ -521,7 +521,7 @@ static int ds_compact(ds_run *R) {
         memmove(ct->emb + (size_t)j * E, ct->emb + (size_t)i * E, sizeof(float) * E);
         j++;
     }
-    if (n == 0) return wobble_seterr(R->ctx, WOBBLE_EINVAL, "%s: no test image could be evaluated", R->test_path);
+    if (n == 0) return core_seterr(R->ctx, WOBBLE_EINVAL, "%s: no test image could be evaluated", R->test_path);
     return stage_set(R->ctx, &R->out, R->out_dir, "test", ct->emb, R->lab, n, E);
 }
 
@@ -807,7 +807,7 @@ static int ds_root(ds_run *R) {
 
 int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *test, const wobble_eval_params *ep,
                           const wobble_downstream_params *dpp, const char *out_dir, wobble_downstream_summary *summary) {
-    if (!m || !test || !ep || !out_dir) return wobble_seterr(ctx, WOBBLE_EINVAL, "downstream: NULL argument");
+    if (!m || !test || !ep || !out_dir) return core_seterr(ctx, WOBBLE_EINVAL, "downstream: NULL argument");
     ds_run R;
     memset(&R, 0, sizeof R);
     R.ctx = ctx, R.m = m, R.test = test, R.ep = ep, R.out_dir = out_dir;

@@ -50,7 +50,7 @@ int eval_json_bytes(json_t *j, core_buf *out) {
 
 int eval_write_json(wobble_ctx *ctx, const char *path, json_t *j) {
     core_buf b = {0};
-    int rc = eval_json_bytes(j, &b) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path)
+    int rc = eval_json_bytes(j, &b) ? core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path)
                                     : wobble_write_file_atomic(ctx, path, b.p, b.len);
     core_buf_free(&b);
     return rc;
@@ -59,7 +59,7 @@ int eval_write_json(wobble_ctx *ctx, const char *path, json_t *j) {
 int eval_outset_json(wobble_ctx *ctx, core_outset *set, const char *dir, const char *name, json_t *j) {
     char *path = core_path_join(dir, name);
     core_buf b = {0};
-    int rc = !path || !j || eval_json_bytes(j, &b) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s/%s: out of memory", dir, name)
+    int rc = !path || !j || eval_json_bytes(j, &b) ? core_seterr(ctx, WOBBLE_ENOMEM, "%s/%s: out of memory", dir, name)
                                                  : core_outset_add(ctx, set, path, b.p, b.len);
     core_buf_free(&b);
     free(path);
@@ -68,24 +68,24 @@ int eval_outset_json(wobble_ctx *ctx, core_outset *set, const char *dir, const c
 
 int eval_outset_buf(wobble_ctx *ctx, core_outset *set, const char *dir, const char *name, const core_buf *b) {
     char *path = core_path_join(dir, name);
-    int rc = !path || b->failed ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s/%s: out of memory", dir, name)
+    int rc = !path || b->failed ? core_seterr(ctx, WOBBLE_ENOMEM, "%s/%s: out of memory", dir, name)
                                 : core_outset_add(ctx, set, path, b->p ? b->p : "", b->len);
     free(path);
     return rc;
 }
 
 int wobble_eval_check_ops(wobble_ctx *ctx, const wobble_eval_op *ops, int n_ops) {
-    if (n_ops < 1 || !ops) return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: no operations");
+    if (n_ops < 1 || !ops) return core_seterr(ctx, WOBBLE_EINVAL, "eval: no operations");
     for (int o = 0; o < n_ops; o++) {
         const wobble_op_info *info = wobble_op_find(ops[o].name);
         if (!info)
-            return wobble_seterr(ctx, WOBBLE_ENOTFOUND, "eval: unknown operation '%s' (see 'wobble ops')",
+            return core_seterr(ctx, WOBBLE_ENOTFOUND, "eval: unknown operation '%s' (see 'wobble ops')",
                                  ops[o].name ? ops[o].name : "(null)");
         for (int p = 0; p < o; p++)
             if (wobble_op_find(ops[p].name) == info)
-                return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: operation '%s' is given twice", info->name);
+                return core_seterr(ctx, WOBBLE_EINVAL, "eval: operation '%s' is given twice", info->name);
         if (ops[o].n_levels < 1 || !ops[o].levels)
-            return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: operation '%s' has no levels", info->name);
+            return core_seterr(ctx, WOBBLE_EINVAL, "eval: operation '%s' has no levels", info->name);
         for (int k = 0; k < ops[o].n_levels; k++) {
             int rc = wobble_op_check_level(ctx, info, ops[o].levels[k]);
             if (rc) return rc;
@@ -157,7 +157,7 @@ static int eval_setup(eval_run *S) {
     S->pert = malloc(sizeof(float) * (K + 1) * E);
     S->cache_dir = core_path_join(S->out_dir, "cache");
     if (!S->info || !S->lc || !S->le || !S->rob || !S->ok || !S->errors || !S->ihash || !S->pert || !S->cache_dir)
-        return wobble_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory for %d images", S->N);
+        return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory for %d images", S->N);
     for (int o = 0; o < S->O; o++) S->info[o] = wobble_op_find(P->ops[o].name);
     return wobble_mkdirs(S->ctx, S->cache_dir);
 }
@@ -178,21 +178,21 @@ static int eval_lock(eval_run *S) {
     char *cfg_path = core_path_join(S->out_dir, "config.json");
     int rc = WOBBLE_OK;
     if (!cfg || !cfg_path) {
-        rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+        rc = core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
     } else if (access(cfg_path, F_OK) == 0) {
         json_error_t je;
         json_t *old = json_load_file(cfg_path, 0, &je);
         if (!old && CORE_JSON_OOM(&je)) {
-            rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", cfg_path);
+            rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", cfg_path);
         } else if (!old) {
-            rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable (%s); use another output folder", cfg_path, je.text);
+            rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable (%s); use another output folder", cfg_path, je.text);
         } else {
             static const char *keys[] = {"model_hash", "preprocessing_hash", "data", "seed", "ops"};
             static const char *what[] = {"another model", "another preprocessing", "another dataset", "another seed",
                                          "other operations or levels"};
             for (int k = 0; k < 5 && !rc; k++)
                 if (!json_equal(json_object_get(old, keys[k]), json_object_get(cfg, keys[k])))
-                    rc = wobble_seterr(ctx, WOBBLE_EINVAL,
+                    rc = core_seterr(ctx, WOBBLE_EINVAL,
                                        "%s holds results for %s (%s differs); use another output folder", S->out_dir,
                                        what[k], keys[k]);
             json_decref(old);
@@ -216,12 +216,12 @@ static int eval_prep_slot(eval_run *S, const wobble_image *img, int j, int *H, i
         *W = u->width;
     } else if (u->height != *H || u->width != *W) {
         wobble_image_free(u);
-        return wobble_seterr(S->ctx, WOBBLE_EINTERNAL, "eval: perturbed images differ in size");
+        return core_seterr(S->ctx, WOBBLE_EINTERNAL, "eval: perturbed images differ in size");
     }
     const size_t plane = (size_t)3 * (*H) * (*W);
     if (core_grow(&S->px, &S->px_cap, (size_t)(j + 1) * plane, sizeof(float))) {
         wobble_image_free(u);
-        return wobble_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+        return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
     }
     wobble_model_normalize(S->m, u, S->px + (size_t)j * plane);
     wobble_image_free(u);
@@ -264,7 +264,7 @@ static int eval_embed_missing(eval_run *S, const wobble_image *img, uint64_t ima
             if (rc) break;
             if (core_grow(&S->pend, &S->pend_cap, (size_t)np + 1, sizeof *S->pend) ||
                 core_grow(&S->emb, &S->emb_cap, ((size_t)np + 1) * S->E, sizeof(float))) {
-                rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+                rc = core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
                 break;
             }
             S->pend[np].op = o;
@@ -285,7 +285,7 @@ static int eval_embed_missing(eval_run *S, const wobble_image *img, uint64_t ima
     for (int j = 0; j < np && rc == WOBBLE_OK; j++)
         if (eval_cache_add(c, S->pend[j].op < 0 ? "clean" : S->info[S->pend[j].op]->name, S->pend[j].level,
                            S->emb + (size_t)j * S->E))
-            rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+            rc = core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
     if (rc == WOBBLE_OK) S->embedded += np;
     return rc;
 }
@@ -295,7 +295,7 @@ static int eval_metrics(eval_run *S, int i, const eval_cache *c) {
     const size_t N = (size_t)S->N, Km = (size_t)S->Kmax, E = (size_t)S->E;
     int rc = WOBBLE_OK;
     double *tc = malloc(sizeof(double) * 2 * (Km + 1)); /* per-level cos, then euc */
-    if (!tc) return wobble_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    if (!tc) return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
     for (int o = 0; o < S->O && rc == WOBBLE_OK; o++) {
         const int K = S->P->ops[o].n_levels;
         for (int k = 0; k < K; k++) memcpy(S->pert + (size_t)k * E, level_vec(S, c, o, k), sizeof(float) * E);
@@ -321,7 +321,7 @@ static int eval_image(eval_run *S, int i) {
     S->T.t_decode += core_now_s() - ta;
     if (rc == WOBBLE_ENOMEM) return rc;
     if (rc != WOBBLE_OK) {
-        if (!(S->errors[i] = strdup(wobble_last_error(ctx)))) return wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+        if (!(S->errors[i] = strdup(wobble_last_error(ctx)))) return core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
         S->n_failed++;
         if (P->warn) P->warn(P->user, S->errors[i]);
         return WOBBLE_OK;
@@ -333,7 +333,7 @@ static int eval_image(eval_run *S, int i) {
     eval_cache c;
     eval_cache_init(&c, S->E);
     ta = core_now_s();
-    rc = cpath ? eval_cache_load(ctx, &c, cpath, S->mh, S->ph) : wobble_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    rc = cpath ? eval_cache_load(ctx, &c, cpath, S->mh, S->ph) : core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
     S->T.t_io += core_now_s() - ta;
     const int before = c.n;
     if (rc == WOBBLE_OK) rc = eval_embed_missing(S, img, S->ihash[i], &c);
@@ -498,7 +498,7 @@ static int eval_outputs(eval_run *S, core_outset *set) {
 
 int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, const wobble_eval_params *params,
                     const char *out_dir, wobble_eval_summary *summary, core_outset *set) {
-    if (!m || !ds || !params || !out_dir || !set) return wobble_seterr(ctx, WOBBLE_EINVAL, "eval: NULL argument");
+    if (!m || !ds || !params || !out_dir || !set) return core_seterr(ctx, WOBBLE_EINVAL, "eval: NULL argument");
     eval_run S;
     memset(&S, 0, sizeof S);
     S.ctx = ctx, S.m = m, S.ds = ds, S.P = params, S.out_dir = out_dir;
@@ -508,7 +508,7 @@ int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
     for (int i = 0; i < S.N && rc == WOBBLE_OK; i++) rc = eval_image(&S, i);
     if (rc == WOBBLE_OK && params->progress) params->progress(params->user, S.N, S.N, "");
     if (rc == WOBBLE_OK && S.n_ok == 0)
-        rc = wobble_seterr(ctx, WOBBLE_EINVAL, "eval: no image of %s could be read (%d failed)",
+        rc = core_seterr(ctx, WOBBLE_EINVAL, "eval: no image of %s could be read (%d failed)",
                            params->data_path ? params->data_path : "the dataset", S.n_failed);
     const double ta = core_now_s();
     if (rc == WOBBLE_OK) rc = eval_outputs(&S, set);

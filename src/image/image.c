@@ -6,18 +6,18 @@
 /* Largest side accepted anywhere (JPEG's own limit is 65500). */
 #define WOBBLE_MAX_SIDE 1000000
 
-int wobble_image_alloc(wobble_ctx *ctx, int width, int height, wobble_image **out) {
-    if (!out) return wobble_seterr(ctx, WOBBLE_EINVAL, "image: NULL output pointer");
+int image_alloc(wobble_ctx *ctx, int width, int height, wobble_image **out) {
+    if (!out) return core_seterr(ctx, WOBBLE_EINVAL, "image: NULL output pointer");
     *out = NULL;
     if (width <= 0 || height <= 0 || width > WOBBLE_MAX_SIDE || height > WOBBLE_MAX_SIDE)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "image: invalid size %dx%d", width, height);
+        return core_seterr(ctx, WOBBLE_EINVAL, "image: invalid size %dx%d", width, height);
     size_t n = (size_t)width * (size_t)height * 3u;
     wobble_image *img = malloc(sizeof *img);
-    if (!img) return wobble_seterr(ctx, WOBBLE_ENOMEM, "image: out of memory");
+    if (!img) return core_seterr(ctx, WOBBLE_ENOMEM, "image: out of memory");
     img->data = malloc(n);
     if (!img->data) {
         free(img);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "image: out of memory for %dx%d pixels", width, height);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "image: out of memory for %dx%d pixels", width, height);
     }
     img->width = width;
     img->height = height;
@@ -26,21 +26,21 @@ int wobble_image_alloc(wobble_ctx *ctx, int width, int height, wobble_image **ou
 }
 
 int wobble_image_create(wobble_ctx *ctx, int width, int height, wobble_image **out) {
-    int rc = wobble_image_alloc(ctx, width, height, out);
+    int rc = image_alloc(ctx, width, height, out);
     if (rc == WOBBLE_OK) memset((*out)->data, 0, (size_t)width * (size_t)height * 3u);
     return rc;
 }
 
 int wobble_image_from_rgb(wobble_ctx *ctx, int width, int height, const uint8_t *rgb,
                           wobble_image **out) {
-    if (!rgb) return wobble_seterr(ctx, WOBBLE_EINVAL, "image: NULL pixel buffer");
-    int rc = wobble_image_alloc(ctx, width, height, out);
+    if (!rgb) return core_seterr(ctx, WOBBLE_EINVAL, "image: NULL pixel buffer");
+    int rc = image_alloc(ctx, width, height, out);
     if (rc == WOBBLE_OK) memcpy((*out)->data, rgb, (size_t)width * (size_t)height * 3u);
     return rc;
 }
 
 int wobble_image_clone(wobble_ctx *ctx, const wobble_image *img, wobble_image **out) {
-    if (!img) return wobble_seterr(ctx, WOBBLE_EINVAL, "image: NULL input");
+    if (!img) return core_seterr(ctx, WOBBLE_EINVAL, "image: NULL input");
     return wobble_image_from_rgb(ctx, img->width, img->height, img->data, out);
 }
 
@@ -76,32 +76,32 @@ wobble_format wobble_detect_format(const void *data, size_t size) {
     return WOBBLE_FORMAT_UNKNOWN;
 }
 
-int wobble_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name,
+int image_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name,
                       wobble_image **out);
-int wobble_jpeg_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name,
+int image_jpeg_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name,
                        wobble_image **out);
 
 int wobble_image_decode(wobble_ctx *ctx, const void *data, size_t size, const char *name,
                         wobble_image **out) {
-    const char *nm = wobble_name_or(name);
-    if (!out) return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: NULL output pointer", nm);
+    const char *nm = core_name_or(name);
+    if (!out) return core_seterr(ctx, WOBBLE_EINVAL, "%s: NULL output pointer", nm);
     *out = NULL;
-    if (!data && size) return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: NULL data", nm);
-    if (size == 0) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: empty file", nm);
+    if (!data && size) return core_seterr(ctx, WOBBLE_EINVAL, "%s: NULL data", nm);
+    if (size == 0) return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: empty file", nm);
     switch (wobble_detect_format(data, size)) {
-    case WOBBLE_FORMAT_PNG: return wobble_png_decode(ctx, data, size, nm, out);
-    case WOBBLE_FORMAT_JPEG: return wobble_jpeg_decode(ctx, data, size, nm, out);
+    case WOBBLE_FORMAT_PNG: return image_png_decode(ctx, data, size, nm, out);
+    case WOBBLE_FORMAT_JPEG: return image_jpeg_decode(ctx, data, size, nm, out);
     default:
-        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: unknown image format (not PNG or JPEG)", nm);
+        return core_seterr(ctx, WOBBLE_EFORMAT, "%s: unknown image format (not PNG or JPEG)", nm);
     }
 }
 
 int wobble_image_read(wobble_ctx *ctx, const char *path, wobble_image **out) {
-    if (!out) return wobble_seterr(ctx, WOBBLE_EINVAL, "read: NULL output pointer");
+    if (!out) return core_seterr(ctx, WOBBLE_EINVAL, "read: NULL output pointer");
     *out = NULL;
     uint8_t *buf = NULL;
     size_t size = 0;
-    int rc = wobble_read_file(ctx, path, &buf, &size);
+    int rc = core_read_file(ctx, path, &buf, &size);
     if (rc != WOBBLE_OK) return rc;
     rc = wobble_image_decode(ctx, buf, size, path, out);
     free(buf);
@@ -131,11 +131,11 @@ int wobble_image_write_jpeg(wobble_ctx *ctx, const wobble_image *img, const char
 }
 
 int wobble_image_write(wobble_ctx *ctx, const wobble_image *img, const char *path) {
-    if (!img || !path) return wobble_seterr(ctx, WOBBLE_EINVAL, "write: NULL argument");
+    if (!img || !path) return core_seterr(ctx, WOBBLE_EINVAL, "write: NULL argument");
     if (ends_with_ci(path, ".jpg") || ends_with_ci(path, ".jpeg"))
         return wobble_image_write_jpeg(ctx, img, path, 95);
     if (!ends_with_ci(path, ".png"))
-        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported output extension (use .png, .jpg or .jpeg)", path);
+        return core_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported output extension (use .png, .jpg or .jpeg)", path);
     uint8_t *buf = NULL;
     size_t size = 0;
     int rc = wobble_image_encode_png(ctx, img, &buf, &size);

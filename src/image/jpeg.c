@@ -45,7 +45,7 @@ static inline int muldiv255(int a, int b) {
     return ((t >> 8) + t) >> 8;
 }
 
-int wobble_jpeg_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name,
+int image_jpeg_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name,
                        wobble_image **out) {
     struct jpeg_decompress_struct cinfo;
     struct jerr err;
@@ -59,18 +59,18 @@ int wobble_jpeg_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const 
         wobble_image_free(img);
         free(row);
         if (status != WOBBLE_OK) return status;
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: corrupt JPEG: %s", name, err.msg);
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: corrupt JPEG: %s", name, err.msg);
     }
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
     if (err.hit_eof) {
         jpeg_destroy_decompress(&cinfo);
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated JPEG (header incomplete, %zu bytes)", name, size);
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated JPEG (header incomplete, %zu bytes)", name, size);
     }
     uint64_t npix = (uint64_t)cinfo.image_width * cinfo.image_height;
     if (ctx && ctx->max_pixels && npix > ctx->max_pixels) {
-        status = wobble_seterr(ctx, WOBBLE_ELIMIT, "%s: image is %ux%u = %llu pixels, over the limit of %llu",
+        status = core_seterr(ctx, WOBBLE_ELIMIT, "%s: image is %ux%u = %llu pixels, over the limit of %llu",
                                name, cinfo.image_width, cinfo.image_height, (unsigned long long)npix,
                                (unsigned long long)ctx->max_pixels);
         longjmp(err.jump, 1);
@@ -83,12 +83,12 @@ int wobble_jpeg_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const 
     } else if (ncomp == 4) {
         cinfo.out_color_space = JCS_CMYK;
     } else {
-        status = wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported JPEG with %d components", name, ncomp);
+        status = core_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported JPEG with %d components", name, ncomp);
         longjmp(err.jump, 1);
     }
     jpeg_start_decompress(&cinfo);
     wobble_image *im = NULL;
-    int rc = wobble_image_alloc(ctx, (int)cinfo.output_width, (int)cinfo.output_height, &im);
+    int rc = image_alloc(ctx, (int)cinfo.output_width, (int)cinfo.output_height, &im);
     if (rc != WOBBLE_OK) {
         status = rc;
         longjmp(err.jump, 1);
@@ -98,7 +98,7 @@ int wobble_jpeg_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const 
     if (ncomp != 3) {
         row = malloc((size_t)w * (size_t)cinfo.output_components);
         if (!row) {
-            status = wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", name);
+            status = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", name);
             longjmp(err.jump, 1);
         }
     }
@@ -128,7 +128,7 @@ int wobble_jpeg_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const 
         jpeg_destroy_decompress(&cinfo);
         wobble_image_free(img);
         free(row);
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated JPEG (data ends near row %u of %u)", name, got, total);
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated JPEG (data ends near row %u of %u)", name, got, total);
     }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
@@ -139,11 +139,11 @@ int wobble_jpeg_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const 
 
 int wobble_image_encode_jpeg(wobble_ctx *ctx, const wobble_image *img, int quality, uint8_t **buf,
                              size_t *size) {
-    if (!img || !buf || !size) return wobble_seterr(ctx, WOBBLE_EINVAL, "encode jpeg: NULL argument");
+    if (!img || !buf || !size) return core_seterr(ctx, WOBBLE_EINVAL, "encode jpeg: NULL argument");
     if (quality < 1 || quality > 100)
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "encode jpeg: quality %d outside 1..100", quality);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "encode jpeg: quality %d outside 1..100", quality);
     if (img->width > JPEG_MAX_DIMENSION || img->height > JPEG_MAX_DIMENSION)
-        return wobble_seterr(ctx, WOBBLE_ELIMIT, "encode jpeg: %dx%d exceeds the JPEG limit of %d pixels a side",
+        return core_seterr(ctx, WOBBLE_ELIMIT, "encode jpeg: %dx%d exceeds the JPEG limit of %d pixels a side",
                              img->width, img->height, (int)JPEG_MAX_DIMENSION);
     struct jpeg_compress_struct cinfo;
     struct jerr err;
@@ -157,7 +157,7 @@ int wobble_image_encode_jpeg(wobble_ctx *ctx, const wobble_image *img, int quali
     if (setjmp(err.jump)) {
         jpeg_destroy_compress(&cinfo);
         free(dst.buf);
-        return wobble_seterr(ctx, WOBBLE_EINTERNAL, "encode jpeg: %s", err.msg);
+        return core_seterr(ctx, WOBBLE_EINTERNAL, "encode jpeg: %s", err.msg);
     }
     jpeg_create_compress(&cinfo);
     jpeg_mem_dest(&cinfo, &dst.buf, &dst.len);

@@ -38,15 +38,15 @@ static void png_on_warning(png_structp png, png_const_charp msg) {
     (void)msg; /* Pillow ignores recoverable problems too */
 }
 
-int wobble_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name,
+int image_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name,
                       wobble_image **out) {
     struct png_src src = {data, size, 0, 0, {0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
-    if (!png) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory (libpng)", name);
+    if (!png) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory (libpng)", name);
     png_infop info = png_create_info_struct(png);
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory (libpng)", name);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory (libpng)", name);
     }
     uint8_t *volatile raw = NULL;
     wobble_image *volatile img = NULL;
@@ -60,8 +60,8 @@ int wobble_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const c
         wobble_image_free(img);
         if (status != WOBBLE_OK) return status;
         if (src.truncated)
-            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated PNG (ends after %zu bytes)", name, size);
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: corrupt PNG: %s", name, src.msg[0] ? src.msg : "decoder error");
+            return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated PNG (ends after %zu bytes)", name, size);
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: corrupt PNG: %s", name, src.msg[0] ? src.msg : "decoder error");
     }
     png_set_read_fn(png, &src, png_src_read);
     png_read_info(png, info);
@@ -70,7 +70,7 @@ int wobble_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const c
     int bit_depth = 0, color_type = 0, interlace = 0;
     png_get_IHDR(png, info, &w, &h, &bit_depth, &color_type, &interlace, NULL, NULL);
     if (ctx && ctx->max_pixels && (uint64_t)w * (uint64_t)h > ctx->max_pixels) {
-        status = wobble_seterr(ctx, WOBBLE_ELIMIT, "%s: image is %ux%u = %llu pixels, over the limit of %llu",
+        status = core_seterr(ctx, WOBBLE_ELIMIT, "%s: image is %ux%u = %llu pixels, over the limit of %llu",
                                name, (unsigned)w, (unsigned)h, (unsigned long long)w * h,
                                (unsigned long long)ctx->max_pixels);
         png_longjmp(png, 1);
@@ -88,11 +88,11 @@ int wobble_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const c
     size_t rowbytes = png_get_rowbytes(png, info);
     size_t expect = gray16 ? (size_t)w * 2u : (size_t)w * 3u;
     if (rowbytes != expect) {
-        status = wobble_seterr(ctx, WOBBLE_EINTERNAL, "%s: unexpected PNG row size %zu (expected %zu)", name, rowbytes, expect);
+        status = core_seterr(ctx, WOBBLE_EINTERNAL, "%s: unexpected PNG row size %zu (expected %zu)", name, rowbytes, expect);
         png_longjmp(png, 1);
     }
     wobble_image *im = NULL;
-    int rc = wobble_image_alloc(ctx, (int)w, (int)h, &im);
+    int rc = image_alloc(ctx, (int)w, (int)h, &im);
     if (rc != WOBBLE_OK) {
         status = rc;
         png_longjmp(png, 1);
@@ -100,13 +100,13 @@ int wobble_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const c
     img = im;
     rows = malloc(sizeof(png_bytep) * h);
     if (!rows) {
-        status = wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", name);
+        status = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", name);
         png_longjmp(png, 1);
     }
     if (gray16) {
         raw = malloc(rowbytes * h);
         if (!raw) {
-            status = wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", name);
+            status = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", name);
             png_longjmp(png, 1);
         }
         for (png_uint_32 y = 0; y < h; y++) rows[y] = raw + rowbytes * y;
@@ -152,23 +152,23 @@ static void png_sink_write(png_structp png, png_bytep data, size_t n) {
 static void png_sink_flush(png_structp png) { (void)png; }
 
 int wobble_image_encode_png(wobble_ctx *ctx, const wobble_image *img, uint8_t **buf, size_t *size) {
-    if (!img || !buf || !size) return wobble_seterr(ctx, WOBBLE_EINVAL, "encode png: NULL argument");
+    if (!img || !buf || !size) return core_seterr(ctx, WOBBLE_EINVAL, "encode png: NULL argument");
     struct png_src err = {0};
     struct png_sink sink = {0};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, png_on_error, png_on_warning);
-    if (!png) return wobble_seterr(ctx, WOBBLE_ENOMEM, "encode png: out of memory");
+    if (!png) return core_seterr(ctx, WOBBLE_ENOMEM, "encode png: out of memory");
     png_infop info = png_create_info_struct(png);
     if (!info) {
         png_destroy_write_struct(&png, NULL);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "encode png: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "encode png: out of memory");
     }
     png_bytep *volatile rows = NULL;
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
         free(rows);
         free(sink.buf);
-        if (sink.oom) return wobble_seterr(ctx, WOBBLE_ENOMEM, "encode png: out of memory");
-        return wobble_seterr(ctx, WOBBLE_EINTERNAL, "encode png: %s", err.msg[0] ? err.msg : "libpng error");
+        if (sink.oom) return core_seterr(ctx, WOBBLE_ENOMEM, "encode png: out of memory");
+        return core_seterr(ctx, WOBBLE_EINTERNAL, "encode png: %s", err.msg[0] ? err.msg : "libpng error");
     }
     png_set_write_fn(png, &sink, png_sink_write, png_sink_flush);
     png_set_IHDR(png, info, (png_uint_32)img->width, (png_uint_32)img->height, 8, PNG_COLOR_TYPE_RGB,

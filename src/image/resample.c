@@ -57,7 +57,7 @@ static int filter_of(wobble_filter f, double (**fn)(double), double *support) {
     return 0;
 }
 
-void wobble_coeffs_free(wobble_coeffs *c) {
+void image_coeffs_free(wobble_coeffs *c) {
     if (!c) return;
     free(c->start);
     free(c->count);
@@ -65,7 +65,7 @@ void wobble_coeffs_free(wobble_coeffs *c) {
     memset(c, 0, sizeof *c);
 }
 
-int wobble_coeffs_make(int in_size, int out_size, wobble_filter filter, wobble_coeffs *c) {
+int image_coeffs_make(int in_size, int out_size, wobble_filter filter, wobble_coeffs *c) {
     memset(c, 0, sizeof *c);
     double (*fn)(double);
     double base_support;
@@ -83,7 +83,7 @@ int wobble_coeffs_make(int in_size, int out_size, wobble_filter filter, wobble_c
     double *w = malloc(sizeof(double) * (size_t)ksize);
     if (!c->start || !c->count || !c->k || !w) {
         free(w);
-        wobble_coeffs_free(c);
+        image_coeffs_free(c);
         return WOBBLE_ENOMEM;
     }
     const double inv = 1.0 / fscale;
@@ -171,7 +171,7 @@ static int pass_v(const uint8_t *src, int w, int shift, uint8_t *dst, int out_h,
     return fail ? WOBBLE_ENOMEM : WOBBLE_OK;
 }
 
-int wobble_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh, wobble_filter filter,
+int image_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh, wobble_filter filter,
                       int threads) {
     const int need_h = ow != w, need_v = oh != h;
     if (!need_h && !need_v) {
@@ -179,7 +179,7 @@ int wobble_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, in
         return WOBBLE_OK;
     }
     wobble_coeffs cv, ch;
-    int rc = wobble_coeffs_make(h, oh, filter, &cv);
+    int rc = image_coeffs_make(h, oh, filter, &cv);
     if (rc != WOBBLE_OK) return rc;
     int first = cv.start[0];
     int last = cv.start[oh - 1] + cv.count[oh - 1];
@@ -191,17 +191,17 @@ int wobble_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, in
     const uint8_t *vsrc = src;
     int vshift = 0;
     if (need_h) {
-        rc = wobble_coeffs_make(w, ow, filter, &ch);
+        rc = image_coeffs_make(w, ow, filter, &ch);
         if (rc != WOBBLE_OK) {
-            wobble_coeffs_free(&cv);
+            image_coeffs_free(&cv);
             return rc;
         }
         int rows = last - first;
         if (need_v) {
             tmp = malloc((size_t)ow * rows * 3u);
             if (!tmp) {
-                wobble_coeffs_free(&cv);
-                wobble_coeffs_free(&ch);
+                image_coeffs_free(&cv);
+                image_coeffs_free(&ch);
                 return WOBBLE_ENOMEM;
             }
             pass_h(src, w, first, tmp, ow, rows, &ch, threads);
@@ -210,30 +210,30 @@ int wobble_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, in
         } else {
             pass_h(src, w, 0, dst, ow, h, &ch, threads);
         }
-        wobble_coeffs_free(&ch);
+        image_coeffs_free(&ch);
     }
     if (need_v) rc = pass_v(vsrc, ow, vshift, dst, oh, &cv, threads);
     free(tmp);
-    wobble_coeffs_free(&cv);
+    image_coeffs_free(&cv);
     return rc;
 }
 
 int wobble_image_resize(wobble_ctx *ctx, const wobble_image *img, int width, int height,
                         wobble_filter filter, wobble_image **out) {
-    if (!img || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "resize: NULL argument");
+    if (!img || !out) return core_seterr(ctx, WOBBLE_EINVAL, "resize: NULL argument");
     *out = NULL;
     if (width <= 0 || height <= 0)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "resize: invalid target size %dx%d", width, height);
+        return core_seterr(ctx, WOBBLE_EINVAL, "resize: invalid target size %dx%d", width, height);
     if ((unsigned)filter > WOBBLE_FILTER_LANCZOS)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "resize: unknown filter %d", (int)filter);
+        return core_seterr(ctx, WOBBLE_EINVAL, "resize: unknown filter %d", (int)filter);
     wobble_image *o = NULL;
-    int rc = wobble_image_alloc(ctx, width, height, &o);
+    int rc = image_alloc(ctx, width, height, &o);
     if (rc != WOBBLE_OK) return rc;
-    rc = wobble_resize_rgb(img->data, img->width, img->height, o->data, width, height, filter,
+    rc = image_resize_rgb(img->data, img->width, img->height, o->data, width, height, filter,
                            wobble_ctx_threads(ctx));
     if (rc != WOBBLE_OK) {
         wobble_image_free(o);
-        return wobble_seterr(ctx, rc, "resize: %s", wobble_strerror(rc));
+        return core_seterr(ctx, rc, "resize: %s", wobble_strerror(rc));
     }
     *out = o;
     return WOBBLE_OK;

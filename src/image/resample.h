@@ -11,10 +11,10 @@ typedef struct wobble_coeffs {
     int32_t *k;     /* n * ksize weights, 22-bit fixed point */
 } wobble_coeffs;
 
-int wobble_coeffs_make(int in_size, int out_size, wobble_filter filter, wobble_coeffs *c);
-void wobble_coeffs_free(wobble_coeffs *c);
+int image_coeffs_make(int in_size, int out_size, wobble_filter filter, wobble_coeffs *c);
+void image_coeffs_free(wobble_coeffs *c);
 
 /* Resize packed RGB src (w x h) into dst (ow x oh). */
-int wobble_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh, wobble_filter filter,
+int image_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh, wobble_filter filter,
                       int threads);
 #endif

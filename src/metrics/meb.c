@@ -74,9 +74,9 @@ static void refresh(const double *G, const double *l, int n, double *Gl, double 
 
 int wobble_meb_f64(wobble_ctx *ctx, const double *pts, int n, int d, double *radius, double *center,
                    wobble_meb_info *info) {
-    if (!pts || !radius || n < 1 || d < 1) return wobble_seterr(ctx, WOBBLE_EINVAL, "meb: bad arguments");
+    if (!pts || !radius || n < 1 || d < 1) return core_seterr(ctx, WOBBLE_EINVAL, "meb: bad arguments");
     for (size_t i = 0; i < (size_t)n * d; i++)
-        if (!isfinite(pts[i])) return wobble_seterr(ctx, WOBBLE_EINVAL, "meb: point %zu holds NaN or Inf", i / d);
+        if (!isfinite(pts[i])) return core_seterr(ctx, WOBBLE_EINVAL, "meb: point %zu holds NaN or Inf", i / d);
     double *mean = calloc((size_t)d, sizeof(double));
     double *Q = malloc(sizeof(double) * (size_t)n * d);
     double *G = malloc(sizeof(double) * (size_t)n * n);
@@ -85,7 +85,7 @@ int wobble_meb_f64(wobble_ctx *ctx, const double *pts, int n, int d, double *rad
     double *A = malloc(sizeof(double) * (size_t)(n + 1) * (n + 1)), *b = malloc(sizeof(double) * (n + 1));
     if (!mean || !Q || !G || !l || !Gl || !S || !A || !b) {
         free(mean), free(Q), free(G), free(l), free(Gl), free(S), free(A), free(b);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "meb: out of memory for %d points", n);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "meb: out of memory for %d points", n);
     }
     for (int i = 0; i < n; i++)
         for (int k = 0; k < d; k++) mean[k] += pts[(size_t)i * d + k];
@@ -110,7 +110,7 @@ int wobble_meb_f64(wobble_ctx *ctx, const double *pts, int n, int d, double *rad
         double *lfw = malloc(sizeof(double) * n);
         if (!lfw) {
             free(mean), free(Q), free(G), free(l), free(Gl), free(S), free(A), free(b);
-            return wobble_seterr(ctx, WOBBLE_ENOMEM, "meb: out of memory");
+            return core_seterr(ctx, WOBBLE_ENOMEM, "meb: out of memory");
         }
         const double tols[2] = {1e-9, 1e-15};
         int certified = 0;

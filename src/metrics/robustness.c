@@ -19,8 +19,8 @@ static int unit(wobble_ctx *ctx, const float *v, int d, double *out, int k) {
     for (int j = 0; j < d; j++) s += (double)v[j] * v[j];
     if (!(s > 0) || !isfinite(s)) {
         const char *why = isfinite(s) ? "zero" : "a non-finite";
-        if (k < 0) return wobble_seterr(ctx, WOBBLE_EINVAL, "robustness: clean embedding has %s norm", why);
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "robustness: perturbed embedding %d has %s norm", k, why);
+        if (k < 0) return core_seterr(ctx, WOBBLE_EINVAL, "robustness: clean embedding has %s norm", why);
+        return core_seterr(ctx, WOBBLE_EINVAL, "robustness: perturbed embedding %d has %s norm", k, why);
     }
     const double inv = 1.0 / sqrt(s);
     for (int j = 0; j < d; j++) out[j] = v[j] * inv;
@@ -30,9 +30,9 @@ static int unit(wobble_ctx *ctx, const float *v, int d, double *out, int k) {
 int wobble_robustness_compute(wobble_ctx *ctx, const float *clean, const float *perturbed, int K, int d,
                               double *level_cos, double *level_euc, wobble_robustness *out) {
     if (!clean || (!perturbed && K) || K < 0 || d < 1 || !out)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "robustness: bad arguments");
+        return core_seterr(ctx, WOBBLE_EINVAL, "robustness: bad arguments");
     double *E = malloc(sizeof(double) * (size_t)(K + 1) * d);
-    if (!E) return wobble_seterr(ctx, WOBBLE_ENOMEM, "robustness: out of memory");
+    if (!E) return core_seterr(ctx, WOBBLE_ENOMEM, "robustness: out of memory");
     int rc = unit(ctx, clean, d, E, -1);
     for (int k = 0; k < K && rc == WOBBLE_OK; k++) rc = unit(ctx, perturbed + (size_t)k * d, d, E + (size_t)(k + 1) * d, k);
     if (rc) {
@@ -45,7 +45,7 @@ int wobble_robustness_compute(wobble_ctx *ctx, const float *clean, const float *
     double *lv = K ? malloc(sizeof(double) * 2 * (size_t)K) : NULL;
     if (K && !lv) {
         free(E);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "robustness: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "robustness: out of memory");
     }
     for (int k = 0; k < K; k++) {
         const double *a = E, *b = E + (size_t)(k + 1) * d;

@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void openblas_set_num_threads(int num_threads);
 
 /* ------------------------------------------------------------------ kernels */
 
@@ -278,7 +277,7 @@ static int patch_pos(wobble_ctx *ctx, wobble_model *m, int gh, int gw, const flo
         return WOBBLE_OK;
     }
     if (m->arch != ARCH_DINOV2)
-        return wobble_seterr(ctx, WOBBLE_EINVAL,
+        return core_seterr(ctx, WOBBLE_EINVAL,
                              "%s: input gives a %dx%d patch grid but this %s model's position embeddings are %dx%d "
                              "(use a %dx%d input)",
                              m->path, gh, gw, m->arch == ARCH_CLIP ? "CLIP" : "ViT", M, M, M * m->patch, M * m->patch);
@@ -292,7 +291,7 @@ static int patch_pos(wobble_ctx *ctx, wobble_model *m, int gh, int gw, const flo
         /* scale_factor = ((gh + offset) / M, (gw + offset) / M); output size floor(M * s) */
         const double sy = (gh + (double)m->interp_offset) / M, sx = (gw + (double)m->interp_offset) / M;
         if ((int)floor(M * sy) != gh || (int)floor(M * sx) != gw)
-            return wobble_seterr(ctx, WOBBLE_EINTERNAL, "position interpolation size mismatch");
+            return core_seterr(ctx, WOBBLE_EINTERNAL, "position interpolation size mismatch");
         Wy = axis_weights(M, gh, sy, 0);
         Wx = axis_weights(M, gw, sx, 0);
     } else {
@@ -306,7 +305,7 @@ static int patch_pos(wobble_ctx *ctx, wobble_model *m, int gh, int gw, const flo
         free(Wx);
         free(p);
         free(tmp);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "position interpolation: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "position interpolation: out of memory");
     }
     const float *src = m->pos + D; /* [M*M, D], row-major grid (y, x) */
     /* along x: tmp[y, j, :] = sum_x Wx[j, x] src[y, x, :] */
@@ -524,11 +523,11 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     if (rc) return rc;
     if (arena_reserve(&m->arena, m->dim, m->hidden, m->act, (size_t)rows, tape ? 0 : (size_t)n * np, 3 * P * P, T,
                       th) != 0)
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for activations (%d images x %d tokens)", m->path,
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for activations (%d images x %d tokens)", m->path,
                              n, T);
     if (tape) {
         if (tape_reserve(m, tape, n, T, np, tape->checkpoint) != 0)
-            return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the training tape (%d images x %d tokens)",
+            return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the training tape (%d images x %d tokens)",
                                  m->path, n, T);
         tape->n = n, tape->H = H, tape->W = W, tape->gh = gh, tape->gw = gw, tape->T = T, tape->rows = rows;
     }
@@ -607,19 +606,19 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
 
 static int check_input(wobble_ctx *ctx, const wobble_model *m, const float *pixels, int n, int H, int W) {
     if (H < m->patch || W < m->patch)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: input %dx%d is smaller than one %dx%d patch", m->path, W, H,
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: input %dx%d is smaller than one %dx%d patch", m->path, W, H,
                              m->patch, m->patch);
     const size_t per = (size_t)3 * H * W;
     for (size_t i = 0; i < per * (size_t)n; i++)
         if (!isfinite(pixels[i]))
-            return wobble_seterr(ctx, WOBBLE_EINVAL, "forward: input image %zu holds a NaN or infinite value",
+            return core_seterr(ctx, WOBBLE_EINVAL, "forward: input image %zu holds a NaN or infinite value",
                                  i / per);
     return WOBBLE_OK;
 }
 
 int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W, fwd_tape *tape,
                          float *emb) {
-    if (!m || !pixels || !emb || !tape || n < 1) return wobble_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
+    if (!m || !pixels || !emb || !tape || n < 1) return core_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
     int rc = check_input(ctx, m, pixels, n, H, W);
     if (rc) return rc;
     openblas_set_num_threads(wobble_ctx_threads(ctx));
@@ -654,7 +653,7 @@ int model_pos_backward(wobble_ctx *ctx, const wobble_model *m, int gh, int gw, c
         free(Wy);
         free(Wx);
         free(tmp);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "position interpolation: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "position interpolation: out of memory");
     }
     /* back along y: tmp[y, j, :] = sum_i Wy[i, y] dppos[i, j, :] */
     for (int i = 0; i < gh; i++)
@@ -685,7 +684,7 @@ int model_pos_backward(wobble_ctx *ctx, const wobble_model *m, int gh, int gw, c
 
 int wobble_model_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
                          const wobble_embed_params *p, float *emb, float *patch_tokens) {
-    if (!m || !pixels || !emb || n < 0) return wobble_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
+    if (!m || !pixels || !emb || n < 0) return core_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
     if (n == 0) return WOBBLE_OK;
     int rc = check_input(ctx, m, pixels, n, H, W);
     if (rc) return rc;
@@ -704,7 +703,7 @@ int wobble_model_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
 
 int wobble_model_embed(wobble_ctx *ctx, wobble_model *m, const wobble_image *const *imgs, int n,
                        const wobble_embed_params *p, float *emb) {
-    if (!m || (!imgs && n) || !emb) return wobble_seterr(ctx, WOBBLE_EINVAL, "embed: NULL argument");
+    if (!m || (!imgs && n) || !emb) return core_seterr(ctx, WOBBLE_EINVAL, "embed: NULL argument");
     float *buf = NULL;
     size_t cap = 0;
     int rc = WOBBLE_OK;
@@ -727,7 +726,7 @@ int wobble_model_embed(wobble_ctx *ctx, wobble_model *m, const wobble_image *con
                 float *nb = realloc(buf, sizeof(float) * need);
                 if (!nb) {
                     wobble_image_free(u);
-                    rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "embed: out of memory");
+                    rc = core_seterr(ctx, WOBBLE_ENOMEM, "embed: out of memory");
                     break;
                 }
                 buf = nb;
@@ -757,17 +756,17 @@ double wobble_model_logit_scale(const wobble_model *m) { return m ? m->logit_sca
  * padding after it cannot change the pooled features. */
 int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *m, const int32_t *ids, int n, int len,
                              const wobble_embed_params *p, float *emb) {
-    if (!m || (!ids && n) || !emb || n < 0) return wobble_seterr(ctx, WOBBLE_EINVAL, "encode_text: NULL argument");
+    if (!m || (!ids && n) || !emb || n < 0) return core_seterr(ctx, WOBBLE_EINVAL, "encode_text: NULL argument");
     const text_tower_t *t = m->text;
     if (!t)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: this model has no text tower (a whole CLIP model is needed)",
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: this model has no text tower (a whole CLIP model is needed)",
                              m->path);
     if (len < 1 || len > t->ctx_len)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: %d tokens per text; the text tower takes 1 to %d", m->path, len,
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: %d tokens per text; the text tower takes 1 to %d", m->path, len,
                              t->ctx_len);
     for (long i = 0; i < (long)n * len; i++)
         if (ids[i] < 0 || ids[i] >= t->vocab)
-            return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: token id %d of text %ld is outside the vocabulary (%d)",
+            return core_seterr(ctx, WOBBLE_EINVAL, "%s: token id %d of text %ld is outside the vocabulary (%d)",
                                  m->path, ids[i], i / len, t->vocab);
     const int th = wobble_ctx_threads(ctx), D = t->dim;
     openblas_set_num_threads(th);
@@ -775,7 +774,7 @@ int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *m, const int32_t *id
         const int c = n - s0 < m->max_batch ? n - s0 : m->max_batch;
         int T = 1;
         int *eot = malloc(sizeof(int) * c);
-        if (!eot) return wobble_seterr(ctx, WOBBLE_ENOMEM, "encode_text: out of memory");
+        if (!eot) return core_seterr(ctx, WOBBLE_ENOMEM, "encode_text: out of memory");
         for (int b = 0; b < c; b++) {
             const int32_t *r = ids + (size_t)(s0 + b) * len;
             int am = 0;
@@ -787,7 +786,7 @@ int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *m, const int32_t *id
         arena_t *a = &m->text->arena;
         if (arena_reserve(a, D, t->hidden, t->act, (size_t)c * T, 0, 0, T, th) != 0) {
             free(eot);
-            return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for text activations", m->path);
+            return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for text activations", m->path);
         }
         for (int b = 0; b < c; b++)
             for (int j = 0; j < T; j++) {

@@ -74,14 +74,14 @@ static int get(loader *L, const char *name, int nd, const int64_t *shape, const 
     char full[512];
     snprintf(full, sizeof full, "%s%s", L->prefix, name);
     const st_tensor *t = st_find(L->m->st, full);
-    if (!t) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing tensor '%s'", L->file, full);
+    if (!t) return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing tensor '%s'", L->file, full);
     int ok = t->ndim == nd;
     for (int i = 0; ok && i < nd; i++) ok = shape[i] < 0 || shape[i] == t->shape[i];
     if (!ok) {
         char e[128], f[128];
         shape_str(shape, nd, e, sizeof e);
         shape_str(t->shape, t->ndim, f, sizeof f);
-        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' has shape %s, expected %s", L->file, full, f, e);
+        return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' has shape %s, expected %s", L->file, full, f, e);
     }
     float *owned = NULL;
     int rc = st_to_f32(L->ctx, L->m->st, t, out, &owned);
@@ -89,10 +89,10 @@ static int get(loader *L, const char *name, int nd, const int64_t *shape, const 
     if (owned) release_pages(t->data, t->nbytes); /* the converted copy replaces the mapped bytes */
     if (owned && model_own(L->m, owned) != 0) {
         free(owned);
-        return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
+        return core_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
     }
     L->m->n_params += (uint64_t)t->numel;
-    if (add_ref(L->m, full, out, 0, 0, 0, 0) != 0) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
+    if (add_ref(L->m, full, out, 0, 0, 0, 0) != 0) return core_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
     return WOBBLE_OK;
 }
 
@@ -138,7 +138,7 @@ static int get_qkv_split(loader *L, const char *pre, const char *q, const char *
     float *b = malloc(sizeof(float) * 3 * (size_t)d);
     if (!b || model_own(L->m, b) != 0) {
         free(b);
-        return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
+        return core_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
     }
     for (int i = 0; i < 3; i++) {
         char nw[256], nb[256];
@@ -169,9 +169,9 @@ static json_t *load_json_opt(wobble_ctx *ctx, const char *dir, const char *name,
     json_error_t e;
     json_t *j = json_load_file(p, 0, &e);
     if (!j && CORE_JSON_OOM(&e))
-        *rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", p);
+        *rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", p);
     else if (!j)
-        *rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: invalid JSON at line %d: %s", p, e.line, e.text);
+        *rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: invalid JSON at line %d: %s", p, e.line, e.text);
     return j;
 }
 
@@ -262,7 +262,7 @@ static int detect(wobble_ctx *ctx, wobble_model *m, const char *file, json_t *cf
         if (i) strncat(names, ", ", sizeof names - strlen(names) - 1);
         strncat(names, st_at(st, i)->name, sizeof names - strlen(names) - 1);
     }
-    return wobble_seterr(ctx, WOBBLE_EFORMAT,
+    return core_seterr(ctx, WOBBLE_EFORMAT,
                          "%s: unknown architecture: %d tensors (%s%s) match no CLIP, DINOv2 or ViT naming", file,
                          st_count(st), names, st_count(st) > 4 ? ", ..." : "");
 }
@@ -283,7 +283,7 @@ static int grid_of(loader *L, int64_t npos, int extra, int *grid) {
     int64_t np = npos - extra;
     int g = (int)llround(sqrt((double)(np > 0 ? np : 0)));
     if (np <= 0 || (int64_t)g * g != np)
-        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: %lld position embeddings do not form a square grid", L->file,
+        return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: %lld position embeddings do not form a square grid", L->file,
                              (long long)npos);
     *grid = g;
     return WOBBLE_OK;
@@ -297,7 +297,7 @@ static int get_proj_t(loader *L, const char *name, int D, int E, linear_t *out) 
     if (rc) return rc;
     amend_ref(L, &out->w, 0, 1, D, E);
     float *t = malloc(sizeof(float) * (size_t)E * D);
-    if (!t || model_own(L->m, t)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
+    if (!t || model_own(L->m, t)) return core_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
     for (int r = 0; r < D; r++)
         for (int e = 0; e < E; e++) t[(size_t)e * D + r] = p[(size_t)r * E + e];
     release_pages(p, sizeof(float) * (size_t)D * E);
@@ -348,16 +348,16 @@ static int build_clip(loader *L, json_t *vcfg) {
     wobble_model *m = L->m;
     const int openai = m->naming == NAMING_OPENAI;
     const st_tensor *pw = find(L, openai ? "conv1.weight" : "embeddings.patch_embedding.weight");
-    if (!pw || pw->ndim != 4) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: patch embedding is not 4-D", L->file);
+    if (!pw || pw->ndim != 4) return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: patch embedding is not 4-D", L->file);
     const int D = (int)pw->shape[0], P = (int)pw->shape[2];
     m->dim = D;
     m->patch = P;
     m->depth = count_blocks(L, openai ? "transformer.resblocks.%d.ln_1.weight" : "encoder.layers.%d.layer_norm1.weight");
-    if (m->depth == 0) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: no transformer blocks found", L->file);
+    if (m->depth == 0) return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: no transformer blocks found", L->file);
     const st_tensor *fc = find(L, openai ? "transformer.resblocks.0.mlp.c_fc.weight" : "encoder.layers.0.mlp.fc1.weight");
     m->hidden = fc && fc->ndim == 2 ? (int)fc->shape[0] : 4 * D;
     const st_tensor *pos = find(L, openai ? "positional_embedding" : "embeddings.position_embedding.weight");
-    if (!pos || pos->ndim != 2) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 2-D position embedding", L->file);
+    if (!pos || pos->ndim != 2) return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 2-D position embedding", L->file);
     int rc = grid_of(L, pos->shape[0], 1, &m->grid);
     if (rc) return rc;
     m->heads = jint(vcfg, "num_attention_heads", jint(vcfg, "heads", 0));
@@ -381,7 +381,7 @@ static int build_clip(loader *L, json_t *vcfg) {
                      : get_norm(L, "post_layernorm.weight", "post_layernorm.bias", D, &m->final_norm)))
         return rc;
     m->blocks = calloc((size_t)m->depth, sizeof(block_t));
-    if (!m->blocks || model_own(m, m->blocks)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    if (!m->blocks || model_own(m, m->blocks)) return core_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
     for (int i = 0; i < m->depth && !rc; i++) {
         char p[128];
         snprintf(p, sizeof p, openai ? "transformer.resblocks.%d." : "encoder.layers.%d.", i);
@@ -393,7 +393,7 @@ static int build_clip(loader *L, json_t *vcfg) {
         const st_tensor *pj = find(L, "proj");
         if (pj) {
             if (pj->ndim != 2 || pj->shape[0] != D)
-                return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: tensor '%sproj' has shape [%lld, %lld], expected [%d, *]",
+                return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: tensor '%sproj' has shape [%lld, %lld], expected [%d, *]",
                                      L->file, L->prefix, (long long)pj->shape[0], (long long)(pj->ndim > 1 ? pj->shape[1] : 0), D);
             if ((rc = get_proj_t(L, "proj", D, (int)pj->shape[1], &m->head))) return rc;
         }
@@ -419,7 +419,7 @@ static int build_dinov2_or_vit(loader *L, json_t *cfg) {
     const int fb = m->naming == NAMING_FB, vit = m->arch == ARCH_VIT;
     const char *pwn = fb ? "patch_embed.proj.weight" : "embeddings.patch_embeddings.projection.weight";
     const st_tensor *pw = find(L, pwn);
-    if (!pw || pw->ndim != 4) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: patch embedding is not 4-D", L->file);
+    if (!pw || pw->ndim != 4) return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: patch embedding is not 4-D", L->file);
     const int D = (int)pw->shape[0], P = (int)pw->shape[2];
     m->dim = D;
     m->patch = P;
@@ -427,10 +427,10 @@ static int build_dinov2_or_vit(loader *L, json_t *cfg) {
                                   : (vit ? "encoder.layer.%d.layernorm_before.weight" : "encoder.layer.%d.norm1.weight"));
     if (m->depth == 0) {
         /* facebookresearch ViT-g checkpoints may chunk blocks as blocks.C.N */
-        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: no transformer blocks found", L->file);
+        return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: no transformer blocks found", L->file);
     }
     const st_tensor *pos = find(L, fb ? "pos_embed" : "embeddings.position_embeddings");
-    if (!pos || pos->ndim != 3) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 3-D position embedding", L->file);
+    if (!pos || pos->ndim != 3) return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 3-D position embedding", L->file);
     int rc = grid_of(L, pos->shape[1], 1, &m->grid);
     if (rc) return rc;
     const char *reg_name = fb ? (find(L, "reg_token") ? "reg_token" : "register_tokens") : "embeddings.register_tokens";
@@ -468,7 +468,7 @@ static int build_dinov2_or_vit(loader *L, json_t *cfg) {
                  : get_norm(L, "layernorm.weight", "layernorm.bias", D, &m->final_norm)))
         return rc;
     m->blocks = calloc((size_t)m->depth, sizeof(block_t));
-    if (!m->blocks || model_own(m, m->blocks)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    if (!m->blocks || model_own(m, m->blocks)) return core_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
     const int H = m->hidden, H1 = m->act == ACT_SWIGLU ? 2 * H : H;
     for (int i = 0; i < m->depth && !rc; i++) {
         block_t *b = &m->blocks[i];
@@ -561,16 +561,16 @@ static int build_clip_text(loader *L, json_t *cfg) {
         if (rc) return rc;
         drop_ref(L); /* copied byte for byte when saved */
         if (!isfinite(v[0]))
-            return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: tensor '%slogit_scale' is not finite", L->file, L->prefix);
+            return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: tensor '%slogit_scale' is not finite", L->file, L->prefix);
         m->logit_scale = expf(v[0]);
     }
     if (!te) return WOBBLE_OK;
     if (te->ndim != 2)
-        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: the token embedding is not 2-D", L->file);
+        return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: the token embedding is not 2-D", L->file);
     text_tower_t *t = calloc(1, sizeof *t);
     if (!t || model_own(m, t)) {
         free(t);
-        return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+        return core_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
     }
     m->text = t;
     const int D = (int)te->shape[1];
@@ -585,21 +585,21 @@ static int build_clip_text(loader *L, json_t *cfg) {
         if (!json_is_object(tc)) tc = NULL;
     }
     t->depth = count_blocks(L, openai ? "transformer.resblocks.%d.ln_1.weight" : "text_model.encoder.layers.%d.layer_norm1.weight");
-    if (t->depth == 0) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower without blocks", L->file);
+    if (t->depth == 0) return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower without blocks", L->file);
     const st_tensor *fc = find(L, openai ? "transformer.resblocks.0.mlp.c_fc.weight" : "text_model.encoder.layers.0.mlp.fc1.weight");
     t->hidden = fc && fc->ndim == 2 ? (int)fc->shape[0] : 4 * D;
     const st_tensor *pos = find(L, openai ? "positional_embedding" : "text_model.embeddings.position_embedding.weight");
-    if (!pos || pos->ndim != 2) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower without 2-D position embeddings", L->file);
+    if (!pos || pos->ndim != 2) return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower without 2-D position embeddings", L->file);
     t->ctx_len = (int)pos->shape[0];
     /* OpenAI: heads = width / 64 (clip/model.py build_model) */
     t->heads = jint(tc, "num_attention_heads", jint(tc, "heads", 0));
     if (t->heads == 0) t->heads = D >= 64 ? D / 64 : 1;
     if (t->heads < 1 || t->heads > D)
-        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower: %d attention heads for width %d", L->file, t->heads, D);
+        return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower: %d attention heads for width %d", L->file, t->heads, D);
     t->eps = (float)jnum(tc, "layer_norm_eps", 1e-5);
     if (!(t->eps > 0 && t->eps < 1))
-        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower: layer_norm_eps %g is not in (0, 1)", L->file, (double)t->eps);
-    if (D % t->heads) return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text width %d is not divisible into %d heads", L->file, D, t->heads);
+        return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text tower: layer_norm_eps %g is not in (0, 1)", L->file, (double)t->eps);
+    if (D % t->heads) return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text width %d is not divisible into %d heads", L->file, D, t->heads);
     const char *act = jstr(tc, "hidden_act");
     int quick = m->act == ACT_QUICK_GELU;
     if (act) quick = strcmp(act, "gelu") != 0;
@@ -611,7 +611,7 @@ static int build_clip_text(loader *L, json_t *cfg) {
                      : get_norm(L, "text_model.final_layer_norm.weight", "text_model.final_layer_norm.bias", D, &t->final_norm)))
         return rc;
     t->blocks = calloc((size_t)t->depth, sizeof(block_t));
-    if (!t->blocks || model_own(m, t->blocks)) return wobble_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    if (!t->blocks || model_own(m, t->blocks)) return core_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
     for (int i = 0; i < t->depth && !rc; i++) {
         char p[128];
         snprintf(p, sizeof p, openai ? "transformer.resblocks.%d." : "text_model.encoder.layers.%d.", i);
@@ -622,7 +622,7 @@ static int build_clip_text(loader *L, json_t *cfg) {
     const char *pn = openai ? "text_projection" : "text_projection.weight";
     const st_tensor *pj = find(L, pn);
     if (!pj || pj->ndim != 2)
-        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 2-D tensor '%s%s'", L->file, L->prefix, pn);
+        return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: missing 2-D tensor '%s%s'", L->file, L->prefix, pn);
     if (openai) {
         if ((rc = get_proj_t(L, pn, D, (int)pj->shape[1], &t->proj))) return rc;
     } else if ((rc = get_linear(L, pn, NULL, (int)pj->shape[0], D, &t->proj))) {
@@ -630,7 +630,7 @@ static int build_clip_text(loader *L, json_t *cfg) {
     }
     t->embed_dim = t->proj.out;
     if (t->embed_dim != m->embed_dim)
-        return wobble_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text embeddings have %d dimensions, image embeddings %d",
+        return core_seterr(L->ctx, WOBBLE_ECORRUPT, "%s: text embeddings have %d dimensions, image embeddings %d",
                              L->file, t->embed_dim, m->embed_dim);
     return WOBBLE_OK;
 }
@@ -700,7 +700,7 @@ static int apply_preprocessor_config(wobble_ctx *ctx, wobble_model *m, json_t *p
     if (jbool(pp, "do_resize", 1)) {
         json_t *sz = json_object_get(pp, "size");
         if (sz) {
-            if (!read_size(sz, &s, &h, &w)) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable \"size\"", file);
+            if (!read_size(sz, &s, &h, &w)) return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable \"size\"", file);
             m->resize_short = s;
             m->resize_h = s ? 0 : h;
             m->resize_w = s ? 0 : w;
@@ -711,7 +711,7 @@ static int apply_preprocessor_config(wobble_ctx *ctx, wobble_model *m, json_t *p
     if (jbool(pp, "do_center_crop", m->crop_h > 0)) {
         json_t *cs = json_object_get(pp, "crop_size");
         if (cs) {
-            if (!read_size(cs, &s, &h, &w)) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable \"crop_size\"", file);
+            if (!read_size(cs, &s, &h, &w)) return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable \"crop_size\"", file);
             m->crop_h = s ? s : h;
             m->crop_w = s ? s : w;
         }
@@ -725,19 +725,19 @@ static int apply_preprocessor_config(wobble_ctx *ctx, wobble_model *m, json_t *p
                                    WOBBLE_FILTER_BOX, WOBBLE_FILTER_HAMMING};
         json_int_t r = json_integer_value(rs);
         if (r < 1 || r > 5)
-            return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported resample filter %lld", file, (long long)r);
+            return core_seterr(ctx, WOBBLE_EFORMAT, "%s: unsupported resample filter %lld", file, (long long)r);
         m->filter = (wobble_filter)map[r];
     }
     m->rescale = jbool(pp, "do_rescale", 1) ? jnum(pp, "rescale_factor", 1.0 / 255.0) : 1.0;
     if (!(m->rescale > 0 && m->rescale < 1e6))
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: rescale_factor %g is not a positive number", file, m->rescale);
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: rescale_factor %g is not a positive number", file, m->rescale);
     if (jbool(pp, "do_normalize", 1)) {
         json_t *mean = json_object_get(pp, "image_mean"), *std = json_object_get(pp, "image_std");
         for (int i = 0; i < 3; i++) {
             if (json_is_array(mean) && json_array_size(mean) == 3) m->mean[i] = (float)json_number_value(json_array_get(mean, i));
             if (json_is_array(std) && json_array_size(std) == 3) m->std[i] = (float)json_number_value(json_array_get(std, i));
             if (!(m->std[i] > 0) || !isfinite(m->std[i]) || !isfinite(m->mean[i]))
-                return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: image_mean and image_std must be finite, image_std positive",
+                return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: image_mean and image_std must be finite, image_std positive",
                                      file);
         }
     } else {
@@ -760,14 +760,14 @@ wobble_model_params wobble_model_default_params(void) {
 
 
 int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_params *params, wobble_model **out) {
-    if (!path || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "model: NULL argument");
+    if (!path || !out) return core_seterr(ctx, WOBBLE_EINVAL, "model: NULL argument");
     *out = NULL;
     wobble_model_params p = params ? *params : wobble_model_default_params();
-    if (p.max_batch < 1) return wobble_seterr(ctx, WOBBLE_EINVAL, "model: max_batch must be >= 1");
+    if (p.max_batch < 1) return core_seterr(ctx, WOBBLE_EINVAL, "model: max_batch must be >= 1");
     char file[4096];
     char *dir = NULL;
     if (core_is_dir(path)) {
-        if (!(dir = strdup(path))) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+        if (!(dir = strdup(path))) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
         static const char *cands[] = {"model.safetensors", "model.safetensors.index.json",
                                       "open_clip_model.safetensors"};
         int found = 0;
@@ -777,12 +777,12 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
         }
         if (!found) {
             free(dir);
-            return wobble_seterr(ctx, WOBBLE_EIO,
+            return core_seterr(ctx, WOBBLE_EIO,
                                  "%s: no model.safetensors, model.safetensors.index.json or open_clip_model.safetensors in the folder",
                                  path);
         }
     } else {
-        if (access(path, F_OK) != 0) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
+        if (access(path, F_OK) != 0) return core_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
         snprintf(file, sizeof file, "%s", path);
         /* a file inside an HF folder still gets its configs */
         const char *sl = strrchr(path, '/');
@@ -794,15 +794,15 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
         }
         char cfgp[4200];
         snprintf(cfgp, sizeof cfgp, "%s/config.json", d);
-        if (access(cfgp, F_OK) == 0 && !(dir = strdup(d))) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+        if (access(cfgp, F_OK) == 0 && !(dir = strdup(d))) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     }
     wobble_model *m = calloc(1, sizeof *m);
     if (!m) {
         free(dir);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "model: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "model: out of memory");
     }
     m->max_batch = p.max_batch;
-    int rc = (m->path = strdup(path)) ? st_open(ctx, file, &m->st) : wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    int rc = (m->path = strdup(path)) ? st_open(ctx, file, &m->st) : core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     json_t *cfg = NULL, *pp = NULL;
     if (rc == WOBBLE_OK) cfg = load_json_opt(ctx, dir, "config.json", &rc);
     if (rc == WOBBLE_OK && !cfg) cfg = load_json_opt(ctx, dir, "open_clip_config.json", &rc);
@@ -839,11 +839,11 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
         }
     }
     if (rc == WOBBLE_OK && (m->heads <= 0 || m->dim % m->heads != 0))
-        rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: width %d is not divisible into %d heads", file, m->dim, m->heads);
+        rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: width %d is not divisible into %d heads", file, m->dim, m->heads);
     if (rc == WOBBLE_OK && !(m->eps > 0 && m->eps < 1))
-        rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: layer_norm_eps %g is not in (0, 1)", file, (double)m->eps);
+        rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: layer_norm_eps %g is not in (0, 1)", file, (double)m->eps);
     if (rc == WOBBLE_OK && !(m->interp_offset >= 0 && m->interp_offset <= 1))
-        rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: interpolate_offset %g is not in [0, 1]", file, (double)m->interp_offset);
+        rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: interpolate_offset %g is not in [0, 1]", file, (double)m->interp_offset);
     if (rc == WOBBLE_OK) {
         preset_preprocessing(m);
         char ppath[4200];

@@ -14,7 +14,7 @@
 #include <string.h>
 
 int wobble_model_preprocess_u8(wobble_ctx *ctx, const wobble_model *m, const wobble_image *img, wobble_image **out) {
-    if (!m || !img || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "preprocess: NULL argument");
+    if (!m || !img || !out) return core_seterr(ctx, WOBBLE_EINVAL, "preprocess: NULL argument");
     *out = NULL;
     int w = img->width, h = img->height;
     int nw = w, nh = h;

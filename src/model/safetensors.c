@@ -67,7 +67,7 @@ static int push(st_file *st, st_tensor *t) {
 static int parse_shard(wobble_ctx *ctx, st_file *st, const char *path, uint8_t *base, size_t size, int mapped) {
     if (st->nmaps == ST_MAX_SHARDS) {
         if (mapped) munmap(base, size);
-        return wobble_seterr(ctx, WOBBLE_ELIMIT, "%s: too many shards", path);
+        return core_seterr(ctx, WOBBLE_ELIMIT, "%s: too many shards", path);
     }
     st_map *m = &st->maps[st->nmaps];
     m->path = strdup(path);
@@ -75,27 +75,27 @@ static int parse_shard(wobble_ctx *ctx, st_file *st, const char *path, uint8_t *
     m->size = size;
     m->mapped = mapped;
     int shard = st->nmaps++;
-    if (!m->path) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!m->path) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     if (size < 8)
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated safetensors file (%zu bytes, no header)", path, size);
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated safetensors file (%zu bytes, no header)", path, size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | base[i];
     if (hlen > ST_MAX_HEADER)
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: header length %llu is over the %u-byte limit", path,
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: header length %llu is over the %u-byte limit", path,
                              (unsigned long long)hlen, ST_MAX_HEADER);
     if (8 + hlen > size)
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: header length %llu runs past the end of the file (%zu bytes)",
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: header length %llu runs past the end of the file (%zu bytes)",
                              path, (unsigned long long)hlen, size);
     m->data_off = 8 + (size_t)hlen;
     const size_t data_size = size - m->data_off;
     json_error_t jerr;
     json_t *h = json_loadb((const char *)base + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!h && CORE_JSON_OOM(&jerr))
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory reading the header", path);
-    if (!h) return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: header is not valid JSON: %s", path, jerr.text);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory reading the header", path);
+    if (!h) return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: header is not valid JSON: %s", path, jerr.text);
     if (!json_is_object(h)) {
         json_decref(h);
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: header is not a JSON object", path);
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: header is not a JSON object", path);
     }
     int first = st->n;
     const char *key;
@@ -106,21 +106,21 @@ static int parse_shard(wobble_ctx *ctx, st_file *st, const char *path, uint8_t *
         json_t *jd = json_object_get(v, "dtype"), *js = json_object_get(v, "shape"),
                *jo = json_object_get(v, "data_offsets");
         if (!json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) || json_array_size(jo) != 2) {
-            rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' lacks dtype, shape or data_offsets", path, key);
+            rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' lacks dtype, shape or data_offsets", path, key);
             break;
         }
         st_tensor t;
         memset(&t, 0, sizeof t);
         size_t esize;
         if (!dtype_of(json_string_value(jd), &t.dtype, &esize)) {
-            rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' has unknown dtype '%s'", path, key,
+            rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' has unknown dtype '%s'", path, key,
                                json_string_value(jd));
             break;
         }
         snprintf(t.dtype_name, sizeof t.dtype_name, "%s", json_string_value(jd));
         t.ndim = (int)json_array_size(js);
         if (t.ndim > 8) {
-            rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' has %d dimensions", path, key, t.ndim);
+            rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' has %d dimensions", path, key, t.ndim);
             break;
         }
         int64_t numel = 1;
@@ -140,18 +140,18 @@ static int parse_shard(wobble_ctx *ctx, st_file *st, const char *path, uint8_t *
         }
         json_t *b0 = json_array_get(jo, 0), *b1 = json_array_get(jo, 1);
         if (bad || !json_is_integer(b0) || !json_is_integer(b1)) {
-            rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' has an invalid shape or offsets", path, key);
+            rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' has an invalid shape or offsets", path, key);
             break;
         }
         json_int_t begin = json_integer_value(b0), end = json_integer_value(b1);
         if (begin < 0 || end < begin || (uint64_t)end > data_size) {
-            rc = wobble_seterr(ctx, WOBBLE_ECORRUPT,
+            rc = core_seterr(ctx, WOBBLE_ECORRUPT,
                                "%s: tensor '%s' offsets [%lld, %lld] are outside the %zu-byte data section", path,
                                key, (long long)begin, (long long)end, data_size);
             break;
         }
         if ((uint64_t)numel > UINT64_MAX / esize || (uint64_t)(end - begin) != (uint64_t)numel * esize) {
-            rc = wobble_seterr(ctx, WOBBLE_ECORRUPT,
+            rc = core_seterr(ctx, WOBBLE_ECORRUPT,
                                "%s: tensor '%s' is %lld bytes but shape x %s needs %llu", path, key,
                                (long long)(end - begin), t.dtype_name, (unsigned long long)numel * esize);
             break;
@@ -163,7 +163,7 @@ static int parse_shard(wobble_ctx *ctx, st_file *st, const char *path, uint8_t *
         t.name = strdup(key);
         if (!t.name || push(st, &t) != 0) {
             free(t.name);
-            rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+            rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
             break;
         }
     }
@@ -172,12 +172,12 @@ static int parse_shard(wobble_ctx *ctx, st_file *st, const char *path, uint8_t *
     /* no two tensors of this shard may overlap */
     int cnt = st->n - first;
     st_tensor **order = malloc(sizeof(st_tensor *) * (cnt ? cnt : 1));
-    if (!order) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!order) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     for (int i = 0; i < cnt; i++) order[i] = &st->t[first + i];
     qsort(order, cnt, sizeof *order, cmp_off);
     for (int i = 1; i < cnt; i++)
         if (order[i]->data < order[i - 1]->data + order[i - 1]->nbytes) {
-            rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensors '%s' and '%s' overlap", path, order[i - 1]->name,
+            rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensors '%s' and '%s' overlap", path, order[i - 1]->name,
                                order[i]->name);
             break;
         }
@@ -187,36 +187,36 @@ static int parse_shard(wobble_ctx *ctx, st_file *st, const char *path, uint8_t *
 
 static int load_shard(wobble_ctx *ctx, st_file *st, const char *path) {
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return core_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat s;
     if (fstat(fd, &s) != 0 || !S_ISREG(s.st_mode)) {
         close(fd);
-        return wobble_seterr(ctx, WOBBLE_EIO, "%s: not a regular file", path);
+        return core_seterr(ctx, WOBBLE_EIO, "%s: not a regular file", path);
     }
     size_t size = (size_t)s.st_size;
     if (size < 8) {
         close(fd);
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated safetensors file (%zu bytes, no header)", path, size);
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: truncated safetensors file (%zu bytes, no header)", path, size);
     }
     uint8_t *base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (base == MAP_FAILED) return wobble_seterr(ctx, WOBBLE_EIO, "%s: mmap failed: %s", path, strerror(errno));
+    if (base == MAP_FAILED) return core_seterr(ctx, WOBBLE_EIO, "%s: mmap failed: %s", path, strerror(errno));
     return parse_shard(ctx, st, path, base, size, 1);
 }
 
 int st_open_memory(wobble_ctx *ctx, const char *name, const uint8_t *data, size_t size, st_file **out) {
     *out = NULL;
-    name = wobble_name_or(name);
+    name = core_name_or(name);
     st_file *st = calloc(1, sizeof *st);
     if (!st || !(st->path = strdup(name))) {
         free(st);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", name);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", name);
     }
     int rc = parse_shard(ctx, st, name, (uint8_t *)data, size, 0);
     for (int i = 0; rc == WOBBLE_OK && i < st->n; i++)
         for (int j = i + 1; j < st->n; j++)
             if (!strcmp(st->t[i].name, st->t[j].name)) {
-                rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' appears twice", name, st->t[i].name);
+                rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' appears twice", name, st->t[i].name);
                 break;
             }
     if (rc) {
@@ -244,22 +244,22 @@ static int ends_with(const char *s, const char *suf) {
 }
 
 int st_open(wobble_ctx *ctx, const char *path, st_file **out) {
-    if (!path || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "safetensors: NULL argument");
+    if (!path || !out) return core_seterr(ctx, WOBBLE_EINVAL, "safetensors: NULL argument");
     *out = NULL;
     st_file *st = calloc(1, sizeof *st);
-    if (!st) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!st) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     if (!(st->path = strdup(path))) {
         free(st);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     }
     int rc = WOBBLE_OK;
     if (ends_with(path, ".json")) {
         json_error_t jerr;
         json_t *idx = json_load_file(path, 0, &jerr);
         if (!idx) {
-            rc = CORE_JSON_OOM(&jerr) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path)
-               : access(path, R_OK) != 0 ? wobble_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno))
-                                         : wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: invalid JSON: %s", path, jerr.text);
+            rc = CORE_JSON_OOM(&jerr) ? core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path)
+               : access(path, R_OK) != 0 ? core_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno))
+                                         : core_seterr(ctx, WOBBLE_ECORRUPT, "%s: invalid JSON: %s", path, jerr.text);
             st_close(st);
             return rc;
         }
@@ -267,7 +267,7 @@ int st_open(wobble_ctx *ctx, const char *path, st_file **out) {
         if (!json_is_object(wm) || json_object_size(wm) == 0) {
             json_decref(idx);
             st_close(st);
-            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: no \"weight_map\" object", path);
+            return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: no \"weight_map\" object", path);
         }
         char *dir = dir_of(path);
         /* load each distinct shard once, in order of first appearance */
@@ -278,12 +278,12 @@ int st_open(wobble_ctx *ctx, const char *path, st_file **out) {
         size_t seen_cap = 0;
         json_object_foreach(wm, key, v) {
             if (!json_is_string(v)) {
-                rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: weight_map entry '%s' is not a file name", path, key);
+                rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: weight_map entry '%s' is not a file name", path, key);
                 break;
             }
             const char *f = json_string_value(v);
             if (strchr(f, '/') || !strcmp(f, "..")) {
-                rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: shard name '%s' is not a plain file name", path, f);
+                rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: shard name '%s' is not a plain file name", path, f);
                 break;
             }
             int dup = 0;
@@ -292,7 +292,7 @@ int st_open(wobble_ctx *ctx, const char *path, st_file **out) {
             char *sp = core_path_join(dir, f);
             if (!sp || core_grow(&seen, &seen_cap, (size_t)nseen + 1, sizeof *seen)) {
                 free(sp);
-                rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+                rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
                 break;
             }
             seen[nseen++] = (char *)f;
@@ -306,13 +306,13 @@ int st_open(wobble_ctx *ctx, const char *path, st_file **out) {
             json_object_foreach(wm, key, v) {
                 const st_tensor *t = st_find(st, key);
                 if (!t) {
-                    rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' is listed in the index but missing from %s",
+                    rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' is listed in the index but missing from %s",
                                        path, key, json_string_value(v));
                     break;
                 }
                 const char *sp = st->maps[t->shard].path;
                 if (!ends_with(sp, json_string_value(v))) {
-                    rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' is in %s, the index says %s", path, key,
+                    rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' is in %s, the index says %s", path, key,
                                        sp, json_string_value(v));
                     break;
                 }
@@ -328,7 +328,7 @@ int st_open(wobble_ctx *ctx, const char *path, st_file **out) {
         for (int i = 0; i < st->n && rc == WOBBLE_OK; i++)
             for (int j = i + 1; j < st->n; j++)
                 if (!strcmp(st->t[i].name, st->t[j].name)) {
-                    rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' appears twice", path, st->t[i].name);
+                    rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' appears twice", path, st->t[i].name);
                     break;
                 }
     }
@@ -369,7 +369,7 @@ uint64_t st_data_bytes(const st_file *st) {
     return s;
 }
 
-float wobble_f16_to_f32(uint16_t h) {
+float st_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
     if (exp == 0) {
@@ -393,14 +393,14 @@ float wobble_f16_to_f32(uint16_t h) {
     return f;
 }
 
-float wobble_bf16_to_f32(uint16_t h) {
+float st_bf16_to_f32(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
     float f;
     memcpy(&f, &bits, 4);
     return f;
 }
 
-uint16_t wobble_f32_to_bf16(float f) {
+uint16_t st_f32_to_bf16(float f) {
     uint32_t b;
     memcpy(&b, &f, 4);
     if ((b & 0x7fffffff) > 0x7f800000) return (uint16_t)((b >> 16) | 0x40);
@@ -408,7 +408,7 @@ uint16_t wobble_f32_to_bf16(float f) {
     return (uint16_t)(b >> 16);
 }
 
-uint16_t wobble_f32_to_f16(float f) {
+uint16_t st_f32_to_f16(float f) {
     uint32_t b;
     memcpy(&b, &f, 4);
     uint32_t sign = (b >> 16) & 0x8000;
@@ -437,7 +437,7 @@ int st_to_f32(wobble_ctx *ctx, const st_file *st, const st_tensor *t, const floa
     *owned = NULL;
     const char *path = st->maps[t->shard].path;
     if (t->dtype == ST_OTHER)
-        return wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: tensor '%s' has dtype %s (expected F32, F16 or BF16)", path,
+        return core_seterr(ctx, WOBBLE_EFORMAT, "%s: tensor '%s' has dtype %s (expected F32, F16 or BF16)", path,
                              t->name, t->dtype_name);
     const size_t n = (size_t)t->numel;
     float *buf = NULL;
@@ -446,14 +446,14 @@ int st_to_f32(wobble_ctx *ctx, const st_file *st, const st_tensor *t, const floa
         f = (const float *)(const void *)t->data;
     } else {
         buf = malloc(sizeof(float) * (n ? n : 1));
-        if (!buf) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory converting '%s'", path, t->name);
+        if (!buf) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory converting '%s'", path, t->name);
         if (t->dtype == ST_F32) {
             memcpy(buf, t->data, n * 4);
         } else {
             for (size_t i = 0; i < n; i++) {
                 uint16_t h;
                 memcpy(&h, t->data + 2 * i, 2);
-                buf[i] = t->dtype == ST_F16 ? wobble_f16_to_f32(h) : wobble_bf16_to_f32(h);
+                buf[i] = t->dtype == ST_F16 ? st_f16_to_f32(h) : st_bf16_to_f32(h);
             }
         }
         f = buf;
@@ -462,7 +462,7 @@ int st_to_f32(wobble_ctx *ctx, const st_file *st, const st_tensor *t, const floa
         if (!isfinite(f[i])) {
             const char *what = isnan(f[i]) ? "NaN" : "Inf"; /* before f (= buf) is freed */
             free(buf);
-            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' holds %s at element %zu", path, t->name, what, i);
+            return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: tensor '%s' holds %s at element %zu", path, t->name, what, i);
         }
     *data = f;
     *owned = buf;

@@ -38,8 +38,8 @@ uint64_t st_data_bytes(const st_file *st);
  * value is NaN or infinite. */
 int st_to_f32(wobble_ctx *ctx, const st_file *st, const st_tensor *t, const float **data, float **owned);
 
-float wobble_f16_to_f32(uint16_t h);
-float wobble_bf16_to_f32(uint16_t h);
-uint16_t wobble_f32_to_f16(float f);
-uint16_t wobble_f32_to_bf16(float f);
+float st_f16_to_f32(uint16_t h);
+float st_bf16_to_f32(uint16_t h);
+uint16_t st_f32_to_f16(float f);
+uint16_t st_f32_to_bf16(float f);
 #endif

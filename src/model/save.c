@@ -27,7 +27,7 @@ static void put_value(uint8_t *dst, st_dtype dt, size_t i, float v) {
     if (dt == ST_F32) {
         memcpy(dst + 4 * i, &v, 4);
     } else {
-        const uint16_t h = dt == ST_F16 ? wobble_f32_to_f16(v) : wobble_f32_to_bf16(v);
+        const uint16_t h = dt == ST_F16 ? st_f32_to_f16(v) : st_f32_to_bf16(v);
         memcpy(dst + 2 * i, &h, 2);
     }
 }
@@ -36,7 +36,7 @@ int model_save_safetensors(wobble_ctx *ctx, const wobble_model *m, const char *p
     const st_file *st = m->st;
     const int n = st_count(st);
     json_t *hdr = json_object();
-    if (!hdr) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!hdr) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         const st_tensor *t = st_at(st, i);
@@ -50,13 +50,13 @@ int model_save_safetensors(wobble_ctx *ctx, const wobble_model *m, const char *p
     json_object_set_new(hdr, "__metadata__", json_pack("{s:s}", "format", "pt"));
     char *h = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(hdr);
-    if (!h) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!h) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     size_t hl = strlen(h), pad = (8 - hl % 8) % 8;
     const size_t total = 8 + hl + pad + off;
     uint8_t *buf = malloc(total);
     if (!buf) {
         free(h);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for %zu bytes", path, total);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for %zu bytes", path, total);
     }
     const uint64_t hlen = hl + pad;
     for (int b = 0; b < 8; b++) buf[b] = (uint8_t)(hlen >> (8 * b));

@@ -135,16 +135,16 @@ static int add_merge(wobble_tokenizer *t, const char *a, const char *b, int rank
 
 static int load_vocab_obj(wobble_ctx *ctx, wobble_tokenizer *t, json_t *v, const char *file) {
     if (!json_is_object(v) || json_object_size(v) == 0)
-        return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: no vocabulary object", file);
-    if (smap_init(&t->vocab, json_object_size(v))) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
+        return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: no vocabulary object", file);
+    if (smap_init(&t->vocab, json_object_size(v))) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
     const char *k;
     json_t *val;
     int maxid = -1;
     json_object_foreach(v, k, val) {
         if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) > 0x7fffffff)
-            return wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: vocabulary entry '%.40s' has no valid id", file, k);
+            return core_seterr(ctx, WOBBLE_ECORRUPT, "%s: vocabulary entry '%.40s' has no valid id", file, k);
         int id = (int)json_integer_value(val);
-        if (smap_put(&t->vocab, k, id)) return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
+        if (smap_put(&t->vocab, k, id)) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
         if (id > maxid) maxid = id;
     }
     t->vocab_size = maxid + 1;
@@ -154,11 +154,11 @@ static int load_vocab_obj(wobble_ctx *ctx, wobble_tokenizer *t, json_t *v, const
 static int load_merges_txt(wobble_ctx *ctx, wobble_tokenizer *t, const char *file) {
     uint8_t *data = NULL;
     size_t size = 0;
-    int rc = wobble_read_file(ctx, file, &data, &size);
+    int rc = core_read_file(ctx, file, &data, &size);
     if (rc) return rc;
     if (smap_init(&t->ranks, 65536)) {
         free(data);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
     }
     char *s = (char *)data, *end = s + size;
     int rank = 0, line = 0;
@@ -171,16 +171,16 @@ static int load_merges_txt(wobble_ctx *ctx, wobble_tokenizer *t, const char *fil
         if (!(line == 1 && !strncmp(s, "#version", 8)) && *s) {
             char *sp = strchr(s, ' ');
             if (!sp || sp == s || !sp[1] || strchr(sp + 1, ' '))
-                rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: line %d is not a merge 'a b'", file, line);
+                rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: line %d is not a merge 'a b'", file, line);
             else {
                 *sp = 0;
-                if (add_merge(t, s, sp + 1, rank++)) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
+                if (add_merge(t, s, sp + 1, rank++)) rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
             }
         }
         s = e + 1;
     }
     free(data);
-    if (rc == WOBBLE_OK && rank == 0) rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: no merges", file);
+    if (rc == WOBBLE_OK && rank == 0) rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: no merges", file);
     return rc;
 }
 
@@ -188,20 +188,20 @@ static int load_tokenizer_json(wobble_ctx *ctx, wobble_tokenizer *t, const char 
     json_error_t je;
     json_t *root = json_load_file(file, 0, &je);
     if (!root && CORE_JSON_OOM(&je))
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
     if (!root)
-        return wobble_seterr(ctx, is_file(file) ? WOBBLE_ECORRUPT : WOBBLE_EIO, "%s: %s (line %d)", file, je.text,
+        return core_seterr(ctx, is_file(file) ? WOBBLE_ECORRUPT : WOBBLE_EIO, "%s: %s (line %d)", file, je.text,
                              je.line);
     json_t *model = json_object_get(root, "model");
     const char *type = json_string_value(json_object_get(model, "type"));
     int rc = WOBBLE_OK;
     if (!json_is_object(model) || (type && strcmp(type, "BPE")))
-        rc = wobble_seterr(ctx, WOBBLE_EFORMAT, "%s: not a BPE tokenizer (model.type '%s')", file, type ? type : "?");
+        rc = core_seterr(ctx, WOBBLE_EFORMAT, "%s: not a BPE tokenizer (model.type '%s')", file, type ? type : "?");
     if (!rc) rc = load_vocab_obj(ctx, t, json_object_get(model, "vocab"), file);
     json_t *merges = json_object_get(model, "merges");
     if (!rc && (!json_is_array(merges) || json_array_size(merges) == 0))
-        rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: model.merges is missing or empty", file);
-    if (!rc && smap_init(&t->ranks, json_array_size(merges))) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
+        rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: model.merges is missing or empty", file);
+    if (!rc && smap_init(&t->ranks, json_array_size(merges))) rc = core_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
     for (size_t i = 0; !rc && i < json_array_size(merges); i++) {
         json_t *e = json_array_get(merges, i);
         /* "a b" (older files) or ["a", "b"] (tokenizers >= 0.20) */
@@ -209,18 +209,18 @@ static int load_tokenizer_json(wobble_ctx *ctx, wobble_tokenizer *t, const char 
             char *s = strdup(json_string_value(e));
             char *sp = s ? strchr(s, ' ') : NULL;
             if (!sp || sp == s || !sp[1]) {
-                rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: merge %zu is not 'a b'", file, i);
+                rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: merge %zu is not 'a b'", file, i);
             } else {
                 *sp = 0;
-                if (add_merge(t, s, sp + 1, (int)i)) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
+                if (add_merge(t, s, sp + 1, (int)i)) rc = core_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
             }
             free(s);
         } else if (json_is_array(e) && json_array_size(e) == 2 && json_is_string(json_array_get(e, 0)) &&
                    json_is_string(json_array_get(e, 1))) {
             if (add_merge(t, json_string_value(json_array_get(e, 0)), json_string_value(json_array_get(e, 1)), (int)i))
-                rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
+                rc = core_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
         } else {
-            rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: merge %zu is neither 'a b' nor a pair", file, i);
+            rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: merge %zu is neither 'a b' nor a pair", file, i);
         }
     }
     json_decref(root);
@@ -228,16 +228,16 @@ static int load_tokenizer_json(wobble_ctx *ctx, wobble_tokenizer *t, const char 
 }
 
 int wobble_tokenizer_load(wobble_ctx *ctx, const char *path, wobble_tokenizer **out) {
-    if (!path || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "tokenizer: NULL argument");
+    if (!path || !out) return core_seterr(ctx, WOBBLE_EINVAL, "tokenizer: NULL argument");
     *out = NULL;
     wobble_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) return wobble_seterr(ctx, WOBBLE_ENOMEM, "tokenizer: out of memory");
+    if (!t) return core_seterr(ctx, WOBBLE_ENOMEM, "tokenizer: out of memory");
     build_byte_encoder(t);
     char a[4200], b[4200];
     int rc;
     struct stat st;
     if (stat(path, &st) != 0) {
-        rc = wobble_seterr(ctx, WOBBLE_EIO, "%s: no such file or folder", path);
+        rc = core_seterr(ctx, WOBBLE_EIO, "%s: no such file or folder", path);
     } else if (S_ISREG(st.st_mode)) {
         rc = load_tokenizer_json(ctx, t, path);
     } else {
@@ -248,8 +248,8 @@ int wobble_tokenizer_load(wobble_ctx *ctx, const char *path, wobble_tokenizer **
             json_t *v = json_load_file(a, 0, &je);
             rc = v ? load_vocab_obj(ctx, t, v, a)
                  : CORE_JSON_OOM(&je)
-                     ? wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", a)
-                     : wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: %s (line %d)", a, je.text, je.line);
+                     ? core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", a)
+                     : core_seterr(ctx, WOBBLE_ECORRUPT, "%s: %s (line %d)", a, je.text, je.line);
             json_decref(v);
             if (!rc) rc = load_merges_txt(ctx, t, b);
         } else {
@@ -257,7 +257,7 @@ int wobble_tokenizer_load(wobble_ctx *ctx, const char *path, wobble_tokenizer **
             if (is_file(a))
                 rc = load_tokenizer_json(ctx, t, a);
             else
-                rc = wobble_seterr(ctx, WOBBLE_EIO,
+                rc = core_seterr(ctx, WOBBLE_EIO,
                                    "%s: no CLIP tokenizer here (need vocab.json + merges.txt, or tokenizer.json)", path);
         }
     }
@@ -265,14 +265,14 @@ int wobble_tokenizer_load(wobble_ctx *ctx, const char *path, wobble_tokenizer **
         t->sot = smap_get(&t->vocab, "<|startoftext|>", 15);
         t->eot = smap_get(&t->vocab, "<|endoftext|>", 13);
         if (t->sot < 0 || t->eot < 0)
-            rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: vocabulary lacks <|startoftext|> or <|endoftext|>", path);
+            rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: vocabulary lacks <|startoftext|> or <|endoftext|>", path);
     }
     if (!rc)
         for (int x = 0; x < 256 && !rc; x++) {
             char s[12];
             snprintf(s, sizeof s, "%s</w>", t->byte_enc[x]);
             if (smap_get(&t->vocab, t->byte_enc[x], strlen(t->byte_enc[x])) < 0 || smap_get(&t->vocab, s, strlen(s)) < 0)
-                rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "%s: vocabulary lacks the byte symbol for 0x%02x", path, x);
+                rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: vocabulary lacks the byte symbol for 0x%02x", path, x);
         }
     if (rc) {
         wobble_tokenizer_free(t);
@@ -416,30 +416,30 @@ static int clean_text(wobble_ctx *ctx, const char *text, cpbuf *out) {
     utf8proc_ssize_t len = utf8proc_map((const utf8proc_uint8_t *)text, 0, &nfc,
                                         UTF8PROC_NULLTERM | UTF8PROC_STABLE | UTF8PROC_COMPOSE);
     if (len < 0)
-        return wobble_seterr(ctx, len == UTF8PROC_ERROR_NOMEM ? WOBBLE_ENOMEM : WOBBLE_EINVAL,
+        return core_seterr(ctx, len == UTF8PROC_ERROR_NOMEM ? WOBBLE_ENOMEM : WOBBLE_EINVAL,
                              "tokenizer: text is not valid UTF-8 (%s)", utf8proc_errmsg(len));
     for (utf8proc_ssize_t i = 0; i < len && !rc;) {
         utf8proc_int32_t c;
         utf8proc_ssize_t k = utf8proc_iterate(nfc + i, len - i, &c);
         if (k <= 0) {
-            rc = wobble_seterr(ctx, WOBBLE_EINVAL, "tokenizer: text is not valid UTF-8 (byte %ld)", (long)i);
+            rc = core_seterr(ctx, WOBBLE_EINVAL, "tokenizer: text is not valid UTF-8 (byte %ld)", (long)i);
             break;
         }
-        if (ftfy_char(&a, c)) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "tokenizer: out of memory");
+        if (ftfy_char(&a, c)) rc = core_seterr(ctx, WOBBLE_ENOMEM, "tokenizer: out of memory");
         i += k;
     }
     free(nfc);
     /* html.unescape twice */
-    if (!rc && (unescape(&a, &b) || unescape(&b, &a))) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "tokenizer: out of memory");
+    if (!rc && (unescape(&a, &b) || unescape(&b, &a))) rc = core_seterr(ctx, WOBBLE_ENOMEM, "tokenizer: out of memory");
     /* whitespace collapse, strip, lower */
     out->n = 0;
     for (size_t i = 0; !rc && i < a.n; i++) {
         if (is_space(a.cp[i])) {
             while (i + 1 < a.n && is_space(a.cp[i + 1])) i++;
-            if (out->n && i + 1 < a.n && cp_push(out, ' ')) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
+            if (out->n && i + 1 < a.n && cp_push(out, ' ')) rc = core_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
             continue;
         }
-        if (cp_push(out, utf8proc_tolower(a.cp[i]))) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
+        if (cp_push(out, utf8proc_tolower(a.cp[i]))) rc = core_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
     }
     free(a.cp);
     free(b.cp);
@@ -468,7 +468,7 @@ static int bpe_piece(wobble_ctx *ctx, const wobble_tokenizer *t, const int32_t *
     char *key = malloc(cap * 2 + 2);
     if (!str || !off || !key) {
         free(str), free(off), free(key);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "tokenizer: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "tokenizer: out of memory");
     }
     int len = 0, ns = 0;
     for (size_t i = 0; i < e; i++) {
@@ -521,10 +521,10 @@ static int bpe_piece(wobble_ctx *ctx, const wobble_tokenizer *t, const int32_t *
     for (int j = 0; j < ns && !rc; j++) {
         int id = smap_get(&t->vocab, str + off[j], (size_t)(off[j + 1] - off[j]));
         if (id < 0)
-            rc = wobble_seterr(ctx, WOBBLE_ECORRUPT, "tokenizer: symbol '%.*s' is not in the vocabulary",
+            rc = core_seterr(ctx, WOBBLE_ECORRUPT, "tokenizer: symbol '%.*s' is not in the vocabulary",
                                off[j + 1] - off[j], str + off[j]);
         else if (id_push(out, id))
-            rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "tokenizer: out of memory");
+            rc = core_seterr(ctx, WOBBLE_ENOMEM, "tokenizer: out of memory");
     }
     free(str), free(off), free(key);
     return rc;
@@ -547,7 +547,7 @@ static int encode_ids(wobble_ctx *ctx, const wobble_tokenizer *t, const char *te
         int k = 0;
         for (int s = 0; s < 2 && !k; s++)
             if ((k = match_ascii(c.cp, c.n, i, SPECIAL[s])))
-                if (id_push(out, s == 0 ? t->sot : t->eot)) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
+                if (id_push(out, s == 0 ? t->sot : t->eot)) rc = core_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
         if (k) {
             i += (size_t)k;
             continue;
@@ -575,10 +575,10 @@ static int encode_ids(wobble_ctx *ctx, const wobble_tokenizer *t, const char *te
 
 int wobble_tokenize(wobble_ctx *ctx, const wobble_tokenizer *t, const char *text, int context_len, int32_t *ids,
                     int *truncated) {
-    if (!t || !text || !ids || context_len < 2) return wobble_seterr(ctx, WOBBLE_EINVAL, "tokenize: bad argument");
+    if (!t || !text || !ids || context_len < 2) return core_seterr(ctx, WOBBLE_EINVAL, "tokenize: bad argument");
     idbuf b = {0};
-    int rc = id_push(&b, t->sot) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory") : encode_ids(ctx, t, text, &b);
-    if (!rc && id_push(&b, t->eot)) rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
+    int rc = id_push(&b, t->sot) ? core_seterr(ctx, WOBBLE_ENOMEM, "out of memory") : encode_ids(ctx, t, text, &b);
+    if (!rc && id_push(&b, t->eot)) rc = core_seterr(ctx, WOBBLE_ENOMEM, "out of memory");
     if (!rc) {
         const int cut = b.n > context_len;
         const int n = cut ? context_len : b.n;

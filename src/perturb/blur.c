@@ -130,7 +130,7 @@ static void transpose_rgb(const uint8_t *src, uint8_t *dst, int w, int h, int th
         }
 }
 
-int wobble_op_gaussian_blur(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+int perturb_op_gaussian_blur(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                             wobble_image *out) {
     (void)p;
     const int passes = 3;
@@ -142,7 +142,7 @@ int wobble_op_gaussian_blur(wobble_ctx *ctx, const wobble_image *in, double leve
     if (!t1 || !t2) {
         free(t1);
         free(t2);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "gaussian_blur: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "gaussian_blur: out of memory");
     }
     int rc = blur_rows(in->data, t1, w, h, b, passes, th);
     if (rc == WOBBLE_OK) {
@@ -152,6 +152,6 @@ int wobble_op_gaussian_blur(wobble_ctx *ctx, const wobble_image *in, double leve
     if (rc == WOBBLE_OK) transpose_rgb(t1, out->data, h, w, th);
     free(t1);
     free(t2);
-    if (rc != WOBBLE_OK) return wobble_seterr(ctx, rc, "gaussian_blur: out of memory");
+    if (rc != WOBBLE_OK) return core_seterr(ctx, rc, "gaussian_blur: out of memory");
     return WOBBLE_OK;
 }

@@ -27,7 +27,7 @@ static void apply_lut(wobble_ctx *ctx, const wobble_image *in, const uint8_t lut
     for (size_t i = 0; i < n; i++) d[i] = lut[s[i]];
 }
 
-int wobble_op_brightness(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+int perturb_op_brightness(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                          wobble_image *out) {
     (void)p;
     const float k = (float)level;
@@ -37,7 +37,7 @@ int wobble_op_brightness(wobble_ctx *ctx, const wobble_image *in, double level, 
     return WOBBLE_OK;
 }
 
-int wobble_op_contrast(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+int perturb_op_contrast(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                        wobble_image *out) {
     (void)p;
     const size_t npix = (size_t)in->width * in->height;
@@ -55,7 +55,7 @@ int wobble_op_contrast(wobble_ctx *ctx, const wobble_image *in, double level, co
     return WOBBLE_OK;
 }
 
-int wobble_op_saturation(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+int perturb_op_saturation(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                          wobble_image *out) {
     (void)p;
     const size_t npix = (size_t)in->width * in->height;
@@ -87,7 +87,7 @@ int wobble_op_saturation(wobble_ctx *ctx, const wobble_image *in, double level, 
  * row and column) are copied by Pillow and so come out unchanged; images
  * under 3x3 are left unchanged.
  */
-int wobble_op_sharpness(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+int perturb_op_sharpness(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                         wobble_image *out) {
     (void)p;
     const int w = in->width, h = in->height;
@@ -126,6 +126,6 @@ int wobble_op_sharpness(wobble_ctx *ctx, const wobble_image *in, double level, c
         }
         free(col);
     }
-    if (fail) return wobble_seterr(ctx, WOBBLE_ENOMEM, "sharpness: out of memory");
+    if (fail) return core_seterr(ctx, WOBBLE_ENOMEM, "sharpness: out of memory");
     return WOBBLE_OK;
 }

@@ -61,7 +61,7 @@ static inline void hsv_to_rgb(uint8_t h, uint8_t s, uint8_t v, uint8_t *out) {
     }
 }
 
-int wobble_op_hue(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+int perturb_op_hue(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                   wobble_image *out) {
     (void)p;
     long long t = (long long)(level * 255.0); /* truncation toward zero */

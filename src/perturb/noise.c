@@ -8,7 +8,7 @@
  * u = mix(key + (2i + j) * GOLDEN), j = 0, 1, whose 32-bit halves are
  * uniforms in (0, 1); Box-Muller turns the halves of word 0 into z for R and
  * G (cos and sin branches) and word 1 into z for B (cos branch).
- * mix is one SplitMix64 step (wobble_splitmix64: add the golden gamma, then
+ * mix is one SplitMix64 step (core_splitmix64: add the golden gamma, then
  * the finaliser). docs/perturbations.md restates this.
  */
 #include "perturb.h"
@@ -26,12 +26,12 @@ static inline uint8_t noisy(uint8_t x, double k, double z) {
     return (uint8_t)floor(v * 255.0 + 0.5);
 }
 
-int wobble_op_gaussian_noise(wobble_ctx *ctx, const wobble_image *in, double level,
+int perturb_op_gaussian_noise(wobble_ctx *ctx, const wobble_image *in, double level,
                              const wobble_perturb_params *p, wobble_image *out) {
     uint64_t lbits;
     memcpy(&lbits, &level, sizeof lbits);
-    const uint64_t key = wobble_splitmix64(p->seed) ^ wobble_splitmix64(p->image_id + 0x243F6A8885A308D3ull) ^
-                         wobble_splitmix64(lbits + 0x13198A2E03707344ull);
+    const uint64_t key = core_splitmix64(p->seed) ^ core_splitmix64(p->image_id + 0x243F6A8885A308D3ull) ^
+                         core_splitmix64(lbits + 0x13198A2E03707344ull);
     const size_t npix = (size_t)in->width * in->height;
     const uint8_t *s = in->data;
     uint8_t *d = out->data;
@@ -39,8 +39,8 @@ int wobble_op_gaussian_noise(wobble_ctx *ctx, const wobble_image *in, double lev
     const int par = npix * 3 > WOBBLE_PAR_MIN_BYTES;
 #pragma omp parallel for num_threads(wobble_ctx_threads(ctx)) schedule(static) if (par)
     for (size_t i = 0; i < npix; i++) {
-        const uint64_t w0 = wobble_splitmix64(key + (2 * (uint64_t)i) * GOLDEN);
-        const uint64_t w1 = wobble_splitmix64(key + (2 * (uint64_t)i + 1) * GOLDEN);
+        const uint64_t w0 = core_splitmix64(key + (2 * (uint64_t)i) * GOLDEN);
+        const uint64_t w1 = core_splitmix64(key + (2 * (uint64_t)i + 1) * GOLDEN);
         const double r0 = sqrt(-2.0 * log(unit((uint32_t)(w0 >> 32))));
         const double a0 = two_pi * unit((uint32_t)w0);
         const double r1 = sqrt(-2.0 * log(unit((uint32_t)(w1 >> 32))));

@@ -10,15 +10,15 @@
 typedef int (*wobble_op_fn)(wobble_ctx *ctx, const wobble_image *in, double level,
                             const wobble_perturb_params *p, wobble_image *out);
 
-int wobble_op_jpeg(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
-int wobble_op_brightness(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
-int wobble_op_contrast(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
-int wobble_op_saturation(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
-int wobble_op_sharpness(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
-int wobble_op_hue(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
-int wobble_op_gaussian_blur(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
-int wobble_op_gaussian_noise(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
-int wobble_op_rescale(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int perturb_op_jpeg(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int perturb_op_brightness(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int perturb_op_contrast(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int perturb_op_saturation(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int perturb_op_sharpness(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int perturb_op_hue(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int perturb_op_gaussian_blur(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int perturb_op_gaussian_noise(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+int perturb_op_rescale(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
 
 /* Parallel-region threshold: images smaller than this run on one thread. */
 #define WOBBLE_PAR_MIN_BYTES 65536

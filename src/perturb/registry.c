@@ -31,38 +31,38 @@ typedef struct op_entry {
 static const op_entry OPS[] = {
     {{"jpeg", "quality", "Pillow 9.4 Image.save(format=\"JPEG\", quality=k), then decode",
       "JPEG recompression at quality k (4:2:0), decoded back", 1, 100, 0, 0, 1, 0, NAN, g_jpeg, N(g_jpeg)},
-     wobble_op_jpeg},
+     perturb_op_jpeg},
     {{"brightness", "factor", "Pillow 9.4 ImageEnhance.Brightness(im).enhance(k)",
       "scale intensities by k (0 = black, 1 = unchanged)", 0, INFINITY, 0, 1, 0, 1, 1.0, g_brightness,
       N(g_brightness)},
-     wobble_op_brightness},
+     perturb_op_brightness},
     {{"contrast", "factor", "Pillow 9.4 ImageEnhance.Contrast(im).enhance(k)",
       "blend with the mean gray level (0 = flat gray, 1 = unchanged)", 0, INFINITY, 0, 1, 0, 1, 1.0, g_contrast,
       N(g_contrast)},
-     wobble_op_contrast},
+     perturb_op_contrast},
     {{"saturation", "factor", "Pillow 9.4 ImageEnhance.Color(im).enhance(k)",
       "blend with the grayscale image (0 = grayscale, 1 = unchanged)", 0, INFINITY, 0, 1, 0, 1, 1.0,
       g_saturation, N(g_saturation)},
-     wobble_op_saturation},
+     perturb_op_saturation},
     {{"sharpness", "factor", "Pillow 9.4 ImageEnhance.Sharpness(im).enhance(k)",
       "blend with the SMOOTH-filtered image (0 = smoothed, 1 = unchanged, >1 sharpened)", 0, INFINITY, 0, 1, 0,
       1, 1.0, g_sharpness, N(g_sharpness)},
-     wobble_op_sharpness},
+     perturb_op_sharpness},
     {{"hue", "shift", "torchvision 0.14 functional.adjust_hue(pil_image, k) (HSV via Pillow)",
       "rotate hue by k turns in Pillow's 8-bit HSV space", -0.5, 0.5, 0, 0, 0, 1, 0.0, g_hue, N(g_hue)},
-     wobble_op_hue},
+     perturb_op_hue},
     {{"gaussian_blur", "sigma", "Pillow 9.4 Image.filter(ImageFilter.GaussianBlur(radius=k))",
       "Gaussian blur with standard deviation k pixels (3 extended box passes)", 0, INFINITY, 0, 1, 0, 1, 0.0,
       g_blur, N(g_blur)},
-     wobble_op_gaussian_blur},
+     perturb_op_gaussian_blur},
     {{"gaussian_noise", "sigma", "x/255 + N(0, k^2), clipped to [0,1], x255, rounded half up",
       "additive Gaussian noise, k in units of full scale, reproducible from (seed, image id, level)", 0, 1, 0,
       0, 0, 1, 0.0, g_noise, N(g_noise)},
-     wobble_op_gaussian_noise},
+     perturb_op_gaussian_noise},
     {{"rescale", "factor", "Pillow 9.4 bicubic resize to (max(1,floor(w*k+0.5)), max(1,floor(h*k+0.5))) and back",
       "downscale by k and upscale back to the original size (bicubic, antialiased)", 0, 1, 1, 0, 0, 1, 1.0,
       g_rescale, N(g_rescale)},
-     wobble_op_rescale},
+     perturb_op_rescale},
 };
 
 int wobble_op_count(void) { return N(OPS); }
@@ -101,7 +101,7 @@ static void format_domain(const wobble_op_info *op, char *buf, size_t n) {
 }
 
 int wobble_op_check_level(wobble_ctx *ctx, const wobble_op_info *op, double level) {
-    if (!op) return wobble_seterr(ctx, WOBBLE_EINVAL, "perturb: NULL operation");
+    if (!op) return core_seterr(ctx, WOBBLE_EINVAL, "perturb: NULL operation");
     char dom[96];
     format_domain(op, dom, sizeof dom);
     int ok = isfinite(level);
@@ -109,16 +109,16 @@ int wobble_op_check_level(wobble_ctx *ctx, const wobble_op_info *op, double leve
     if (ok) ok = op->max_open ? level < op->max : level <= op->max;
     if (ok && op->integer) ok = level == floor(level);
     if (!ok)
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "%s: %s %g is outside the domain %s", op->name, op->param, level,
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "%s: %s %g is outside the domain %s", op->name, op->param, level,
                              dom);
     return WOBBLE_OK;
 }
 
 int wobble_perturb(wobble_ctx *ctx, const char *op, const wobble_image *img, double level,
                    const wobble_perturb_params *params, wobble_image **out) {
-    if (!out) return wobble_seterr(ctx, WOBBLE_EINVAL, "perturb: NULL output pointer");
+    if (!out) return core_seterr(ctx, WOBBLE_EINVAL, "perturb: NULL output pointer");
     *out = NULL;
-    if (!img) return wobble_seterr(ctx, WOBBLE_EINVAL, "perturb: NULL image");
+    if (!img) return core_seterr(ctx, WOBBLE_EINVAL, "perturb: NULL image");
     const op_entry *e = find_entry(op);
     if (!e) {
         char names[256] = "";
@@ -126,14 +126,14 @@ int wobble_perturb(wobble_ctx *ctx, const char *op, const wobble_image *img, dou
             if (i) strncat(names, ", ", sizeof names - strlen(names) - 1);
             strncat(names, OPS[i].info.name, sizeof names - strlen(names) - 1);
         }
-        return wobble_seterr(ctx, WOBBLE_ENOTFOUND, "unknown operation '%s' (known: %s)", op ? op : "(null)", names);
+        return core_seterr(ctx, WOBBLE_ENOTFOUND, "unknown operation '%s' (known: %s)", op ? op : "(null)", names);
     }
     int rc = wobble_op_check_level(ctx, &e->info, level);
     if (rc != WOBBLE_OK) return rc;
     if (e->info.has_identity && level == e->info.identity) return wobble_image_clone(ctx, img, out);
     wobble_perturb_params p = params ? *params : wobble_perturb_default_params();
     wobble_image *o = NULL;
-    rc = wobble_image_alloc(ctx, img->width, img->height, &o);
+    rc = image_alloc(ctx, img->width, img->height, &o);
     if (rc != WOBBLE_OK) return rc;
     rc = e->fn(ctx, img, level, &p, o);
     if (rc != WOBBLE_OK) {

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void openblas_set_num_threads(int num_threads);
 
 enum { K_LINEAR, K_KNN, K_ZEROSHOT };
 
@@ -28,9 +27,9 @@ struct wobble_classifier {
 };
 
 int probe_check_knn(wobble_ctx *ctx, const wobble_knn_params *p) {
-    if (p->k < 1) return wobble_seterr(ctx, WOBBLE_EDOMAIN, "knn: k = %d must be at least 1", p->k);
+    if (p->k < 1) return core_seterr(ctx, WOBBLE_EDOMAIN, "knn: k = %d must be at least 1", p->k);
     if (!(p->temperature > 0) || !isfinite(p->temperature))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "knn: temperature %g must be positive", p->temperature);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "knn: temperature %g must be positive", p->temperature);
     return WOBBLE_OK;
 }
 
@@ -44,19 +43,19 @@ wobble_knn_params wobble_knn_default_params(void) {
 
 static int check_train(wobble_ctx *ctx, const float *X, const int *y, int n, int d, int C) {
     if (!X || !y || n < 1 || d < 1 || C < 2)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "classifier: need at least 1 example, 1 dimension and 2 classes (got %d, %d, %d)", n, d, C);
+        return core_seterr(ctx, WOBBLE_EINVAL, "classifier: need at least 1 example, 1 dimension and 2 classes (got %d, %d, %d)", n, d, C);
     int *count = calloc((size_t)C, sizeof(int));
-    if (!count) return wobble_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory");
+    if (!count) return core_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory");
     int rc = WOBBLE_OK;
     for (int i = 0; i < n && !rc; i++) {
         if (y[i] < 0 || y[i] >= C)
-            rc = wobble_seterr(ctx, WOBBLE_EINVAL, "classifier: training label %d of example %d is outside 0..%d", y[i], i, C - 1);
+            rc = core_seterr(ctx, WOBBLE_EINVAL, "classifier: training label %d of example %d is outside 0..%d", y[i], i, C - 1);
         else
             count[y[i]]++;
     }
     for (size_t i = 0; i < (size_t)n * d && !rc; i++)
         if (!isfinite(X[i]))
-            rc = wobble_seterr(ctx, WOBBLE_EINVAL, "classifier: training embedding %zu holds a NaN or infinite value", i / d);
+            rc = core_seterr(ctx, WOBBLE_EINVAL, "classifier: training embedding %zu holds a NaN or infinite value", i / d);
     int missing = 0, first = -1;
     for (int c = 0; c < C && !rc; c++)
         if (!count[c]) {
@@ -64,7 +63,7 @@ static int check_train(wobble_ctx *ctx, const float *X, const int *y, int n, int
             if (first < 0) first = c;
         }
     if (!rc && missing)
-        rc = wobble_seterr(ctx, WOBBLE_EINVAL, "classifier: %d of %d classes have no training example (first: class %d)",
+        rc = core_seterr(ctx, WOBBLE_EINVAL, "classifier: %d of %d classes have no training example (first: class %d)",
                            missing, C, first);
     free(count);
     return rc;
@@ -72,20 +71,20 @@ static int check_train(wobble_ctx *ctx, const float *X, const int *y, int n, int
 
 int wobble_classifier_linear(wobble_ctx *ctx, const float *X, const int *y, int n, int d, int C,
                              const wobble_probe_params *params, wobble_classifier **out) {
-    if (!out) return wobble_seterr(ctx, WOBBLE_EINVAL, "classifier: NULL argument");
+    if (!out) return core_seterr(ctx, WOBBLE_EINVAL, "classifier: NULL argument");
     *out = NULL;
     int rc = check_train(ctx, X, y, n, d, C);
     if (rc) return rc;
     wobble_probe_params p = params ? *params : wobble_probe_default_params();
     wobble_classifier *c = calloc(1, sizeof *c);
-    if (!c) return wobble_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory");
+    if (!c) return core_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory");
     c->kind = K_LINEAR;
     c->C = C;
     c->d = d;
     c->grid = malloc(sizeof(double) * (p.n_l2 > 0 ? p.n_l2 : 1));
     if (!c->grid) {
         free(c);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory");
     }
     if (p.n_l2 > 0 && p.l2_grid) memcpy(c->grid, p.l2_grid, sizeof(double) * p.n_l2);
     rc = probe_linear_fit(ctx, X, y, n, d, C, &p, &c->lin);
@@ -103,14 +102,14 @@ static void normalize_rows(float *X, int n, int d) {
 
 int wobble_classifier_knn(wobble_ctx *ctx, const float *X, const int *y, int n, int d, int C,
                           const wobble_knn_params *params, wobble_classifier **out) {
-    if (!out) return wobble_seterr(ctx, WOBBLE_EINVAL, "classifier: NULL argument");
+    if (!out) return core_seterr(ctx, WOBBLE_EINVAL, "classifier: NULL argument");
     *out = NULL;
     int rc = check_train(ctx, X, y, n, d, C);
     if (rc) return rc;
     wobble_knn_params p = params ? *params : wobble_knn_default_params();
     if ((rc = probe_check_knn(ctx, &p))) return rc;
     wobble_classifier *c = calloc(1, sizeof *c);
-    if (!c) return wobble_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory");
+    if (!c) return core_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory");
     c->kind = K_KNN;
     c->C = C;
     c->d = d;
@@ -121,7 +120,7 @@ int wobble_classifier_knn(wobble_ctx *ctx, const float *X, const int *y, int n, 
     c->y = malloc(sizeof(int) * (size_t)n);
     if (!c->X || !c->y) {
         wobble_classifier_free(c);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "knn: out of memory for %d x %d embeddings", n, d);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "knn: out of memory for %d x %d embeddings", n, d);
     }
     memcpy(c->X, X, sizeof(float) * (size_t)n * d);
     memcpy(c->y, y, sizeof(int) * (size_t)n);
@@ -133,21 +132,21 @@ int wobble_classifier_knn(wobble_ctx *ctx, const float *X, const int *y, int n, 
 int wobble_classifier_zeroshot(wobble_ctx *ctx, wobble_model *m, const wobble_tokenizer *tok,
                                const char *const *names, int C, const char *const *templates, int nt,
                                wobble_classifier **out) {
-    if (!out || !m || !names || !templates) return wobble_seterr(ctx, WOBBLE_EINVAL, "zeroshot: NULL argument");
+    if (!out || !m || !names || !templates) return core_seterr(ctx, WOBBLE_EINVAL, "zeroshot: NULL argument");
     *out = NULL;
     if (!wobble_model_has_text(m)) {
         wobble_model_info mi;
         wobble_model_get_info(m, &mi);
-        return wobble_seterr(ctx, WOBBLE_EINVAL,
+        return core_seterr(ctx, WOBBLE_EINVAL,
                              "%s: zero-shot needs a whole CLIP checkpoint with its text tower; this is a %s image "
                              "encoder (%s)",
                              mi.path, mi.arch, mi.preset);
     }
-    if (!tok) return wobble_seterr(ctx, WOBBLE_EINVAL, "zeroshot: no tokenizer given");
-    if (C < 2 || nt < 1) return wobble_seterr(ctx, WOBBLE_EINVAL, "zeroshot: need 2 classes and 1 template (got %d, %d)", C, nt);
+    if (!tok) return core_seterr(ctx, WOBBLE_EINVAL, "zeroshot: no tokenizer given");
+    if (C < 2 || nt < 1) return core_seterr(ctx, WOBBLE_EINVAL, "zeroshot: need 2 classes and 1 template (got %d, %d)", C, nt);
     for (int t = 0; t < nt; t++)
         if (!templates[t] || !strstr(templates[t], "{}"))
-            return wobble_seterr(ctx, WOBBLE_EINVAL, "zeroshot: template %d ('%s') has no {} for the class name", t,
+            return core_seterr(ctx, WOBBLE_EINVAL, "zeroshot: template %d ('%s') has no {} for the class name", t,
                                  templates[t] ? templates[t] : "(null)");
     const int E = wobble_model_embed_dim(m), L = wobble_model_context_length(m);
     wobble_classifier *c = calloc(1, sizeof *c);
@@ -155,7 +154,7 @@ int wobble_classifier_zeroshot(wobble_ctx *ctx, wobble_model *m, const wobble_to
     float *te = malloc(sizeof(float) * (size_t)nt * E);
     if (!c || !ids || !te || !(c->W = calloc((size_t)C * E, sizeof(float)))) {
         free(ids), free(te), wobble_classifier_free(c);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "zeroshot: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "zeroshot: out of memory");
     }
     c->kind = K_ZEROSHOT;
     c->C = C;
@@ -167,7 +166,7 @@ int wobble_classifier_zeroshot(wobble_ctx *ctx, wobble_model *m, const wobble_to
     ep.normalize = 1;
     for (int k = 0; k < C && !rc; k++) {
         if (!names[k] || !*names[k]) {
-            rc = wobble_seterr(ctx, WOBBLE_EINVAL, "zeroshot: class %d has no name", k);
+            rc = core_seterr(ctx, WOBBLE_EINVAL, "zeroshot: class %d has no name", k);
             break;
         }
         char name[512];
@@ -225,7 +224,7 @@ static int knn_scores(wobble_ctx *ctx, const wobble_classifier *c, const float *
     float *q = malloc(sizeof(float) * (size_t)B * d), *S = malloc(sizeof(float) * (size_t)B * n);
     if (!q || !S) {
         free(q), free(S);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "knn: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "knn: out of memory");
     }
     const int th = wobble_ctx_threads(ctx);
     openblas_set_num_threads(th);
@@ -278,7 +277,7 @@ static int knn_scores(wobble_ctx *ctx, const wobble_classifier *c, const float *
         }
         if (fail) {
             free(q), free(S);
-            return wobble_seterr(ctx, WOBBLE_ENOMEM, "knn: out of memory");
+            return core_seterr(ctx, WOBBLE_ENOMEM, "knn: out of memory");
         }
     }
     free(q);
@@ -287,18 +286,18 @@ static int knn_scores(wobble_ctx *ctx, const wobble_classifier *c, const float *
 }
 
 int wobble_classifier_scores(wobble_ctx *ctx, const wobble_classifier *c, const float *X, int n, float *scores) {
-    if (!c || (!X && n) || !scores || n < 0) return wobble_seterr(ctx, WOBBLE_EINVAL, "classifier: NULL argument");
+    if (!c || (!X && n) || !scores || n < 0) return core_seterr(ctx, WOBBLE_EINVAL, "classifier: NULL argument");
     for (size_t i = 0; i < (size_t)n * c->d; i++)
         if (!isfinite(X[i]))
-            return wobble_seterr(ctx, WOBBLE_EINVAL, "classifier: embedding %zu holds a NaN or infinite value", i / c->d);
+            return core_seterr(ctx, WOBBLE_EINVAL, "classifier: embedding %zu holds a NaN or infinite value", i / c->d);
     if (c->kind == K_LINEAR) {
-        return probe_linear_scores(&c->lin, X, n, scores) ? wobble_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory")
+        return probe_linear_scores(&c->lin, X, n, scores) ? core_seterr(ctx, WOBBLE_ENOMEM, "classifier: out of memory")
                                                           : WOBBLE_OK;
     }
     if (c->kind == K_KNN) return knn_scores(ctx, c, X, n, scores);
     /* zero-shot */
     float *q = malloc(sizeof(float) * (size_t)(n ? n : 1) * c->d);
-    if (!q) return wobble_seterr(ctx, WOBBLE_ENOMEM, "zeroshot: out of memory");
+    if (!q) return core_seterr(ctx, WOBBLE_ENOMEM, "zeroshot: out of memory");
     memcpy(q, X, sizeof(float) * (size_t)n * c->d);
     normalize_rows(q, n, c->d);
     openblas_set_num_threads(wobble_ctx_threads(ctx));

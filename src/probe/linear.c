@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void openblas_set_num_threads(int num_threads);
 
 typedef struct {
     const double *XT; /* [d, n] standardised, transposed: the GEMMs run with n as the long dimension */
@@ -184,7 +183,7 @@ int probe_split(const int *y, int n, int C, double frac, uint64_t seed, uint8_t 
     for (int c = 0; c < C; c++) {
         int m = 0;
         for (int i = 0; i < n; i++)
-            if (y[i] == c) k[m++] = (keyed){wobble_splitmix64(seed ^ wobble_splitmix64((uint64_t)i)), i};
+            if (y[i] == c) k[m++] = (keyed){core_splitmix64(seed ^ core_splitmix64((uint64_t)i)), i};
         if (m < 2) continue;
         qsort(k, (size_t)m, sizeof(keyed), cmp_keyed);
         int h = (int)floor(frac * m + 0.5);
@@ -238,14 +237,14 @@ static int lr_eval(const double *X, const int *y, int n, int d, int C, const dou
 }
 
 int probe_check_linear(wobble_ctx *ctx, const wobble_probe_params *p) {
-    if (p->n_l2 < 1 || !p->l2_grid) return wobble_seterr(ctx, WOBBLE_EINVAL, "probe: empty L2 grid");
+    if (p->n_l2 < 1 || !p->l2_grid) return core_seterr(ctx, WOBBLE_EINVAL, "probe: empty L2 grid");
     for (int k = 0; k < p->n_l2; k++)
         if (!(p->l2_grid[k] > 0) || !isfinite(p->l2_grid[k]))
-            return wobble_seterr(ctx, WOBBLE_EDOMAIN, "probe: L2 strength %g is not a positive number", p->l2_grid[k]);
+            return core_seterr(ctx, WOBBLE_EDOMAIN, "probe: L2 strength %g is not a positive number", p->l2_grid[k]);
     if (p->n_l2 > 1 && !(p->holdout > 0 && p->holdout < 1))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "probe: held-out fraction %g is not in (0, 1)", p->holdout);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "probe: held-out fraction %g is not in (0, 1)", p->holdout);
     if (p->max_iter < 1 || !(p->tol > 0))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "probe: max_iter and tol must be positive");
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "probe: max_iter and tol must be positive");
     return WOBBLE_OK;
 }
 
@@ -268,7 +267,7 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
     int *ya = malloc(sizeof(int) * n), *yb = malloc(sizeof(int) * n);
     uint8_t *held = malloc((size_t)n);
     if (!X || !mu || !sd || !th || !Z || !grid || !hacc || !XaT || !Xb || !loss || !ya || !yb || !held) {
-        rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory for %d x %d features", n, d);
+        rc = core_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory for %d x %d features", n, d);
         goto done;
     }
     /* standardise */
@@ -291,7 +290,7 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
     double best = grid[0];
     if (p.n_l2 > 1) {
         if (probe_split(y, n, C, p.holdout, p.seed, held)) {
-            rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory");
+            rc = core_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory");
             goto done;
         }
         int na = 0, nb = 0;
@@ -306,7 +305,7 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
             }
         }
         if (nb == 0) {
-            rc = wobble_seterr(ctx, WOBBLE_EINVAL,
+            rc = core_seterr(ctx, WOBBLE_EINVAL,
                                "probe: no class has 2 training examples, so no held-out split for choosing the L2 strength");
             goto done;
         }
@@ -315,12 +314,12 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
             lr_problem P = {XaT, ya, na, d, C, grid[k], Z, loss, wobble_ctx_threads(ctx)};
             double f, gn;
             if (lbfgs(&P, th, p.max_iter, p.tol, &f, &gn) < 0) {
-                rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory");
+                rc = core_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory");
                 goto done;
             }
             double acc, ll;
             if (lr_eval(Xb, yb, nb, d, C, th, &acc, &ll)) {
-                rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory");
+                rc = core_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory");
                 goto done;
             }
             /* report in the caller's grid order */
@@ -342,7 +341,7 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
     double f = 0, gn = 0;
     out->iterations = lbfgs(&P, th, p.max_iter, p.tol, &f, &gn);
     if (out->iterations < 0) {
-        rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory");
+        rc = core_seterr(ctx, WOBBLE_ENOMEM, "probe: out of memory");
         goto done;
     }
     out->lambda = best;

@@ -14,7 +14,7 @@ typedef struct {
 } probe_linear;
 
 /* Stratified held-out split: per class, the items ordered by
- * wobble_splitmix64(seed ^ wobble_splitmix64(index)) (ties by index) and the first
+ * core_splitmix64(seed ^ core_splitmix64(index)) (ties by index) and the first
  * max(1, min(m - 1, round(frac * m))) held out (classes with m < 2: none). */
 int probe_split(const int *y, int n, int C, double frac, uint64_t seed, uint8_t *held);
 /* Parameter checks, shared by the classifiers and by the downstream pipeline

@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void openblas_set_num_threads(int num_threads);
 
 /* db[j] += sum_r dy[r * ld + j] */
 static void colsum_acc(const float *dy, int rows, int cols, int ld, float *db, int th) {
@@ -200,7 +199,7 @@ static int ws_reserve(bwd_ws *ws, const wobble_model *m, int n, int T, int th, b
     return 0;
 }
 
-void bwd_ws_free(bwd_ws *ws) {
+void train_bwd_ws_free(bwd_ws *ws) {
     if (!ws) return;
     free(ws->buf);
     free(ws->dpatch);
@@ -245,7 +244,7 @@ int train_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const float *d
     const int P = m->patch, K = 3 * P * P, E = m->embed_dim;
     bwd_bufs b;
     if (ws_reserve(ws, m, n, T, th, &b) != 0)
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the backward pass (%d images)", m->path, n);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the backward pass (%d images)", m->path, n);
     openblas_set_num_threads(th);
     /* head and final norm, CLS rows only */
     float *dn = b.dz, *dcls = b.dh; /* [n, D] each */
@@ -310,7 +309,7 @@ int train_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const float *d
             free(ws->dpatch);
             ws->dpatch = malloc(sizeof(float) * need);
             ws->cap_dpatch = ws->dpatch ? need : 0;
-            if (!ws->dpatch) return wobble_seterr(ctx, WOBBLE_ENOMEM, "backward: out of memory");
+            if (!ws->dpatch) return core_seterr(ctx, WOBBLE_ENOMEM, "backward: out of memory");
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n * np, K, D, 1.0f, dpe, D, m->patch_w, K, 0.0f,
                     ws->dpatch, K);

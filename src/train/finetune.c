@@ -53,14 +53,14 @@ wobble_finetune_params wobble_finetune_default_params(void) {
 }
 
 static uint64_t mix(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
-    return wobble_splitmix64(wobble_splitmix64(wobble_splitmix64(wobble_splitmix64(a) ^ b) ^ c) ^ d);
+    return core_splitmix64(core_splitmix64(core_splitmix64(core_splitmix64(a) ^ b) ^ c) ^ d);
 }
 
 /* Fisher-Yates with a SplitMix64 stream */
 static void permute(int *v, int n, uint64_t key) {
     for (int i = 0; i < n; i++) v[i] = i;
     for (int i = n - 1; i > 0; i--) {
-        key = wobble_splitmix64(key);
+        key = core_splitmix64(key);
         int j = (int)(key % (uint64_t)(i + 1));
         int t = v[i];
         v[i] = v[j];
@@ -73,35 +73,35 @@ static const char *scope_name(wobble_scope s) {
 }
 
 int wobble_finetune_check_params(wobble_ctx *ctx, const wobble_model *m, const wobble_finetune_params *p) {
-    if (!p) return wobble_seterr(ctx, WOBBLE_EINVAL, "finetune: NULL parameters");
+    if (!p) return core_seterr(ctx, WOBBLE_EINVAL, "finetune: NULL parameters");
     int rc = wobble_tune_check_params(ctx, m, &p->tune);
     if (rc) return rc;
-    if (p->steps < 1) return wobble_seterr(ctx, WOBBLE_EDOMAIN, "steps %d: must be >= 1", p->steps);
+    if (p->steps < 1) return core_seterr(ctx, WOBBLE_EDOMAIN, "steps %d: must be >= 1", p->steps);
     if (p->batch < 1 || p->batch > 4096)
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "batch %d: must be in 1..4096", p->batch);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "batch %d: must be in 1..4096", p->batch);
     if (!(p->lr > 0) || !isfinite(p->lr) || p->lr > 1.0)
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "learning rate %g: must be in (0, 1]", p->lr);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "learning rate %g: must be in (0, 1]", p->lr);
     if (p->warmup >= p->steps)
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "warm-up %d steps: must be fewer than the %d steps", p->warmup,
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "warm-up %d steps: must be fewer than the %d steps", p->warmup,
                              p->steps);
     if (!(p->clip >= 0) || !isfinite(p->clip))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "gradient clip %g: must be >= 0 (0: off)", p->clip);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "gradient clip %g: must be >= 0 (0: off)", p->clip);
     if (p->val < 0 || p->val_every < 1 || p->save_every < 1)
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "val %d, val_every %d, save_every %d: must be >= 0, >= 1, >= 1",
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "val %d, val_every %d, save_every %d: must be >= 0, >= 1, >= 1",
                              p->val, p->val_every, p->save_every);
-    if (p->n_ops < 1 || !p->ops) return wobble_seterr(ctx, WOBBLE_EINVAL, "finetune: at least one operation is needed");
+    if (p->n_ops < 1 || !p->ops) return core_seterr(ctx, WOBBLE_EINVAL, "finetune: at least one operation is needed");
     for (int i = 0; i < p->n_ops; i++) {
         const wobble_finetune_op *o = &p->ops[i];
         const wobble_op_info *info = wobble_op_find(o->name);
-        if (!info) return wobble_seterr(ctx, WOBBLE_ENOTFOUND, "unknown operation '%s' (see 'wobble ops')", o->name);
+        if (!info) return core_seterr(ctx, WOBBLE_ENOTFOUND, "unknown operation '%s' (see 'wobble ops')", o->name);
         if (o->range) {
             if (!(o->lo < o->hi))
-                return wobble_seterr(ctx, WOBBLE_EDOMAIN, "%s: range %g-%g is empty (low must be below high)", o->name,
+                return core_seterr(ctx, WOBBLE_EDOMAIN, "%s: range %g-%g is empty (low must be below high)", o->name,
                                      o->lo, o->hi);
             if ((rc = wobble_op_check_level(ctx, info, o->lo)) || (rc = wobble_op_check_level(ctx, info, o->hi))) return rc;
         } else {
             if (o->n_levels < 1 || !o->levels)
-                return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: no levels", o->name);
+                return core_seterr(ctx, WOBBLE_EINVAL, "%s: no levels", o->name);
             for (int k = 0; k < o->n_levels; k++)
                 if ((rc = wobble_op_check_level(ctx, info, o->levels[k]))) return rc;
         }
@@ -159,7 +159,7 @@ static int load_pixels(run_t *R, int idx, const wobble_finetune_op *op, double l
     if (rc == WOBBLE_OK && x) {
         rc = wobble_model_preprocess(R->ctx, R->m, img, x, &h, &w);
         if (rc == WOBBLE_OK && (h != R->H || w != R->W))
-            rc = wobble_seterr(R->ctx, WOBBLE_EINVAL, "%s: preprocessed to %dx%d, not %dx%d like the first image",
+            rc = core_seterr(R->ctx, WOBBLE_EINVAL, "%s: preprocessed to %dx%d, not %dx%d like the first image",
                                wobble_dataset_item(R->ds, idx), w, h, R->W, R->H);
     }
     if (rc == WOBBLE_OK && op) {
@@ -190,7 +190,7 @@ static int compute_targets(run_t *R) {
     const size_t per = (size_t)3 * R->H * R->W;
     const int B = 16;
     float *x = malloc(sizeof(float) * per * B);
-    if (!x) return wobble_seterr(R->ctx, WOBBLE_ENOMEM, "finetune: out of memory");
+    if (!x) return core_seterr(R->ctx, WOBBLE_ENOMEM, "finetune: out of memory");
     int rc = WOBBLE_OK;
     for (int s = 0; s < R->n && rc == WOBBLE_OK; s += B) {
         const int c = R->n - s < B ? R->n - s : B;
@@ -225,7 +225,7 @@ static int validate(run_t *R, json_t **out_line, int64_t step) {
     double *rdiv = calloc((size_t)P->n_ops, sizeof(double));
     if (!x || !e || !rdiv) {
         free(x), free(e), free(rdiv);
-        return wobble_seterr(R->ctx, WOBBLE_ENOMEM, "finetune: out of memory");
+        return core_seterr(R->ctx, WOBBLE_ENOMEM, "finetune: out of memory");
     }
     double cos_sum = 0;
     int rc = WOBBLE_OK;
@@ -284,7 +284,7 @@ static int save_state(run_t *R, uint64_t cfg_hash) {
     const size_t nt = wobble_tuner_num_trainable(R->t);
     const size_t size = 8 + 8 + 8 + 8 + 3 * nt * sizeof(float);
     uint8_t *b = malloc(size), *p = b;
-    if (!b) return wobble_seterr(R->ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
+    if (!b) return core_seterr(R->ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
     float *m1, *m2;
     int64_t *step;
     wobble_tuner_state(R->t, &m1, &m2, &step);
@@ -311,21 +311,21 @@ static int load_state(run_t *R, uint64_t cfg_hash, int64_t *step_out) {
     snprintf(path, sizeof path, "%s/state/state.bin", R->out);
     uint8_t *b = NULL;
     size_t size = 0;
-    int rc = wobble_read_file(R->ctx, path, &b, &size);
+    int rc = core_read_file(R->ctx, path, &b, &size);
     if (rc) return rc;
     const size_t nt = wobble_tuner_num_trainable(R->t);
     uint64_t h, n64;
     int64_t st;
     if (size != 32 + 3 * nt * sizeof(float) || memcmp(b, STATE_MAGIC, 8)) {
         free(b);
-        return wobble_seterr(R->ctx, WOBBLE_ECORRUPT, "%s: not a training state of this run (%zu bytes)", path, size);
+        return core_seterr(R->ctx, WOBBLE_ECORRUPT, "%s: not a training state of this run (%zu bytes)", path, size);
     }
     memcpy(&h, b + 8, 8);
     memcpy(&st, b + 16, 8);
     memcpy(&n64, b + 24, 8);
     if (h != cfg_hash || n64 != nt || st < 0 || st > R->P->steps) {
         free(b);
-        return wobble_seterr(R->ctx, WOBBLE_ECORRUPT, "%s: the training state belongs to another run", path);
+        return core_seterr(R->ctx, WOBBLE_ECORRUPT, "%s: the training state belongs to another run", path);
     }
     const uint8_t *p = b + 32;
     for (int i = 0; i < wobble_tuner_count(R->t); i++) {
@@ -352,7 +352,7 @@ static int cut_log(run_t *R, const char *name, int64_t step) {
     if (access(path, F_OK) != 0) return WOBBLE_OK;
     uint8_t *b = NULL;
     size_t size = 0;
-    int rc = wobble_read_file(R->ctx, path, &b, &size);
+    int rc = core_read_file(R->ctx, path, &b, &size);
     if (rc) return rc;
     char *o = malloc(size + 1);
     size_t on = 0;
@@ -378,11 +378,11 @@ static int append_line(run_t *R, const char *name, json_t *j) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", R->out, name);
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
-    if (!s) return wobble_seterr(R->ctx, WOBBLE_ENOMEM, "out of memory");
+    if (!s) return core_seterr(R->ctx, WOBBLE_ENOMEM, "out of memory");
     FILE *f = fopen(path, "a");
     int rc = WOBBLE_OK;
     if (!f || fprintf(f, "%s\n", s) < 0 || fclose(f) != 0)
-        rc = wobble_seterr(R->ctx, WOBBLE_EIO, "%s: cannot append: %s", path, strerror(errno));
+        rc = core_seterr(R->ctx, WOBBLE_EIO, "%s: cannot append: %s", path, strerror(errno));
     free(s);
     return rc;
 }
@@ -400,7 +400,7 @@ static int copy_side_files(run_t *R) {
     }
     char **names = NULL;
     int count = 0;
-    if (core_list_dir(dir, &names, &count) == -1) return wobble_seterr(R->ctx, WOBBLE_ENOMEM, "%s: out of memory", dir);
+    if (core_list_dir(dir, &names, &count) == -1) return core_seterr(R->ctx, WOBBLE_ENOMEM, "%s: out of memory", dir);
     int rc = WOBBLE_OK;
     for (int i = 0; i < count && rc == WOBBLE_OK; i++) {
         const char *nm = names[i];
@@ -412,7 +412,7 @@ static int copy_side_files(run_t *R) {
         snprintf(dst, sizeof dst, "%s/%s", R->out, nm);
         uint8_t *b = NULL;
         size_t n = 0;
-        rc = wobble_read_file(R->ctx, src, &b, &n);
+        rc = core_read_file(R->ctx, src, &b, &n);
         if (rc == WOBBLE_OK) rc = wobble_write_file_atomic(R->ctx, dst, b, n);
         free(b);
     }
@@ -471,7 +471,7 @@ static uint64_t hash_str(const char *s) {
 
 int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, const wobble_finetune_params *P,
                         const char *out, wobble_finetune_summary *sum) {
-    if (!m || !ds || !P || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "finetune: NULL argument");
+    if (!m || !ds || !P || !out) return core_seterr(ctx, WOBBLE_EINVAL, "finetune: NULL argument");
     int rc = wobble_finetune_check_params(ctx, m, P);
     if (rc) return rc;
     run_t R;
@@ -479,9 +479,9 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
     R.ctx = ctx, R.m = m, R.ds = ds, R.P = P, R.out = out;
     R.n = wobble_dataset_size(ds);
     R.E = m->embed_dim;
-    if (R.n < 1) return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: the dataset holds no images", P->data_path ? P->data_path : "data");
+    if (R.n < 1) return core_seterr(ctx, WOBBLE_EINVAL, "%s: the dataset holds no images", P->data_path ? P->data_path : "data");
     if (P->val >= R.n)
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "--val %d: the dataset has only %d images (some must train)", P->val, R.n);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "--val %d: the dataset has only %d images (some must train)", P->val, R.n);
     R.n_val = P->val;
     R.n_train = R.n - R.n_val;
     /* input size from the first image */
@@ -508,7 +508,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
     const int have = access(path, F_OK) == 0;
     if (have && !P->resume) {
         json_decref(cfg);
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "%s: already holds a fine-tuning run (continue it with --resume, or use another folder)", out);
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: already holds a fine-tuning run (continue it with --resume, or use another folder)", out);
     }
     if (have) {
         json_t *old = json_load_file(path, 0, NULL);
@@ -521,7 +521,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         json_decref(old);
         if (!same) {
             json_decref(cfg);
-            return wobble_seterr(ctx, WOBBLE_EINVAL,
+            return core_seterr(ctx, WOBBLE_EINVAL,
                                  "%s: holds a run of another model, dataset or setting (%s/finetune.json); use another folder",
                                  out, out);
         }
@@ -547,7 +547,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
     double t_train = 0;
     int cur_epoch = -1;
     if (!R.perm_all || !R.targets || !perm || !x || !xp || !tg) {
-        rc = wobble_seterr(ctx, WOBBLE_ENOMEM, "finetune: out of memory for batch %d", P->batch);
+        rc = core_seterr(ctx, WOBBLE_ENOMEM, "finetune: out of memory for batch %d", P->batch);
         goto done;
     }
     permute(R.perm_all, R.n, mix(P->seed, 0x5EED5, 0, 0));
@@ -594,12 +594,12 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         rc = wobble_tuner_loss_grad(ctx, R.t, x, xp, tg, P->batch, R.H, R.W, &P->tune, &last, NULL, NULL);
         if (rc) goto done;
         if (!isfinite(last.total)) {
-            rc = wobble_seterr(ctx, WOBBLE_EDOMAIN, "step %lld: the loss is not finite (lower the learning rate)", (long long)step);
+            rc = core_seterr(ctx, WOBBLE_EDOMAIN, "step %lld: the loss is not finite (lower the learning rate)", (long long)step);
             goto done;
         }
         const double gn = wobble_tuner_grad_norm(R.t);
         if (!isfinite(gn)) {
-            rc = wobble_seterr(ctx, WOBBLE_EDOMAIN, "step %lld: the gradient is not finite (lower the learning rate)", (long long)step);
+            rc = core_seterr(ctx, WOBBLE_EDOMAIN, "step %lld: the gradient is not finite (lower the learning rate)", (long long)step);
             goto done;
         }
         if (P->clip > 0 && gn > P->clip) wobble_tuner_scale_grad(R.t, P->clip / gn);

@@ -31,7 +31,7 @@ typedef struct {
  * overwritten; needs lowest == 0). */
 int train_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const float *demb, const grads_t *g, bwd_ws *ws,
                    float *dpixels);
-void bwd_ws_free(bwd_ws *ws);
+void train_bwd_ws_free(bwd_ws *ws);
 
 /* Kinds of parameter, for scopes and weight decay. */
 enum { PK_MATRIX = 0, PK_BIAS = 1, PK_NORM = 2, PK_TOKEN = 3, PK_SCALE = 4 };

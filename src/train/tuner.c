@@ -77,20 +77,20 @@ wobble_tune_params wobble_tune_default_params(void) {
 
 int wobble_tune_check_params(wobble_ctx *ctx, const wobble_model *m, const wobble_tune_params *p) {
     if (p->scope != WOBBLE_SCOPE_ALL && p->scope != WOBBLE_SCOPE_LAST && p->scope != WOBBLE_SCOPE_NORMS)
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "scope: unknown value %d", (int)p->scope);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "scope: unknown value %d", (int)p->scope);
     if (p->scope == WOBBLE_SCOPE_LAST && (p->last_blocks < 1 || (m && p->last_blocks > m->depth)))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "scope last:%d: the model has %d blocks (use 1 to %d)", p->last_blocks,
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "scope last:%d: the model has %d blocks (use 1 to %d)", p->last_blocks,
                              m ? m->depth : 0, m ? m->depth : 0);
     if (p->objective != WOBBLE_OBJECTIVE_COS && p->objective != WOBBLE_OBJECTIVE_L2)
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "objective: unknown value %d", (int)p->objective);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "objective: unknown value %d", (int)p->objective);
     if (!(p->lambda >= 0) || !isfinite(p->lambda))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "lambda %g: must be a finite number >= 0", p->lambda);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "lambda %g: must be a finite number >= 0", p->lambda);
     if (!(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "AdamW betas (%g, %g): each must be in [0, 1)", p->beta1, p->beta2);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "AdamW betas (%g, %g): each must be in [0, 1)", p->beta1, p->beta2);
     if (!(p->eps > 0) || !isfinite(p->eps))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "AdamW eps %g: must be > 0", p->eps);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "AdamW eps %g: must be > 0", p->eps);
     if (!(p->weight_decay >= 0) || !isfinite(p->weight_decay))
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "weight decay %g: must be a finite number >= 0", p->weight_decay);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "weight decay %g: must be a finite number >= 0", p->weight_decay);
     return WOBBLE_OK;
 }
 
@@ -183,19 +183,19 @@ static void wire_grads(wobble_tuner *t) {
 }
 
 int wobble_tuner_create(wobble_ctx *ctx, wobble_model *m, const wobble_tune_params *params, wobble_tuner **out) {
-    if (!m || !out) return wobble_seterr(ctx, WOBBLE_EINVAL, "tuner: NULL argument");
+    if (!m || !out) return core_seterr(ctx, WOBBLE_EINVAL, "tuner: NULL argument");
     *out = NULL;
     wobble_tune_params tp = params ? *params : wobble_tune_default_params();
     int rc = wobble_tune_check_params(ctx, m, &tp);
     if (rc) return rc;
     wobble_tuner *t = calloc(1, sizeof *t);
-    if (!t) return wobble_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
+    if (!t) return core_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
     t->m = m;
     t->tape.checkpoint = tp.checkpoint;
     t->gb = calloc((size_t)m->depth, sizeof(gblock_t));
     if (!t->gb || collect(t) != 0) {
         wobble_tuner_free(t);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
     }
     size_t total = 0;
     for (int i = 0; i < t->np; i++) {
@@ -204,7 +204,7 @@ int wobble_tuner_create(wobble_ctx *ctx, wobble_model *m, const wobble_tune_para
     }
     if (total == 0) {
         wobble_tuner_free(t);
-        return wobble_seterr(ctx, WOBBLE_EDOMAIN, "%s: the scope selects no parameters", m->path);
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "%s: the scope selects no parameters", m->path);
     }
     t->n_train = total;
     t->grad = calloc(total, sizeof(float));
@@ -212,7 +212,7 @@ int wobble_tuner_create(wobble_ctx *ctx, wobble_model *m, const wobble_tune_para
     t->m2 = calloc(total, sizeof(float));
     if (!t->grad || !t->m1 || !t->m2) {
         wobble_tuner_free(t);
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for %zu trainable parameters", m->path, total);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for %zu trainable parameters", m->path, total);
     }
     size_t off = 0;
     for (int i = 0; i < t->np; i++) {
@@ -227,7 +227,7 @@ int wobble_tuner_create(wobble_ctx *ctx, wobble_model *m, const wobble_tune_para
             free(p->data);
             p->data = NULL;
             wobble_tuner_free(t);
-            return wobble_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", m->path);
+            return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", m->path);
         }
         memcpy(p->data, *p->slot, sizeof(float) * p->n);
         *p->slot = p->data;
@@ -246,7 +246,7 @@ void wobble_tuner_free(wobble_tuner *t) {
     free(t->m2);
     free(t->gb);
     model_tape_free(&t->tape);
-    bwd_ws_free(&t->ws);
+    train_bwd_ws_free(&t->ws);
     free(t->emb);
     free(t->demb);
     free(t->pix);
@@ -278,15 +278,15 @@ int wobble_tuner_loss_grad(wobble_ctx *ctx, wobble_tuner *t, const float *x, con
                            int n, int H, int W, const wobble_tune_params *params, wobble_loss *out, float *dx,
                            float *dxp) {
     if (!t || !x || !xp || !targets || n < 1 || !out)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "tuner: NULL argument or empty batch");
+        return core_seterr(ctx, WOBBLE_EINVAL, "tuner: NULL argument or empty batch");
     wobble_tune_params tp = params ? *params : wobble_tune_default_params();
     wobble_model *m = t->m;
     const int E = m->embed_dim;
     const size_t per = (size_t)3 * H * W;
     if (grow(&t->pix, &t->cap_pix, 2 * per * n) || grow(&t->emb, &t->cap_emb, (size_t)2 * n * E))
-        return wobble_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
+        return core_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
     float *demb = malloc(sizeof(float) * (size_t)2 * n * E);
-    if (!demb) return wobble_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
+    if (!demb) return core_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
     model_params_changed(m); /* the caller may have changed the values */
     memcpy(t->pix, x, sizeof(float) * per * n);
     memcpy(t->pix + per * n, xp, sizeof(float) * per * n);
@@ -306,7 +306,7 @@ int wobble_tuner_loss_grad(wobble_ctx *ctx, wobble_tuner *t, const float *x, con
             const double na = sqrt(dot(a, a, E)), nb = sqrt(dot(b, b, E)), nt = sqrt(dot(tg, tg, E));
             if (!(na > 0) || !(nb > 0) || !(nt > 0)) {
                 free(demb);
-                return wobble_seterr(ctx, WOBBLE_EDOMAIN, "tuner: a zero embedding has no cosine (image %d)", i);
+                return core_seterr(ctx, WOBBLE_EDOMAIN, "tuner: a zero embedding has no cosine (image %d)", i);
             }
             rob -= dot(a, b, E) / (na * nb);
             util -= dot(tg, a, E) / (nt * na);
@@ -331,7 +331,7 @@ int wobble_tuner_loss_grad(wobble_ctx *ctx, wobble_tuner *t, const float *x, con
         dpix = malloc(sizeof(float) * 2 * per * n);
         if (!dpix) {
             free(demb);
-            return wobble_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
+            return core_seterr(ctx, WOBBLE_ENOMEM, "tuner: out of memory");
         }
     }
     grads_t g = t->g;
@@ -414,10 +414,10 @@ int wobble_tuner_tensor_grad(wobble_ctx *ctx, const wobble_tuner *t, const char 
     const tensor_ref *r = NULL;
     const tparam *p = t ? param_of_tensor(t, name, &r) : NULL;
     if (!p || !p->trainable)
-        return wobble_seterr(ctx, WOBBLE_ENOTFOUND, "tensor '%s' is not a trainable image-tower parameter", name);
+        return core_seterr(ctx, WOBBLE_ENOTFOUND, "tensor '%s' is not a trainable image-tower parameter", name);
     const size_t len = r->transpose ? (size_t)(r->rows * r->cols) : n;
     if (r->offset + len > p->n || len != n)
-        return wobble_seterr(ctx, WOBBLE_EINVAL, "tensor '%s': %zu values requested", name, n);
+        return core_seterr(ctx, WOBBLE_EINVAL, "tensor '%s': %zu values requested", name, n);
     const float *g = p->grad + r->offset;
     if (r->transpose) {
         for (int64_t a = 0; a < r->rows; a++)
