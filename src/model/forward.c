@@ -367,7 +367,11 @@ static int arena_reserve(arena_t *a, int dim, int hidden, act_t act, size_t rows
         size_t w = 2 * (D > H ? D : H);
         a->ones = malloc(sizeof(float) * w);
         a->zeros = calloc(w, sizeof(float));
-        if (!a->ones || !a->zeros) return -1;
+        if (!a->ones || !a->zeros) {
+            free(a->ones), free(a->zeros); /* both or neither, so a later call retries */
+            a->ones = a->zeros = NULL;
+            return -1;
+        }
         for (size_t i = 0; i < w; i++) a->ones[i] = 1.0f;
     }
     size_t sc = (size_t)threads * T * T;

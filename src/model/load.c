@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The model frees p with itself: 0, or -1 out of memory (p is then still
+ * the caller's to free). */
 int model_own(wobble_model *m, void *p) {
     if (!p) return -1;
     if (core_grow(&m->owned, &m->cap_owned, (size_t)m->n_owned + 1, sizeof *m->owned)) return -1;
@@ -297,7 +299,10 @@ static int get_proj_t(loader *L, const char *name, int D, int E, linear_t *out) 
     if (rc) return rc;
     amend_ref(L, &out->w, 0, 1, D, E);
     float *t = malloc(sizeof(float) * (size_t)E * D);
-    if (!t || model_own(L->m, t)) return core_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
+    if (!t || model_own(L->m, t)) {
+        free(t);
+        return core_seterr(L->ctx, WOBBLE_ENOMEM, "%s: out of memory", L->file);
+    }
     for (int r = 0; r < D; r++)
         for (int e = 0; e < E; e++) t[(size_t)e * D + r] = p[(size_t)r * E + e];
     release_pages(p, sizeof(float) * (size_t)D * E);
@@ -381,7 +386,11 @@ static int build_clip(loader *L, json_t *vcfg) {
                      : get_norm(L, "post_layernorm.weight", "post_layernorm.bias", D, &m->final_norm)))
         return rc;
     m->blocks = calloc((size_t)m->depth, sizeof(block_t));
-    if (!m->blocks || model_own(m, m->blocks)) return core_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    if (!m->blocks || model_own(m, m->blocks)) {
+        free(m->blocks);
+        m->blocks = NULL;
+        return core_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    }
     for (int i = 0; i < m->depth && !rc; i++) {
         char p[128];
         snprintf(p, sizeof p, openai ? "transformer.resblocks.%d." : "encoder.layers.%d.", i);
@@ -468,7 +477,11 @@ static int build_dinov2_or_vit(loader *L, json_t *cfg) {
                  : get_norm(L, "layernorm.weight", "layernorm.bias", D, &m->final_norm)))
         return rc;
     m->blocks = calloc((size_t)m->depth, sizeof(block_t));
-    if (!m->blocks || model_own(m, m->blocks)) return core_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    if (!m->blocks || model_own(m, m->blocks)) {
+        free(m->blocks);
+        m->blocks = NULL;
+        return core_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    }
     const int H = m->hidden, H1 = m->act == ACT_SWIGLU ? 2 * H : H;
     for (int i = 0; i < m->depth && !rc; i++) {
         block_t *b = &m->blocks[i];
@@ -611,7 +624,11 @@ static int build_clip_text(loader *L, json_t *cfg) {
                      : get_norm(L, "text_model.final_layer_norm.weight", "text_model.final_layer_norm.bias", D, &t->final_norm)))
         return rc;
     t->blocks = calloc((size_t)t->depth, sizeof(block_t));
-    if (!t->blocks || model_own(m, t->blocks)) return core_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    if (!t->blocks || model_own(m, t->blocks)) {
+        free(t->blocks);
+        t->blocks = NULL;
+        return core_seterr(L->ctx, WOBBLE_ENOMEM, "out of memory");
+    }
     for (int i = 0; i < t->depth && !rc; i++) {
         char p[128];
         snprintf(p, sizeof p, openai ? "transformer.resblocks.%d." : "text_model.encoder.layers.%d.", i);
