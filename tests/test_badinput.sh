@@ -7,7 +7,7 @@
 # usage: test_badinput.sh WOBBLE REF_DIR ENOSPC_SHIM
 W=$1 R=$2 SHIM=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
-T=$(mktemp -d /tmp/wobble_bad_XXXXXX)
+T=$(mktemp -d "${TMPDIR:-/tmp}/wobble_bad_XXXXXX")
 trap 'rm -rf "$T"' EXIT
 B=$T/bad
 python3 "$HERE/badinput/make_inputs.py" "$R" "$B" || { echo "FAIL: make_inputs.py"; exit 1; }
