@@ -659,6 +659,8 @@ typedef struct wobble_finetune_params {
     const wobble_finetune_op *ops; /* each image of a batch gets one op (uniformly) and a level */
     int n_ops;
     int steps, batch;    /* default 150, 16 */
+    int views;           /* augmentation: views per training image, each with its frozen target cached (default 1:
+                          * the image as it is; K > 1 adds K - 1 seeded random crops, mirrored half the time) */
     double lr;           /* peak learning rate (default 1e-4) */
     int warmup;          /* linear warm-up steps; -1: 10% of the steps (default) */
     double clip;         /* global gradient-norm clip (default 1; 0: off) */
@@ -682,6 +684,8 @@ typedef struct wobble_finetune_summary {
     size_t trainable;
     wobble_loss loss; /* of the last step */
     double seconds;   /* training time in this process */
+    double seconds_total, cpu_seconds; /* the whole call (targets, validation, saving): wall clock, and the
+                                        * process's CPU time over all threads */
     double val_cos_before, val_cos_after, val_rdiv_before, val_rdiv_after; /* 0 without --val */
 } wobble_finetune_summary;
 

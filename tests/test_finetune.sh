@@ -36,6 +36,10 @@ check 'grep -q "\"jpeg\"" "$T/a/val.jsonl" && grep -q "\"gaussian_blur\"" "$T/a/
 check '! ls "$T/a" "$T/a/state" | grep -q "\.tmp\."' "no temp files left"
 check 'cmp -s "$CLIP/config.json" "$T/a/config.json"' "config copied unchanged"
 check 'grep -q "images/s" "$T/a.out"' "summary printed"
+cpu=$(sed -n 's/.*"cpu_seconds_total": *\([0-9.e+-]*\).*/\1/p' "$T/a/finetune.json")
+wall=$(sed -n 's/.*"seconds_total": *\([0-9.e+-]*\).*/\1/p' "$T/a/finetune.json")
+check 'awk -v c="$cpu" -v w="$wall" "BEGIN { exit !(c > 0 && w > 0 && c < 3 * w) }"' "CPU time recorded (cpu $cpu s, wall $wall s, 2 threads)"
+check 'grep -q "s of CPU over 2 threads" "$T/a.out"' "CPU time printed"
 check '[ ! -s "$T/a.err" ]' "quiet when stderr is not a terminal"
 "$W" info --model "$T/a" >"$T/info" 2>&1; check '[ $? -eq 0 ] && grep -q "openai" "$T/info"' "the result loads (openai naming)"
 "$W" embed --model "$T/a" "$T/imgs" -o "$T/a_emb.npy" 2>/dev/null; check '[ $? -eq 0 ] && [ -s "$T/a_emb.npy" ]' "embed with the result"
@@ -57,8 +61,37 @@ check 'head -c 4000 "$T/d/model.safetensors" | grep -q "BF16" && ! head -c 4000 
 "$W" finetune --model "$DINO" --data "$T/imgs" --op jpeg --steps 2 --batch 2 --scope norms --recompute -o "$T/dn" >/dev/null 2>&1
 check '[ $? -eq 0 ]' "norms scope with recomputation"
 
+# --- augmentation: K views per image (the image, then seeded crops), each with its frozen target
+"$W" finetune --model "$CLIP" --data "$T/imgs" --op jpeg --steps 3 --batch 4 --views 3 --threads 2 -o "$T/v" >/dev/null 2>"$T/v.err"
+check '[ $? -eq 0 ]' "--views 3 run exit 0 ($(cat "$T/v.err"))"
+check 'grep -q "\"views\": 3" "$T/v/finetune.json"' "views recorded in the configuration"
+"$W" embed --model "$CLIP" "$T/imgs" -o "$T/v_emb.npy" 2>/dev/null
+/usr/bin/python3 - "$T/v/state/targets.npy" "$T/v_emb.npy" 3 "$T/imgs" >"$T/v.py" 2>&1 <<'PY'
+import os
+import sys
+import numpy as np
+from PIL import Image
+t, e, K = np.load(sys.argv[1]), np.load(sys.argv[2]), int(sys.argv[3])
+# a crop of a tiny image can be the whole image; views must differ on the others
+big = np.array([min(Image.open(os.path.join(sys.argv[4], f)).size) >= 16 for f in sorted(os.listdir(sys.argv[4]))])
+assert big.sum() >= 3, big
+assert t.shape == (K * e.shape[0], e.shape[1]), (t.shape, e.shape)
+d0 = float(np.abs(t[0::K] - e).max())
+assert d0 < 1e-4, f"view 0 is not the image itself: {d0}"
+u = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+for v in range(1, K):
+    c = (u(t[v::K]) * u(e)).sum(1)[big]
+    assert c.max() < 1 - 1e-6, f"view {v} equals the image for some image: {c}"
+print("ok", d0)
+PY
+check 'grep -q "^ok" "$T/v.py"' "targets: n x views rows, view 0 = f(image), other views differ ($(cat "$T/v.py"))"
+"$W" finetune --model "$CLIP" --data "$T/imgs" --op jpeg --views 0 -o "$T/v0" >/dev/null 2>"$T/e"; rc=$?
+check '[ $rc -eq 2 ] && grep -q -- "--views" "$T/e" && [ ! -e "$T/v0" ]' "--views 0: a command-line error (exit $rc, '$(cat "$T/e")')"
+"$W" finetune --resume "$T/v" --views 2 >/dev/null 2>"$T/e"; rc=$?
+check '[ $rc -eq 1 ] && [ $(wc -l <"$T/e") -eq 1 ]' "resume with other views refused ($(cat "$T/e"))"
+
 # --- killed with SIGKILL at a random step, then resumed: the same weights as uninterrupted
-RUN="--model $DINO --data $T/imgs --op jpeg:5-95 --op hue --steps 30 --batch 8 --save-every 1 --threads 2 --seed 3"
+RUN="--model $DINO --data $T/imgs --op jpeg:5-95 --op hue --steps 30 --batch 8 --views 3 --save-every 1 --threads 2 --seed 3"
 "$W" finetune $RUN -o "$T/full" >/dev/null 2>&1
 R=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20 + 3 ))
 "$W" finetune $RUN -o "$T/k" >/dev/null 2>&1 &

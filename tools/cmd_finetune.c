@@ -33,6 +33,10 @@ static void help(FILE *f) {
             "                     (e.g. jpeg:10-90; integers for integer ops)\n"
             "  --steps N          optimiser steps (default 150)\n"
             "  --batch B          images per step (default 16; each also perturbed)\n"
+            "  --views K          augmentation: K views of each training image, the image and\n"
+            "                     K-1 seeded random crops (30-100%% of the area, aspect 3/4-4/3,\n"
+            "                     mirrored half the time), each with its frozen target f(view)\n"
+            "                     computed once (default 1: no augmentation)\n"
             "  --lr LR            peak learning rate (default 1e-4)\n"
             "  --warmup N         linear warm-up steps (default: 10%% of the steps)\n"
             "  --lambda L         weight of the utility term (default 1)\n"
@@ -117,14 +121,14 @@ static int parse_op(const char *spec, wobble_finetune_op *o, cli_op_spec *sp) {
 int cmd_finetune(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL, *resume = NULL, *scope = NULL,
                *objective = NULL;
-    long long steps = LLONG_MIN, batch = LLONG_MIN, /* LLONG_MIN: not given */ threads = 0, limit = -1, warmup = -2, val = -1, val_every = -1, save_every = -1;
+    long long steps = LLONG_MIN, batch = LLONG_MIN, /* LLONG_MIN: not given */ threads = 0, limit = -1, warmup = -2, val = -1, val_every = -1, save_every = -1, views = -1;
     double lr = NAN, lambda = NAN, clip = NAN, wd = NAN;
     int recompute = -1, have_seed = 0;
     uint64_t seed = 0;
     char *op_specs[64];
     int n_specs = 0;
     enum { O_STEPS = 256, O_BATCH, O_LR, O_LAMBDA, O_SCOPE, O_OBJ, O_SEED, O_WARM, O_CLIP, O_WD, O_REC, O_VAL, O_VALE,
-           O_SAVE, O_RESUME, O_LIMIT, O_LABELS, O_THREADS };
+           O_SAVE, O_RESUME, O_LIMIT, O_LABELS, O_THREADS, O_VIEWS };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},     {"data", required_argument, 0, 'd'},
         {"op", required_argument, 0, 'p'},        {"output", required_argument, 0, 'o'},
@@ -135,6 +139,7 @@ int cmd_finetune(int argc, char **argv) {
         {"clip", required_argument, 0, O_CLIP},   {"weight-decay", required_argument, 0, O_WD},
         {"recompute", no_argument, 0, O_REC},     {"val", required_argument, 0, O_VAL},
         {"val-every", required_argument, 0, O_VALE}, {"save-every", required_argument, 0, O_SAVE},
+        {"views", required_argument, 0, O_VIEWS},
         {"resume", required_argument, 0, O_RESUME}, {"limit", required_argument, 0, O_LIMIT},
         {"labels", required_argument, 0, O_LABELS}, {"threads", required_argument, 0, O_THREADS},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
@@ -164,6 +169,7 @@ int cmd_finetune(int argc, char **argv) {
         case O_VAL: INT_OPT(val, 0, 1 << 30, "--val");
         case O_VALE: INT_OPT(val_every, 1, 100000000, "--val-every");
         case O_SAVE: INT_OPT(save_every, 1, 100000000, "--save-every");
+        case O_VIEWS: INT_OPT(views, 1, 256, "--views");
         case O_LIMIT: INT_OPT(limit, 1, 1LL << 31, "--limit");
         case O_THREADS: INT_OPT(threads, 1, 4096, "--threads");
         case O_LR: REAL_OPT(lr, "--lr");
@@ -219,6 +225,7 @@ int cmd_finetune(int argc, char **argv) {
         if (val < 0) val = json_integer_value(SGET("val"));
         if (val_every < 0) val_every = json_integer_value(SGET("val_every"));
         if (save_every < 0) save_every = json_integer_value(SGET("save_every"));
+        if (views < 0) views = SGET("views") ? json_integer_value(SGET("views")) : 1;
         if (isnan(lr)) lr = json_number_value(SGET("lr"));
         if (isnan(lambda)) lambda = json_number_value(SGET("lambda"));
         if (isnan(clip)) clip = json_number_value(SGET("clip"));
@@ -271,6 +278,7 @@ int cmd_finetune(int argc, char **argv) {
     if (val >= 0) P.val = (int)val;
     if (val_every > 0) P.val_every = (int)val_every;
     if (save_every > 0) P.save_every = (int)save_every;
+    if (views > 0) P.views = (int)views;
     if (!isnan(lr)) P.lr = lr;
     if (!isnan(lambda)) P.tune.lambda = lambda;
     if (!isnan(clip)) P.clip = clip;
@@ -356,9 +364,11 @@ int cmd_finetune(int argc, char **argv) {
         printf("validation (%d images): R_div %.5f -> %.5f, cos(f(x), f'(x)) %.5f -> %.5f\n", sum.val_images,
                sum.val_rdiv_before, sum.val_rdiv_after, sum.val_cos_before, sum.val_cos_after);
     const int done_here = sum.steps - sum.start_step;
-    printf("%.1f s training (%.2f s/step, %.1f images/s), peak memory %.0f MB; model in %s/model.safetensors\n",
+    printf("%.1f s training (%.2f s/step, %.1f images/s); whole run %.1f s, %.1f s of CPU over %d threads; "
+           "peak memory %.0f MB; model in %s/model.safetensors\n",
            sum.seconds, done_here ? sum.seconds / done_here : 0.0,
-           sum.seconds > 0 ? done_here * P.batch / sum.seconds : 0.0, ru.ru_maxrss / 1024.0, out);
+           sum.seconds > 0 ? done_here * P.batch / sum.seconds : 0.0, sum.seconds_total, sum.cpu_seconds,
+           wobble_ctx_threads(ctx), ru.ru_maxrss / 1024.0, out);
 fail:
     wobble_model_free(m);
     wobble_dataset_free(ds);

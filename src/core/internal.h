@@ -74,6 +74,8 @@ void core_buf_free(core_buf *b);
 
 /* Seconds on the monotonic clock. */
 double core_now_s(void);
+/* CPU time of the whole process (all threads), seconds */
+double core_cpu_s(void);
 /* "a/b", malloc'ed (NULL when out of memory). */
 char *core_path_join(const char *a, const char *b);
 /* 1 if `path` is a folder (following links). */

@@ -75,6 +75,12 @@ double core_now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+double core_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 char *core_path_join(const char *a, const char *b) {
     const size_t n = strlen(a) + strlen(b) + 2;
     char *s = malloc(n);

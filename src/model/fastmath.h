@@ -15,6 +15,9 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Element-wise loops built for AVX2 as well as the baseline, chosen at run time */
+#define WB_CLONES __attribute__((target_clones("avx2", "default")))
+
 static inline float wb_exp(float x) {
     const float lo = -87.0f, hi = 88.0f;
     const float xc = x >= lo ? (x <= hi ? x : hi) : lo; /* NaN -> lo: the int conversion below stays defined */

@@ -41,8 +41,6 @@ static void linear_fwd(const float *x, int rows, const linear_t *L, float *y, in
                 L->out);
 }
 
-#define WB_CLONES __attribute__((target_clones("avx2", "default")))
-
 /* Sum of n floats over eight fixed partial sums (same bits on every ISA). */
 WB_CLONES static float sum8(const float *x, int n, float shift) {
     float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};

@@ -91,34 +91,50 @@ static void layernorm_bwd(const float *x, int rows, int d, float eps, const floa
 }
 
 /* du = act'(u + b) * da; u, du: [rows, H] or [rows, 2H] (SwiGLU: x1 | x2).
- * The derivatives use the forward pass's erf and exp (src/model/fastmath.h). */
-static void act_bwd(act_t act, const float *u, const float *b, const float *da, float *du, int rows, int H, int th) {
+ * The derivatives use the forward pass's erf and exp (src/model/fastmath.h);
+ * one branch-free loop per activation, so that GCC vectorises them. b may be
+ * NULL (no bias): then zb, H (2H for SwiGLU) zeros, stands in for it. */
+WB_CLONES static void gelu_bwd_row(const float *u, const float *b, const float *da, float *du, int H) {
+    for (int j = 0; j < H; j++) {
+        const float v = u[j] + b[j];
+        const float cdf = 0.5f * (1.0f + wb_erf(v * 0.70710678118654752f));
+        const float pdf = 0.39894228040143268f * wb_exp(-0.5f * v * v);
+        du[j] = da[j] * (cdf + v * pdf);
+    }
+}
+
+WB_CLONES static void quick_gelu_bwd_row(const float *u, const float *b, const float *da, float *du, int H) {
+    for (int j = 0; j < H; j++) {
+        const float v = u[j] + b[j];
+        const float s = 1.0f / (1.0f + wb_exp(-1.702f * v));
+        du[j] = da[j] * (s + 1.702f * v * s * (1.0f - s));
+    }
+}
+
+WB_CLONES static void swiglu_bwd_row(const float *u1, const float *u2, const float *b1, const float *b2,
+                                     const float *da, float *d1, float *d2, int H) {
+    for (int j = 0; j < H; j++) {
+        const float x1 = u1[j] + b1[j], x2 = u2[j] + b2[j];
+        const float s = 1.0f / (1.0f + wb_exp(-x1));
+        d1[j] = da[j] * x2 * (s + x1 * s * (1.0f - s));
+        d2[j] = da[j] * x1 * s;
+    }
+}
+
+static void act_bwd(act_t act, const float *u, const float *b, const float *zb, const float *da, float *du, int rows,
+                    int H, int th) {
+    const float *bb = b ? b : zb;
 #pragma omp parallel for num_threads(th) schedule(static) if ((long)rows * H > 65536)
     for (int r = 0; r < rows; r++) {
         const float *dr = da + (size_t)r * H;
         if (act == ACT_SWIGLU) {
-            const float *u1 = u + (size_t)r * 2 * H, *u2 = u1 + H;
-            float *d1 = du + (size_t)r * 2 * H, *d2 = d1 + H;
-            for (int j = 0; j < H; j++) {
-                const float x1 = u1[j] + (b ? b[j] : 0.0f), x2 = u2[j] + (b ? b[H + j] : 0.0f);
-                const float s = 1.0f / (1.0f + wb_exp(-x1));
-                d1[j] = dr[j] * x2 * (s + x1 * s * (1.0f - s));
-                d2[j] = dr[j] * x1 * s;
-            }
+            const float *u1 = u + (size_t)r * 2 * H;
+            float *d1 = du + (size_t)r * 2 * H;
+            swiglu_bwd_row(u1, u1 + H, bb, bb + H, dr, d1, d1 + H, H);
+        } else if (act == ACT_GELU) {
+            gelu_bwd_row(u + (size_t)r * H, bb, dr, du + (size_t)r * H, H);
         } else {
-            const float *ur = u + (size_t)r * H;
-            float *o = du + (size_t)r * H;
-            for (int j = 0; j < H; j++) {
-                const float v = ur[j] + (b ? b[j] : 0.0f);
-                if (act == ACT_GELU) {
-                    const float cdf = 0.5f * (1.0f + wb_erf(v * 0.70710678118654752f));
-                    const float pdf = 0.39894228040143268f * wb_exp(-0.5f * v * v);
-                    o[j] = dr[j] * (cdf + v * pdf);
-                } else {
-                    const float s = 1.0f / (1.0f + wb_exp(-1.702f * v));
-                    o[j] = dr[j] * (s + 1.702f * v * s * (1.0f - s));
-                }
-            }
+            quick_gelu_bwd_row(u + (size_t)r * H, bb, dr, du + (size_t)r * H, H);
         }
     }
 }
@@ -172,13 +188,13 @@ static void scale_bwd(const float *dx, const float *ls, const float *y, const fl
 }
 
 typedef struct {
-    float *dx, *dz, *dh, *dqkv, *dO, *du, *da, *dS, *mu, *rs;
+    float *dx, *dz, *dh, *dqkv, *dO, *du, *da, *dS, *mu, *rs, *zb; /* zb: h1 zeros (a missing fc1 bias) */
 } bwd_bufs;
 
 static int ws_reserve(bwd_ws *ws, const wobble_model *m, int n, int T, int th, bwd_bufs *b) {
     const size_t D = (size_t)m->dim, H = (size_t)m->hidden, rows = (size_t)n * T;
     const size_t h1 = m->act == ACT_SWIGLU ? 2 * H : H;
-    const size_t need = rows * D * 4 + rows * 3 * D + rows * h1 + rows * H + (size_t)th * T * T + 2 * rows;
+    const size_t need = rows * D * 4 + rows * 3 * D + rows * h1 + rows * H + (size_t)th * T * T + 2 * rows + h1;
     if (need > ws->cap) {
         free(ws->buf);
         ws->buf = malloc(sizeof(float) * need);
@@ -195,7 +211,9 @@ static int ws_reserve(bwd_ws *ws, const wobble_model *m, int n, int T, int th, b
     b->da = p, p += rows * H;
     b->dS = p, p += (size_t)th * T * T;
     b->mu = p, p += rows;
-    b->rs = p;
+    b->rs = p, p += rows;
+    b->zb = p;
+    memset(b->zb, 0, sizeof(float) * h1);
     return 0;
 }
 
@@ -214,7 +232,7 @@ static void block_bwd(const wobble_model *m, const block_t *bk, const block_rec 
     scale_bwd(b->dx, bk->ls2, r->y2, bk->fc2.b, b->dz, g ? g->ls2 : NULL, rows, D, th);
     colsum_acc(b->dz, rows, D, D, g ? g->fc2_b : NULL, th);
     linear_bwd(b->dz, rows, D, D, r->a, H, H, bk->fc2.w, g ? g->fc2_w : NULL, NULL, b->da, H, 0.0f);
-    act_bwd(m->act, r->u, bk->fc1.b, b->da, b->du, rows, H, th);
+    act_bwd(m->act, r->u, bk->fc1.b, b->zb, b->da, b->du, rows, H, th);
     colsum_acc(b->du, rows, H1, H1, g ? g->fc1_b : NULL, th);
     linear_bwd(b->du, rows, H1, H1, r->h2, D, D, bk->fc1.w, g ? g->fc1_w : NULL, NULL, b->dh, D, 0.0f);
     layernorm_bwd(r->x_mid, rows, D, m->eps, bk->ln2.g, b->dh, b->dx, g ? g->ln2_g : NULL, g ? g->ln2_b : NULL, b->mu,

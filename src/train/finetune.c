@@ -4,7 +4,9 @@
  * Data: any dataset wobble eval reads. With --val N, the first N images of
  * a seeded permutation are held out for validation; the rest train. The
  * frozen targets f(x) of every image are computed once, before any update,
- * and kept in OUT/state/targets.npy.
+ * and kept in OUT/state/targets.npy. With views K > 1 (augmentation) each
+ * image has K fixed views (the image and K - 1 seeded crops), each with its
+ * own frozen target; every batch slot draws one.
  *
  * Step s (1-based) draws its batch from an epoch permutation (epoch =
  * position / n_train, seeded by (seed, epoch)) and, for each image, an op and
@@ -47,6 +49,7 @@ wobble_finetune_params wobble_finetune_default_params(void) {
     p.warmup = -1; /* 10% of the steps */
     p.clip = 1.0;
     p.val = 0;
+    p.views = 1;
     p.val_every = 50;
     p.save_every = 50;
     return p;
@@ -86,6 +89,8 @@ int wobble_finetune_check_params(wobble_ctx *ctx, const wobble_model *m, const w
                              p->steps);
     if (!(p->clip >= 0) || !isfinite(p->clip))
         return core_seterr(ctx, WOBBLE_EDOMAIN, "gradient clip %g: must be >= 0 (0: off)", p->clip);
+    if (p->views < 0 || p->views > 256)
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "views %d: must be in 1..256 (0: 1)", p->views);
     if (p->val < 0 || p->val_every < 1 || p->save_every < 1)
         return core_seterr(ctx, WOBBLE_EDOMAIN, "val %d, val_every %d, save_every %d: must be >= 0, >= 1, >= 1",
                              p->val, p->val_every, p->save_every);
@@ -146,16 +151,57 @@ typedef struct {
     const char *out;
     int n, n_train, n_val, E, H, W;
     int *perm_all;  /* seeded permutation: [0, n_val) validation, the rest training */
-    float *targets; /* [n, E] frozen f(x), dataset order */
+    int K;          /* views per image (1: no augmentation) */
+    float *targets; /* [n * K, E] frozen f(view v of image i) at row i * K + v, dataset order */
     wobble_tuner *t;
     char err[1200];
 } run_t;
 
-static int load_pixels(run_t *R, int idx, const wobble_finetune_op *op, double level, uint64_t noise_seed, float *x,
-                       float *xp) {
+/* View v of an image: v = 0 is the image itself; v >= 1 a crop whose area
+ * is 30-100% of the image's and whose aspect ratio is 3/4 to 4/3 (both drawn
+ * uniformly, the ratio on a log scale), placed uniformly, and mirrored
+ * left-right with probability 1/2; all drawn from `key`. The model's own
+ * preprocessing (resize, centre crop) follows, as for any image. */
+static double unit(uint64_t *key) {
+    *key = core_splitmix64(*key);
+    return (double)(*key >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static int make_view(wobble_ctx *ctx, const wobble_image *img, uint64_t key, wobble_image **out) {
+    const int W = wobble_image_width(img), H = wobble_image_height(img);
+    const double area = (0.3 + 0.7 * unit(&key)) * W * H, ar = exp(log(0.75) + unit(&key) * 2 * log(4.0 / 3.0));
+    int w = (int)lround(sqrt(area * ar)), h = (int)lround(sqrt(area / ar));
+    w = w < 1 ? 1 : w > W ? W : w;
+    h = h < 1 ? 1 : h > H ? H : h;
+    const int x0 = (int)(unit(&key) * (W - w + 1)), y0 = (int)(unit(&key) * (H - h + 1));
+    const int flip = unit(&key) < 0.5;
+    int rc = wobble_image_create(ctx, w, h, out);
+    if (rc) return rc;
+    const uint8_t *src = wobble_image_data(img);
+    uint8_t *dst = wobble_image_data_mut(*out);
+    for (int y = 0; y < h; y++) {
+        const uint8_t *row = src + ((size_t)(y0 + y) * W + x0) * 3;
+        uint8_t *o = dst + (size_t)y * w * 3;
+        if (!flip) {
+            memcpy(o, row, (size_t)w * 3);
+        } else {
+            for (int x = 0; x < w; x++) memcpy(o + (size_t)x * 3, row + (size_t)(w - 1 - x) * 3, 3);
+        }
+    }
+    return WOBBLE_OK;
+}
+
+static int load_pixels(run_t *R, int idx, int view, const wobble_finetune_op *op, double level, uint64_t noise_seed,
+                       float *x, float *xp) {
     wobble_image *img = NULL, *pimg = NULL;
     int rc = wobble_dataset_load(R->ctx, R->ds, idx, &img);
     int h = 0, w = 0;
+    if (rc == WOBBLE_OK && view > 0) {
+        wobble_image *v = NULL;
+        rc = make_view(R->ctx, img, mix(R->P->seed, 0x71E3, (uint64_t)idx, (uint64_t)view), &v);
+        wobble_image_free(img);
+        img = v;
+    }
     if (rc == WOBBLE_OK && x) {
         rc = wobble_model_preprocess(R->ctx, R->m, img, x, &h, &w);
         if (rc == WOBBLE_OK && (h != R->H || w != R->W))
@@ -174,14 +220,14 @@ static int load_pixels(run_t *R, int idx, const wobble_finetune_op *op, double l
     return rc;
 }
 
-/* f(x) of every image with the model as loaded (before any update) */
+/* f(x) of every view of every image with the model as loaded (before any update) */
 static int compute_targets(run_t *R) {
     char path[4200];
     snprintf(path, sizeof path, "%s/state/targets.npy", R->out);
     wobble_array a;
     if (access(path, F_OK) == 0 && wobble_npy_read(R->ctx, path, &a) == WOBBLE_OK) {
-        if (a.dtype == 'f' && a.ndim == 2 && a.shape[0] == R->n && a.shape[1] == R->E) {
-            memcpy(R->targets, a.data, sizeof(float) * (size_t)R->n * R->E);
+        if (a.dtype == 'f' && a.ndim == 2 && a.shape[0] == (int64_t)R->n * R->K && a.shape[1] == R->E) {
+            memcpy(R->targets, a.data, sizeof(float) * (size_t)R->n * R->K * R->E);
             wobble_array_release(&a);
             return WOBBLE_OK;
         }
@@ -192,22 +238,24 @@ static int compute_targets(run_t *R) {
     float *x = malloc(sizeof(float) * per * B);
     if (!x) return core_seterr(R->ctx, WOBBLE_ENOMEM, "finetune: out of memory");
     int rc = WOBBLE_OK;
-    for (int s = 0; s < R->n && rc == WOBBLE_OK; s += B) {
-        const int c = R->n - s < B ? R->n - s : B;
-        for (int i = 0; i < c && rc == WOBBLE_OK; i++) rc = load_pixels(R, s + i, NULL, 0, 0, x + per * i, NULL);
+    const int nv = R->n * R->K;
+    for (int s = 0; s < nv && rc == WOBBLE_OK; s += B) {
+        const int c = nv - s < B ? nv - s : B;
+        for (int i = 0; i < c && rc == WOBBLE_OK; i++)
+            rc = load_pixels(R, (s + i) / R->K, (s + i) % R->K, NULL, 0, 0, x + per * i, NULL);
         if (rc == WOBBLE_OK)
             rc = wobble_model_forward(R->ctx, R->m, x, c, R->H, R->W, NULL, R->targets + (size_t)s * R->E, NULL);
         if (R->P->progress) {
             wobble_finetune_status st = {0};
             st.phase = "targets";
             st.step = s + c;
-            st.steps = R->n;
+            st.steps = nv;
             R->P->progress(R->P->user, &st);
         }
     }
     free(x);
     if (rc) return rc;
-    const int64_t shape[2] = {R->n, R->E};
+    const int64_t shape[2] = {nv, R->E};
     return wobble_npy_write_f32(R->ctx, path, R->targets, 2, shape);
 }
 
@@ -233,16 +281,16 @@ static int validate(run_t *R, json_t **out_line, int64_t step) {
         const int idx = R->perm_all[v];
         for (int o = 0; o < P->n_ops && rc == WOBBLE_OK; o++) {
             const int K = val_levels(&P->ops[o], lv);
-            rc = load_pixels(R, idx, NULL, 0, 0, x, NULL);
+            rc = load_pixels(R, idx, 0, NULL, 0, 0, x, NULL);
             for (int k = 0; k < K && rc == WOBBLE_OK; k++)
-                rc = load_pixels(R, idx, &P->ops[o], lv[k], mix(P->seed, 0xA11DA7E, (uint64_t)o, (uint64_t)k), NULL,
+                rc = load_pixels(R, idx, 0, &P->ops[o], lv[k], mix(P->seed, 0xA11DA7E, (uint64_t)o, (uint64_t)k), NULL,
                                  x + per * (1 + k));
             if (rc == WOBBLE_OK) rc = wobble_model_forward(R->ctx, R->m, x, 1 + K, R->H, R->W, NULL, e, NULL);
             wobble_robustness rb;
             if (rc == WOBBLE_OK) rc = wobble_robustness_compute(R->ctx, e, e + R->E, K, R->E, NULL, NULL, &rb);
             if (rc == WOBBLE_OK) rdiv[o] += rb.div_radius;
             if (rc == WOBBLE_OK && o == 0) {
-                const float *tg = R->targets + (size_t)idx * R->E;
+                const float *tg = R->targets + (size_t)idx * R->K * R->E;
                 double d = 0, na = 0, nb = 0;
                 for (int j = 0; j < R->E; j++) d += (double)tg[j] * e[j], na += (double)tg[j] * tg[j], nb += (double)e[j] * e[j];
                 cos_sum += d / sqrt(na * nb);
@@ -450,6 +498,7 @@ static json_t *config_json(run_t *R, wobble_model *m) {
     json_object_set_new(c, "last_blocks", json_integer(T->scope == WOBBLE_SCOPE_LAST ? T->last_blocks : 0));
     json_object_set_new(c, "steps", json_integer(P->steps));
     json_object_set_new(c, "batch", json_integer(P->batch));
+    if (R->K > 1) json_object_set_new(c, "views", json_integer(R->K)); /* absent: 1 (runs before views existed) */
     json_object_set_new(c, "lr", json_real(P->lr));
     json_object_set_new(c, "warmup", json_integer(P->warmup >= 0 ? P->warmup : P->steps / 10));
     json_object_set_new(c, "clip", json_real(P->clip));
@@ -479,6 +528,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
     R.ctx = ctx, R.m = m, R.ds = ds, R.P = P, R.out = out;
     R.n = wobble_dataset_size(ds);
     R.E = m->embed_dim;
+    R.K = P->views > 1 ? P->views : 1;
     if (R.n < 1) return core_seterr(ctx, WOBBLE_EINVAL, "%s: the dataset holds no images", P->data_path ? P->data_path : "data");
     if (P->val >= R.n)
         return core_seterr(ctx, WOBBLE_EDOMAIN, "--val %d: the dataset has only %d images (some must train)", P->val, R.n);
@@ -534,9 +584,9 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
             return rc;
         }
     }
-    double t0 = core_now_s();
+    double t0 = core_now_s(), c0 = core_cpu_s();
     R.perm_all = malloc(sizeof(int) * (size_t)R.n);
-    R.targets = malloc(sizeof(float) * (size_t)R.n * R.E);
+    R.targets = malloc(sizeof(float) * (size_t)R.n * R.K * R.E);
     int *perm = malloc(sizeof(int) * (size_t)(R.n_train ? R.n_train : 1));
     const size_t per = (size_t)3 * R.H * R.W;
     float *x = malloc(sizeof(float) * per * P->batch), *xp = malloc(sizeof(float) * per * P->batch);
@@ -585,9 +635,10 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
             const uint64_t r = mix(P->seed, (uint64_t)step, (uint64_t)i, 0x0B5);
             const wobble_finetune_op *op = &P->ops[r % (uint64_t)P->n_ops];
             const double level = draw_level(op, mix(P->seed, (uint64_t)step, (uint64_t)i, 0x1E7E1));
-            rc = load_pixels(&R, idx, op, level, mix(P->seed, (uint64_t)step, (uint64_t)i, 0x9015E), x + per * i,
-                             xp + per * i);
-            memcpy(tg + (size_t)i * R.E, R.targets + (size_t)idx * R.E, sizeof(float) * R.E);
+            const int view = R.K > 1 ? (int)(mix(P->seed, (uint64_t)step, (uint64_t)i, 0x71E3) % (uint64_t)R.K) : 0;
+            rc = load_pixels(&R, idx, view, op, level, mix(P->seed, (uint64_t)step, (uint64_t)i, 0x9015E),
+                             x + per * i, xp + per * i);
+            memcpy(tg + (size_t)i * R.E, R.targets + ((size_t)idx * R.K + view) * R.E, sizeof(float) * R.E);
         }
         if (rc) goto done;
         wobble_tuner_zero_grad(R.t);
@@ -655,6 +706,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         json_object_set_new(res, "val_images", json_integer(R.n_val));
         json_object_set_new(res, "seconds_training", json_real(t_train));
         json_object_set_new(res, "seconds_total", json_real(core_now_s() - t0));
+        json_object_set_new(res, "cpu_seconds_total", json_real(core_cpu_s() - c0));
         if (val_first) json_object_set(res, "val_before", val_first);
         if (val_last) json_object_set(res, "val_after", val_last);
         json_object_set_new(doc, "result", res);
@@ -670,6 +722,8 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         sum->train_images = R.n_train;
         sum->val_images = R.n_val;
         sum->seconds = t_train;
+        sum->seconds_total = core_now_s() - t0;
+        sum->cpu_seconds = core_cpu_s() - c0;
         sum->trainable = wobble_tuner_num_trainable(R.t);
         if (val_first) {
             sum->val_cos_before = json_real_value(json_object_get(val_first, "cos_clean"));
