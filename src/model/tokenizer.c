@@ -156,7 +156,9 @@ static int load_merges_txt(wobble_ctx *ctx, wobble_tokenizer *t, const char *fil
     size_t size = 0;
     int rc = core_read_file(ctx, file, &data, &size);
     if (rc) return rc;
-    if (smap_init(&t->ranks, 65536)) {
+    size_t lines = 1; /* the table is sized by the file (CLIP's has 48,895 merges; a small file gets a small table) */
+    for (const uint8_t *q = data; (q = memchr(q, '\n', size - (size_t)(q - data))) != NULL; q++) lines++;
+    if (smap_init(&t->ranks, lines)) {
         free(data);
         return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", file);
     }
