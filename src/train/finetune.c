@@ -114,10 +114,13 @@ int wobble_finetune_check_params(wobble_ctx *ctx, const wobble_model *m, const w
     return WOBBLE_OK;
 }
 
+/* 53 bits of r as a double in [0, 1) */
+static double u01(uint64_t r) { return (double)(r >> 11) * (1.0 / 9007199254740992.0); }
+
 /* Level of op o for draw u in [0, 1) */
 static double draw_level(const wobble_finetune_op *o, uint64_t r) {
     if (!o->range) return o->levels[r % (uint64_t)o->n_levels];
-    const double u = (double)(r >> 11) * (1.0 / 9007199254740992.0);
+    const double u = u01(r);
     double v = o->lo + u * (o->hi - o->lo);
     const wobble_op_info *info = wobble_op_find(o->name);
     if (info->integer) {
@@ -164,7 +167,7 @@ typedef struct {
  * preprocessing (resize, centre crop) follows, as for any image. */
 static double unit(uint64_t *key) {
     *key = core_splitmix64(*key);
-    return (double)(*key >> 11) * (1.0 / 9007199254740992.0);
+    return u01(*key);
 }
 
 static int make_view(wobble_ctx *ctx, const wobble_image *img, uint64_t key, wobble_image **out) {
@@ -695,6 +698,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         if (f && fgets(line, sizeof line, f)) val_first = json_loads(line, 0, NULL);
         if (f) fclose(f);
     }
+    const double wall = core_now_s() - t0, cpu = core_cpu_s() - c0;
     {
         json_t *doc = json_pack("{s:O}", "config", cfg);
         json_t *res = json_object();
@@ -705,8 +709,8 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         json_object_set_new(res, "train_images", json_integer(R.n_train));
         json_object_set_new(res, "val_images", json_integer(R.n_val));
         json_object_set_new(res, "seconds_training", json_real(t_train));
-        json_object_set_new(res, "seconds_total", json_real(core_now_s() - t0));
-        json_object_set_new(res, "cpu_seconds_total", json_real(core_cpu_s() - c0));
+        json_object_set_new(res, "seconds_total", json_real(wall));
+        json_object_set_new(res, "cpu_seconds_total", json_real(cpu));
         if (val_first) json_object_set(res, "val_before", val_first);
         if (val_last) json_object_set(res, "val_after", val_last);
         json_object_set_new(doc, "result", res);
@@ -722,8 +726,8 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         sum->train_images = R.n_train;
         sum->val_images = R.n_val;
         sum->seconds = t_train;
-        sum->seconds_total = core_now_s() - t0;
-        sum->cpu_seconds = core_cpu_s() - c0;
+        sum->seconds_total = wall;
+        sum->cpu_seconds = cpu;
         sum->trainable = wobble_tuner_num_trainable(R.t);
         if (val_first) {
             sum->val_cos_before = json_real_value(json_object_get(val_first, "cos_clean"));
