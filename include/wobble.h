@@ -218,8 +218,24 @@ int wobble_perturb(wobble_ctx *ctx, const char *op, const wobble_image *img, dou
 /* ------------------------------------------------------------------ */
 typedef struct wobble_model wobble_model;
 
+/* Arithmetic of the forward pass. BF16: every linear layer (patch
+ * embedding, qkv, attention projection, MLP) takes bf16 weights (rounded
+ * once at load) and bf16 inputs (rounded per call, round-to-nearest-even)
+ * and accumulates in fp32; attention scores, softmax, LayerNorm, residuals,
+ * the CLIP projection and the embedding stay fp32. Needs a CPU with
+ * AVX512_BF16 (wobble_bf16_supported); fine-tuning runs in fp32 only. */
+typedef enum { WOBBLE_PRECISION_FP32 = 0, WOBBLE_PRECISION_BF16 = 1 } wobble_precision;
+
+/* 1 when this CPU runs the bf16 forward pass (AVX512F, AVX512BW, AVX512_BF16). */
+int wobble_bf16_supported(void);
+/* "fp32" / "bf16"; NULL for anything else. */
+const char *wobble_precision_name(wobble_precision p);
+/* Parse "fp32" / "bf16"; -1 when s is neither. */
+int wobble_precision_parse(const char *s);
+
 typedef struct wobble_model_params {
-    int max_batch; /* images per forward call the arena is sized for (default 16) */
+    int max_batch;              /* images per forward call the arena is sized for (default 16) */
+    wobble_precision precision; /* default WOBBLE_PRECISION_FP32 */
 } wobble_model_params;
 
 wobble_model_params wobble_model_default_params(void);
@@ -254,6 +270,8 @@ typedef struct wobble_model_info {
     float mean[3], std[3];
     uint64_t n_params, weight_bytes;
     uint64_t arena_bytes; /* activation memory currently reserved */
+    const char *precision;  /* "fp32" or "bf16" */
+    uint64_t bf16_bytes;    /* packed bf16 weights (0 in fp32) */
     /* CLIP text tower (has_text 0: none) */
     int has_text, text_width, text_depth, text_heads, text_context, text_vocab;
     double logit_scale; /* exp(logit_scale); 0 if absent */

@@ -5,6 +5,11 @@
  * non-224 inputs, tiny and once-grayscale images. Each case: preprocessing
  * gives the recorded input size, embeddings match expected.npy (cosine >=
  * 0.99999, max-abs <= 1e-4), and one batch of N equals N batches of 1.
+ * With --precision bf16 (where the CPU has AVX512_BF16), each case again
+ * against expected_bf16.npy: PyTorch with every linear layer's input and
+ * weight rounded to bfloat16 by torch, fp32 arithmetic (the semantics wobble
+ * documents), within TOL_BF16_*; and the fp32 golden must be further away
+ * than that, so the test tells the two arithmetics apart.
  */
 #include "testutil.h"
 
@@ -13,7 +18,15 @@
 #include <math.h>
 
 
-static void run_case(wobble_ctx *ctx, const char *dir, const char *name) {
+/* Both wobble and the reference round fp32 activations to bf16; where the two
+ * fp32 values differ in the last bits (summation order), a value can land on
+ * the other side of a bf16 rounding boundary, a 2^-8 relative step that the
+ * rest of the network carries. These bounds hold that. */
+#define TOL_BF16_COS 0.99999
+#define TOL_BF16_ABS 1e-3
+
+static void run_case(wobble_ctx *ctx, const char *dir, const char *name, wobble_precision prec) {
+    const int bf16 = prec == WOBBLE_PRECISION_BF16;
     char p[2048];
     snprintf(p, sizeof p, "%s/case.json", dir);
     json_error_t je;
@@ -25,6 +38,7 @@ static void run_case(wobble_ctx *ctx, const char *dir, const char *name) {
     const int H = (int)json_integer_value(json_array_get(hw, 0)), W = (int)json_integer_value(json_array_get(hw, 1));
     wobble_model_params mp = wobble_model_default_params();
     mp.max_batch = 3; /* forces chunking of the 5-image batch */
+    mp.precision = prec;
     wobble_model *m = NULL;
     int rc = wobble_model_load(ctx, dir, &mp, &m);
     CHECK(rc == WOBBLE_OK, "%s: %s", name, wobble_last_error(ctx));
@@ -32,8 +46,10 @@ static void run_case(wobble_ctx *ctx, const char *dir, const char *name) {
         json_decref(c);
         return;
     }
-    wobble_array ex;
+    wobble_array ex, ex32;
     snprintf(p, sizeof p, "%s/expected.npy", dir);
+    CHECK(wobble_npy_read(ctx, p, &ex32) == WOBBLE_OK, "%s", wobble_last_error(ctx));
+    snprintf(p, sizeof p, "%s/%s", dir, bf16 ? "expected_bf16.npy" : "expected.npy");
     CHECK(wobble_npy_read(ctx, p, &ex) == WOBBLE_OK, "%s", wobble_last_error(ctx));
     const int E = wobble_model_embed_dim(m);
     CHECK(ex.ndim == 2 && ex.shape[0] == n && ex.shape[1] == E, "%s: expected.npy shape", name);
@@ -52,18 +68,25 @@ static void run_case(wobble_ctx *ctx, const char *dir, const char *name) {
         rc = wobble_model_embed(ctx, m, (const wobble_image *const *)&im[i], 1, NULL, one + (size_t)i * E);
         CHECK(rc == WOBBLE_OK, "%s: %s", name, wobble_last_error(ctx));
     }
-    double worst = 0;
+    double worst = 0, worst32 = 0;
     for (int i = 0; i < n; i++) {
         char what[256];
-        snprintf(what, sizeof what, "%s image %d vs PyTorch", name, i);
-        t_compare(what, all + (size_t)i * E, (const float *)ex.data + (size_t)i * E, E, 0.99999, 1e-4);
+        snprintf(what, sizeof what, "%s image %d vs PyTorch%s", name, i, bf16 ? " (bf16 linears)" : "");
+        t_compare(what, all + (size_t)i * E, (const float *)ex.data + (size_t)i * E, E, bf16 ? TOL_BF16_COS : 0.99999,
+                  bf16 ? TOL_BF16_ABS : 1e-4);
         snprintf(what, sizeof what, "%s image %d: batch %d vs batch 1", name, i, n);
         t_compare(what, all + (size_t)i * E, one + (size_t)i * E, E, 0.9999999, 1e-5);
         for (int j = 0; j < E; j++) {
-            double d = fabs((double)all[(size_t)i * E + j] - ((const float *)ex.data)[(size_t)i * E + j]);
+            const size_t k = (size_t)i * E + j;
+            double d = fabs((double)all[k] - ((const float *)ex.data)[k]);
+            double d32 = fabs((double)all[k] - ((const float *)ex32.data)[k]);
             if (d > worst) worst = d;
+            if (d32 > worst32) worst32 = d32;
         }
     }
+    if (bf16)
+        CHECK(worst32 > 2 * worst, "%s: bf16 output is as close to the fp32 golden (%.2e) as to the bf16 one (%.2e)",
+              name, worst32, worst);
     /* normalised output has unit norm */
     wobble_embed_params ep = wobble_embed_default_params();
     ep.normalize = 1;
@@ -71,12 +94,16 @@ static void run_case(wobble_ctx *ctx, const char *dir, const char *name) {
     double s = 0;
     for (int j = 0; j < E; j++) s += (double)one[j] * one[j];
     CHECK(fabs(s - 1) < 1e-5, "%s: normalised norm^2 %g", name, s);
-    printf("%-28s %d images at %dx%d: max-abs vs PyTorch %.2e\n", name, n, W, H, worst);
+    if (bf16)
+        printf("%-28s bf16: max-abs vs PyTorch bf16 linears %.2e (vs PyTorch fp32 %.2e)\n", name, worst, worst32);
+    else
+        printf("%-28s %d images at %dx%d: max-abs vs PyTorch %.2e\n", name, n, W, H, worst);
     for (int i = 0; i < n; i++) wobble_image_free(im[i]);
     free(im);
     free(all);
     free(one);
     wobble_array_release(&ex);
+    wobble_array_release(&ex32);
     wobble_model_free(m);
     json_decref(c);
 }
@@ -98,8 +125,10 @@ int main(void) {
     for (int i = 0; i < cases; i++) {
         char p[1400];
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-        run_case(ctx, p, names[i]);
+        run_case(ctx, p, names[i], WOBBLE_PRECISION_FP32);
+        if (wobble_bf16_supported()) run_case(ctx, p, names[i], WOBBLE_PRECISION_BF16);
     }
+    if (!wobble_bf16_supported()) printf("bf16 cases skipped: this CPU has no AVX512_BF16\n");
     CHECK(cases >= 8, "%d cases", cases);
     wobble_ctx_free(ctx);
     return t_finish();

@@ -23,6 +23,8 @@ int cli_parse_real(const char *s, double lo, double hi, double *out);
 int cli_opt_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out);
 int cli_opt_u64(const char *cmd, const char *opt, const char *s, uint64_t *out);
 int cli_opt_real(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
+/* --precision fp32|bf16; bf16 also needs this CPU to run it. */
+int cli_opt_precision(const char *cmd, const char *s, wobble_precision *out);
 
 /* An --op spec: "name", "name:a,b,c", or (allow_range) "name:lo-hi" (e.g.
  * "hue:-0.2-0.2"). name is malloc'ed; levels is malloc'ed (NULL without a

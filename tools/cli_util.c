@@ -90,6 +90,20 @@ int cli_opt_real(const char *cmd, const char *opt, const char *s, double lo, dou
     return -1;
 }
 
+int cli_opt_precision(const char *cmd, const char *s, wobble_precision *out) {
+    const int p = wobble_precision_parse(s);
+    if (p < 0) {
+        cli_error("%s: --precision '%s' is neither fp32 nor bf16", cmd, s);
+        return -1;
+    }
+    if (p == WOBBLE_PRECISION_BF16 && !wobble_bf16_supported()) {
+        cli_error("%s: --precision bf16 needs a CPU with AVX512_BF16, which this one lacks; use fp32", cmd);
+        return -1;
+    }
+    *out = (wobble_precision)p;
+    return 0;
+}
+
 void cli_op_spec_free(cli_op_spec *o) {
     free(o->name);
     free(o->levels);

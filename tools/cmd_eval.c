@@ -34,6 +34,8 @@ static void help(FILE *f) {
             "  --batch N          images per forward pass at most (default 64; each image's\n"
             "                     embeddings are split into equal chunks)\n"
             "  --threads N        worker threads (default: all cores)\n"
+            "  --precision P      fp32 (default) or bf16 forward pass (needs AVX512_BF16;\n"
+            "                     recorded in the outputs and the folder's lock)\n"
             "  -o, --output DIR   output folder: config.json, cache/, per_image.jsonl,\n"
             "                     summary.json, summary.csv\n"
             "\n"
@@ -308,6 +310,7 @@ int cmd_eval(int argc, char **argv) {
     const wobble_downstream_params dd = wobble_downstream_default_params();
     long long limit = 0, batch = ed.batch, threads = 0, train_limit = 0, knn_k = dd.knn.k, bins = dd.bins;
     double temperature = dd.knn.temperature;
+    wobble_precision prec = WOBBLE_PRECISION_FP32;
     char *op_specs[64];
     int n_specs = 0;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
@@ -321,7 +324,7 @@ int cmd_eval(int argc, char **argv) {
                                        {"k", required_argument, 0, 'k'}, {"temperature", required_argument, 0, 'e'},
                                        {"tokenizer", required_argument, 0, 'z'}, {"templates", required_argument, 0, 'P'},
                                        {"classnames", required_argument, 0, 'C'}, {"bins", required_argument, 0, 'i'},
-                                       {0, 0, 0, 0}};
+                                       {"precision", required_argument, 0, 'Q'}, {0, 0, 0, 0}};
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
@@ -348,6 +351,9 @@ int cmd_eval(int argc, char **argv) {
             break;
         case 't':
             if (cli_opt_int("eval", "--threads", optarg, 1, 4096, &threads)) return EXIT_USAGE;
+            break;
+        case 'Q':
+            if (cli_opt_precision("eval", optarg, &prec)) return EXIT_USAGE;
             break;
         case 'T': task = optarg; break;
         case 'R': train = optarg; break;
@@ -451,6 +457,7 @@ int cmd_eval(int argc, char **argv) {
     }
     wobble_model_params mp = wobble_model_default_params();
     mp.max_batch = (int)batch;
+    mp.precision = prec;
     if (wobble_model_load(ctx, model, &mp, &m) != WOBBLE_OK) {
         cli_error("%s", wobble_last_error(ctx));
         exit_code = EXIT_FAIL;

@@ -32,7 +32,8 @@ static json_t *info_json(const wobble_model_info *i) {
                                  : json_null());
 }
 
-static int load_model(const char *path, int batch, int threads, wobble_ctx **ctx, wobble_model **m) {
+static int load_model(const char *path, int batch, int threads, wobble_precision prec, wobble_ctx **ctx,
+                      wobble_model **m) {
     wobble_ctx_params cp = wobble_ctx_default_params();
     cp.threads = threads;
     if (wobble_ctx_create(&cp, ctx) != WOBBLE_OK) {
@@ -41,6 +42,7 @@ static int load_model(const char *path, int batch, int threads, wobble_ctx **ctx
     }
     wobble_model_params mp = wobble_model_default_params();
     mp.max_batch = batch;
+    mp.precision = prec;
     if (wobble_model_load(*ctx, path, &mp, m) != WOBBLE_OK) {
         cli_error("%s", wobble_last_error(*ctx));
         wobble_ctx_free(*ctx);
@@ -85,7 +87,7 @@ int cmd_info(int argc, char **argv) {
     }
     wobble_ctx *ctx;
     wobble_model *m;
-    int rc = load_model(model, 1, 1, &ctx, &m);
+    int rc = load_model(model, 1, 1, WOBBLE_PRECISION_FP32, &ctx, &m);
     if (rc) return rc;
     wobble_model_info i;
     wobble_model_get_info(m, &i);
@@ -141,6 +143,9 @@ static void embed_help(FILE *f) {
             "  -o, --output F    output .npy file (written atomically)\n"
             "  --batch N         images per forward pass (default 16)\n"
             "  --threads N       worker threads (default: all cores)\n"
+            "  --precision P     fp32 (default) or bf16: bf16 weights and GEMM inputs with\n"
+            "                    fp32 accumulation, norms and softmax (needs AVX512_BF16;\n"
+            "                    see docs/models.md for speed and fidelity)\n"
             "  --normalize       L2-normalise the embeddings\n"
             "  --patch-tokens F  also write the patch tokens [N, P, width] to F (.npy)\n"
             "  --max-pixels N    refuse larger images (default 89478485; 0 = no limit)\n"
@@ -155,7 +160,9 @@ int cmd_embed(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *patch_out = NULL;
     long long batch = wobble_model_default_params().max_batch, threads = 0, maxpix = -1;
     int normalize = 0;
+    wobble_precision prec = WOBBLE_PRECISION_FP32;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},  {"output", required_argument, 0, 'o'},
+                                       {"precision", required_argument, 0, 'P'},
                                        {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 't'},
                                        {"normalize", no_argument, 0, 'n'},    {"patch-tokens", required_argument, 0, 'p'},
                                        {"max-pixels", required_argument, 0, 'x'}, {"help", no_argument, 0, 'h'},
@@ -176,6 +183,9 @@ int cmd_embed(int argc, char **argv) {
             break;
         case 'x':
             if (cli_opt_int("embed", "--max-pixels", optarg, 0, (long long)1 << 50, &maxpix)) return EXIT_USAGE;
+            break;
+        case 'P':
+            if (cli_opt_precision("embed", optarg, &prec)) return EXIT_USAGE;
             break;
         case 'h': embed_help(stdout); return EXIT_OK;
         default: embed_help(stderr); return EXIT_USAGE;
@@ -198,7 +208,7 @@ int cmd_embed(int argc, char **argv) {
     }
     wobble_ctx *ctx;
     wobble_model *m;
-    int rc = load_model(model, (int)batch, (int)threads, &ctx, &m);
+    int rc = load_model(model, (int)batch, (int)threads, prec, &ctx, &m);
     if (rc) {
         cli_free_list(paths, n);
         cli_free_list(rel, n);
@@ -306,9 +316,9 @@ int cmd_embed(int argc, char **argv) {
             json_t *inputs = json_array();
             for (int i = 0; i < n; i++)
                 if (ok[i]) json_array_append_new(inputs, json_string(paths[i]));
-            json_t *side = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:o, s:o, s:o}", "wobble", wobble_version(),
-                                     "model", model, "arch", info.arch, "naming", info.naming, "rows", nok, "dim", D,
-                                     "normalized", normalize, "model_info", info_json(&info), "inputs", inputs,
+            json_t *side = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:s, s:o, s:o, s:o}", "wobble",
+                                     wobble_version(), "model", model, "arch", info.arch, "naming", info.naming,
+                                     "rows", nok, "dim", D, "normalized", normalize, "precision", info.precision, "model_info", info_json(&info), "inputs", inputs,
                                      "failed", json_incref(failed));
             char *txt = side ? json_dumps(side, JSON_INDENT(2)) : NULL;
             const size_t sl = strlen(out) + 6;

@@ -175,6 +175,11 @@ static int eval_lock(eval_run *S) {
     json_t *cfg = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o*}", "model_hash", S->mhs, "preprocessing_hash", S->phs,
                             "data", P->data_path ? P->data_path : "", "dataset_kind", wobble_dataset_kind(S->ds),
                             "seed", (json_int_t)P->seed, "ops", ops_j);
+    /* bf16 embeddings are another model's: the key is there only then, so
+     * folders written before it existed stay valid for fp32 */
+    wobble_model_info mi;
+    wobble_model_get_info(S->m, &mi);
+    if (cfg && strcmp(mi.precision, "fp32") != 0) json_object_set_new(cfg, "precision", json_string(mi.precision));
     char *cfg_path = core_path_join(S->out_dir, "config.json");
     int rc = WOBBLE_OK;
     if (!cfg || !cfg_path) {
@@ -187,10 +192,10 @@ static int eval_lock(eval_run *S) {
         } else if (!old) {
             rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable (%s); use another output folder", cfg_path, je.text);
         } else {
-            static const char *keys[] = {"model_hash", "preprocessing_hash", "data", "seed", "ops"};
+            static const char *keys[] = {"model_hash", "preprocessing_hash", "data", "seed", "ops", "precision"};
             static const char *what[] = {"another model", "another preprocessing", "another dataset", "another seed",
-                                         "other operations or levels"};
-            for (int k = 0; k < 5 && !rc; k++)
+                                         "other operations or levels", "another precision"};
+            for (int k = 0; k < 6 && !rc; k++)
                 if (!json_equal(json_object_get(old, keys[k]), json_object_get(cfg, keys[k])))
                     rc = core_seterr(ctx, WOBBLE_EINVAL,
                                        "%s holds results for %s (%s differs); use another output folder", S->out_dir,
@@ -464,9 +469,9 @@ static json_t *summary_json(const eval_run *S, double *v, core_buf *csv) {
                                                     S->errors[i]));
     static const char *FILTERS[] = {"box", "bilinear", "hamming", "bicubic", "lanczos"};
     json_t *model_j = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:[f,f,f], s:[f,f,f]}}", "path",
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:[f,f,f], s:[f,f,f]}}", "path",
         P->model_path ? P->model_path : mi.path, "preset", mi.preset, "arch", mi.arch, "naming", mi.naming,
-        "content_hash", S->mhs, "embed_dim", mi.embed_dim, "preprocessing_hash", S->phs, "preprocessing",
+        "content_hash", S->mhs, "precision", mi.precision, "embed_dim", mi.embed_dim, "preprocessing_hash", S->phs, "preprocessing",
         "resize_short", mi.resize_short, "resize_h", mi.resize_h, "resize_w", mi.resize_w, "crop_h", mi.crop_h, "crop_w",
         mi.crop_w, "filter", FILTERS[mi.filter], "rescale", mi.rescale, "mean", (double)mi.mean[0], (double)mi.mean[1],
         (double)mi.mean[2], "std", (double)mi.std[0], (double)mi.std[1], (double)mi.std[2]);

@@ -27,8 +27,15 @@
 /* y[rows, out] = x[rows, in] W^T (+ b when with_bias). With the bias, it is
  * written first and the GEMM accumulates onto it (beta = 1), saving
  * OpenBLAS's zeroing pass; callers that pass the output through another
- * element-wise step (activation, residual) add the bias there instead. */
-static void linear_fwd(const float *x, int rows, const linear_t *L, float *y, int with_bias, int threads) {
+ * element-wise step (activation, residual) add the bias there instead.
+ * Layers packed in bf16 (L->bp) run the bf16 kernel instead, with the bias
+ * added in its epilogue, using the arena's bf16 scratch. */
+static void linear_fwd(const float *x, int rows, const linear_t *L, float *y, int with_bias, arena_t *a,
+                       int threads) {
+    if (L->bp) {
+        bf16_gemm(x, rows, L->in, L->bp, with_bias ? L->b : NULL, 0, y, L->out, a->bf16s, threads);
+        return;
+    }
     float beta = 0.0f;
     if (with_bias && L->b) {
         const float *b = L->b;
@@ -71,9 +78,9 @@ WB_CLONES static void norm_row(const float *x, float *y, const float *g, const f
 
 /* qkv[rows, 3D] = x W_qkv^T + b, from one packed matrix or from three
  * separate ones written side by side (ldc = 3D), without copying weights. */
-static void qkv_fwd(const float *x, int rows, const block_t *bk, float *y, int threads) {
-    if (bk->qkv.w) {
-        linear_fwd(x, rows, &bk->qkv, y, 1, threads);
+static void qkv_fwd(const float *x, int rows, const block_t *bk, float *y, arena_t *a, int threads) {
+    if (bk->qkv.w || bk->qkv.bp) { /* bf16 packs separate q, k, v as one matrix */
+        linear_fwd(x, rows, &bk->qkv, y, 1, a, threads);
         return;
     }
     const int D = bk->qkv.in, o = 3 * D;
@@ -351,7 +358,7 @@ static int grow(float **p, size_t n) {
 /* Buffers for rows = batch * tokens of a stack of width D and MLP width H;
  * patch_k > 0 also reserves the image tower's im2col buffer. */
 static int arena_reserve(arena_t *a, int dim, int hidden, act_t act, size_t rows, size_t npatch_rows, int patch_k,
-                         int T, int threads) {
+                         int T, int bf16, int threads) {
     const size_t D = (size_t)dim, H = (size_t)hidden;
     if (rows > a->cap_rows) {
         size_t h1 = act == ACT_SWIGLU ? 2 * H : H;
@@ -382,6 +389,18 @@ static int arena_reserve(arena_t *a, int dim, int hidden, act_t act, size_t rows
         if (grow(&a->patches, pr)) return -1;
         a->cap_patches = pr;
     }
+    if (bf16) {
+        /* the widest GEMM input: fc2's (hidden), the qkv / proj / fc1 ones (dim), the patch embedding's */
+        const int kmax = (int)(H > D ? H : D) > patch_k ? (int)(H > D ? H : D) : patch_k;
+        const size_t need = bf16_scratch_elems((int)(rows > npatch_rows ? rows : npatch_rows), kmax);
+        if (need > a->cap_bf16s) {
+            uint16_t *s = aligned_alloc(64, (need * sizeof(uint16_t) + 63) & ~(size_t)63);
+            if (!s) return -1;
+            free(a->bf16s);
+            a->bf16s = s;
+            a->cap_bf16s = need;
+        }
+    }
     return 0;
 }
 
@@ -409,16 +428,16 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
     if (r && r->x_in != x) memcpy(r->x_in, x, sizeof(float) * RD);
     float *h1 = r ? r->h1 : a->h, *qkv = r ? r->qkv : a->qkv, *o = r ? r->o : a->attn;
     layernorm_fwd(x, rows, D, &bk->ln1, xs->eps, h1, th);
-    qkv_fwd(h1, rows, bk, qkv, th);
+    qkv_fwd(h1, rows, bk, qkv, a, th);
     attention_fwd(qkv, n, T, D, xs->heads, causal, o, r ? r->probs : a->scores, r != NULL, th);
     float *y1 = r && bk->ls1 ? r->y1 : a->h;
-    linear_fwd(o, rows, &bk->proj, y1, 0, th);
+    linear_fwd(o, rows, &bk->proj, y1, 0, a, th);
     residual_fwd(x, y1, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
     if (r) memcpy(r->x_mid, x, sizeof(float) * RD);
     float *h2 = r ? r->h2 : a->h;
     layernorm_fwd(x, rows, D, &bk->ln2, xs->eps, h2, th);
     float *u = r ? r->u : a->mlp;
-    linear_fwd(h2, rows, &bk->fc1, u, 0, th);
+    linear_fwd(h2, rows, &bk->fc1, u, 0, a, th);
     const float *b1 = bk->fc1.b ? bk->fc1.b : a->zeros;
     float *act;
     if (xs->act == ACT_SWIGLU) {
@@ -433,7 +452,7 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
         act_fwd(xs->act, act, b1, rows, Hd, NULL, th);
     }
     float *y2 = r && bk->ls2 ? r->y2 : a->h;
-    linear_fwd(act, rows, &bk->fc2, y2, 0, th);
+    linear_fwd(act, rows, &bk->fc2, y2, 0, a, th);
     residual_fwd(x, y2, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);
 }
 
@@ -524,7 +543,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     int rc = patch_pos(ctx, m, gh, gw, &ppos);
     if (rc) return rc;
     if (arena_reserve(&m->arena, m->dim, m->hidden, m->act, (size_t)rows, tape ? 0 : (size_t)n * np, 3 * P * P, T,
-                      th) != 0)
+                      m->precision == WOBBLE_PRECISION_BF16, th) != 0)
         return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for activations (%d images x %d tokens)", m->path,
                              n, T);
     if (tape) {
@@ -548,10 +567,10 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
                         memcpy(dst + ((size_t)c * P + ky) * P, s, sizeof(float) * P);
                     }
             }
-    linear_t pe = {m->patch_w, NULL, D, K};
+    linear_t pe = {m->patch_w, NULL, D, K, m->patch_bp};
     /* write patch embeddings straight after the cls (+ register) slots of each image */
     float *tmp = a->h; /* [n*np, D] fits: rows >= n*np */
-    linear_fwd(patches, n * np, &pe, tmp, 0, th);
+    linear_fwd(patches, n * np, &pe, tmp, 0, a, th);
 #pragma omp parallel for num_threads(th) schedule(static)
     for (int b = 0; b < n; b++) {
         float *xb = a->x + (size_t)b * T * D;
@@ -621,6 +640,9 @@ static int check_input(wobble_ctx *ctx, const wobble_model *m, const float *pixe
 int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W, fwd_tape *tape,
                          float *emb) {
     if (!m || !pixels || !emb || !tape || n < 1) return core_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
+    if (m->precision != WOBBLE_PRECISION_FP32)
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: fine-tuning runs in fp32; load the model with precision fp32",
+                           m->path);
     int rc = check_input(ctx, m, pixels, n, H, W);
     if (rc) return rc;
     openblas_set_num_threads(wobble_ctx_threads(ctx));
@@ -786,7 +808,8 @@ int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *m, const int32_t *id
             if (am + 1 > T) T = am + 1;
         }
         arena_t *a = &m->text->arena;
-        if (arena_reserve(a, D, t->hidden, t->act, (size_t)c * T, 0, 0, T, th) != 0) {
+        if (arena_reserve(a, D, t->hidden, t->act, (size_t)c * T, 0, 0, T, m->precision == WOBBLE_PRECISION_BF16,
+                          th) != 0) {
             free(eot);
             return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for text activations", m->path);
         }

@@ -766,6 +766,85 @@ static int apply_preprocessor_config(wobble_ctx *ctx, wobble_model *m, json_t *p
     return WOBBLE_OK;
 }
 
+/* ---------------------------------------------------------------- bf16 */
+
+int wobble_bf16_supported(void) { return bf16_supported(); }
+
+const char *wobble_precision_name(wobble_precision p) {
+    return p == WOBBLE_PRECISION_FP32 ? "fp32" : p == WOBBLE_PRECISION_BF16 ? "bf16" : NULL;
+}
+
+int wobble_precision_parse(const char *s) {
+    if (s && !strcmp(s, "fp32")) return WOBBLE_PRECISION_FP32;
+    if (s && !strcmp(s, "bf16")) return WOBBLE_PRECISION_BF16;
+    return -1;
+}
+
+/* Pack one linear layer (rows given one by one) into model-owned bf16 storage. */
+static int pack_rows(wobble_model *m, const float *const *rows, int n, int k, const bf16_packed **out) {
+    bf16_packed *b = malloc(sizeof *b);
+    if (!b || bf16_pack(b, rows, n, k) != 0) {
+        free(b);
+        return -1;
+    }
+    if (model_own(m, b->p) != 0) {
+        bf16_free(b);
+        free(b);
+        return -1;
+    }
+    if (model_own(m, b) != 0) { /* b->p is already owned */
+        free(b);
+        return -1;
+    }
+    m->bf16_bytes += bf16_packed_bytes(b);
+    *out = b;
+    return 0;
+}
+
+static int pack_linear(wobble_model *m, linear_t *L) {
+    if (!L->w) return 0;
+    const float **rows = malloc(sizeof(*rows) * (size_t)L->out);
+    if (!rows) return -1;
+    for (int j = 0; j < L->out; j++) rows[j] = L->w + (size_t)j * L->in;
+    int rc = pack_rows(m, rows, L->out, L->in, &L->bp);
+    free(rows);
+    return rc;
+}
+
+/* Every linear layer of a stack; separate q, k, v matrices become one. */
+static int pack_blocks(wobble_model *m, block_t *blocks, int depth) {
+    for (int l = 0; l < depth; l++) {
+        block_t *bk = &blocks[l];
+        if (bk->qkv.w) {
+            if (pack_linear(m, &bk->qkv)) return -1;
+        } else {
+            const int d = bk->qkv.in;
+            const float **rows = malloc(sizeof(*rows) * 3 * (size_t)d);
+            if (!rows) return -1;
+            const float *w[3] = {bk->wq, bk->wk, bk->wv};
+            for (int j = 0; j < 3 * d; j++) rows[j] = w[j / d] + (size_t)(j % d) * d;
+            int rc = pack_rows(m, rows, 3 * d, d, &bk->qkv.bp);
+            free(rows);
+            if (rc) return -1;
+        }
+        if (pack_linear(m, &bk->proj) || pack_linear(m, &bk->fc1) || pack_linear(m, &bk->fc2)) return -1;
+    }
+    return 0;
+}
+
+static int pack_bf16(wobble_ctx *ctx, wobble_model *m) {
+    if (!bf16_supported())
+        return core_seterr(ctx, WOBBLE_EINVAL,
+                           "%s: precision bf16 needs a CPU with AVX512_BF16, which this one lacks; use fp32", m->path);
+    linear_t pe = {m->patch_w, NULL, m->dim, 3 * m->patch * m->patch, NULL};
+    if (pack_linear(m, &pe) || pack_blocks(m, m->blocks, m->depth) ||
+        (m->text && pack_blocks(m, m->text->blocks, m->text->depth)))
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the bf16 weights", m->path);
+    m->patch_bp = pe.bp;
+    m->precision = WOBBLE_PRECISION_BF16;
+    return WOBBLE_OK;
+}
+
 /* ---------------------------------------------------------------- entry */
 
 wobble_model_params wobble_model_default_params(void) {
@@ -781,6 +860,8 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
     *out = NULL;
     wobble_model_params p = params ? *params : wobble_model_default_params();
     if (p.max_batch < 1) return core_seterr(ctx, WOBBLE_EINVAL, "model: max_batch must be >= 1");
+    if (!wobble_precision_name(p.precision))
+        return core_seterr(ctx, WOBBLE_EINVAL, "model: precision %d is neither fp32 (0) nor bf16 (1)", (int)p.precision);
     char file[4096];
     char *dir = NULL;
     if (core_is_dir(path)) {
@@ -867,6 +948,7 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
         snprintf(ppath, sizeof ppath, "%s/preprocessor_config.json", dir ? dir : ".");
         rc = apply_preprocessor_config(ctx, m, pp, ppath);
     }
+    if (rc == WOBBLE_OK && p.precision == WOBBLE_PRECISION_BF16) rc = pack_bf16(ctx, m);
     json_decref(cfg);
     json_decref(pp);
     free(dir);
@@ -890,6 +972,7 @@ static void arena_free(arena_t *a) {
     free(a->pos);
     free(a->ones);
     free(a->zeros);
+    free(a->bf16s);
     memset(a, 0, sizeof *a);
 }
 
@@ -981,6 +1064,9 @@ int wobble_model_get_info(const wobble_model *m, wobble_model_info *info) {
     const size_t D = (size_t)m->dim, H = (size_t)m->hidden;
     info->arena_bytes = sizeof(float) * (a->cap_rows * D * 4 + a->cap_rows * 3 * D +
                                          a->cap_rows * (m->act == ACT_SWIGLU ? 3 * H : H) + a->cap_scores +
-                                         a->cap_patches + (a->pos ? (size_t)a->pos_h * a->pos_w * D : 0));
+                                         a->cap_patches + (a->pos ? (size_t)a->pos_h * a->pos_w * D : 0)) +
+                       sizeof(uint16_t) * a->cap_bf16s;
+    info->precision = wobble_precision_name(m->precision);
+    info->bf16_bytes = m->bf16_bytes;
     return WOBBLE_OK;
 }

@@ -3,6 +3,7 @@
 #define WOBBLE_MODEL_H
 #include "../core/internal.h"
 #include "safetensors.h"
+#include "gemm_bf16.h"
 
 typedef enum { ARCH_CLIP = 0, ARCH_DINOV2 = 1, ARCH_VIT = 2 } arch_t;
 typedef enum { NAMING_HF = 0, NAMING_OPENAI = 1, NAMING_FB = 2 } naming_t;
@@ -12,6 +13,7 @@ typedef struct {
     const float *w; /* [out, in], row-major (PyTorch Linear layout) */
     const float *b; /* [out] or NULL */
     int out, in;
+    const bf16_packed *bp; /* the weights packed in bf16 (precision bf16), else NULL */
 } linear_t;
 
 typedef struct {
@@ -36,6 +38,8 @@ typedef struct {
     float *ones, *zeros; /* constant vectors (LayerScale / bias stand-ins) */
     float *pos;        /* interpolated position embeddings for pos_h x pos_w */
     int pos_h, pos_w;
+    uint16_t *bf16s;   /* bf16 GEMM input scratch (precision bf16) */
+    size_t cap_bf16s;  /* elements */
 } arena_t;
 
 /* A stack of pre-norm transformer blocks (image or text tower). */
@@ -81,6 +85,9 @@ struct wobble_model {
     int interp_antialias;
     const float *patch_w; /* [D, 3*P*P] */
     const float *patch_b; /* [D] or NULL */
+    const bf16_packed *patch_bp; /* patch_w in bf16 (precision bf16), else NULL */
+    wobble_precision precision;
+    uint64_t bf16_bytes;  /* packed bf16 weights */
     const float *cls;     /* [D] */
     const float *pos;     /* [(1 + grid^2), D] */
     const float *reg;     /* [n_reg, D] or NULL */

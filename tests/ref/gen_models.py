@@ -12,10 +12,16 @@ It then writes tests/ref/models/<case>/ with a tiny random model (F32, F16,
 BF16, sharded, SwiGLU, registers, non-square and non-224 inputs, both
 namings), its config and preprocessor config, and expected.npy: the
 embeddings of the images listed in cases.json, preprocessed with Pillow and
-torchvision exactly as the upstream pipelines do.
+torchvision exactly as the upstream pipelines do. expected_bf16.npy holds the
+same forward pass with wobble's bf16 semantics (--precision bf16): every
+F.linear and F.conv2d (patch embedding, qkv, attention projection, MLP) gets
+its input and weight rounded to bfloat16 by torch and computes in fp32;
+attention scores, softmax, LayerNorm, residuals and the CLIP projection stay
+fp32.
 
 usage: /usr/bin/python3 tests/ref/gen_models.py [SHARED_DIR]
 """
+import contextlib
 import copy
 import json
 import math
@@ -427,6 +433,23 @@ def images():
     return ["photo_96x80.png", "syn_64x48.png", "tiny_10x7.png", "syn_1x1.png", "syn_gray_33x17.png"]
 
 
+@contextlib.contextmanager
+def bf16_linears():
+    """F.linear / F.conv2d on bfloat16-rounded inputs and weights, fp32 arithmetic
+    (nn.Linear, nn.Conv2d and nn.MultiheadAttention's projections all call these)."""
+    lin, conv = F.linear, F.conv2d
+
+    def r(t):
+        return t.to(torch.bfloat16).float()
+
+    F.linear = lambda x, w, b=None: lin(r(x), r(w), b)
+    F.conv2d = lambda x, w, b=None, *a, **k: conv(r(x), r(w), b, *a, **k)
+    try:
+        yield
+    finally:
+        F.linear, F.conv2d = lin, conv
+
+
 def write_case(name, files, config, pre, model, pipe, imgs, note):
     d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
@@ -444,9 +467,13 @@ def write_case(name, files, config, pre, model, pipe, imgs, note):
     with torch.no_grad():
         e = model.eval()(x).numpy().astype(np.float32)
     np.save(os.path.join(d, "expected.npy"), e)
+    with torch.no_grad(), bf16_linears():
+        eb = model.eval()(x).numpy().astype(np.float32)
+    np.save(os.path.join(d, "expected_bf16.npy"), eb)
     json.dump({"images": imgs, "input_hw": list(x.shape[2:]), "note": note},
               open(os.path.join(d, "case.json"), "w"), indent=1)
-    print(f"gen_models: {name}: {e.shape} from input {tuple(x.shape[2:])}")
+    print(f"gen_models: {name}: {e.shape} from input {tuple(x.shape[2:])}; bf16 moves it by max-abs "
+          f"{np.abs(eb - e).max():.2e}")
 
 
 def clip_case(name, sd32, dtype, naming, shards, imgs):

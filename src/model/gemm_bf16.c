@@ -1,0 +1,176 @@
+/*
+ * bf16 GEMM, fp32 accumulation, on AVX512_BF16 (see gemm_bf16.h).
+ *
+ * Packed W: panels of NR = 64 output columns (N padded with zero rows). In
+ * panel q, the K pairs follow one another and each pair holds the 64
+ * columns' two bf16 values side by side:
+ *     p[q][kk / 2][j][kk % 2] = bf16(W[64 q + j][kk])
+ * so one 64-byte load gives 16 columns' pairs, the operand VDPBF16PS wants.
+ * A is rounded to bf16 row-major [m, kp]; a pair A[i][kk], A[i][kk + 1] is
+ * one 32-bit word, broadcast to the 16 lanes.
+ *
+ * Micro-kernel: MR = 6 rows x 64 columns, 24 zmm accumulators, over all of
+ * K (the 64-column panel, 128 bytes per pair, stays in L2 across the rows of
+ * one task). Tasks are (panel, block of MB rows), spread over OpenMP
+ * threads.
+ */
+#include "gemm_bf16.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NR 64
+#define MR 6
+#define MB 96 /* rows per task: 16 micro-tiles */
+
+int bf16_supported(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512bf16");
+}
+
+/* float -> bf16, round to nearest even (NaN kept quiet). */
+static uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static size_t panels(int n) { return ((size_t)n + NR - 1) / NR; }
+
+int bf16_pack(bf16_packed *out, const float *const *rows, int n, int k) {
+    memset(out, 0, sizeof *out);
+    const int kp = (k + 1) & ~1;
+    const size_t elems = panels(n) * NR * (size_t)kp;
+    uint16_t *p = aligned_alloc(64, (elems * 2 + 63) & ~(size_t)63);
+    if (!p) return -1;
+    memset(p, 0, elems * 2);
+    for (int j = 0; j < n; j++) {
+        uint16_t *panel = p + (size_t)(j / NR) * NR * kp;
+        const int c = j % NR;
+        for (int kk = 0; kk < k; kk++) panel[(size_t)(kk / 2) * 2 * NR + 2 * c + (kk & 1)] = to_bf16(rows[j][kk]);
+    }
+    out->p = p;
+    out->n = n;
+    out->k = k;
+    out->kp = kp;
+    return 0;
+}
+
+int bf16_pack_dense(bf16_packed *out, const float *w, int n, int k) {
+    const float **rows = malloc(sizeof(*rows) * (size_t)(n ? n : 1));
+    if (!rows) return -1;
+    for (int j = 0; j < n; j++) rows[j] = w + (size_t)j * k;
+    int rc = bf16_pack(out, rows, n, k);
+    free(rows);
+    return rc;
+}
+
+void bf16_free(bf16_packed *b) {
+    if (!b) return;
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+size_t bf16_packed_bytes(const bf16_packed *b) { return b->p ? panels(b->n) * NR * (size_t)b->kp * 2 : 0; }
+
+size_t bf16_scratch_elems(int m, int k) { return (size_t)m * (size_t)((k + 1) & ~1) + 32; }
+
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+/* One row of fp32 to bf16 (kp >= k, the pad column zeroed). */
+BF16_TARGET static void round_row(const float *x, int k, int kp, uint16_t *y) {
+    int j = 0;
+    for (; j + 32 <= k; j += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + j + 16), _mm512_loadu_ps(x + j));
+        _mm512_storeu_si512((void *)(y + j), (__m512i)v);
+    }
+    for (; j < k; j++) y[j] = to_bf16(x[j]);
+    if (kp > k) y[k] = 0;
+}
+
+/* Micro-tile of mr (<= MR) rows; ncols (<= NR) columns written. */
+BF16_TARGET static inline __attribute__((always_inline)) void tile(const int mr, int pairs, const uint16_t *a,
+                                                                   size_t lda, const uint16_t *b, float *c, size_t ldc,
+                                                                   const float *bias, int accumulate, int ncols) {
+    __m512 acc[MR][4];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int p = 0; p < pairs; p++) {
+        const uint16_t *bp = b + (size_t)p * 2 * NR;
+        const __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)bp);
+        const __m512bh b1 = (__m512bh)_mm512_load_si512((const void *)(bp + 32));
+        const __m512bh b2 = (__m512bh)_mm512_load_si512((const void *)(bp + 64));
+        const __m512bh b3 = (__m512bh)_mm512_load_si512((const void *)(bp + 96));
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            if (i >= mr) break;
+            int32_t w;
+            memcpy(&w, a + i * lda + 2 * (size_t)p, 4);
+            const __m512bh av = (__m512bh)_mm512_set1_epi32(w);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
+            acc[i][2] = _mm512_dpbf16_ps(acc[i][2], av, b2);
+            acc[i][3] = _mm512_dpbf16_ps(acc[i][3], av, b3);
+        }
+    }
+    for (int j = 0; j < 4; j++) {
+        const int left = ncols - 16 * j;
+        if (left <= 0) break;
+        const __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        const __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * j) : _mm512_setzero_ps();
+        for (int i = 0; i < mr; i++) {
+            float *ci = c + i * ldc + 16 * j;
+            __m512 v = bias ? _mm512_add_ps(acc[i][j], bv) : acc[i][j];
+            if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, ci), v);
+            _mm512_mask_storeu_ps(ci, mk, v);
+        }
+    }
+}
+
+BF16_TARGET static void tile_any(int mr, int pairs, const uint16_t *a, size_t lda, const uint16_t *b, float *c,
+                                 size_t ldc, const float *bias, int accumulate, int ncols) {
+    switch (mr) {
+    case 6: tile(6, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
+    case 5: tile(5, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
+    case 4: tile(4, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
+    case 3: tile(3, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
+    case 2: tile(2, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
+    default: tile(1, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
+    }
+}
+
+BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const bf16_packed *W, const float *bias,
+                                  int accumulate, float *C, int ldc, uint16_t *s, int threads) {
+    const int k = W->k, kp = W->kp, n = W->n;
+    const int np = (int)panels(n), mb = (m + MB - 1) / MB;
+    const int tasks = np * mb;
+#pragma omp parallel num_threads(threads) if (threads > 1 && (long)m * k > 16384)
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < m; i++) round_row(A + (size_t)i * lda, k, kp, s + (size_t)i * kp);
+        /* panel-major order: consecutive tasks of a thread share the panel */
+#pragma omp for schedule(static)
+        for (int t = 0; t < tasks; t++) {
+            const int q = t / mb, r0 = (t % mb) * MB;
+            const int r1 = r0 + MB < m ? r0 + MB : m;
+            const int ncols = n - q * NR < NR ? n - q * NR : NR;
+            const uint16_t *b = W->p + (size_t)q * NR * kp;
+            for (int i = r0; i < r1; i += MR) {
+                const int mr = r1 - i < MR ? r1 - i : MR;
+                tile_any(mr, kp / 2, s + (size_t)i * kp, (size_t)kp, b, C + (size_t)i * ldc + (size_t)q * NR,
+                         (size_t)ldc, bias ? bias + q * NR : NULL, accumulate, ncols);
+            }
+        }
+    }
+}
+
+void bf16_gemm(const float *A, int m, int lda, const bf16_packed *W, const float *bias, int accumulate, float *C,
+               int ldc, uint16_t *scratch, int threads) {
+    if (m <= 0 || W->n <= 0) return;
+    gemm_impl(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads < 1 ? 1 : threads);
+}

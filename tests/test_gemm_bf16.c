@@ -1,0 +1,108 @@
+/*
+ * The bf16 GEMM kernel (src/model/gemm_bf16.c) against a double-precision
+ * product of the same bf16-rounded operands, on shapes that hit every edge:
+ * rows not a multiple of the 6-row micro-tile or of the 96-row task, columns
+ * not a multiple of 16 or 64, odd K, a leading dimension wider than the
+ * matrix, with and without bias and accumulation, one and several threads.
+ *
+ * The rounding here is written independently of the kernel's (bit
+ * arithmetic, round to nearest even); the only difference allowed is fp32
+ * summation: |C - ref| <= 2^-20 * sum_k |a_k w_k| + 1e-30 per element.
+ * Skips (77) on a CPU without AVX512_BF16.
+ */
+#include "testutil.h"
+#include "../src/model/gemm_bf16.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    const uint32_t lsb = (u >> 16) & 1u;
+    u = (u + 0x7fffu + lsb) & 0xffff0000u;
+    float r;
+    memcpy(&r, &u, 4);
+    return r;
+}
+
+static unsigned seed = 12345;
+static float frand(void) {
+    seed = seed * 1103515245u + 12345u;
+    return (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static void one_case(int m, int n, int k, int lda, int ldc, int with_bias, int accumulate, int threads) {
+    float *A = malloc(sizeof(float) * (size_t)m * lda), *W = malloc(sizeof(float) * (size_t)n * k);
+    float *b = malloc(sizeof(float) * (size_t)n), *C = malloc(sizeof(float) * (size_t)m * ldc);
+    float *C0 = malloc(sizeof(float) * (size_t)m * ldc);
+    uint16_t *s = aligned_alloc(64, (bf16_scratch_elems(m, k) * 2 + 63) & ~(size_t)63);
+    for (size_t i = 0; i < (size_t)m * lda; i++) A[i] = frand() * 3.0f;
+    for (size_t i = 0; i < (size_t)n * k; i++) W[i] = frand() * 0.2f;
+    for (int i = 0; i < n; i++) b[i] = frand();
+    for (size_t i = 0; i < (size_t)m * ldc; i++) C0[i] = C[i] = frand();
+    bf16_packed P;
+    CHECK(bf16_pack_dense(&P, W, n, k) == 0, "pack %dx%d", n, k);
+    bf16_gemm(A, m, lda, &P, with_bias ? b : NULL, accumulate, C, ldc, s, threads);
+    double worst = 0;
+    int bad = 0;
+    for (int i = 0; i < m && bad < 5; i++) {
+        for (int j = 0; j < ldc; j++) {
+            const size_t c = (size_t)i * ldc + j;
+            if (j >= n) { /* columns past N are not touched */
+                if (C[c] != C0[c]) {
+                    CHECK(0, "m%d n%d k%d: C[%d][%d] beyond N was written", m, n, k, i, j);
+                    bad++;
+                }
+                continue;
+            }
+            double ref = 0, mag = 0;
+            for (int t = 0; t < k; t++) {
+                const double p = (double)bf16_round(A[(size_t)i * lda + t]) * bf16_round(W[(size_t)j * k + t]);
+                ref += p;
+                mag += fabs(p);
+            }
+            if (with_bias) ref += b[j], mag += fabs(b[j]);
+            if (accumulate) ref += C0[c], mag += fabs(C0[c]);
+            const double err = fabs(C[c] - ref), tol = mag * 0x1p-20 + 1e-30;
+            if (err > worst) worst = err;
+            if (!(err <= tol)) {
+                CHECK(0, "m%d n%d k%d bias%d acc%d th%d: C[%d][%d] = %.9g, reference %.9g (tolerance %.3g)", m, n, k,
+                      with_bias, accumulate, threads, i, j, C[c], ref, tol);
+                bad++;
+            }
+        }
+    }
+    CHECK(bad == 0, "m%d n%d k%d: worst error %.3g", m, n, k, worst);
+    bf16_free(&P);
+    free(A), free(W), free(b), free(C), free(C0), free(s);
+}
+
+int main(void) {
+    if (!bf16_supported()) {
+        printf("skipped: this CPU has no AVX512_BF16\n");
+        return 77;
+    }
+    static const int shapes[][3] = {
+        {1, 1, 1},    {1, 16, 2},   {5, 17, 3},   {6, 64, 64},   {7, 65, 33},   {13, 100, 192},
+        {96, 128, 2}, {97, 63, 31}, {197, 576, 192}, {200, 192, 768}, {50, 130, 77},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+        for (int v = 0; v < 4; v++) one_case(m, n, k, k + (v & 1) * 5, n + (v & 2) * 3, v & 1, (v >> 1) & 1, 1 + (v & 1));
+    }
+    /* NaN and infinity pass through like the fp32 path's */
+    {
+        float A[2 * 4] = {NAN, 1, 1, 1, INFINITY, 0, 0, 0}, W[4] = {1, 1, 1, 1}, C[2];
+        uint16_t *s = aligned_alloc(64, 256);
+        bf16_packed P;
+        CHECK(bf16_pack_dense(&P, W, 1, 4) == 0, "pack");
+        bf16_gemm(A, 2, 4, &P, NULL, 0, C, 1, s, 1);
+        CHECK(isnan(C[0]) && isinf(C[1]) && C[1] > 0, "NaN / inf rows: %g %g", C[0], C[1]);
+        bf16_free(&P);
+        free(s);
+    }
+    return t_finish();
+}
