@@ -57,6 +57,8 @@ demo: release
 bench: bench-deps release
 	/usr/bin/python3 bench/perturb --wobble-bench build/release/bench_perturb --shared "$(SHARED)"
 	/usr/bin/python3 bench/embed --bench build/release/bench_embed --shared "$(SHARED)"
+	/usr/bin/python3 bench/embed_e2e --wobble build/release/wobble --shared "$(SHARED)"
+	build/release/bench_gemm 2
 	/usr/bin/python3 bench/meb --bench build/release/bench_meb
 	/usr/bin/python3 bench/eval --wobble build/release/wobble --shared "$(SHARED)"
 	/usr/bin/python3 bench/probe --wobble build/release/wobble --bench build/release/bench_probe --shared "$(SHARED)"

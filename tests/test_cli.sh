@@ -109,6 +109,20 @@ check 'grep -q "0 embeddings computed, 2 images from the cache" "$T/e"' "eval re
 "$W" eval --model "$M" --data "$T/evdata" --op jpeg:50,x -o "$T/ev2" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "bad level list" "$T/e"' "eval bad levels"
 "$W" eval --model "$M" --data "$T/evdata" --op jpeg:0 -o "$T/ev2" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "outside the domain" "$T/e"' "eval level domain"
 "$W" eval --model "$M" --data "$T/evdata" --op jpeg:30 -o "$T/ev" 2>"$T/e"; check '[ $? -eq 1 ] && grep -q "use another output folder" "$T/e"' "eval other config"
+# --precision
+"$W" embed --model "$M" --precision fp16 "$IMG" -o "$T/pr.npy" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "neither fp32 nor bf16" "$T/e"' "embed bad precision"
+"$W" embed --model "$M" --precision bf16 "$IMG" -o "$T/b16.npy" 2>"$T/e"; rc=$?
+if [ $rc -eq 2 ] && grep -q "lacks" "$T/e"; then
+  echo "bf16 CLI checks skipped: this CPU has no AVX512_BF16"
+else
+  check '[ $rc -eq 0 ] && grep -q "\"precision\": \"bf16\"" "$T/b16.npy.json"' "embed --precision bf16 (rc $rc)"
+  "$W" eval --model "$M" --data "$T/evdata" --op jpeg:50,20 --op hue --precision bf16 -o "$T/ev" 2>"$T/e"
+  check '[ $? -eq 1 ] && grep -q "another precision" "$T/e"' "an fp32 eval folder is refused in bf16"
+  "$W" eval --model "$M" --data "$T/evdata" --op jpeg:50 --precision bf16 -o "$T/evb" >/dev/null 2>"$T/e"
+  check '[ $? -eq 0 ] && grep -q "\"precision\": \"bf16\"" "$T/evb/config.json" && grep -q "\"precision\": \"bf16\"" "$T/evb/summary.json"' "eval --precision bf16 records it"
+  "$W" eval --model "$M" --data "$T/evdata" --op jpeg:50 -o "$T/evb" 2>"$T/e"
+  check '[ $? -eq 1 ] && grep -q "another precision" "$T/e"' "a bf16 eval folder is refused in fp32"
+fi
 "$W" eval --model "$M" --data "$T/nothing" -o "$T/ev3" 2>"$T/e"; check '[ $? -eq 1 ] && grep -q "nothing: cannot open" "$T/e"' "eval missing data"
 "$W" eval --model "$M" --data "$T/mixed" --op jpeg:50 -o "$T/ev4" >/dev/null 2>"$T/e"; rc=$?
 check '[ $rc -eq 1 ] && grep -q "trunc.png: truncated PNG.*(skipped)" "$T/e" && grep -q "\"failed_count\": 2" "$T/ev4/summary.json"' "eval skips and counts bad images (rc $rc)"

@@ -208,7 +208,9 @@ int cmd_embed(int argc, char **argv) {
     }
     wobble_ctx *ctx;
     wobble_model *m;
+    const double t_start = core_now_s();
     int rc = load_model(model, (int)batch, (int)threads, prec, &ctx, &m);
+    const double t_loaded = core_now_s();
     if (rc) {
         cli_free_list(paths, n);
         cli_free_list(rel, n);
@@ -316,9 +318,11 @@ int cmd_embed(int argc, char **argv) {
             json_t *inputs = json_array();
             for (int i = 0; i < n; i++)
                 if (ok[i]) json_array_append_new(inputs, json_string(paths[i]));
-            json_t *side = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:s, s:o, s:o, s:o}", "wobble",
-                                     wobble_version(), "model", model, "arch", info.arch, "naming", info.naming,
-                                     "rows", nok, "dim", D, "normalized", normalize, "precision", info.precision, "model_info", info_json(&info), "inputs", inputs,
+            json_t *side = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:s, s:{s:f, s:f}, s:o, s:o, s:o}",
+                                     "wobble", wobble_version(), "model", model, "arch", info.arch, "naming",
+                                     info.naming, "rows", nok, "dim", D, "normalized", normalize, "precision",
+                                     info.precision, "seconds", "load", t_loaded - t_start, "embed",
+                                     core_now_s() - t_loaded, "model_info", info_json(&info), "inputs", inputs,
                                      "failed", json_incref(failed));
             char *txt = side ? json_dumps(side, JSON_INDENT(2)) : NULL;
             const size_t sl = strlen(out) + 6;

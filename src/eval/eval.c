@@ -195,11 +195,13 @@ static int eval_lock(eval_run *S) {
             static const char *keys[] = {"model_hash", "preprocessing_hash", "data", "seed", "ops", "precision"};
             static const char *what[] = {"another model", "another preprocessing", "another dataset", "another seed",
                                          "other operations or levels", "another precision"};
-            for (int k = 0; k < 6 && !rc; k++)
-                if (!json_equal(json_object_get(old, keys[k]), json_object_get(cfg, keys[k])))
+            for (int k = 0; k < 6 && !rc; k++) {
+                json_t *a = json_object_get(old, keys[k]), *b = json_object_get(cfg, keys[k]);
+                if (a != b && !(a && b && json_equal(a, b))) /* absent in both is equal */
                     rc = core_seterr(ctx, WOBBLE_EINVAL,
                                        "%s holds results for %s (%s differs); use another output folder", S->out_dir,
                                        what[k], keys[k]);
+            }
             json_decref(old);
         }
     } else {

@@ -9,10 +9,10 @@
  * A is rounded to bf16 row-major [m, kp]; a pair A[i][kk], A[i][kk + 1] is
  * one 32-bit word, broadcast to the 16 lanes.
  *
- * Micro-kernel: MR = 6 rows x 64 columns, 24 zmm accumulators, over all of
- * K (the 64-column panel, 128 bytes per pair, stays in L2 across the rows of
- * one task). Tasks are (panel, block of MB rows), spread over OpenMP
- * threads.
+ * Micro-kernel: MR = 6 rows x 64 columns, 24 zmm accumulators, over a slice
+ * of KCP pairs of K (16 KB of the panel, which stays in L1 while the task's
+ * 16 tiles pass over it; later slices add onto C). Tasks are (panel, block of
+ * MB rows), spread over OpenMP threads.
  */
 #include "gemm_bf16.h"
 
@@ -24,6 +24,9 @@
 #define NR 64
 #define MR 6
 #define MB 96 /* rows per task: 16 micro-tiles */
+#ifndef KCP
+#define KCP 128 /* K pairs per block: the panel's 16 KB slice stays in L1 across a task's tiles */
+#endif
 
 int bf16_supported(void) {
     __builtin_cpu_init();
@@ -97,6 +100,7 @@ BF16_TARGET static void round_row(const float *x, int k, int kp, uint16_t *y) {
 BF16_TARGET static inline __attribute__((always_inline)) void tile(const int mr, int pairs, const uint16_t *a,
                                                                    size_t lda, const uint16_t *b, float *c, size_t ldc,
                                                                    const float *bias, int accumulate, int ncols) {
+    /* bias: added on the first K slice only; accumulate: C += (later slices, or beta = 1) */
     __m512 acc[MR][4];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
@@ -160,10 +164,14 @@ BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const bf16_pac
             const int r1 = r0 + MB < m ? r0 + MB : m;
             const int ncols = n - q * NR < NR ? n - q * NR : NR;
             const uint16_t *b = W->p + (size_t)q * NR * kp;
-            for (int i = r0; i < r1; i += MR) {
-                const int mr = r1 - i < MR ? r1 - i : MR;
-                tile_any(mr, kp / 2, s + (size_t)i * kp, (size_t)kp, b, C + (size_t)i * ldc + (size_t)q * NR,
-                         (size_t)ldc, bias ? bias + q * NR : NULL, accumulate, ncols);
+            for (int p0 = 0; p0 < kp / 2; p0 += KCP) {
+                const int pairs = kp / 2 - p0 < KCP ? kp / 2 - p0 : KCP;
+                for (int i = r0; i < r1; i += MR) {
+                    const int mr = r1 - i < MR ? r1 - i : MR;
+                    tile_any(mr, pairs, s + (size_t)i * kp + 2 * (size_t)p0, (size_t)kp, b + (size_t)p0 * 2 * NR,
+                             C + (size_t)i * ldc + (size_t)q * NR, (size_t)ldc,
+                             p0 == 0 && bias ? bias + q * NR : NULL, p0 > 0 || accumulate, ncols);
+                }
             }
         }
     }
