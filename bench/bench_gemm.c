@@ -120,7 +120,7 @@ typedef struct {
     int M, N, K, threads;
     const float *A, *W;
     float *C;
-    const bf16_packed *P;
+    const model_bf16_packed *P;
     uint16_t *scratch;
 #ifdef WOBBLE_BENCH_DNNL
     dnnl_case *d;
@@ -132,7 +132,7 @@ static void run_sgemm(const job *j) {
                 j->N);
 }
 
-static void run_bf16(const job *j) { bf16_gemm(j->A, j->M, j->K, j->P, NULL, 0, j->C, j->N, j->scratch, j->threads); }
+static void run_bf16(const job *j) { model_bf16_gemm(j->A, j->M, j->K, j->P, NULL, 0, j->C, j->N, j->scratch, j->threads); }
 
 #ifdef WOBBLE_BENCH_DNNL
 static void run_dnnl(const job *j) { dnnl_run(j->d); }
@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_gemm [THREADS] [REPEATS]\n");
         return 2;
     }
-    if (!bf16_supported()) {
+    if (!model_bf16_supported()) {
         printf("bench_gemm: this CPU has no AVX512_BF16; only the fp32 path runs here\n");
         return 0;
     }
@@ -182,13 +182,13 @@ int main(int argc, char **argv) {
         const int M = cases[c].M, N = cases[c].N, K = cases[c].K;
         float *A = malloc(sizeof(float) * (size_t)M * K), *W = malloc(sizeof(float) * (size_t)N * K);
         float *C0 = malloc(sizeof(float) * (size_t)M * N), *C1 = malloc(sizeof(float) * (size_t)M * N);
-        uint16_t *s = aligned_alloc(64, ((bf16_scratch_elems(M, K) * 2) + 63) & ~(size_t)63);
-        bf16_packed P;
+        uint16_t *s = aligned_alloc(64, ((model_bf16_scratch_elems(M, K) * 2) + 63) & ~(size_t)63);
+        model_bf16_packed P;
         if (!A || !W || !C0 || !C1 || !s) return 1;
         unsigned seed = 1;
         for (size_t i = 0; i < (size_t)M * K; i++) A[i] = frand(&seed);
         for (size_t i = 0; i < (size_t)N * K; i++) W[i] = frand(&seed) * 0.05f;
-        if (bf16_pack_dense(&P, W, N, K)) return 1;
+        if (model_bf16_pack_dense(&P, W, N, K)) return 1;
         const double fl = 2.0 * M * N * K * 1e-9;
         job j = {.M = M, .N = N, .K = K, .threads = threads, .A = A, .W = W, .C = C0, .P = &P, .scratch = s};
         const double ts = best_of(reps, run_sgemm, &j);
@@ -209,7 +209,7 @@ int main(int argc, char **argv) {
 #endif
         printf("%-10s %-5s %5d %5d %5d %9.1f %9.1f %9.1f %10.2f %10.2f %9.2g\n", cases[c].model, cases[c].layer, M, N,
                K, fl / ts, fl / tb, fl / td, ts / tb, td / tb, err);
-        bf16_free(&P);
+        model_bf16_free(&P);
         free(A), free(W), free(C0), free(C1), free(s);
     }
     return 0;

@@ -38,14 +38,14 @@ static void one_case(int m, int n, int k, int lda, int ldc, int with_bias, int a
     float *A = malloc(sizeof(float) * (size_t)m * lda), *W = malloc(sizeof(float) * (size_t)n * k);
     float *b = malloc(sizeof(float) * (size_t)n), *C = malloc(sizeof(float) * (size_t)m * ldc);
     float *C0 = malloc(sizeof(float) * (size_t)m * ldc);
-    uint16_t *s = aligned_alloc(64, (bf16_scratch_elems(m, k) * 2 + 63) & ~(size_t)63);
+    uint16_t *s = aligned_alloc(64, (model_bf16_scratch_elems(m, k) * 2 + 63) & ~(size_t)63);
     for (size_t i = 0; i < (size_t)m * lda; i++) A[i] = frand() * 3.0f;
     for (size_t i = 0; i < (size_t)n * k; i++) W[i] = frand() * 0.2f;
     for (int i = 0; i < n; i++) b[i] = frand();
     for (size_t i = 0; i < (size_t)m * ldc; i++) C0[i] = C[i] = frand();
-    bf16_packed P;
-    CHECK(bf16_pack_dense(&P, W, n, k) == 0, "pack %dx%d", n, k);
-    bf16_gemm(A, m, lda, &P, with_bias ? b : NULL, accumulate, C, ldc, s, threads);
+    model_bf16_packed P;
+    CHECK(model_bf16_pack_dense(&P, W, n, k) == 0, "pack %dx%d", n, k);
+    model_bf16_gemm(A, m, lda, &P, with_bias ? b : NULL, accumulate, C, ldc, s, threads);
     double worst = 0;
     int bad = 0;
     for (int i = 0; i < m && bad < 5; i++) {
@@ -76,12 +76,12 @@ static void one_case(int m, int n, int k, int lda, int ldc, int with_bias, int a
         }
     }
     CHECK(bad == 0, "m%d n%d k%d: worst error %.3g", m, n, k, worst);
-    bf16_free(&P);
+    model_bf16_free(&P);
     free(A), free(W), free(b), free(C), free(C0), free(s);
 }
 
 int main(void) {
-    if (!bf16_supported()) {
+    if (!model_bf16_supported()) {
         printf("skipped: this CPU has no AVX512_BF16\n");
         return 77;
     }
@@ -97,11 +97,11 @@ int main(void) {
     {
         float A[2 * 4] = {NAN, 1, 1, 1, INFINITY, 0, 0, 0}, W[4] = {1, 1, 1, 1}, C[2];
         uint16_t *s = aligned_alloc(64, 256);
-        bf16_packed P;
-        CHECK(bf16_pack_dense(&P, W, 1, 4) == 0, "pack");
-        bf16_gemm(A, 2, 4, &P, NULL, 0, C, 1, s, 1);
+        model_bf16_packed P;
+        CHECK(model_bf16_pack_dense(&P, W, 1, 4) == 0, "pack");
+        model_bf16_gemm(A, 2, 4, &P, NULL, 0, C, 1, s, 1);
         CHECK(isnan(C[0]) && isinf(C[1]) && C[1] > 0, "NaN / inf rows: %g %g", C[0], C[1]);
-        bf16_free(&P);
+        model_bf16_free(&P);
         free(s);
     }
     return t_finish();

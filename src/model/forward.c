@@ -33,7 +33,7 @@
 static void linear_fwd(const float *x, int rows, const linear_t *L, float *y, int with_bias, arena_t *a,
                        int threads) {
     if (L->bp) {
-        bf16_gemm(x, rows, L->in, L->bp, with_bias ? L->b : NULL, 0, y, L->out, a->bf16s, threads);
+        model_bf16_gemm(x, rows, L->in, L->bp, with_bias ? L->b : NULL, 0, y, L->out, a->bf16s, threads);
         return;
     }
     float beta = 0.0f;
@@ -392,7 +392,7 @@ static int arena_reserve(arena_t *a, int dim, int hidden, act_t act, size_t rows
     if (bf16) {
         /* the widest GEMM input: fc2's (hidden), the qkv / proj / fc1 ones (dim), the patch embedding's */
         const int kmax = (int)(H > D ? H : D) > patch_k ? (int)(H > D ? H : D) : patch_k;
-        const size_t need = bf16_scratch_elems((int)(rows > npatch_rows ? rows : npatch_rows), kmax);
+        const size_t need = model_bf16_scratch_elems((int)(rows > npatch_rows ? rows : npatch_rows), kmax);
         if (need > a->cap_bf16s) {
             uint16_t *s = aligned_alloc(64, (need * sizeof(uint16_t) + 63) & ~(size_t)63);
             if (!s) return -1;

@@ -28,7 +28,7 @@
 #define KCP 128 /* K pairs per block: the panel's 16 KB slice stays in L1 across a task's tiles */
 #endif
 
-int bf16_supported(void) {
+int model_bf16_supported(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512bf16");
@@ -45,7 +45,7 @@ static uint16_t to_bf16(float f) {
 
 static size_t panels(int n) { return ((size_t)n + NR - 1) / NR; }
 
-int bf16_pack(bf16_packed *out, const float *const *rows, int n, int k) {
+int model_bf16_pack(model_bf16_packed *out, const float *const *rows, int n, int k) {
     memset(out, 0, sizeof *out);
     const int kp = (k + 1) & ~1;
     const size_t elems = panels(n) * NR * (size_t)kp;
@@ -64,24 +64,24 @@ int bf16_pack(bf16_packed *out, const float *const *rows, int n, int k) {
     return 0;
 }
 
-int bf16_pack_dense(bf16_packed *out, const float *w, int n, int k) {
+int model_bf16_pack_dense(model_bf16_packed *out, const float *w, int n, int k) {
     const float **rows = malloc(sizeof(*rows) * (size_t)(n ? n : 1));
     if (!rows) return -1;
     for (int j = 0; j < n; j++) rows[j] = w + (size_t)j * k;
-    int rc = bf16_pack(out, rows, n, k);
+    int rc = model_bf16_pack(out, rows, n, k);
     free(rows);
     return rc;
 }
 
-void bf16_free(bf16_packed *b) {
+void model_bf16_free(model_bf16_packed *b) {
     if (!b) return;
     free(b->p);
     memset(b, 0, sizeof *b);
 }
 
-size_t bf16_packed_bytes(const bf16_packed *b) { return b->p ? panels(b->n) * NR * (size_t)b->kp * 2 : 0; }
+size_t model_bf16_packed_bytes(const model_bf16_packed *b) { return b->p ? panels(b->n) * NR * (size_t)b->kp * 2 : 0; }
 
-size_t bf16_scratch_elems(int m, int k) { return (size_t)m * (size_t)((k + 1) & ~1) + 32; }
+size_t model_bf16_scratch_elems(int m, int k) { return (size_t)m * (size_t)((k + 1) & ~1) + 32; }
 
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
@@ -148,7 +148,7 @@ BF16_TARGET static void tile_any(int mr, int pairs, const uint16_t *a, size_t ld
     }
 }
 
-BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const bf16_packed *W, const float *bias,
+BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
                                   int accumulate, float *C, int ldc, uint16_t *s, int threads) {
     const int k = W->k, kp = W->kp, n = W->n;
     const int np = (int)panels(n), mb = (m + MB - 1) / MB;
@@ -177,7 +177,7 @@ BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const bf16_pac
     }
 }
 
-void bf16_gemm(const float *A, int m, int lda, const bf16_packed *W, const float *bias, int accumulate, float *C,
+void model_bf16_gemm(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias, int accumulate, float *C,
                int ldc, uint16_t *scratch, int threads) {
     if (m <= 0 || W->n <= 0) return;
     gemm_impl(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads < 1 ? 1 : threads);

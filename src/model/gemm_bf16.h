@@ -9,7 +9,7 @@
  * torch's .to(torch.bfloat16). Products of bf16 pairs are summed in fp32 by
  * AVX512_BF16's VDPBF16PS, so results differ from fp32 only by the rounding
  * of the inputs. Needs a CPU with AVX512F + AVX512BW + AVX512_BF16
- * (bf16_supported); there is no emulated path.
+ * (model_bf16_supported); there is no emulated path.
  */
 #ifndef WOBBLE_GEMM_BF16_H
 #define WOBBLE_GEMM_BF16_H
@@ -17,29 +17,29 @@
 #include <stdint.h>
 
 /* 1 when this CPU runs the kernel. */
-int bf16_supported(void);
+int model_bf16_supported(void);
 
 /* W packed for the kernel: N rows of K floats given as `rows` (row j at
  * rows[j], so separate q, k, v matrices pack as one). Aligned storage, free
- * with bf16_free; NULL when out of memory. */
+ * with model_bf16_free; NULL when out of memory. */
 typedef struct {
     uint16_t *p;
     int n, k;   /* logical size */
     int kp;     /* K rounded up to even */
-} bf16_packed;
+} model_bf16_packed;
 
-int bf16_pack(bf16_packed *out, const float *const *rows, int n, int k);
+int model_bf16_pack(model_bf16_packed *out, const float *const *rows, int n, int k);
 /* Contiguous [n, k] W. */
-int bf16_pack_dense(bf16_packed *out, const float *w, int n, int k);
-void bf16_free(bf16_packed *b);
+int model_bf16_pack_dense(model_bf16_packed *out, const float *w, int n, int k);
+void model_bf16_free(model_bf16_packed *b);
 /* Bytes of packed storage. */
-size_t bf16_packed_bytes(const bf16_packed *b);
+size_t model_bf16_packed_bytes(const model_bf16_packed *b);
 
-/* Scratch bf16 elements bf16_gemm needs for an A of m x k. */
-size_t bf16_scratch_elems(int m, int k);
+/* Scratch bf16 elements model_bf16_gemm needs for an A of m x k. */
+size_t model_bf16_scratch_elems(int m, int k);
 
 /* C = A W^T (+ bias) (+ C if accumulate); lda, ldc in floats. scratch holds
- * bf16_scratch_elems(m, W->k) elements, 64-byte aligned. */
-void bf16_gemm(const float *A, int m, int lda, const bf16_packed *W, const float *bias, int accumulate, float *C,
+ * model_bf16_scratch_elems(m, W->k) elements, 64-byte aligned. */
+void model_bf16_gemm(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias, int accumulate, float *C,
                int ldc, uint16_t *scratch, int threads);
 #endif

@@ -768,7 +768,7 @@ static int apply_preprocessor_config(wobble_ctx *ctx, wobble_model *m, json_t *p
 
 /* ---------------------------------------------------------------- bf16 */
 
-int wobble_bf16_supported(void) { return bf16_supported(); }
+int wobble_bf16_supported(void) { return model_bf16_supported(); }
 
 const char *wobble_precision_name(wobble_precision p) {
     return p == WOBBLE_PRECISION_FP32 ? "fp32" : p == WOBBLE_PRECISION_BF16 ? "bf16" : NULL;
@@ -781,14 +781,14 @@ int wobble_precision_parse(const char *s) {
 }
 
 /* Pack one linear layer (rows given one by one) into model-owned bf16 storage. */
-static int pack_rows(wobble_model *m, const float *const *rows, int n, int k, const bf16_packed **out) {
-    bf16_packed *b = malloc(sizeof *b);
-    if (!b || bf16_pack(b, rows, n, k) != 0) {
+static int pack_rows(wobble_model *m, const float *const *rows, int n, int k, const model_bf16_packed **out) {
+    model_bf16_packed *b = malloc(sizeof *b);
+    if (!b || model_bf16_pack(b, rows, n, k) != 0) {
         free(b);
         return -1;
     }
     if (model_own(m, b->p) != 0) {
-        bf16_free(b);
+        model_bf16_free(b);
         free(b);
         return -1;
     }
@@ -796,7 +796,7 @@ static int pack_rows(wobble_model *m, const float *const *rows, int n, int k, co
         free(b);
         return -1;
     }
-    m->bf16_bytes += bf16_packed_bytes(b);
+    m->bf16_bytes += model_bf16_packed_bytes(b);
     *out = b;
     return 0;
 }
@@ -833,7 +833,7 @@ static int pack_blocks(wobble_model *m, block_t *blocks, int depth) {
 }
 
 static int pack_bf16(wobble_ctx *ctx, wobble_model *m) {
-    if (!bf16_supported())
+    if (!model_bf16_supported())
         return core_seterr(ctx, WOBBLE_EINVAL,
                            "%s: precision bf16 needs a CPU with AVX512_BF16, which this one lacks; use fp32", m->path);
     linear_t pe = {m->patch_w, NULL, m->dim, 3 * m->patch * m->patch, NULL};

@@ -13,7 +13,7 @@ typedef struct {
     const float *w; /* [out, in], row-major (PyTorch Linear layout) */
     const float *b; /* [out] or NULL */
     int out, in;
-    const bf16_packed *bp; /* the weights packed in bf16 (precision bf16), else NULL */
+    const model_bf16_packed *bp; /* the weights packed in bf16 (precision bf16), else NULL */
 } linear_t;
 
 typedef struct {
@@ -85,7 +85,7 @@ struct wobble_model {
     int interp_antialias;
     const float *patch_w; /* [D, 3*P*P] */
     const float *patch_b; /* [D] or NULL */
-    const bf16_packed *patch_bp; /* patch_w in bf16 (precision bf16), else NULL */
+    const model_bf16_packed *patch_bp; /* patch_w in bf16 (precision bf16), else NULL */
     wobble_precision precision;
     uint64_t bf16_bytes;  /* packed bf16 weights */
     const float *cls;     /* [D] */
