@@ -4,7 +4,7 @@
  * OpenBLAS sgemm GFLOP/s of a large square product on the same machine, and
  * peak memory. Prints one JSON object. bench/embed runs it beside PyTorch.
  *
- * usage: bench_embed --model M [--batch B] [--threads T] [--seconds S] [--size HxW]
+ * usage: bench_embed --model M [--batch B] [--threads T] [--seconds S] [--size HxW] [--precision fp32|bf16]
  */
 #include "wobble.h"
 
@@ -41,7 +41,7 @@ static double sgemm_gflops(int n, int threads) {
 
 int main(int argc, char **argv) {
     const char *model = NULL;
-    int batch = 1, threads = 0, H = 0, W = 0;
+    int batch = 1, threads = 0, H = 0, W = 0, prec = WOBBLE_PRECISION_FP32;
     double seconds = 3;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model = argv[i + 1];
@@ -49,9 +49,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--size")) sscanf(argv[i + 1], "%dx%d", &H, &W);
+        else if (!strcmp(argv[i], "--precision")) prec = wobble_precision_parse(argv[i + 1]);
     }
-    if (!model) {
-        fprintf(stderr, "usage: bench_embed --model M [--batch B] [--threads T] [--seconds S] [--size HxW]\n");
+    if (!model || prec < 0) {
+        fprintf(stderr, "usage: bench_embed --model M [--batch B] [--threads T] [--seconds S] [--size HxW] "
+                        "[--precision fp32|bf16]\n");
         return 2;
     }
     double base_kb = 0; /* RSS before anything is loaded: code and libraries */
@@ -68,6 +70,7 @@ int main(int argc, char **argv) {
     wobble_ctx_create(&cp, &ctx);
     wobble_model_params mp = wobble_model_default_params();
     mp.max_batch = batch;
+    mp.precision = (wobble_precision)prec;
     wobble_model *m;
     if (wobble_model_load(ctx, model, &mp, &m) != WOBBLE_OK) {
         fprintf(stderr, "bench_embed: %s\n", wobble_last_error(ctx));

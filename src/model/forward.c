@@ -437,19 +437,27 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
     float *h2 = r ? r->h2 : a->h;
     layernorm_fwd(x, rows, D, &bk->ln2, xs->eps, h2, th);
     float *u = r ? r->u : a->mlp;
-    linear_fwd(h2, rows, &bk->fc1, u, 0, a, th);
     const float *b1 = bk->fc1.b ? bk->fc1.b : a->zeros;
     float *act;
-    if (xs->act == ACT_SWIGLU) {
-        act = r ? r->a : a->mlp2;
-        act_fwd(xs->act, u, b1, rows, Hd, act, th);
-    } else {
+    if (bk->fc1.bp && !r && xs->act != ACT_SWIGLU) {
+        /* bf16: bias and activation applied to each finished tile of the GEMM
+         * while it is in L1 (the same operations as act_fwd's pass) */
+        model_bf16_gemm_post(h2, rows, D, bk->fc1.bp, NULL, 0, u, Hd, a->bf16s, th,
+                             xs->act == ACT_GELU ? gelu_row : quick_gelu_row, b1);
         act = u;
-        if (r) {
-            act = r->a;
-            memcpy(act, u, sizeof(float) * (size_t)rows * Hd);
+    } else {
+        linear_fwd(h2, rows, &bk->fc1, u, 0, a, th);
+        if (xs->act == ACT_SWIGLU) {
+            act = r ? r->a : a->mlp2;
+            act_fwd(xs->act, u, b1, rows, Hd, act, th);
+        } else {
+            act = u;
+            if (r) {
+                act = r->a;
+                memcpy(act, u, sizeof(float) * (size_t)rows * Hd);
+            }
+            act_fwd(xs->act, act, b1, rows, Hd, NULL, th);
         }
-        act_fwd(xs->act, act, b1, rows, Hd, NULL, th);
     }
     float *y2 = r && bk->ls2 ? r->y2 : a->h;
     linear_fwd(act, rows, &bk->fc2, y2, 0, a, th);

@@ -99,7 +99,8 @@ BF16_TARGET static void round_row(const float *x, int k, int kp, uint16_t *y) {
 /* Micro-tile of mr (<= MR) rows; ncols (<= NR) columns written. */
 BF16_TARGET static inline __attribute__((always_inline)) void tile(const int mr, int pairs, const uint16_t *a,
                                                                    size_t lda, const uint16_t *b, float *c, size_t ldc,
-                                                                   const float *bias, int accumulate, int ncols) {
+                                                                   const float *bias, int accumulate, int ncols,
+                                                                   model_bf16_post_fn post, const float *pbias) {
     /* bias: added on the first K slice only; accumulate: C += (later slices, or beta = 1) */
     __m512 acc[MR][4];
     for (int i = 0; i < MR; i++)
@@ -134,22 +135,26 @@ BF16_TARGET static inline __attribute__((always_inline)) void tile(const int mr,
             _mm512_mask_storeu_ps(ci, mk, v);
         }
     }
+    if (post)
+        for (int i = 0; i < mr; i++) post(c + i * ldc, pbias, ncols);
 }
 
 BF16_TARGET static void tile_any(int mr, int pairs, const uint16_t *a, size_t lda, const uint16_t *b, float *c,
-                                 size_t ldc, const float *bias, int accumulate, int ncols) {
+                                 size_t ldc, const float *bias, int accumulate, int ncols, model_bf16_post_fn post,
+                                 const float *pbias) {
     switch (mr) {
-    case 6: tile(6, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
-    case 5: tile(5, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
-    case 4: tile(4, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
-    case 3: tile(3, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
-    case 2: tile(2, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
-    default: tile(1, pairs, a, lda, b, c, ldc, bias, accumulate, ncols); break;
+    case 6: tile(6, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    case 5: tile(5, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    case 4: tile(4, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    case 3: tile(3, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    case 2: tile(2, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    default: tile(1, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
     }
 }
 
 BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
-                                  int accumulate, float *C, int ldc, uint16_t *s, int threads) {
+                                  int accumulate, float *C, int ldc, uint16_t *s, int threads, model_bf16_post_fn post,
+                                  const float *pbias) {
     const int k = W->k, kp = W->kp, n = W->n;
     const int np = (int)panels(n), mb = (m + MB - 1) / MB;
     const int tasks = np * mb;
@@ -170,7 +175,8 @@ BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const model_bf
                     const int mr = r1 - i < MR ? r1 - i : MR;
                     tile_any(mr, pairs, s + (size_t)i * kp + 2 * (size_t)p0, (size_t)kp, b + (size_t)p0 * 2 * NR,
                              C + (size_t)i * ldc + (size_t)q * NR, (size_t)ldc,
-                             p0 == 0 && bias ? bias + q * NR : NULL, p0 > 0 || accumulate, ncols);
+                             p0 == 0 && bias ? bias + q * NR : NULL, p0 > 0 || accumulate, ncols,
+                             p0 + pairs == kp / 2 ? post : NULL, pbias ? pbias + q * NR : NULL);
                 }
             }
         }
@@ -180,5 +186,12 @@ BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const model_bf
 void model_bf16_gemm(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias, int accumulate, float *C,
                int ldc, uint16_t *scratch, int threads) {
     if (m <= 0 || W->n <= 0) return;
-    gemm_impl(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads < 1 ? 1 : threads);
+    gemm_impl(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads < 1 ? 1 : threads, NULL, NULL);
+}
+
+void model_bf16_gemm_post(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
+                          int accumulate, float *C, int ldc, uint16_t *scratch, int threads, model_bf16_post_fn post,
+                          const float *post_bias) {
+    if (m <= 0 || W->n <= 0) return;
+    gemm_impl(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads < 1 ? 1 : threads, post, post_bias);
 }

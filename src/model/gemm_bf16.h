@@ -42,4 +42,12 @@ size_t model_bf16_scratch_elems(int m, int k);
  * model_bf16_scratch_elems(m, W->k) elements, 64-byte aligned. */
 void model_bf16_gemm(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias, int accumulate, float *C,
                int ldc, uint16_t *scratch, int threads);
+
+/* As model_bf16_gemm, then post(row, post_bias + first column, columns) on
+ * each finished row piece of C while it is still in L1 (an activation
+ * fused into the GEMM: the same arithmetic as a separate pass). */
+typedef void (*model_bf16_post_fn)(float *row, const float *bias, int n);
+void model_bf16_gemm_post(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
+                          int accumulate, float *C, int ldc, uint16_t *scratch, int threads, model_bf16_post_fn post,
+                          const float *post_bias);
 #endif
