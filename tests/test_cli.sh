@@ -112,6 +112,10 @@ check 'grep -q "0 embeddings computed, 2 images from the cache" "$T/e"' "eval re
 # --precision
 "$W" embed --model "$M" --precision fp16 "$IMG" -o "$T/pr.npy" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "neither fp32 nor bf16" "$T/e"' "embed bad precision"
 "$W" embed --model "$M" --precision bf16 "$IMG" -o "$T/b16.npy" 2>"$T/e"; rc=$?
+WOBBLE_NO_BF16=1 "$W" embed --model "$M" --precision bf16 "$IMG" -o "$T/nb.npy" 2>"$T/e2"
+check '[ $? -eq 2 ] && grep -q "needs a CPU with AVX512_BF16, which this one lacks; use fp32" "$T/e2" && [ ! -e "$T/nb.npy" ]' "bf16 on a CPU without AVX512_BF16 (WOBBLE_NO_BF16): one-line usage error"
+WOBBLE_NO_BF16=1 "$W" eval --model "$M" --data "$T/evdata" --op jpeg:50 --precision bf16 -o "$T/evnb" 2>"$T/e2"
+check '[ $? -eq 2 ] && grep -q "AVX512_BF16" "$T/e2" && [ ! -e "$T/evnb" ]' "eval bf16 without AVX512_BF16: refused before any output"
 if [ $rc -eq 2 ] && grep -q "lacks" "$T/e"; then
   echo "bf16 CLI checks skipped: this CPU has no AVX512_BF16"
 else

@@ -240,6 +240,37 @@ int main(void) {
         wobble_model_free(m);
     }
 
+    /* precision: an impossible value; bf16 where the CPU lacks it (forced by
+     * WOBBLE_NO_BF16); a bf16 model refused by the fine-tuner's recorder */
+    {
+        wobble_model *m = NULL;
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/models/clip-f32-openai", t_ref_dir());
+        wobble_model_params mp = wobble_model_default_params();
+        mp.precision = (wobble_precision)7;
+        CHECK(wobble_model_load(ctx, dir, &mp, &m) == WOBBLE_EINVAL && !m, "precision 7");
+        CHECK(strstr(wobble_last_error(ctx), "neither fp32 (0) nor bf16 (1)"), "%s", wobble_last_error(ctx));
+        CHECK(wobble_precision_parse("bf16") == WOBBLE_PRECISION_BF16 && wobble_precision_parse("fp16") == -1 &&
+                  !strcmp(wobble_precision_name(WOBBLE_PRECISION_FP32), "fp32"),
+              "precision names");
+        const int had = wobble_bf16_supported();
+        setenv("WOBBLE_NO_BF16", "1", 1);
+        mp.precision = WOBBLE_PRECISION_BF16;
+        CHECK(!wobble_bf16_supported(), "WOBBLE_NO_BF16 hides AVX512_BF16");
+        CHECK(wobble_model_load(ctx, dir, &mp, &m) == WOBBLE_EINVAL && !m, "bf16 without AVX512_BF16");
+        CHECK(strstr(wobble_last_error(ctx), "needs a CPU with AVX512_BF16"), "%s", wobble_last_error(ctx));
+        unsetenv("WOBBLE_NO_BF16");
+        CHECK(wobble_bf16_supported() == had, "support restored");
+        if (had) {
+            CHECK(wobble_model_load(ctx, dir, &mp, &m) == WOBBLE_OK, "%s", wobble_last_error(ctx));
+            wobble_finetune_params fp = wobble_finetune_default_params();
+            CHECK(wobble_finetune_check_params(ctx, m, &fp) == WOBBLE_EINVAL &&
+                      strstr(wobble_last_error(ctx), "fine-tuning runs in fp32"),
+                  "a bf16 model is refused for fine-tuning: %s", wobble_last_error(ctx));
+            wobble_model_free(m);
+        }
+    }
+
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     CHECK(system(cmd) == 0, "cleanup");

@@ -29,6 +29,10 @@
 #endif
 
 int model_bf16_supported(void) {
+    /* WOBBLE_NO_BF16 set (non-empty): behave as on a CPU without AVX512_BF16
+     * (tests the refusal path on machines that have it) */
+    const char *no = getenv("WOBBLE_NO_BF16");
+    if (no && *no) return 0;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512bf16");

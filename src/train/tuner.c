@@ -76,6 +76,9 @@ wobble_tune_params wobble_tune_default_params(void) {
 }
 
 int wobble_tune_check_params(wobble_ctx *ctx, const wobble_model *m, const wobble_tune_params *p) {
+    if (m && m->precision != WOBBLE_PRECISION_FP32)
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: fine-tuning runs in fp32; load the model with precision fp32",
+                           m->path);
     if (p->scope != WOBBLE_SCOPE_ALL && p->scope != WOBBLE_SCOPE_LAST && p->scope != WOBBLE_SCOPE_NORMS)
         return core_seterr(ctx, WOBBLE_EDOMAIN, "scope: unknown value %d", (int)p->scope);
     if (p->scope == WOBBLE_SCOPE_LAST && (p->last_blocks < 1 || (m && p->last_blocks > m->depth)))
