@@ -2,8 +2,11 @@
 
 TorchViT is Hugging Face's ViTModel image path (pre-norm blocks, CLS token
 after the final LayerNorm) built from the same modules as
-tests/ref/gen_models.py, loaded from a ViTModel state dict.
+tests/ref/gen_models.py, loaded from a ViTModel state dict. make_vit_b16
+writes (once) the random full-size ViT-B/16 that bench/embed_e2e and
+bench/embed --large measure.
 """
+import json
 import os
 import sys
 
@@ -58,3 +61,42 @@ class TorchViT(nn.Module):
         for b in self.blocks:
             x = b(x)
         return self.norm(x)[:, 0]
+
+
+D, DEPTH, HEADS = 768, 12, 12
+
+
+def make_vit_b16(out):
+    """A random ViT-B/16 in Hugging Face ViTModel names (std 0.02 as HF's init)."""
+    p = os.path.join(out, "vit-b16-hf")
+    f = os.path.join(p, "model.safetensors")
+    if os.path.exists(f):
+        return p, G.load_safetensors(f)
+    os.makedirs(p, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g) * 0.02
+
+    sd = {"embeddings.cls_token": rnd(1, 1, D), "embeddings.position_embeddings": rnd(1, 197, D),
+          "embeddings.patch_embeddings.projection.weight": rnd(D, 3, 16, 16),
+          "embeddings.patch_embeddings.projection.bias": torch.zeros(D),
+          "layernorm.weight": torch.ones(D), "layernorm.bias": torch.zeros(D)}
+    for i in range(DEPTH):
+        q = f"encoder.layer.{i}."
+        for n, (o, k) in {"attention.attention.query": (D, D), "attention.attention.key": (D, D),
+                          "attention.attention.value": (D, D), "attention.output.dense": (D, D),
+                          "intermediate.dense": (4 * D, D), "output.dense": (D, 4 * D)}.items():
+            sd[q + n + ".weight"], sd[q + n + ".bias"] = rnd(o, k), torch.zeros(o)
+        for n in ("layernorm_before", "layernorm_after"):
+            sd[q + n + ".weight"], sd[q + n + ".bias"] = torch.ones(D), torch.zeros(D)
+    G.save_safetensors(f, sd)
+    json.dump({"architectures": ["ViTModel"], "model_type": "vit", "hidden_size": D, "num_hidden_layers": DEPTH,
+               "num_attention_heads": HEADS, "intermediate_size": 4 * D, "hidden_act": "gelu",
+               "layer_norm_eps": 1e-12, "image_size": 224, "patch_size": 16, "num_channels": 3, "qkv_bias": True},
+              open(os.path.join(p, "config.json"), "w"), indent=1)
+    json.dump({"image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"shortest_edge": 256},
+               "resample": 2, "do_center_crop": True, "crop_size": {"height": 224, "width": 224}, "do_rescale": True,
+               "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3},
+              open(os.path.join(p, "preprocessor_config.json"), "w"), indent=1)
+    return p, sd

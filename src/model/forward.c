@@ -391,7 +391,8 @@ static int arena_reserve(arena_t *a, int dim, int hidden, act_t act, size_t rows
     }
     if (bf16) {
         /* the widest GEMM input: fc2's (hidden), the qkv / proj / fc1 ones (dim), the patch embedding's */
-        const int kmax = (int)(H > D ? H : D) > patch_k ? (int)(H > D ? H : D) : patch_k;
+        int kmax = dim > hidden ? dim : hidden;
+        if (patch_k > kmax) kmax = patch_k;
         const size_t need = model_bf16_scratch_elems((int)(rows > npatch_rows ? rows : npatch_rows), kmax);
         if (need > a->cap_bf16s) {
             uint16_t *s = aligned_alloc(64, (need * sizeof(uint16_t) + 63) & ~(size_t)63);

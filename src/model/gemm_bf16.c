@@ -55,11 +55,13 @@ int model_bf16_pack(model_bf16_packed *out, const float *const *rows, int n, int
     const size_t elems = panels(n) * NR * (size_t)kp;
     uint16_t *p = aligned_alloc(64, (elems * 2 + 63) & ~(size_t)63);
     if (!p) return -1;
-    memset(p, 0, elems * 2);
+    /* zero only what no weight fills: the last panel's padding rows, and the pad column of an odd K below */
+    if (n % NR) memset(p + (panels(n) - 1) * NR * (size_t)kp, 0, (size_t)NR * kp * 2);
     for (int j = 0; j < n; j++) {
         uint16_t *panel = p + (size_t)(j / NR) * NR * kp;
         const int c = j % NR;
         for (int kk = 0; kk < k; kk++) panel[(size_t)(kk / 2) * 2 * NR + 2 * c + (kk & 1)] = to_bf16(rows[j][kk]);
+        if (kp > k) panel[(size_t)(k / 2) * 2 * NR + 2 * c + 1] = 0;
     }
     out->p = p;
     out->n = n;
@@ -187,15 +189,14 @@ BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const model_bf
     }
 }
 
-void model_bf16_gemm(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias, int accumulate, float *C,
-               int ldc, uint16_t *scratch, int threads) {
-    if (m <= 0 || W->n <= 0) return;
-    gemm_impl(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads < 1 ? 1 : threads, NULL, NULL);
-}
-
 void model_bf16_gemm_post(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
                           int accumulate, float *C, int ldc, uint16_t *scratch, int threads, model_bf16_post_fn post,
                           const float *post_bias) {
     if (m <= 0 || W->n <= 0) return;
     gemm_impl(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads < 1 ? 1 : threads, post, post_bias);
+}
+
+void model_bf16_gemm(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias, int accumulate,
+                     float *C, int ldc, uint16_t *scratch, int threads) {
+    model_bf16_gemm_post(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads, NULL, NULL);
 }

@@ -780,10 +780,10 @@ int wobble_precision_parse(const char *s) {
     return -1;
 }
 
-/* Pack one linear layer (rows given one by one) into model-owned bf16 storage. */
-static int pack_rows(wobble_model *m, const float *const *rows, int n, int k, const model_bf16_packed **out) {
-    model_bf16_packed *b = malloc(sizeof *b);
-    if (!b || model_bf16_pack(b, rows, n, k) != 0) {
+/* Keep a freshly packed layer (descriptor and storage) as long as the
+ * model; b comes from malloc, packed by the caller (packed != 0: failed). */
+static int keep_packed(wobble_model *m, model_bf16_packed *b, int packed, const model_bf16_packed **out) {
+    if (!b || packed != 0) {
         free(b);
         return -1;
     }
@@ -803,12 +803,8 @@ static int pack_rows(wobble_model *m, const float *const *rows, int n, int k, co
 
 static int pack_linear(wobble_model *m, linear_t *L) {
     if (!L->w) return 0;
-    const float **rows = malloc(sizeof(*rows) * (size_t)L->out);
-    if (!rows) return -1;
-    for (int j = 0; j < L->out; j++) rows[j] = L->w + (size_t)j * L->in;
-    int rc = pack_rows(m, rows, L->out, L->in, &L->bp);
-    free(rows);
-    return rc;
+    model_bf16_packed *b = malloc(sizeof *b);
+    return keep_packed(m, b, b ? model_bf16_pack_dense(b, L->w, L->out, L->in) : -1, &L->bp);
 }
 
 /* Every linear layer of a stack; separate q, k, v matrices become one. */
@@ -820,12 +816,15 @@ static int pack_blocks(wobble_model *m, block_t *blocks, int depth) {
         } else {
             const int d = bk->qkv.in;
             const float **rows = malloc(sizeof(*rows) * 3 * (size_t)d);
-            if (!rows) return -1;
-            const float *w[3] = {bk->wq, bk->wk, bk->wv};
-            for (int j = 0; j < 3 * d; j++) rows[j] = w[j / d] + (size_t)(j % d) * d;
-            int rc = pack_rows(m, rows, 3 * d, d, &bk->qkv.bp);
+            model_bf16_packed *b = malloc(sizeof *b);
+            int rc = -1;
+            if (rows && b) {
+                const float *w[3] = {bk->wq, bk->wk, bk->wv};
+                for (int j = 0; j < 3 * d; j++) rows[j] = w[j / d] + (size_t)(j % d) * d;
+                rc = model_bf16_pack(b, rows, 3 * d, d);
+            }
             free(rows);
-            if (rc) return -1;
+            if (keep_packed(m, b, rc, &bk->qkv.bp)) return -1;
         }
         if (pack_linear(m, &bk->proj) || pack_linear(m, &bk->fc1) || pack_linear(m, &bk->fc2)) return -1;
     }
