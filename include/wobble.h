@@ -189,6 +189,9 @@ typedef struct wobble_op_info {
     double identity;         /* level that returns an exact copy */
     const double *grid;      /* default levels, mildest first */
     int grid_len;
+    int suite;               /* 0: an editing op; ImageNet-C corruption (imagenet_c.*):
+                                1 one of the 15 standard, 2 one of the 4 validation ones */
+    const char *constants;   /* ImageNet-C: the constants per severity, one line; NULL otherwise */
 } wobble_op_info;
 
 int wobble_op_count(void);
@@ -198,8 +201,13 @@ const wobble_op_info *wobble_op_at(int i);
 const wobble_op_info *wobble_op_find(const char *name);
 
 typedef struct wobble_perturb_params {
-    uint64_t seed;     /* random operations (gaussian_noise) */
+    uint64_t seed;     /* random operations (gaussian_noise, the random imagenet_c.* corruptions) */
     uint64_t image_id; /* random operations: with seed and level, fixes the noise */
+    int exact_seed;    /* imagenet_c.*: 1 seeds NumPy's generators with `seed` itself, as
+                          np.random.seed(seed) before imagecorruptions' corrupt() (seed must be
+                          below 2^32); 0 (default) with a seed derived from (seed, image_id,
+                          level), so every image and severity draws its own stream.
+                          gaussian_noise ignores it. */
 } wobble_perturb_params;
 
 wobble_perturb_params wobble_perturb_default_params(void);

@@ -27,7 +27,9 @@ static wobble_image *flat_image(wobble_ctx *ctx, int w, int h, uint8_t v) {
 static void test_registry(void) {
     const char *names[] = {"jpeg", "brightness", "contrast", "saturation", "sharpness",
                            "hue", "gaussian_blur", "gaussian_noise", "rescale"};
-    CHECK(wobble_op_count() == 9, "nine operations, got %d", wobble_op_count());
+    int editing = 0;
+    for (int i = 0; i < wobble_op_count(); i++) editing += wobble_op_at(i)->suite == 0;
+    CHECK(editing == 9, "nine editing operations, got %d", editing);
     for (int i = 0; i < 9; i++) {
         const wobble_op_info *op = wobble_op_find(names[i]);
         CHECK(op != NULL, "%s registered", names[i]);
@@ -43,6 +45,24 @@ static void test_registry(void) {
     CHECK(wobble_op_find("nope") == NULL && wobble_op_find(NULL) == NULL, "unknown op");
     CHECK(wobble_op_at(-1) == NULL && wobble_op_at(wobble_op_count()) == NULL, "index bounds");
     CHECK(!wobble_op_find("jpeg")->has_identity, "jpeg has no identity level");
+    /* the ImageNet-C corruptions: imagecorruptions' names, the first 15
+     * standard and the last 4 validation; severity 1-5, no identity */
+    static const char *ic[19] = {"gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
+                                 "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
+                                 "elastic_transform", "pixelate", "jpeg_compression", "speckle_noise",
+                                 "gaussian_blur", "spatter", "saturate"};
+    for (int i = 0; i < wobble_op_count(); i++) {
+        const wobble_op_info *op = wobble_op_at(i);
+        if (!op->suite) continue;
+        int k = -1;
+        for (int j = 0; j < 19; j++)
+            if (!strncmp(op->name, "imagenet_c.", 11) && !strcmp(op->name + 11, ic[j])) k = j;
+        CHECK(k >= 0, "%s: an imagecorruptions name", op->name);
+        CHECK(op->suite == (k < 15 ? 1 : 2), "%s: suite %d", op->name, op->suite);
+        CHECK(op->min == 1 && op->max == 5 && op->integer && !op->has_identity && op->grid_len == 5,
+              "%s: severity 1-5", op->name);
+        CHECK(op->constants && strchr(op->constants, ':'), "%s: constants listed", op->name);
+    }
 }
 
 static void expect_domain_error(wobble_ctx *ctx, const wobble_image *img, const char *op, double level,

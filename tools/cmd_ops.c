@@ -11,7 +11,9 @@ static void help(FILE *f) {
     fprintf(f, "usage: wobble ops [--json]\n"
                "\n"
                "List the perturbation operations: parameter, domain, identity level, default\n"
-               "grid (mildest first) and the reference implementation each matches.\n"
+               "grid (mildest first) and the reference implementation each matches; for the\n"
+               "ImageNet-C corruptions (imagenet_c.*, level = severity 1-5), their constants\n"
+               "per severity.\n"
                "\n"
                "  --json     machine-readable output\n"
                "  -h, --help this help\n");
@@ -59,6 +61,10 @@ int cmd_ops(int argc, char **argv) {
                                   "min_open", op->min_open, "max_open", op->max_open, "integer", op->integer,
                                   "identity", op->has_identity ? json_real(op->identity) : json_null(), "grid",
                                   grid);
+            if (op->suite) {
+                json_object_set_new(o, "suite", json_string(op->suite == 1 ? "imagenet-c" : "imagenet-c-validation"));
+                json_object_set_new(o, "constants", json_string(op->constants));
+            }
             json_array_append_new(arr, o);
         }
         char *s = json_dumps(arr, JSON_INDENT(2));
@@ -67,7 +73,7 @@ int cmd_ops(int argc, char **argv) {
         json_decref(arr);
         return EXIT_OK;
     }
-    printf("%-15s %-8s %-14s %-9s %s\n", "op", "param", "domain", "identity", "default grid");
+    printf("%-28s %-8s %-14s %-9s %s\n", "op", "param", "domain", "identity", "default grid");
     for (int i = 0; i < wobble_op_count(); i++) {
         const wobble_op_info *op = wobble_op_at(i);
         char dom[64], id[32], grid[128] = "";
@@ -81,12 +87,15 @@ int cmd_ops(int argc, char **argv) {
             snprintf(t, sizeof t, "%s%g", j ? "," : "", op->grid[j]);
             strncat(grid, t, sizeof grid - strlen(grid) - 1);
         }
-        printf("%-15s %-8s %-14s %-9s %s\n", op->name, op->param, dom, id, grid);
+        printf("%-28s %-8s %-14s %-9s %s\n", op->name, op->param, dom, id, grid);
     }
     printf("\n");
     for (int i = 0; i < wobble_op_count(); i++) {
         const wobble_op_info *op = wobble_op_at(i);
-        printf("%-15s %s\n%-15s   matches: %s\n", op->name, op->description, "", op->reference);
+        printf("%s\n    %s\n    matches: %s\n", op->name, op->description, op->reference);
+        if (op->constants)
+            printf("    %s, per severity 1-5: %s\n", op->suite == 1 ? "standard corruption" : "validation corruption",
+                   op->constants);
     }
     return EXIT_OK;
 }

@@ -23,8 +23,10 @@ static void help(FILE *f) {
             "  --op NAME           operation (see 'wobble ops')\n"
             "  --level K           one level\n"
             "  --levels K1,K2,...  several levels; without --level/--levels, the op's default grid\n"
-            "  --seed N            seed for random operations (default 0); the noise also depends\n"
-            "                      on the image content and the level, so it is reproducible\n"
+            "  --seed N            seed for random operations (default 0). gaussian_noise also\n"
+            "                      depends on the image content and the level; the imagenet_c.*\n"
+            "                      corruptions draw exactly what imagecorruptions draws after\n"
+            "                      np.random.seed(N) (N < 2^32), the same for every image\n"
             "  --format png|jpg    output format in folder mode (default png; jpg uses quality 95)\n"
             "  --threads N         worker threads (default: all cores)\n"
             "  --max-pixels N      refuse larger images (default 89478485; 0 = no limit)\n"
@@ -77,6 +79,11 @@ int cmd_perturb(int argc, char **argv) {
     const wobble_op_info *op = wobble_op_find(opname);
     if (!op) {
         cli_error("perturb: unknown operation '%s' (see 'wobble ops')", opname);
+        return EXIT_USAGE;
+    }
+    if (op->suite && seed > 0xffffffffull) {
+        cli_error("perturb: --seed %llu is above 4294967295, the largest seed np.random.seed accepts (%s)",
+                  (unsigned long long)seed, op->name);
         return EXIT_USAGE;
     }
     if (level && levels) {
@@ -179,6 +186,7 @@ int cmd_perturb(int argc, char **argv) {
         wobble_perturb_params pp = wobble_perturb_default_params();
         pp.seed = seed;
         pp.image_id = wobble_image_hash(img);
+        pp.exact_seed = 1;
         for (int j = 0; j < nl; j++) {
             cli_progress_update(&prog, done, rel[i]);
             wobble_image *res = NULL;

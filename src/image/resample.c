@@ -238,3 +238,27 @@ int wobble_image_resize(wobble_ctx *ctx, const wobble_image *img, int width, int
     *out = o;
     return WOBBLE_OK;
 }
+
+/* Pillow 9.4 Image.resize((ow, oh), NEAREST): an affine scale whose source
+ * coordinate starts at half a step and is advanced by adding the step
+ * (Geometry.c), truncated to an index. */
+int image_resize_nearest_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh) {
+    int *xin = malloc(sizeof(int) * (size_t)ow);
+    if (!xin) return WOBBLE_ENOMEM;
+    const double ax = (double)w / ow, ay = (double)h / oh;
+    double xo = ax * 0.5;
+    for (int x = 0; x < ow; x++, xo += ax) {
+        const int xi = (int)xo;
+        xin[x] = xi < w ? xi : w - 1;
+    }
+    double yo = ay * 0.5;
+    for (int y = 0; y < oh; y++, yo += ay) {
+        int yi = (int)yo;
+        if (yi >= h) yi = h - 1;
+        const uint8_t *s = src + (size_t)yi * w * 3;
+        uint8_t *d = dst + (size_t)y * ow * 3;
+        for (int x = 0; x < ow; x++) memcpy(d + 3 * x, s + 3 * xin[x], 3);
+    }
+    free(xin);
+    return WOBBLE_OK;
+}

@@ -17,4 +17,7 @@ void image_coeffs_free(wobble_coeffs *c);
 /* Resize packed RGB src (w x h) into dst (ow x oh). */
 int image_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh, wobble_filter filter,
                       int threads);
+
+/* Pillow 9.4 Image.resize((ow, oh), Image.NEAREST) of packed RGB. */
+int image_resize_nearest_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh);
 #endif

@@ -6,6 +6,7 @@
  * docs/perturbations.md justifies each default grid.
  */
 #include "perturb.h"
+#include "imagenet_c.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@ static const double g_hue[] = {0.02, 0.05, 0.1, 0.2, 0.35};
 static const double g_blur[] = {0.5, 1.0, 1.5, 2.5, 4.0};
 static const double g_noise[] = {0.01, 0.02, 0.04, 0.08, 0.16};
 static const double g_rescale[] = {0.75, 0.5, 0.35, 0.25, 0.125};
+static const double g_severity[] = {1, 2, 3, 4, 5};
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -30,39 +32,60 @@ typedef struct op_entry {
 
 static const op_entry OPS[] = {
     {{"jpeg", "quality", "Pillow 9.4 Image.save(format=\"JPEG\", quality=k), then decode",
-      "JPEG recompression at quality k (4:2:0), decoded back", 1, 100, 0, 0, 1, 0, NAN, g_jpeg, N(g_jpeg)},
+      "JPEG recompression at quality k (4:2:0), decoded back", 1, 100, 0, 0, 1, 0, NAN, g_jpeg, N(g_jpeg), 0, NULL},
      perturb_op_jpeg},
     {{"brightness", "factor", "Pillow 9.4 ImageEnhance.Brightness(im).enhance(k)",
       "scale intensities by k (0 = black, 1 = unchanged)", 0, INFINITY, 0, 1, 0, 1, 1.0, g_brightness,
-      N(g_brightness)},
+      N(g_brightness), 0, NULL},
      perturb_op_brightness},
     {{"contrast", "factor", "Pillow 9.4 ImageEnhance.Contrast(im).enhance(k)",
       "blend with the mean gray level (0 = flat gray, 1 = unchanged)", 0, INFINITY, 0, 1, 0, 1, 1.0, g_contrast,
-      N(g_contrast)},
+      N(g_contrast), 0, NULL},
      perturb_op_contrast},
     {{"saturation", "factor", "Pillow 9.4 ImageEnhance.Color(im).enhance(k)",
       "blend with the grayscale image (0 = grayscale, 1 = unchanged)", 0, INFINITY, 0, 1, 0, 1, 1.0,
-      g_saturation, N(g_saturation)},
+      g_saturation, N(g_saturation), 0, NULL},
      perturb_op_saturation},
     {{"sharpness", "factor", "Pillow 9.4 ImageEnhance.Sharpness(im).enhance(k)",
       "blend with the SMOOTH-filtered image (0 = smoothed, 1 = unchanged, >1 sharpened)", 0, INFINITY, 0, 1, 0,
-      1, 1.0, g_sharpness, N(g_sharpness)},
+      1, 1.0, g_sharpness, N(g_sharpness), 0, NULL},
      perturb_op_sharpness},
     {{"hue", "shift", "torchvision 0.14 functional.adjust_hue(pil_image, k) (HSV via Pillow)",
-      "rotate hue by k turns in Pillow's 8-bit HSV space", -0.5, 0.5, 0, 0, 0, 1, 0.0, g_hue, N(g_hue)},
+      "rotate hue by k turns in Pillow's 8-bit HSV space", -0.5, 0.5, 0, 0, 0, 1, 0.0, g_hue, N(g_hue), 0, NULL},
      perturb_op_hue},
     {{"gaussian_blur", "sigma", "Pillow 9.4 Image.filter(ImageFilter.GaussianBlur(radius=k))",
       "Gaussian blur with standard deviation k pixels (3 extended box passes)", 0, INFINITY, 0, 1, 0, 1, 0.0,
-      g_blur, N(g_blur)},
+      g_blur, N(g_blur), 0, NULL},
      perturb_op_gaussian_blur},
     {{"gaussian_noise", "sigma", "x/255 + N(0, k^2), clipped to [0,1], x255, rounded half up",
       "additive Gaussian noise, k in units of full scale, reproducible from (seed, image id, level)", 0, 1, 0,
-      0, 0, 1, 0.0, g_noise, N(g_noise)},
+      0, 0, 1, 0.0, g_noise, N(g_noise), 0, NULL},
      perturb_op_gaussian_noise},
     {{"rescale", "factor", "Pillow 9.4 bicubic resize to (max(1,floor(w*k+0.5)), max(1,floor(h*k+0.5))) and back",
       "downscale by k and upscale back to the original size (bicubic, antialiased)", 0, 1, 1, 0, 0, 1, 1.0,
-      g_rescale, N(g_rescale)},
+      g_rescale, N(g_rescale), 0, NULL},
      perturb_op_rescale},
+
+/* ImageNet-C (imagecorruptions 1.1.2): the level is the severity 1-5 */
+#define IC(name, suite, what, constants)                                                                    \
+    {{"imagenet_c." #name, "severity",                                                                      \
+      "imagecorruptions 1.1.2 corrupt(x, severity=k, corruption_name=\"" #name "\") after np.random.seed(seed)", \
+      what, 1, 5, 0, 0, 1, 0, NAN, g_severity, N(g_severity), suite, constants},                             \
+     perturb_ic_##name}
+    IC(gaussian_noise, 1, "ImageNet-C Gaussian noise: x + N(0, c^2) on [0,1]", "c: .08 .12 .18 .26 .38"),
+    IC(shot_noise, 1, "ImageNet-C shot noise: Poisson(x c) / c", "c: 60 25 12 5 3"),
+    IC(impulse_noise, 1, "ImageNet-C impulse noise: a fraction c of the values set to 0 or 1 (skimage s&p, default_rng(seed))",
+       "c: .03 .06 .09 .17 .27"),
+    IC(fog, 1, "ImageNet-C fog: x + c0 plasma fractal (wibble decay c1), rescaled to the input maximum",
+       "(c0, c1): (1.5, 2) (2, 2) (2.5, 1.7) (2.5, 1.5) (3, 1.4)"),
+    IC(brightness, 1, "ImageNet-C brightness: HSV value + c (skimage rgb2hsv)", "c: .1 .2 .3 .4 .5"),
+    IC(contrast, 1, "ImageNet-C contrast: (x - channel mean) c + channel mean", "c: .4 .3 .2 .1 .05"),
+    IC(pixelate, 1, "ImageNet-C pixelate: Pillow box downscale by c, nearest upscale", "c: .6 .5 .4 .3 .25"),
+    IC(jpeg_compression, 1, "ImageNet-C JPEG: Pillow quality c", "quality: 25 18 15 10 7"),
+    IC(speckle_noise, 2, "ImageNet-C speckle noise (validation): x + x N(0, c^2)", "c: .15 .2 .35 .45 .6"),
+    IC(saturate, 2, "ImageNet-C saturate (validation): HSV saturation s c0 + c1",
+       "(c0, c1): (.3, 0) (.1, 0) (2, 0) (5, .1) (20, .2)"),
+#undef IC
 };
 
 int wobble_op_count(void) { return N(OPS); }
@@ -122,11 +145,17 @@ int wobble_perturb(wobble_ctx *ctx, const char *op, const wobble_image *img, dou
     const op_entry *e = find_entry(op);
     if (!e) {
         char names[256] = "";
+        int nic = 0;
         for (int i = 0; i < N(OPS); i++) {
-            if (i) strncat(names, ", ", sizeof names - strlen(names) - 1);
+            if (OPS[i].info.suite) {
+                nic++;
+                continue;
+            }
+            if (names[0]) strncat(names, ", ", sizeof names - strlen(names) - 1);
             strncat(names, OPS[i].info.name, sizeof names - strlen(names) - 1);
         }
-        return core_seterr(ctx, WOBBLE_ENOTFOUND, "unknown operation '%s' (known: %s)", op ? op : "(null)", names);
+        return core_seterr(ctx, WOBBLE_ENOTFOUND, "unknown operation '%s' (known: %s and %d imagenet_c.* corruptions)",
+                           op ? op : "(null)", names, nic);
     }
     int rc = wobble_op_check_level(ctx, &e->info, level);
     if (rc != WOBBLE_OK) return rc;

@@ -17,6 +17,25 @@ for d in "$REF"/models/*/; do
     f=$d/model.safetensors
     [ -f "$f" ] && [ "$(wc -c < "$f")" -le 300000 ] && cp "$f" "$OUT/safetensors/$(basename "$d").safetensors"
 done
+# and small files that keep the fuzzer fast (it runs with -max_len 8192):
+# each dtype, empty and scalar shapes, metadata, NaN, unaligned offsets
+python3 - "$OUT/safetensors" <<'PY'
+import json, os, struct, sys
+def write(name, tensors, meta=None, pad=0):
+    hdr, blob = {}, b""
+    if meta is not None: hdr["__metadata__"] = meta
+    for n, dt, shape, data in tensors:
+        hdr[n] = {"dtype": dt, "shape": shape, "data_offsets": [len(blob), len(blob) + len(data)]}
+        blob += data
+    h = json.dumps(hdr).encode() + b" " * pad
+    open(os.path.join(sys.argv[1], name), "wb").write(struct.pack("<Q", len(h)) + h + blob)
+f32 = lambda *v: struct.pack("<%df" % len(v), *v)
+write("small-f32", [("a.weight", "F32", [2, 3], f32(1, 2, 3, 4, 5, 6)), ("a.bias", "F32", [3], f32(0, -1, 1))])
+write("small-f16", [("w", "F16", [2, 2], struct.pack("<4e", 1, -2, 0.5, 65504))], {"format": "pt"})
+write("small-bf16", [("w", "BF16", [4], bytes.fromhex("803f0040c0ff807f"))], pad=3)
+write("small-mixed", [("s", "F32", [], f32(7)), ("e", "F32", [0, 4], b""), ("n", "F32", [2], f32(float("nan"), 1)),
+                      ("i", "I64", [1], struct.pack("<q", 5)), ("u", "U8", [3], b"abc")])
+PY
 # configs: byte 0 = 0 config.json, 1 preprocessor_config.json
 for d in "$REF"/models/*/; do
     n=$(basename "$d")

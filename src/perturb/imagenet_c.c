@@ -1,0 +1,339 @@
+/*
+ * ImageNet-C corruptions computed per pixel or from global statistics: the
+ * noises, contrast, brightness, saturate, jpeg_compression, pixelate and
+ * fog (imagenet_c.h). The severity constants are imagecorruptions 1.1.2's.
+ * Comments give the reference's expression each loop computes; x is the
+ * image as float64 in [0, 1] (uint8 / 255.).
+ */
+#include "imagenet_c.h"
+#include "../image/resample.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int perturb_ic_check(wobble_ctx *ctx, const char *op, const wobble_image *in) {
+    if (in->width < IC_MIN_SIDE || in->height < IC_MIN_SIDE)
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "%s: the image is %dx%d; ImageNet-C corruptions need at least %dx%d",
+                           op, in->width, in->height, IC_MIN_SIDE, IC_MIN_SIDE);
+    return WOBBLE_OK;
+}
+
+int perturb_ic_seed(wobble_ctx *ctx, const char *op, const wobble_perturb_params *p, double level, uint32_t *seed) {
+    if (p->exact_seed) {
+        if (p->seed > 0xffffffffull)
+            return core_seterr(ctx, WOBBLE_EDOMAIN,
+                               "%s: seed %llu is above 4294967295, the largest np.random.seed accepts", op,
+                               (unsigned long long)p->seed);
+        *seed = (uint32_t)p->seed;
+        return WOBBLE_OK;
+    }
+    uint64_t lbits;
+    memcpy(&lbits, &level, sizeof lbits);
+    const uint64_t k = core_splitmix64(p->seed) ^ core_splitmix64(p->image_id + 0x243F6A8885A308D3ull) ^
+                       core_splitmix64(lbits + 0x452821E638D01377ull);
+    *seed = (uint32_t)(core_splitmix64(k) >> 32);
+    return WOBBLE_OK;
+}
+
+/* np.uint8(np.clip(v, 0, 1) * 255): truncation */
+static inline uint8_t u8_unit(double v) {
+    v = v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v;
+    return (uint8_t)(v * 255.0);
+}
+
+#define SEV(level) ((int)(level)-1)
+#define PRELUDE(NAME)                                              \
+    const int sev = SEV(level);                                    \
+    int rc = perturb_ic_check(ctx, "imagenet_c." NAME, in);        \
+    if (rc != WOBBLE_OK) return rc;                                \
+    const size_t n = (size_t)in->width * in->height * 3u;          \
+    const uint8_t *src = in->data;                                 \
+    uint8_t *dst = out->data;                                      \
+    (void)n, (void)src, (void)dst, (void)p, (void)sev
+
+#define SEEDED(NAME)                                                          \
+    uint32_t seed;                                                            \
+    rc = perturb_ic_seed(ctx, "imagenet_c." NAME, p, level, &seed);           \
+    if (rc != WOBBLE_OK) return rc
+
+/* ------------------------------------------------------------ noise */
+
+/* clip(x + normal(size=x.shape, scale=c), 0, 1) * 255 */
+int perturb_ic_gaussian_noise(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                              wobble_image *out) {
+    static const double C[5] = {.08, .12, 0.18, 0.26, 0.38};
+    PRELUDE("gaussian_noise");
+    SEEDED("gaussian_noise");
+    perturb_mt mt;
+    perturb_mt_seed(&mt, seed);
+    for (size_t i = 0; i < n; i++) {
+        const double z = perturb_mt_normal(&mt, 0.0, C[sev]);
+        dst[i] = u8_unit(src[i] / 255.0 + z);
+    }
+    return WOBBLE_OK;
+}
+
+/* clip(poisson(x * c) / c, 0, 1) * 255 */
+int perturb_ic_shot_noise(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                          wobble_image *out) {
+    static const double C[5] = {60, 25, 12, 5, 3};
+    PRELUDE("shot_noise");
+    SEEDED("shot_noise");
+    perturb_mt mt;
+    perturb_mt_seed(&mt, seed);
+    const double c = C[sev];
+    for (size_t i = 0; i < n; i++) {
+        const int64_t k = perturb_mt_poisson(&mt, src[i] / 255.0 * c);
+        dst[i] = u8_unit((double)k / c);
+    }
+    return WOBBLE_OK;
+}
+
+/* skimage 0.19 random_noise(x, mode="s&p", amount=c, seed): with
+ * rng = default_rng(seed), flipped = rng.random(shape) <= c, then
+ * salted = rng.random(shape) <= 0.5; flipped and salted -> 1, flipped and
+ * not salted -> 0. */
+int perturb_ic_impulse_noise(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                             wobble_image *out) {
+    static const double C[5] = {.03, .06, .09, 0.17, 0.27};
+    PRELUDE("impulse_noise");
+    SEEDED("impulse_noise");
+    perturb_pcg g;
+    perturb_pcg_seed(&g, seed);
+    /* first pass: 1 where flipped (the output buffer holds the flags) */
+    for (size_t i = 0; i < n; i++) dst[i] = perturb_pcg_double(&g) <= C[sev];
+    for (size_t i = 0; i < n; i++) {
+        const int salted = perturb_pcg_double(&g) <= 0.5;
+        dst[i] = dst[i] ? (salted ? 255 : 0) : u8_unit(src[i] / 255.0);
+    }
+    return WOBBLE_OK;
+}
+
+/* clip(x + x * normal(size=x.shape, scale=c), 0, 1) * 255 */
+int perturb_ic_speckle_noise(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                             wobble_image *out) {
+    static const double C[5] = {.15, .2, 0.35, 0.45, 0.6};
+    PRELUDE("speckle_noise");
+    SEEDED("speckle_noise");
+    perturb_mt mt;
+    perturb_mt_seed(&mt, seed);
+    for (size_t i = 0; i < n; i++) {
+        const double x = src[i] / 255.0;
+        const double z = perturb_mt_normal(&mt, 0.0, C[sev]);
+        dst[i] = u8_unit(x + x * z);
+    }
+    return WOBBLE_OK;
+}
+
+/* ------------------------------------------------------------ digital */
+
+/* means = mean(x, axis=(0, 1)); clip((x - means) * c + means, 0, 1) * 255.
+ * NumPy sums this reduction in memory order, one running sum per channel. */
+int perturb_ic_contrast(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                        wobble_image *out) {
+    static const double C[5] = {0.4, .3, .2, .1, .05};
+    PRELUDE("contrast");
+    double m[3] = {0, 0, 0};
+    for (size_t i = 0; i < n; i += 3)
+        for (int ch = 0; ch < 3; ch++) m[ch] += src[i + ch] / 255.0;
+    const double cnt = (double)in->width * in->height;
+    for (int ch = 0; ch < 3; ch++) m[ch] /= cnt;
+    for (size_t i = 0; i < n; i += 3)
+        for (int ch = 0; ch < 3; ch++) dst[i + ch] = u8_unit((src[i + ch] / 255.0 - m[ch]) * C[sev] + m[ch]);
+    return WOBBLE_OK;
+}
+
+/* Python's float % 1. as NumPy computes it (fmod, then the divisor's sign) */
+static inline double mod1(double a) {
+    double m = fmod(a, 1.0);
+    if (m != 0.0) {
+        if (m < 0.0) m += 1.0;
+    } else {
+        m = 0.0;
+    }
+    return m;
+}
+
+/* skimage 0.19 rgb2hsv for one pixel: the hue of the last channel equal to
+ * the maximum wins (the reference assigns R, then G, then B); gray -> 0. */
+static void rgb2hsv(const double rgb[3], double hsv[3]) {
+    const double r = rgb[0], g = rgb[1], b = rgb[2];
+    const double v = fmax(fmax(r, g), b), lo = fmin(fmin(r, g), b);
+    const double delta = v - lo;
+    if (delta == 0.0) {
+        hsv[0] = 0.0, hsv[1] = 0.0, hsv[2] = v;
+        return;
+    }
+    double h;
+    if (b == v)
+        h = 4. + (r - g) / delta;
+    else if (g == v)
+        h = 2. + (b - r) / delta;
+    else
+        h = (g - b) / delta;
+    hsv[0] = mod1(h / 6.);
+    hsv[1] = delta / v;
+    hsv[2] = v;
+}
+
+/* skimage 0.19 hsv2rgb for one pixel */
+static void hsv2rgb(const double hsv[3], double rgb[3]) {
+    const double h6 = hsv[0] * 6, s = hsv[1], v = hsv[2];
+    const double hi = floor(h6), f = h6 - hi;
+    const double pp = v * (1 - s), q = v * (1 - f * s), t = v * (1 - (1 - f) * s);
+    switch (((uint8_t)hi) % 6) {
+    case 0: rgb[0] = v, rgb[1] = t, rgb[2] = pp; break;
+    case 1: rgb[0] = q, rgb[1] = v, rgb[2] = pp; break;
+    case 2: rgb[0] = pp, rgb[1] = v, rgb[2] = t; break;
+    case 3: rgb[0] = pp, rgb[1] = q, rgb[2] = v; break;
+    case 4: rgb[0] = t, rgb[1] = pp, rgb[2] = v; break;
+    default: rgb[0] = v, rgb[1] = pp, rgb[2] = q; break;
+    }
+}
+
+static inline double clip01(double v) { return v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v; }
+
+/* HSV: v = clip(v + c, 0, 1) (brightness) or s = clip(s * a + b, 0, 1)
+ * (saturate), back to RGB, clip(., 0, 1) * 255 */
+static void hsv_edit(const wobble_image *in, wobble_image *out, int channel, double mul, double add, int threads) {
+    const size_t npix = (size_t)in->width * in->height;
+    const int par = npix * 3 > WOBBLE_PAR_MIN_BYTES;
+#pragma omp parallel for num_threads(threads) schedule(static) if (par)
+    for (size_t i = 0; i < npix; i++) {
+        const uint8_t *s = in->data + 3 * i;
+        uint8_t *d = out->data + 3 * i;
+        double rgb[3] = {s[0] / 255., s[1] / 255., s[2] / 255.}, hsv[3];
+        rgb2hsv(rgb, hsv);
+        hsv[channel] = clip01(hsv[channel] * mul + add); /* x * 1.0 is exact */
+        hsv2rgb(hsv, rgb);
+        for (int ch = 0; ch < 3; ch++) d[ch] = u8_unit(rgb[ch]);
+    }
+}
+
+int perturb_ic_brightness(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                          wobble_image *out) {
+    static const double C[5] = {.1, .2, .3, .4, .5};
+    PRELUDE("brightness");
+    hsv_edit(in, out, 2, 1.0, C[sev], wobble_ctx_threads(ctx));
+    return WOBBLE_OK;
+}
+
+int perturb_ic_saturate(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                        wobble_image *out) {
+    static const double C[5][2] = {{0.3, 0}, {0.1, 0}, {2, 0}, {5, 0.1}, {20, 0.2}};
+    PRELUDE("saturate");
+    hsv_edit(in, out, 1, C[sev][0], C[sev][1], wobble_ctx_threads(ctx));
+    return WOBBLE_OK;
+}
+
+/* Pillow save(format="JPEG", quality=c), decoded back: wobble's jpeg op */
+int perturb_ic_jpeg_compression(wobble_ctx *ctx, const wobble_image *in, double level,
+                                const wobble_perturb_params *p, wobble_image *out) {
+    static const double C[5] = {25, 18, 15, 10, 7};
+    PRELUDE("jpeg_compression");
+    return perturb_op_jpeg(ctx, in, C[sev], p, out);
+}
+
+/* Pillow resize((int(w * c), int(h * c)), BOX), then resize((w, h), NEAREST) */
+int perturb_ic_pixelate(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                        wobble_image *out) {
+    static const double C[5] = {0.6, 0.5, 0.4, 0.3, 0.25};
+    PRELUDE("pixelate");
+    const int w = in->width, h = in->height;
+    const int sw = (int)(w * C[sev]), sh = (int)(h * C[sev]);
+    uint8_t *small = malloc((size_t)sw * sh * 3u);
+    if (!small) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.pixelate: out of memory");
+    rc = image_resize_rgb(src, w, h, small, sw, sh, WOBBLE_FILTER_BOX, wobble_ctx_threads(ctx));
+    if (rc == WOBBLE_OK) rc = image_resize_nearest_rgb(small, sw, sh, dst, w, h);
+    free(small);
+    if (rc != WOBBLE_OK) return core_seterr(ctx, rc, "imagenet_c.pixelate: %s", wobble_strerror(rc));
+    return WOBBLE_OK;
+}
+
+/* ------------------------------------------------------------ fog */
+
+/* The diamond-square height map of plasma_fractal(mapsize, wibbledecay): a
+ * float32 map; the means are float32 sums, the displacement
+ * wibble * uniform(-wibble, wibble) is float64, and each new value is
+ * rounded to float32 when stored. Returned normalised to [0, 1] (float32).
+ * The subgrids are walked row by row, as NumPy draws for them. */
+static float *plasma(int size, double decay, perturb_mt *mt) {
+    float *m = malloc(sizeof(float) * (size_t)size * size);
+    float *tmp = malloc(sizeof(float) * (size_t)size * size);
+    if (!m || !tmp) {
+        free(m), free(tmp);
+        return NULL;
+    }
+#define M(r, c) m[(size_t)(r)*size + (c)]
+    M(0, 0) = 0.0f;
+    double wibble = 100;
+    for (int step = size; step >= 2; step /= 2, wibble /= decay) {
+        const int half = step / 2, g = size / step; /* g x g subgrid */
+#define WIBBLED(sum) ((float)((double)((sum) / 4.0f) + wibble * perturb_mt_uniform(mt, -wibble, wibble)))
+        /* squares: corners (0::step) summed with their lower, then the
+         * (row + lower row) sums with their right neighbour */
+        for (int i = 0; i < g; i++)
+            for (int j = 0; j < g; j++) tmp[(size_t)i * g + j] = M(i * step, j * step) + M(((i + 1) % g) * step, j * step);
+        for (int i = 0; i < g; i++)
+            for (int j = 0; j < g; j++) {
+                const float s = tmp[(size_t)i * g + j] + tmp[(size_t)i * g + (j + 1) % g];
+                M(half + i * step, half + j * step) = WIBBLED(s);
+            }
+        /* diamonds: dr = (half::step), ul = (0::step) */
+        for (int i = 0; i < g; i++)
+            for (int j = 0; j < g; j++) {
+                const float ldr = M(half + i * step, half + j * step) + M(half + ((i + g - 1) % g) * step, half + j * step);
+                const float lul = M(i * step, j * step) + M(i * step, ((j + 1) % g) * step);
+                M(i * step, half + j * step) = WIBBLED(ldr + lul);
+            }
+        for (int i = 0; i < g; i++)
+            for (int j = 0; j < g; j++) {
+                const float tdr = M(half + i * step, half + j * step) + M(half + i * step, half + ((j + g - 1) % g) * step);
+                const float tul = M(i * step, j * step) + M(((i + 1) % g) * step, j * step);
+                M(half + i * step, j * step) = WIBBLED(tdr + tul);
+            }
+#undef WIBBLED
+    }
+    float lo = m[0];
+    for (size_t i = 0; i < (size_t)size * size; i++) lo = fminf(lo, m[i]);
+    float hi = -INFINITY;
+    for (size_t i = 0; i < (size_t)size * size; i++) {
+        m[i] -= lo;
+        hi = fmaxf(hi, m[i]);
+    }
+    for (size_t i = 0; i < (size_t)size * size; i++) m[i] /= hi;
+#undef M
+    free(tmp);
+    return m;
+}
+
+/* x += c0 * plasma[:h, :w] (float32 product); clip(x * max / (max + c0)) */
+int perturb_ic_fog(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                   wobble_image *out) {
+    static const double C[5][2] = {{1.5, 2}, {2., 2}, {2.5, 1.7}, {2.5, 1.5}, {3., 1.4}};
+    PRELUDE("fog");
+    SEEDED("fog");
+    const int w = in->width, h = in->height, side = w > h ? w : h;
+    int size = 1;
+    while (size < side) size *= 2;
+    perturb_mt mt;
+    perturb_mt_seed(&mt, seed);
+    float *map = plasma(size, C[sev][1], &mt);
+    if (!map) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.fog: out of memory");
+    uint8_t vmax = 0;
+    for (size_t i = 0; i < n; i++) vmax = src[i] > vmax ? src[i] : vmax;
+    const double mx = vmax / 255.0, c0 = C[sev][0];
+    const float c0f = (float)c0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const float f = c0f * map[(size_t)y * size + x];
+            for (int ch = 0; ch < 3; ch++) {
+                const size_t i = ((size_t)y * w + x) * 3 + ch;
+                const double v = src[i] / 255.0 + (double)f;
+                dst[i] = u8_unit(v * mx / (mx + c0));
+            }
+        }
+    free(map);
+    return WOBBLE_OK;
+}

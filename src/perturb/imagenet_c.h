@@ -1,0 +1,41 @@
+/*
+ * The ImageNet-C corruptions (Hendrycks and Dietterich, 2019) as the
+ * any-size port imagecorruptions 1.1.2 computes them: 19 corruptions,
+ * severities 1-5, uint8 output truncated as its final np.uint8 does.
+ * docs/imagenet-c.md states the seed contract and what each one does.
+ *
+ * Each kernel follows the reference's arithmetic step by step (float64 or
+ * float32 where NumPy computes in that type, the same order of operations)
+ * so that the pixels match bit for bit; the random draws come from
+ * nprandom.h.
+ */
+#ifndef WOBBLE_IMAGENET_C_H
+#define WOBBLE_IMAGENET_C_H
+#include "perturb.h"
+#include "nprandom.h"
+
+/* The smallest side imagecorruptions accepts. */
+#define IC_MIN_SIDE 32
+
+#define IC_OP(name) \
+    int perturb_ic_##name(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *)
+IC_OP(gaussian_noise);
+IC_OP(shot_noise);
+IC_OP(impulse_noise);
+IC_OP(speckle_noise);
+IC_OP(contrast);
+IC_OP(brightness);
+IC_OP(saturate);
+IC_OP(jpeg_compression);
+IC_OP(pixelate);
+IC_OP(fog);
+#undef IC_OP
+
+/* The seed of NumPy's generators for this call: `seed` itself when
+ * p->exact_seed (checked to fit np.random.seed's 32 bits), otherwise derived
+ * from (seed, image_id, level). Fails with EDOMAIN naming `op`. */
+int perturb_ic_seed(wobble_ctx *ctx, const char *op, const wobble_perturb_params *p, double level, uint32_t *seed);
+
+/* The checks every corruption starts with (size at least 32 x 32). */
+int perturb_ic_check(wobble_ctx *ctx, const char *op, const wobble_image *in);
+#endif

@@ -1,0 +1,206 @@
+/* NumPy's legacy RandomState and default_rng streams (nprandom.h). */
+#include "nprandom.h"
+
+#include <math.h>
+
+/* ------------------------------------------------------------ MT19937 */
+#define MT_N 624
+#define MT_M 397
+
+void perturb_mt_seed(perturb_mt *s, uint32_t seed) {
+    s->key[0] = seed;
+    for (int i = 1; i < MT_N; i++) {
+        const uint32_t prev = s->key[i - 1];
+        s->key[i] = 1812433253u * (prev ^ (prev >> 30)) + (uint32_t)i;
+    }
+    s->pos = MT_N;
+    s->has_gauss = 0;
+    s->gauss = 0.0;
+}
+
+static void mt_twist(perturb_mt *s) {
+    uint32_t *k = s->key;
+    for (int i = 0; i < MT_N; i++) {
+        const uint32_t y = (k[i] & 0x80000000u) | (k[(i + 1) % MT_N] & 0x7fffffffu);
+        k[i] = k[(i + MT_M) % MT_N] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+    }
+    s->pos = 0;
+}
+
+uint32_t perturb_mt_u32(perturb_mt *s) {
+    if (s->pos >= MT_N) mt_twist(s);
+    uint32_t y = s->key[s->pos++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+}
+
+double perturb_mt_double(perturb_mt *s) {
+    const uint32_t a = perturb_mt_u32(s) >> 5, b = perturb_mt_u32(s) >> 6;
+    return (a * 67108864.0 + b) / 9007199254740992.0;
+}
+
+double perturb_mt_gauss(perturb_mt *s) {
+    if (s->has_gauss) {
+        s->has_gauss = 0;
+        const double g = s->gauss;
+        s->gauss = 0.0;
+        return g;
+    }
+    double x1, x2, r2;
+    do {
+        x1 = 2.0 * perturb_mt_double(s) - 1.0;
+        x2 = 2.0 * perturb_mt_double(s) - 1.0;
+        r2 = x1 * x1 + x2 * x2;
+    } while (r2 >= 1.0 || r2 == 0.0);
+    const double f = sqrt(-2.0 * log(r2) / r2);
+    s->gauss = f * x1;
+    s->has_gauss = 1;
+    return f * x2;
+}
+
+double perturb_mt_normal(perturb_mt *s, double loc, double scale) { return loc + scale * perturb_mt_gauss(s); }
+
+double perturb_mt_uniform(perturb_mt *s, double low, double high) {
+    const double range = high - low;
+    return low + range * perturb_mt_double(s);
+}
+
+/* log(Gamma(x)) by Stirling's series with the coefficients NumPy uses,
+ * shifting x up to 7 first. */
+static double loggam(double x) {
+    static const double a[10] = {8.333333333333333e-02, -2.777777777777778e-03, 7.936507936507937e-04,
+                                 -5.952380952380952e-04, 8.417508417508418e-04, -1.917526917526918e-03,
+                                 6.410256410256410e-03, -2.955065359477124e-02, 1.796443723688307e-01,
+                                 -1.39243221690590e+00};
+    if (x == 1.0 || x == 2.0) return 0.0;
+    const int64_t n = x < 7.0 ? (int64_t)(7 - x) : 0;
+    double x0 = x + (double)n;
+    const double x2 = (1.0 / x0) * (1.0 / x0);
+    double gl0 = a[9];
+    for (int k = 8; k >= 0; k--) {
+        gl0 *= x2;
+        gl0 += a[k];
+    }
+    double gl = gl0 / x0 + 0.5 * 1.8378770664093453e+00 + (x0 - 0.5) * log(x0) - x0;
+    if (x < 7.0)
+        for (int64_t k = 1; k <= n; k++) {
+            gl -= log(x0 - 1.0);
+            x0 -= 1.0;
+        }
+    return gl;
+}
+
+/* Hormann (1993), "The transformed rejection method for generating Poisson
+ * random variables", algorithm PTRS. */
+static int64_t poisson_ptrs(perturb_mt *s, double lam) {
+    const double slam = sqrt(lam), loglam = log(lam);
+    const double b = 0.931 + 2.53 * slam;
+    const double a = -0.059 + 0.02483 * b;
+    const double invalpha = 1.1239 + 1.1328 / (b - 3.4);
+    const double vr = 0.9277 - 3.6224 / (b - 2);
+    for (;;) {
+        const double U = perturb_mt_double(s) - 0.5;
+        const double V = perturb_mt_double(s);
+        const double us = 0.5 - fabs(U);
+        const int64_t k = (int64_t)floor((2 * a / us + b) * U + lam + 0.43);
+        if (us >= 0.07 && V <= vr) return k;
+        if (k < 0 || (us < 0.013 && V > us)) continue;
+        if (log(V) + log(invalpha) - log(a / (us * us) + b) <= -lam + (double)k * loglam - loggam((double)k + 1))
+            return k;
+    }
+}
+
+int64_t perturb_mt_poisson(perturb_mt *s, double lam) {
+    if (lam >= 10) return poisson_ptrs(s, lam);
+    if (lam == 0) return 0;
+    /* multiply uniforms until the product falls to exp(-lam) */
+    const double enlam = exp(-lam);
+    int64_t x = 0;
+    double prod = 1.0;
+    for (;;) {
+        prod *= perturb_mt_double(s);
+        if (prod > enlam)
+            x++;
+        else
+            return x;
+    }
+}
+
+int64_t perturb_mt_randint(perturb_mt *s, int64_t low, int64_t high) {
+    const uint64_t rng = (uint64_t)(high - 1) - (uint64_t)low;
+    if (rng == 0) return low;
+    /* rng < 2^32 here (the corruptions draw small ranges); NumPy's mask is
+     * the smallest all-ones value covering rng */
+    uint32_t mask = (uint32_t)rng;
+    mask |= mask >> 1, mask |= mask >> 2, mask |= mask >> 4, mask |= mask >> 8, mask |= mask >> 16;
+    uint32_t v;
+    if (rng == 0xffffffffu)
+        v = perturb_mt_u32(s);
+    else
+        while ((v = perturb_mt_u32(s) & mask) > rng) {
+        }
+    return low + (int64_t)v;
+}
+
+/* ------------------------------------------------------------ PCG64 */
+#define PCG_MULT (((unsigned __int128)0x2360ed051fc65da4ull << 64) | 0x4385df649fccf645ull)
+
+static void pcg_step(perturb_pcg *s) { s->state = s->state * PCG_MULT + s->inc; }
+
+uint64_t perturb_pcg_u64(perturb_pcg *s) {
+    pcg_step(s);
+    const uint64_t hi = (uint64_t)(s->state >> 64), lo = (uint64_t)s->state;
+    const unsigned rot = (unsigned)(hi >> 58);
+    const uint64_t x = hi ^ lo;
+    return (x >> rot) | (x << ((64 - rot) & 63));
+}
+
+double perturb_pcg_double(perturb_pcg *s) { return (double)(perturb_pcg_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+/* SeedSequence(seed).generate_state(4, uint64): the entropy (seed as 32-bit
+ * words, least significant first) is hashed into a pool of four words, which
+ * is hashed again into the output words. */
+void perturb_pcg_seed(perturb_pcg *s, uint64_t seed) {
+    uint32_t ent[2];
+    int n = 0;
+    ent[n++] = (uint32_t)seed;
+    if (seed >> 32) ent[n++] = (uint32_t)(seed >> 32);
+    uint32_t hc = 0x43b0d7e5u;
+#define HASHMIX(v) ((v) ^= hc, hc *= 0x931e8875u, (v) *= hc, (v) ^= (v) >> 16)
+    uint32_t pool[4];
+    for (int i = 0; i < 4; i++) {
+        uint32_t v = i < n ? ent[i] : 0u;
+        HASHMIX(v);
+        pool[i] = v;
+    }
+    for (int src = 0; src < 4; src++)
+        for (int dst = 0; dst < 4; dst++)
+            if (src != dst) {
+                uint32_t v = pool[src];
+                HASHMIX(v);
+                uint32_t r = 0xca01f9ddu * pool[dst] - 0x4973f715u * v;
+                pool[dst] = r ^ (r >> 16);
+            }
+#undef HASHMIX
+    uint32_t words[8];
+    uint32_t hb = 0x8b51f9ddu;
+    for (int i = 0; i < 8; i++) {
+        uint32_t v = pool[i % 4];
+        v ^= hb;
+        hb *= 0x58f38dedu;
+        v *= hb;
+        v ^= v >> 16;
+        words[i] = v;
+    }
+    uint64_t w64[4];
+    for (int i = 0; i < 4; i++) w64[i] = (uint64_t)words[2 * i] | (uint64_t)words[2 * i + 1] << 32;
+    const unsigned __int128 initstate = ((unsigned __int128)w64[0] << 64) | w64[1];
+    const unsigned __int128 initseq = ((unsigned __int128)w64[2] << 64) | w64[3];
+    s->state = 0;
+    s->inc = (initseq << 1) | 1u;
+    pcg_step(s);
+    s->state += initstate;
+    pcg_step(s);
+}

@@ -1,0 +1,52 @@
+/*
+ * NumPy's random streams, reproduced draw for draw so that the ImageNet-C
+ * corruptions write the same pixels as imagecorruptions after
+ * np.random.seed(N) (NumPy 1.24, checked by tests/ref/gen_imagenet_c.py):
+ *
+ *  - perturb_mt: the legacy RandomState. MT19937 seeded from a 32-bit
+ *    integer (Matsumoto and Nishimura's init_genrand), doubles from two
+ *    32-bit words (a >> 5, b >> 6) / 2^53, the polar (Marsaglia) Gaussian
+ *    that keeps its second value for the next call, Poisson by
+ *    multiplication below 10 and by Hormann's PTRS from 10, and bounded
+ *    integers by masked rejection of 32-bit words.
+ *  - perturb_pcg: np.random.default_rng(N), i.e. PCG64 (XSL-RR 128/64)
+ *    seeded through SeedSequence, with doubles (x >> 11) / 2^53.
+ *
+ * The arithmetic follows the published algorithms in IEEE double with libm's
+ * sqrt/log/exp, which is what NumPy's C code runs.
+ */
+#ifndef WOBBLE_NPRANDOM_H
+#define WOBBLE_NPRANDOM_H
+#include <stdint.h>
+
+typedef struct perturb_mt {
+    uint32_t key[624];
+    int pos;
+    int has_gauss;
+    double gauss;
+} perturb_mt;
+
+void perturb_mt_seed(perturb_mt *s, uint32_t seed);
+uint32_t perturb_mt_u32(perturb_mt *s);
+/* random_sample(): [0, 1) with 53 bits */
+double perturb_mt_double(perturb_mt *s);
+/* standard_normal() / normal(loc, scale) */
+double perturb_mt_gauss(perturb_mt *s);
+double perturb_mt_normal(perturb_mt *s, double loc, double scale);
+/* uniform(low, high) = low + (high - low) * random_sample() */
+double perturb_mt_uniform(perturb_mt *s, double low, double high);
+/* poisson(lam), lam >= 0 */
+int64_t perturb_mt_poisson(perturb_mt *s, double lam);
+/* randint(low, high): low <= k < high (high > low) */
+int64_t perturb_mt_randint(perturb_mt *s, int64_t low, int64_t high);
+
+typedef struct perturb_pcg {
+    unsigned __int128 state, inc;
+} perturb_pcg;
+
+/* np.random.default_rng(seed) */
+void perturb_pcg_seed(perturb_pcg *s, uint64_t seed);
+uint64_t perturb_pcg_u64(perturb_pcg *s);
+/* Generator.random() */
+double perturb_pcg_double(perturb_pcg *s);
+#endif
