@@ -29,6 +29,9 @@ IC_OP(saturate);
 IC_OP(jpeg_compression);
 IC_OP(pixelate);
 IC_OP(fog);
+IC_OP(gaussian_blur);
+IC_OP(glass_blur);
+IC_OP(motion_blur);
 #undef IC_OP
 
 /* The seed of NumPy's generators for this call: `seed` itself when

@@ -51,8 +51,8 @@ CROPS = [
 ]
 
 # the corruptions wobble implements so far (registry order)
-NAMES = ["gaussian_noise", "shot_noise", "impulse_noise", "fog", "brightness", "contrast",
-         "pixelate", "jpeg_compression", "speckle_noise", "saturate"]
+NAMES = ["gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "fog", "brightness", "contrast",
+         "pixelate", "jpeg_compression", "speckle_noise", "gaussian_blur", "saturate"]
 
 
 def crop(spec):
