@@ -32,12 +32,23 @@ IC_OP(fog);
 IC_OP(gaussian_blur);
 IC_OP(glass_blur);
 IC_OP(motion_blur);
+IC_OP(zoom_blur);
+IC_OP(elastic_transform);
+IC_OP(snow);
 #undef IC_OP
 
 /* The seed of NumPy's generators for this call: `seed` itself when
  * p->exact_seed (checked to fit np.random.seed's 32 bits), otherwise derived
  * from (seed, image_id, level). Fails with EDOMAIN naming `op`. */
 int perturb_ic_seed(wobble_ctx *ctx, const char *op, const wobble_perturb_params *p, double level, uint32_t *seed);
+
+/* _motion_blur of imagecorruptions on an (h, w, c) float64 array (radius
+ * at most 31); returns WOBBLE_OK or WOBBLE_EINVAL */
+int perturb_ic_motion(const double *a, int h, int w, int c, int radius, int sigma, double angle, double *out,
+                      int threads);
+/* clipped_zoom: the centre ceil(n / z) crop zoomed by z (scipy zoom,
+ * order 1); malloc'ed (*oh, *ow, c) array, NULL when out of memory */
+double *perturb_ic_clipped_zoom(const double *a, int h, int w, int c, double z, int to_float, int *oh, int *ow);
 
 /* The checks every corruption starts with (size at least 32 x 32). */
 int perturb_ic_check(wobble_ctx *ctx, const char *op, const wobble_image *in);

@@ -1,95 +1,17 @@
 /*
  * ImageNet-C corruptions built on filters: gaussian_blur, glass_blur and
  * motion_blur (imagenet_c.h).
- *
- * The Gaussian filter is scipy.ndimage.gaussian_filter (SciPy 1.10) as
- * skimage.filters.gaussian calls it: float64, one 1-D correlation per axis
- * (rows first, then columns), the weights exp(-0.5 / sigma^2 * k^2) for
- * |k| <= int(truncate * sigma + 0.5) divided by their sum (NumPy's exp and
- * sum, npmath.h), each output the centre tap plus, from the outermost pair
- * inwards, (left + right) * weight; borders extended by the edge value
- * ("nearest") or by reflection about the edge ("reflect").
+ The Gaussian filter is
+ * scipy.ndimage.gaussian_filter as skimage.filters.gaussian calls it
+ * (ndimage.h).
  */
 #include "imagenet_c.h"
+#include "ndimage.h"
 #include "npmath.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* the weights w[0..r] (w[k] for offsets +-k); NULL when out of memory */
-static double *gauss_weights(double sigma, double truncate, int *radius) {
-    const int r = (int)(truncate * sigma + 0.5);
-    double *phi = malloc(sizeof(double) * (2 * (size_t)r + 1));
-    if (!phi) return NULL;
-    const double a = -0.5 / (sigma * sigma);
-    for (int k = -r; k <= r; k++) phi[k + r] = perturb_np_exp(a * (double)((int64_t)k * k));
-    const double s = perturb_np_sum(phi, 2 * (size_t)r + 1);
-    for (int k = 0; k <= r; k++) phi[k] = phi[k + r] / s; /* symmetric: keep the right half */
-    *radius = r;
-    return phi;
-}
-
-enum { EXT_NEAREST, EXT_REFLECT };
-
-static inline int extend(int i, int n, int mode) {
-    if (i >= 0 && i < n) return i;
-    if (mode == EXT_NEAREST) return i < 0 ? 0 : n - 1;
-    /* reflect (half-sample symmetric), period 2n */
-    const int p = 2 * n;
-    i %= p;
-    if (i < 0) i += p;
-    return i < n ? i : p - 1 - i;
-}
-
-/* correlate1d along one axis of a (h, w, c) float64 array, in place.
- * axis 0: lines run down the columns; axis 1: along the rows. */
-static int correlate_axis(double *a, int h, int w, int c, int axis, const double *wt, int r, int mode, int threads) {
-    const int len = axis == 0 ? h : w, nlines = axis == 0 ? w * c : h * c;
-    const size_t step = axis == 0 ? (size_t)w * c : (size_t)c;
-    int failed = 0;
-#pragma omp parallel num_threads(threads) if ((size_t)h * w * c > 65536)
-    {
-        double *line = malloc(sizeof(double) * ((size_t)len + 2 * (size_t)r));
-        if (!line) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (int li = 0; li < nlines; li++) {
-            if (!line) continue;
-            double *base;
-            if (axis == 0)
-                base = a + li; /* column li / c, channel li % c */
-            else
-                base = a + (size_t)(li / c) * w * c + li % c;
-            for (int i = -r; i < len + r; i++) line[i + r] = base[(size_t)extend(i, len, mode) * step];
-            const double *x = line + r;
-            for (int i = 0; i < len; i++) {
-                double acc = x[i] * wt[0];
-                for (int k = r; k >= 1; k--) acc += (x[i - k] + x[i + k]) * wt[k];
-                base[(size_t)i * step] = acc;
-            }
-        }
-        free(line);
-    }
-    return failed ? WOBBLE_ENOMEM : WOBBLE_OK;
-}
-
-/* gaussian_filter over axes 0 and 1 (sigma_y, sigma_x; 0 skips an axis) */
-static int gaussian2d(double *a, int h, int w, int c, double sy, double sx, double truncate, int mode, int threads) {
-    const double s[2] = {sy, sx};
-    for (int axis = 0; axis < 2; axis++) {
-        if (!(s[axis] > 1e-15)) continue;
-        int r;
-        double *wt = gauss_weights(s[axis], truncate, &r);
-        if (!wt) return WOBBLE_ENOMEM;
-        const int rc = correlate_axis(a, h, w, c, axis, wt, r, mode, threads);
-        free(wt);
-        if (rc != WOBBLE_OK) return rc;
-    }
-    return WOBBLE_OK;
-}
 
 static inline uint8_t u8_unit(double v) {
     v = v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v;
@@ -114,7 +36,7 @@ int perturb_ic_gaussian_blur(wobble_ctx *ctx, const wobble_image *in, double lev
     double *a = to_unit(in);
     if (!a) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.gaussian_blur: out of memory");
     const double c = C[(int)level - 1];
-    rc = gaussian2d(a, in->height, in->width, 3, c, c, 4.0, EXT_NEAREST, wobble_ctx_threads(ctx));
+    rc = perturb_nd_gaussian(a, in->height, in->width, 3, c, c, 4.0, ND_NEAREST, wobble_ctx_threads(ctx));
     if (rc == WOBBLE_OK) {
         const size_t n = (size_t)in->width * in->height * 3u;
         for (size_t i = 0; i < n; i++) out->data[i] = u8_unit(a[i]);
@@ -145,7 +67,7 @@ int perturb_ic_glass_blur(wobble_ctx *ctx, const wobble_image *in, double level,
     const int sev = (int)level - 1, d = C[sev].delta;
     double *a = to_unit(in);
     if (!a) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.glass_blur: out of memory");
-    rc = gaussian2d(a, H, W, 3, C[sev].sigma, C[sev].sigma, 4.0, EXT_NEAREST, th);
+    rc = perturb_nd_gaussian(a, H, W, 3, C[sev].sigma, C[sev].sigma, 4.0, ND_NEAREST, th);
     if (rc == WOBBLE_OK) {
         uint8_t *x = out->data;
         for (size_t i = 0; i < n; i++) x[i] = (uint8_t)(a[i] * 255);
@@ -159,7 +81,7 @@ int perturb_ic_glass_blur(wobble_ctx *ctx, const wobble_image *in, double level,
                     memcpy(x + ((size_t)h * W + w) * 3, x + ((size_t)(h + dy) * W + (w + dx)) * 3, 3);
                 }
         for (size_t i = 0; i < n; i++) a[i] = x[i] / 255.;
-        rc = gaussian2d(a, H, W, 3, C[sev].sigma, C[sev].sigma, 4.0, EXT_NEAREST, th);
+        rc = perturb_nd_gaussian(a, H, W, 3, C[sev].sigma, C[sev].sigma, 4.0, ND_NEAREST, th);
         if (rc == WOBBLE_OK)
             for (size_t i = 0; i < n; i++) x[i] = u8_unit(a[i]);
     }
@@ -205,9 +127,32 @@ static inline int shifted(int i, int d, int n) {
     return s < 0 ? 0 : s >= n ? n - 1 : s;
 }
 
-/* blurred = sum_i kernel[i] * shift(x, dx_i, dy_i) in float64 over uint8
- * x (the first term added to float32 zeros, which NumPy promotes);
- * clip(blurred, 0, 255), truncated */
+/* _motion_blur(a, radius, sigma, angle) of an (h, w, c) float64 array:
+ * sum_i kernel[i] * shift(a, dx_i, dy_i), accumulated in float64 in tap
+ * order (the reference's first term is added to float32 zeros, which NumPy
+ * promotes to float64). */
+int perturb_ic_motion(const double *a, int h, int w, int c, int radius, int sigma, double angle, double *out,
+                      int threads) {
+    double k[64];
+    int dxs[64], dys[64];
+    if (radius < 0 || 2 * radius + 1 > 64) return WOBBLE_EINVAL;
+    motion_kernel(radius, sigma, k);
+    const int taps = motion_taps(radius, angle, h, w, dxs, dys);
+#pragma omp parallel for num_threads(threads) schedule(static) if ((size_t)w * h * c > 65536)
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int ch = 0; ch < c; ch++) {
+                double acc = 0.0;
+                for (int t = 0; t < taps; t++) {
+                    const int sy = shifted(y, dys[t], h), sx = shifted(x, dxs[t], w);
+                    acc = acc + k[t] * a[((size_t)sy * w + sx) * c + ch];
+                }
+                out[((size_t)y * w + x) * c + ch] = acc;
+            }
+    return WOBBLE_OK;
+}
+
+/* angle = uniform(-45, 45); clip(_motion_blur(x), 0, 255), truncated */
 int perturb_ic_motion_blur(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                            wobble_image *out) {
     static const int C[5][2] = {{10, 3}, {15, 5}, {15, 8}, {15, 12}, {20, 15}};
@@ -216,28 +161,148 @@ int perturb_ic_motion_blur(wobble_ctx *ctx, const wobble_image *in, double level
     uint32_t seed;
     rc = perturb_ic_seed(ctx, "imagenet_c.motion_blur", p, level, &seed);
     if (rc != WOBBLE_OK) return rc;
-    const int sev = (int)level - 1, radius = C[sev][0], width = 2 * radius + 1;
-    const int H = in->height, W = in->width;
+    const int sev = (int)level - 1, H = in->height, W = in->width;
+    const size_t n = (size_t)W * H * 3u;
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
     const double angle = perturb_mt_uniform(&mt, -45, 45);
-    double k[41];
-    int dxs[41], dys[41];
-    motion_kernel(radius, C[sev][1], k);
-    const int taps = motion_taps(radius, angle, H, W, dxs, dys);
-    (void)width;
-    const int par = (size_t)W * H * 3 > WOBBLE_PAR_MIN_BYTES;
-#pragma omp parallel for num_threads(wobble_ctx_threads(ctx)) schedule(static) if (par)
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++)
-            for (int ch = 0; ch < 3; ch++) {
-                double acc = 0.0;
-                for (int t = 0; t < taps; t++) {
-                    const int sy = shifted(y, dys[t], H), sx = shifted(x, dxs[t], W);
-                    acc = acc + k[t] * in->data[((size_t)sy * W + sx) * 3 + ch];
-                }
-                acc = acc < 0 ? 0 : acc > 255 ? 255 : acc;
-                out->data[((size_t)y * W + x) * 3 + ch] = (uint8_t)acc;
-            }
+    double *a = malloc(sizeof(double) * n), *b = malloc(sizeof(double) * n);
+    if (!a || !b) {
+        free(a), free(b);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.motion_blur: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) a[i] = in->data[i];
+    perturb_ic_motion(a, H, W, 3, C[sev][0], C[sev][1], angle, b, wobble_ctx_threads(ctx));
+    for (size_t i = 0; i < n; i++) {
+        const double v = b[i] < 0 ? 0 : b[i] > 255 ? 255 : b[i];
+        out->data[i] = (uint8_t)v;
+    }
+    free(a), free(b);
     return WOBBLE_OK;
+}
+
+/* np.arange(1, stop, step): 1, 1 + step, then 1 + i * ((1 + step) - 1),
+ * ceil((stop - 1) / step) values (NumPy's fill) */
+static int arange1(double stop, double step, double *z) {
+    const int n = (int)ceil((stop - 1.0) / step);
+    const double d = (1.0 + step) - 1.0;
+    for (int i = 0; i < n; i++) z[i] = i == 0 ? 1.0 : i == 1 ? 1.0 + step : 1.0 + i * d;
+    return n;
+}
+
+/* clipped_zoom: the centre crop of ceil(n / z) rows and columns, zoomed
+ * by z (scipy zoom, order 1); returns the zoomed (oh, ow, c) array */
+double *perturb_ic_clipped_zoom(const double *a, int h, int w, int c, double z, int to_float, int *oh, int *ow) {
+    const int ch0 = (int)ceil(h / z), top0 = (h - ch0) / 2;
+    const int ch1 = (int)ceil(w / z), top1 = (w - ch1) / 2;
+    double *crop = malloc(sizeof(double) * (size_t)ch0 * ch1 * c);
+    *oh = perturb_nd_zoom_size(ch0, z), *ow = perturb_nd_zoom_size(ch1, z);
+    double *out = malloc(sizeof(double) * (size_t)*oh * *ow * c);
+    if (!crop || !out) {
+        free(crop), free(out);
+        return NULL;
+    }
+    for (int y = 0; y < ch0; y++)
+        memcpy(crop + (size_t)y * ch1 * c, a + ((size_t)(top0 + y) * w + top1) * c, sizeof(double) * (size_t)ch1 * c);
+    perturb_nd_zoom_linear(crop, ch0, ch1, c, out, *oh, *ow, to_float);
+    free(crop);
+    return out;
+}
+
+/* x = float32(x); out = sum over z of clipped_zoom(x, z)[:h, :w] (float32
+ * sums); clip((x + out) / (n + 1), 0, 1) * 255 in float32 */
+int perturb_ic_zoom_blur(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                         wobble_image *out) {
+    static const double C[5][2] = {{1.11, 0.01}, {1.16, 0.01}, {1.21, 0.02}, {1.26, 0.02}, {1.31, 0.03}};
+    (void)p;
+    int rc = perturb_ic_check(ctx, "imagenet_c.zoom_blur", in);
+    if (rc != WOBBLE_OK) return rc;
+    const int H = in->height, W = in->width, sev = (int)level - 1;
+    const size_t n = (size_t)W * H * 3u;
+    double zs[32];
+    const int nz = arange1(C[sev][0], C[sev][1], zs);
+    double *x = malloc(sizeof(double) * n);
+    float *acc = calloc(n, sizeof(float));
+    if (!x || !acc) {
+        free(x), free(acc);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.zoom_blur: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) x[i] = (float)(in->data[i] / 255.);
+    int failed = 0;
+#pragma omp parallel for num_threads(wobble_ctx_threads(ctx)) schedule(dynamic) ordered
+    for (int k = 0; k < nz; k++) {
+        int oh, ow;
+        double *zl = perturb_ic_clipped_zoom(x, H, W, 3, zs[k], 1, &oh, &ow);
+#pragma omp ordered
+        {
+            if (!zl) {
+                failed = 1;
+            } else {
+                const int hh = oh < H ? oh : H, ww = ow < W ? ow : W;
+                for (int y = 0; y < hh; y++)
+                    for (int xx = 0; xx < ww * 3; xx++)
+                        acc[(size_t)y * W * 3 + xx] += (float)zl[(size_t)y * ow * 3 + xx];
+            }
+        }
+        free(zl);
+    }
+    if (!failed) {
+        const float div = (float)(nz + 1);
+        for (size_t i = 0; i < n; i++) {
+            float v = ((float)x[i] + acc[i]) / div;
+            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            out->data[i] = (uint8_t)(v * 255.0f);
+        }
+    }
+    free(x), free(acc);
+    return failed ? core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.zoom_blur: out of memory") : WOBBLE_OK;
+}
+
+/* x = float32(x) (as float32 / 255); two displacement fields, each
+ * float32(gaussian(uniform(-m, m, (h, w)), sigma = 0.01 (h, w), reflect,
+ * truncate 3) * alpha) with m = 0.005 h; then
+ * clip(map_coordinates(x, (y + dy, x + dx, ch), order 1, reflect), 0, 1) * 255,
+ * all float32 */
+int perturb_ic_elastic_transform(wobble_ctx *ctx, const wobble_image *in, double level,
+                                 const wobble_perturb_params *p, wobble_image *out) {
+    static const double ALPHA[5] = {250 * 0.05, 250 * 0.065, 250 * 0.085, 250 * 0.1, 250 * 0.12};
+    int rc = perturb_ic_check(ctx, "imagenet_c.elastic_transform", in);
+    if (rc != WOBBLE_OK) return rc;
+    uint32_t seed;
+    rc = perturb_ic_seed(ctx, "imagenet_c.elastic_transform", p, level, &seed);
+    if (rc != WOBBLE_OK) return rc;
+    const int H = in->height, W = in->width, th = wobble_ctx_threads(ctx);
+    const size_t npix = (size_t)W * H, n = npix * 3u;
+    const double alpha = ALPHA[(int)level - 1], m = H * 0.005, sy = H * 0.01, sx = W * 0.01;
+    double *img = malloc(sizeof(double) * n), *dx = malloc(sizeof(double) * npix);
+    double *dy = malloc(sizeof(double) * npix), *res = malloc(sizeof(double) * n);
+    if (!img || !dx || !dy || !res) {
+        rc = WOBBLE_ENOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) img[i] = (double)((float)in->data[i] / 255.0f);
+    perturb_mt mt;
+    perturb_mt_seed(&mt, seed);
+    double *fields[2] = {dx, dy};
+    for (int f = 0; f < 2; f++) {
+        for (size_t i = 0; i < npix; i++) fields[f][i] = perturb_mt_uniform(&mt, -m, m);
+        rc = perturb_nd_gaussian(fields[f], H, W, 1, sy, sx, 3.0, ND_REFLECT, th);
+        if (rc != WOBBLE_OK) goto done;
+        for (size_t i = 0; i < npix; i++) fields[f][i] = (float)(fields[f][i] * alpha);
+    }
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            const size_t i = (size_t)y * W + x;
+            dy[i] = (double)y + dy[i];
+            dx[i] = (double)x + dx[i];
+        }
+    perturb_nd_map_linear(img, H, W, 3, dy, dx, res, 1, th);
+    for (size_t i = 0; i < n; i++) {
+        float v = (float)res[i];
+        v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+        out->data[i] = (uint8_t)(v * 255.0f);
+    }
+done:
+    free(img), free(dx), free(dy), free(res);
+    return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.elastic_transform: out of memory");
 }

@@ -1,0 +1,188 @@
+/* scipy.ndimage's Gaussian filter, zoom and map_coordinates (ndimage.h). */
+#include "ndimage.h"
+#include "npmath.h"
+#include "wobble.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ Gaussian */
+/* the weights w[0..r] (w[k] for offsets +-k); NULL when out of memory */
+static double *gauss_weights(double sigma, double truncate, int *radius) {
+    const int r = (int)(truncate * sigma + 0.5);
+    double *phi = malloc(sizeof(double) * (2 * (size_t)r + 1));
+    if (!phi) return NULL;
+    const double a = -0.5 / (sigma * sigma);
+    for (int k = -r; k <= r; k++) phi[k + r] = perturb_np_exp(a * (double)((int64_t)k * k));
+    const double s = perturb_np_sum(phi, 2 * (size_t)r + 1);
+    for (int k = 0; k <= r; k++) phi[k] = phi[k + r] / s; /* symmetric: keep the right half */
+    *radius = r;
+    return phi;
+}
+
+static inline int extend(int i, int n, int mode) {
+    if (i >= 0 && i < n) return i;
+    if (mode == ND_NEAREST) return i < 0 ? 0 : n - 1;
+    /* reflect (half-sample symmetric), period 2n */
+    const int p = 2 * n;
+    i %= p;
+    if (i < 0) i += p;
+    return i < n ? i : p - 1 - i;
+}
+
+/* correlate1d along one axis of a (h, w, c) float64 array, in place.
+ * axis 0: lines run down the columns; axis 1: along the rows. */
+static int correlate_axis(double *a, int h, int w, int c, int axis, const double *wt, int r, int mode, int threads) {
+    const int len = axis == 0 ? h : w, nlines = axis == 0 ? w * c : h * c;
+    const size_t step = axis == 0 ? (size_t)w * c : (size_t)c;
+    int failed = 0;
+#pragma omp parallel num_threads(threads) if ((size_t)h * w * c > 65536)
+    {
+        double *line = malloc(sizeof(double) * ((size_t)len + 2 * (size_t)r));
+        if (!line) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int li = 0; li < nlines; li++) {
+            if (!line) continue;
+            double *base;
+            if (axis == 0)
+                base = a + li; /* column li / c, channel li % c */
+            else
+                base = a + (size_t)(li / c) * w * c + li % c;
+            for (int i = -r; i < len + r; i++) line[i + r] = base[(size_t)extend(i, len, mode) * step];
+            const double *x = line + r;
+            for (int i = 0; i < len; i++) {
+                double acc = x[i] * wt[0];
+                for (int k = r; k >= 1; k--) acc += (x[i - k] + x[i + k]) * wt[k];
+                base[(size_t)i * step] = acc;
+            }
+        }
+        free(line);
+    }
+    return failed ? WOBBLE_ENOMEM : WOBBLE_OK;
+}
+
+/* gaussian_filter over axes 0 and 1 (sigma_y, sigma_x; 0 skips an axis) */
+int perturb_nd_gaussian(double *a, int h, int w, int c, double sy, double sx, double truncate, int mode, int threads) {
+    const double s[2] = {sy, sx};
+    for (int axis = 0; axis < 2; axis++) {
+        if (!(s[axis] > 1e-15)) continue;
+        int r;
+        double *wt = gauss_weights(s[axis], truncate, &r);
+        if (!wt) return WOBBLE_ENOMEM;
+        const int rc = correlate_axis(a, h, w, c, axis, wt, r, mode, threads);
+        free(wt);
+        if (rc != WOBBLE_OK) return rc;
+    }
+    return WOBBLE_OK;
+}
+
+/* ------------------------------------------------------------ splines */
+
+int perturb_nd_zoom_size(int n, double z) { return (int)nearbyint(n * z); }
+
+/* scipy's map_coordinate for the two modes met here: a coordinate outside
+ * [0, len - 1] becomes -1 ("constant": the output is cval) or is reflected */
+static double map_constant(double in, int len) { return (in < 0 || in > len - 1) ? -1 : in; }
+
+static double map_reflect(double in, int len) {
+    if (len <= 1) return (in < 0 || in > len - 1) ? 0 : in;
+    const double sz2 = 2.0 * len;
+    if (in < 0) {
+        if (in < -sz2) in = sz2 * (double)(int64_t)(-in / sz2) + in;
+        in = in < -len ? in + sz2 : (in > -1e-15 ? 1e-15 : -in) - 1;
+    } else if (in > len - 1) {
+        in -= sz2 * (double)(int64_t)(in / sz2);
+        if (in >= len) in = sz2 - in - 1;
+    }
+    return in;
+}
+
+/* an index outside [0, len) as the spline's edge mode maps it: mirror
+ * (for "constant") or reflect */
+static int edge_mirror(int i, int len) {
+    if (len <= 1) return 0;
+    const int sz2 = 2 * len - 2;
+    if (i < 0) {
+        i = sz2 * (-i / sz2) + i;
+        return i <= 1 - len ? i + sz2 : -i;
+    }
+    if (i > len - 1) {
+        i -= sz2 * (i / sz2);
+        if (i >= len) i = sz2 - i;
+    }
+    return i;
+}
+
+static int edge_reflect(int i, int len) { return (int)map_reflect(i, len); }
+
+/* one axis of a linear spline: the two taps and their weights, or zero = 1
+ * when the coordinate falls outside (constant mode) */
+typedef struct {
+    int i0, i1, zero;
+    double w0, w1;
+} tap2;
+
+static tap2 make_tap(double cc, int len, int reflect) {
+    tap2 t = {0, 0, 0, 0.0, 0.0};
+    cc = reflect ? map_reflect(cc, len) : map_constant(cc, len);
+    if (!(cc > -1.0)) {
+        t.zero = 1;
+        return t;
+    }
+    const int start = (int)floor(cc);
+    const double x = cc - floor(cc);
+    t.w0 = 1.0 - x;
+    t.w1 = 1.0 - t.w0;
+    t.i0 = start, t.i1 = start + 1;
+    if (start < 0 || start + 1 >= len) {
+        t.i0 = reflect ? edge_reflect(start, len) : edge_mirror(start, len);
+        t.i1 = reflect ? edge_reflect(start + 1, len) : edge_mirror(start + 1, len);
+    }
+    return t;
+}
+
+/* the 2 x 2 x 2 footprint; the channel coordinate is an integer, so its
+ * second tap has weight 0 and adds +0 */
+static inline double interp(const double *in, int w, int c, const tap2 *ty, const tap2 *tx, int ch) {
+    const int ch1 = ch + 1 < c ? ch + 1 : edge_mirror(ch + 1, c);
+    const int ys[2] = {ty->i0, ty->i1}, xs[2] = {tx->i0, tx->i1}, cs[2] = {ch, ch1};
+    const double wy[2] = {ty->w0, ty->w1}, wx[2] = {tx->w0, tx->w1}, wc[2] = {1.0, 0.0};
+    double t = 0.0;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            for (int k = 0; k < 2; k++) t += in[((size_t)ys[a] * w + xs[b]) * c + cs[k]] * wy[a] * wx[b] * wc[k];
+    return t;
+}
+
+void perturb_nd_zoom_linear(const double *in, int h, int w, int c, double *out, int oh, int ow, int to_float) {
+    const double zy = oh > 1 ? (double)(h - 1) / (oh - 1) : 1.0;
+    const double zx = ow > 1 ? (double)(w - 1) / (ow - 1) : 1.0;
+    for (int i = 0; i < oh; i++) {
+        const tap2 ty = make_tap(i * zy, h, 0);
+        for (int j = 0; j < ow; j++) {
+            const tap2 tx = make_tap(j * zx, w, 0);
+            for (int ch = 0; ch < c; ch++) {
+                double v = (ty.zero || tx.zero) ? 0.0 : interp(in, w, c, &ty, &tx, ch);
+                out[((size_t)i * ow + j) * c + ch] = to_float ? (double)(float)v : v;
+            }
+        }
+    }
+}
+
+void perturb_nd_map_linear(const double *in, int h, int w, int c, const double *ys, const double *xs, double *out,
+                           int to_float, int threads) {
+    const size_t npix = (size_t)h * w;
+#pragma omp parallel for num_threads(threads) schedule(static) if (npix * c > 65536)
+    for (size_t p = 0; p < npix; p++) {
+        const tap2 ty = make_tap(ys[p], h, 1), tx = make_tap(xs[p], w, 1);
+        for (int ch = 0; ch < c; ch++) {
+            const double v = interp(in, w, c, &ty, &tx, ch);
+            out[p * c + ch] = to_float ? (double)(float)v : v;
+        }
+    }
+}

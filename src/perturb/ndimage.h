@@ -1,0 +1,42 @@
+/*
+ * The scipy.ndimage operations imagecorruptions calls, reproduced exactly
+ * (SciPy 1.10), on C-contiguous (h, w, c) float64 arrays:
+ *
+ *  - gaussian_filter as skimage.filters.gaussian calls it: one 1-D
+ *    correlation per axis (rows, then columns), the weights
+ *    exp(-0.5 / sigma^2 * k^2), |k| <= int(truncate * sigma + 0.5), over
+ *    their sum (NumPy's exp and sum, npmath.h); each output is the centre
+ *    tap plus, from the outermost pair inwards, (left + right) * weight.
+ *  - zoom(a, (zy, zx, 1), order=1) (mode "constant") and
+ *    map_coordinates(a, coords, order=1, mode="reflect"): linear splines
+ *    with weights (1 - t, 1 - (1 - t)), summed over the 2 x 2 x 2 footprint
+ *    with the last axis fastest, each term (value * wy) * wx.
+ * Borders: "nearest" repeats the edge, "reflect" mirrors about it
+ * (d c b a | a b c d | d c b a).
+ */
+#ifndef WOBBLE_NDIMAGE_H
+#define WOBBLE_NDIMAGE_H
+#include <stddef.h>
+
+enum { ND_NEAREST, ND_REFLECT };
+
+/* in place; sigma_y or sigma_x <= 1e-15 skips that axis. Returns a wobble
+ * status (WOBBLE_ENOMEM). */
+int perturb_nd_gaussian(double *a, int h, int w, int c, double sigma_y, double sigma_x, double truncate, int mode,
+                        int threads);
+
+/* scipy's output size for zoom: round(n * z), halves to even */
+int perturb_nd_zoom_size(int n, double z);
+
+/* out (oh, ow, c) = zoom(in (h, w, c), order=1, mode="constant", cval=0),
+ * oh = perturb_nd_zoom_size(h, zy) and so on; each output rounded to float
+ * when `to_float`. */
+void perturb_nd_zoom_linear(const double *in, int h, int w, int c, double *out, int oh, int ow, int to_float);
+
+/* out[i] = map_coordinates(in (h, w, c), [ys[i], xs[i], ch], order=1,
+ * mode="reflect") for the n points i = ((y, x), ch) in row-major order over
+ * (h, w, c), with (ys, xs) one pair per (y, x); rounded to float when
+ * `to_float`. */
+void perturb_nd_map_linear(const double *in, int h, int w, int c, const double *ys, const double *xs, double *out,
+                           int to_float, int threads);
+#endif
