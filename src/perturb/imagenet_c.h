@@ -30,6 +30,7 @@ IC_OP(jpeg_compression);
 IC_OP(pixelate);
 IC_OP(fog);
 IC_OP(gaussian_blur);
+IC_OP(defocus_blur);
 IC_OP(glass_blur);
 IC_OP(motion_blur);
 IC_OP(zoom_blur);

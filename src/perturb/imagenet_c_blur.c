@@ -306,3 +306,103 @@ done:
     free(img), free(dx), free(dy), free(res);
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.elastic_transform: out of memory");
 }
+
+/* ------------------------------------------------------------ defocus */
+
+static inline int reflect101(int i, int n) {
+    if (n == 1) return 0;
+    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
+    return i;
+}
+
+/* disk(radius, alias_blur) of imagecorruptions, float32, side 17 (radius
+ * <= 8) or 2 radius + 1: the aliased disk over its count, then
+ * cv2.GaussianBlur(ksize 3 or 5, sigma) with OpenCV 4.6's kernel (its
+ * bit-exact exp construction: t_i = exp(x_i^2 (-0.125 / sigma^2)) for
+ * x = 1 - n, 3 - n, ..., centre 1 / (1 + 2 sum t), sides t_i times that)
+ * and arithmetic: the row pass fma(c, k0, (l + r) k1) for 3 taps and
+ * c k0 then fma(l + r, k_d, s) outwards for 5, the column pass the latter,
+ * borders reflected about the edge pixel (reflect-101). Returns the side. */
+static int defocus_kernel(int radius, double alias, float *k) {
+    const int side = radius <= 8 ? 17 : 2 * radius + 1, half = side / 2, ks = radius <= 8 ? 3 : 5, r = ks / 2;
+    int count = 0;
+    for (int y = -half; y <= half; y++)
+        for (int x = -half; x <= half; x++) count += x * x + y * y <= radius * radius;
+    const float inv = 1.0f / (float)count;
+    float a[41 * 41], tmp[41 * 41];
+    for (int y = -half; y <= half; y++)
+        for (int x = -half; x <= half; x++) a[(y + half) * side + x + half] = x * x + y * y <= radius * radius ? inv : 0.0f;
+    /* OpenCV's Gaussian kernel */
+    double t[2] = {0, 0}, sum = 0;
+    const double scale = -0.125 / (alias * alias);
+    for (int i = 0, x = 1 - ks; i < r; i++, x += 2) {
+        t[i] = exp((double)(x * x) * scale);
+        sum += t[i];
+    }
+    sum = 1.0 / (sum * 2 + 1.0);
+    float g[5];
+    for (int i = 0; i < r; i++) g[i] = g[ks - 1 - i] = (float)(t[i] * sum);
+    g[r] = (float)sum;
+    /* rows into tmp, columns into k */
+    for (int y = 0; y < side; y++)
+        for (int x = 0; x < side; x++) {
+            const float *row = a + y * side;
+            float s;
+            if (ks == 3) {
+                s = fmaf(row[x], g[1], (row[reflect101(x - 1, side)] + row[reflect101(x + 1, side)]) * g[2]);
+            } else {
+                s = row[x] * g[2];
+                for (int d = 1; d <= 2; d++)
+                    s = fmaf(row[reflect101(x - d, side)] + row[reflect101(x + d, side)], g[2 + d], s);
+            }
+            tmp[y * side + x] = s;
+        }
+    for (int y = 0; y < side; y++)
+        for (int x = 0; x < side; x++) {
+            float s = tmp[y * side + x] * g[r];
+            for (int d = 1; d <= r; d++)
+                s = fmaf(tmp[reflect101(y - d, side) * side + x] + tmp[reflect101(y + d, side) * side + x], g[r + d], s);
+            k[y * side + x] = s;
+        }
+    return side;
+}
+
+/* x / 255 correlated per channel with the disk (cv2.filter2D, float64,
+ * reflect-101 borders; OpenCV takes a DFT for kernels this large, computed
+ * here directly), clip(., 0, 1) * 255 */
+int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                            wobble_image *out) {
+    static const double C[5][2] = {{3, 0.1}, {4, 0.5}, {6, 0.5}, {8, 0.5}, {10, 0.5}};
+    (void)p;
+    int rc = perturb_ic_check(ctx, "imagenet_c.defocus_blur", in);
+    if (rc != WOBBLE_OK) return rc;
+    const int sev = (int)level - 1, H = in->height, W = in->width;
+    float kf[21 * 21];
+    const int side = defocus_kernel((int)C[sev][0], C[sev][1], kf), half = side / 2;
+    double k[21 * 21];
+    for (int i = 0; i < side * side; i++) k[i] = kf[i];
+    int *xo = malloc(sizeof(int) * (size_t)(W + side));
+    if (!xo) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.defocus_blur: out of memory");
+    for (int i = 0; i < W + side; i++) xo[i] = reflect101(i - half, W);
+    const int par = (size_t)W * H * 3 > WOBBLE_PAR_MIN_BYTES;
+#pragma omp parallel for num_threads(wobble_ctx_threads(ctx)) schedule(static) if (par)
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            double acc[3] = {0, 0, 0};
+            for (int ky = 0; ky < side; ky++) {
+                const uint8_t *row = in->data + (size_t)reflect101(y + ky - half, H) * W * 3;
+                const double *kr = k + ky * side;
+                for (int kx = 0; kx < side; kx++) {
+                    if (kr[kx] == 0.0) continue;
+                    const uint8_t *px = row + (size_t)xo[x + kx] * 3;
+                    for (int ch = 0; ch < 3; ch++) acc[ch] += kr[kx] * (px[ch] / 255.);
+                }
+            }
+            for (int ch = 0; ch < 3; ch++) {
+                const double v = acc[ch] < 0 ? 0 : acc[ch] > 1 ? 1 : acc[ch];
+                out->data[((size_t)y * W + x) * 3 + ch] = (uint8_t)(v * 255.0);
+            }
+        }
+    free(xo);
+    return WOBBLE_OK;
+}

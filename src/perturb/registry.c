@@ -76,6 +76,8 @@ static const op_entry OPS[] = {
     IC(shot_noise, 1, "ImageNet-C shot noise: Poisson(x c) / c", "c: 60 25 12 5 3"),
     IC(impulse_noise, 1, "ImageNet-C impulse noise: a fraction c of the values set to 0 or 1 (skimage s&p, default_rng(seed))",
        "c: .03 .06 .09 .17 .27"),
+    IC(defocus_blur, 1, "ImageNet-C defocus blur: correlation with an anti-aliased disk (radius r, alias blur a; OpenCV)",
+       "(r, a): (3, .1) (4, .5) (6, .5) (8, .5) (10, .5)"),
     IC(glass_blur, 1, "ImageNet-C glass blur: Gaussian blur (sigma), local pixel shuffle (max delta d, n passes), blur",
        "(sigma, d, n): (.7, 1, 2) (.9, 2, 1) (1, 2, 3) (1.1, 3, 2) (1.5, 4, 2)"),
     IC(motion_blur, 1, "ImageNet-C motion blur: Gaussian-weighted shifted copies along a random angle in [-45, 45]",
