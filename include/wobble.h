@@ -216,6 +216,14 @@ wobble_perturb_params wobble_perturb_default_params(void);
  * the op, the value and the domain. */
 int wobble_op_check_level(wobble_ctx *ctx, const wobble_op_info *op, double level);
 
+/* The folder imagenet_c.frost reads its six photos from, or NULL when none
+ * is found. Looked up on every call, in order: $WOBBLE_FROST_DIR; the
+ * running executable's ../share/wobble/frost (a relocated install); the
+ * install prefix's share/wobble/frost; the source tree's
+ * data/imagenet-c/frost (binaries run from a build tree). The string is
+ * valid until the calling thread's next call. */
+const char *wobble_frost_dir(void);
+
 /* out = P(img, level). params may be NULL for defaults. */
 int wobble_perturb(wobble_ctx *ctx, const char *op, const wobble_image *img, double level,
                    const wobble_perturb_params *params, wobble_image **out);

@@ -97,5 +97,7 @@ int cmd_ops(int argc, char **argv) {
             printf("    %s, per severity 1-5: %s\n", op->suite == 1 ? "standard corruption" : "validation corruption",
                    op->constants);
     }
+    const char *fd = wobble_frost_dir();
+    printf("\nimagenet_c.frost photos: %s\n", fd ? fd : "not found (set WOBBLE_FROST_DIR to a folder with frost1.png ... frost6.jpg)");
     return EXIT_OK;
 }

@@ -36,6 +36,7 @@ IC_OP(motion_blur);
 IC_OP(zoom_blur);
 IC_OP(elastic_transform);
 IC_OP(snow);
+IC_OP(frost);
 #undef IC_OP
 
 /* The seed of NumPy's generators for this call: `seed` itself when

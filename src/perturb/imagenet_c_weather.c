@@ -81,3 +81,194 @@ oom:
     free(snow), free(layer), free(blurred);
     return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.snow: out of memory");
 }
+
+/* ------------------------------------------------------------ frost */
+
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef WOBBLE_FROST_INSTALL_DIR
+#define WOBBLE_FROST_INSTALL_DIR ""
+#endif
+#ifndef WOBBLE_FROST_SOURCE_DIR
+#define WOBBLE_FROST_SOURCE_DIR ""
+#endif
+
+/* OpenCV 4.6's interpolateCubic (A = -0.75), in float */
+static void cubic_coeffs(float x, float *c) {
+    const float A = -0.75f;
+    c[0] = ((A * (x + 1) - 5 * A) * (x + 1) + 8 * A) * (x + 1) - 4 * A;
+    c[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
+    c[2] = ((A + 2) * (1 - x) - (A + 3)) * (1 - x) * (1 - x) + 1;
+    c[3] = 1.f - c[0] - c[1] - c[2];
+}
+
+/* the source index and the four 11-bit fixed-point weights of each output
+ * coordinate: f = (float)((d + 0.5) * scale - 0.5), s = floor(f), weights
+ * round-half-even(cubic(f - s) * 2048) */
+static void cubic_taps(int n_in, int n_out, int *start, short *wt) {
+    const double scale = 1. / ((double)n_out / n_in);
+    for (int d = 0; d < n_out; d++) {
+        float f = (float)((d + 0.5) * scale - 0.5);
+        const int s = (int)floorf(f);
+        f -= (float)s;
+        float c[4];
+        cubic_coeffs(f, c);
+        start[d] = s - 1;
+        for (int k = 0; k < 4; k++) wt[4 * d + k] = (short)lrintf(c[k] * 2048);
+    }
+}
+
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+static inline uint8_t sat_u8(long v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
+
+/* cv2.resize(src, (ow, oh), interpolation=INTER_CUBIC) of packed 8-bit
+ * RGB, as OpenCV 4.6 computes it: rows resampled in integers with the
+ * fixed-point weights (edges replicated), then columns: in runs of 8
+ * values per output row (3 values per pixel) in float,
+ * round(S0 b0 + (S1 b1 + (S2 b2 + S3 b3))) with b = weight / 2048^2 (its
+ * SSE kernel), the remaining values in integers, (sum + 2^21) >> 22 */
+static int cv_resize_cubic(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh) {
+    int *xs = malloc(sizeof(int) * (size_t)ow), *ys = malloc(sizeof(int) * (size_t)oh);
+    short *xw = malloc(sizeof(short) * 4 * (size_t)ow), *yw = malloc(sizeof(short) * 4 * (size_t)oh);
+    int *rows = malloc(sizeof(int) * (size_t)ow * 3 * (size_t)h);
+    if (!xs || !ys || !xw || !yw || !rows) {
+        free(xs), free(ys), free(xw), free(yw), free(rows);
+        return WOBBLE_ENOMEM;
+    }
+    cubic_taps(w, ow, xs, xw);
+    cubic_taps(h, oh, ys, yw);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < ow; x++)
+            for (int ch = 0; ch < 3; ch++) {
+                int acc = 0;
+                for (int k = 0; k < 4; k++)
+                    acc += src[((size_t)y * w + clampi(xs[x] + k, 0, w - 1)) * 3 + ch] * xw[4 * x + k];
+                rows[((size_t)y * ow + x) * 3 + ch] = acc;
+            }
+    const int width = ow * 3;
+    const float scale = 1.f / (2048 * 2048);
+    for (int y = 0; y < oh; y++) {
+        const int *S[4];
+        for (int k = 0; k < 4; k++) S[k] = rows + (size_t)clampi(ys[y] + k, 0, h - 1) * width;
+        const short *b = yw + 4 * y;
+        const float bf[4] = {b[0] * scale, b[1] * scale, b[2] * scale, b[3] * scale};
+        uint8_t *d = dst + (size_t)y * width;
+        const int nvec = width >= 8 ? ((width - 8) / 8 + 1) * 8 : 0;
+        int x = 0;
+        for (; x < nvec; x++) {
+            float f = (float)S[3][x] * bf[3];
+            f = (float)S[2][x] * bf[2] + f;
+            f = (float)S[1][x] * bf[1] + f;
+            f = (float)S[0][x] * bf[0] + f;
+            long v = lrintf(f);
+            v = v < -32768 ? -32768 : v > 32767 ? 32767 : v; /* the int32 -> int16 pack */
+            d[x] = sat_u8(v);
+        }
+        for (; x < width; x++) {
+            const long v = (long)S[0][x] * b[0] + (long)S[1][x] * b[1] + (long)S[2][x] * b[2] + (long)S[3][x] * b[3];
+            d[x] = sat_u8((v + (1 << 21)) >> 22);
+        }
+    }
+    free(xs), free(ys), free(xw), free(yw), free(rows);
+    return WOBBLE_OK;
+}
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return p && *p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+const char *wobble_frost_dir(void) {
+    static _Thread_local char buf[4096];
+    const char *env = getenv("WOBBLE_FROST_DIR");
+    if (env && *env) {
+        snprintf(buf, sizeof buf, "%s", env);
+        return buf;
+    }
+    /* beside a relocated install: <bin>/../share/wobble/frost */
+    char exe[4096];
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, sizeof buf, "%s/../share/wobble/frost", exe);
+            if (is_dir(buf)) return buf;
+        }
+    }
+    if (is_dir(WOBBLE_FROST_INSTALL_DIR)) return snprintf(buf, sizeof buf, "%s", WOBBLE_FROST_INSTALL_DIR), buf;
+    if (is_dir(WOBBLE_FROST_SOURCE_DIR)) return snprintf(buf, sizeof buf, "%s", WOBBLE_FROST_SOURCE_DIR), buf;
+    return NULL;
+}
+
+/* idx = randint(5); the photo cv2.imread reads (alpha dropped), scaled by
+ * 1.1 x the factor that makes it cover the image (cv2.resize, cubic), a
+ * crop at (randint(0, rh - h), randint(0, rw - w));
+ * clip(c0 x + c1 frost, 0, 255), truncated */
+int perturb_ic_frost(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
+                     wobble_image *out) {
+    static const double C[5][2] = {{1, 0.4}, {0.8, 0.6}, {0.7, 0.7}, {0.65, 0.7}, {0.6, 0.75}};
+    static const char *files[6] = {"frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg"};
+    int rc = perturb_ic_check(ctx, "imagenet_c.frost", in);
+    if (rc != WOBBLE_OK) return rc;
+    uint32_t seed;
+    rc = perturb_ic_seed(ctx, "imagenet_c.frost", p, level, &seed);
+    if (rc != WOBBLE_OK) return rc;
+    const char *dir = wobble_frost_dir();
+    if (!dir)
+        return core_seterr(ctx, WOBBLE_EIO,
+                           "imagenet_c.frost: the frost photos are not installed (looked in $WOBBLE_FROST_DIR, "
+                           "<bin>/../share/wobble/frost, %s, %s); set WOBBLE_FROST_DIR",
+                           *WOBBLE_FROST_INSTALL_DIR ? WOBBLE_FROST_INSTALL_DIR : "(no install dir)",
+                           *WOBBLE_FROST_SOURCE_DIR ? WOBBLE_FROST_SOURCE_DIR : "(no source dir)");
+    const int H = in->height, W = in->width, sev = (int)level - 1;
+    perturb_mt mt;
+    perturb_mt_seed(&mt, seed);
+    const int idx = (int)perturb_mt_randint(&mt, 0, 5);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, files[idx]);
+    wobble_image *fr = NULL;
+    rc = wobble_image_read(ctx, path, &fr);
+    if (rc != WOBBLE_OK) return rc; /* the message names the file */
+    const int fh = fr->height, fw = fr->width;
+    double sf = 1;
+    if (fh >= H && fw >= W)
+        sf = 1;
+    else if (fh < H && fw >= W)
+        sf = (double)H / fh;
+    else if (fh >= H && fw < W)
+        sf = (double)W / fw;
+    else
+        sf = fmax((double)H / fh, (double)W / fw);
+    sf *= 1.1;
+    const int rw = (int)ceil(fw * sf), rh = (int)ceil(fh * sf);
+    uint8_t *big = malloc((size_t)rw * rh * 3u);
+    if (!big) {
+        wobble_image_free(fr);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.frost: out of memory");
+    }
+    rc = cv_resize_cubic(fr->data, fw, fh, big, rw, rh);
+    wobble_image_free(fr);
+    if (rc != WOBBLE_OK) {
+        free(big);
+        return core_seterr(ctx, rc, "imagenet_c.frost: out of memory");
+    }
+    if (rh <= H || rw <= W) {
+        free(big);
+        return core_seterr(ctx, WOBBLE_EINTERNAL, "imagenet_c.frost: the scaled photo does not cover the image");
+    }
+    const int y0 = (int)perturb_mt_randint(&mt, 0, rh - H);
+    const int x0 = (int)perturb_mt_randint(&mt, 0, rw - W);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W * 3; x++) {
+            double v = C[sev][0] * in->data[(size_t)y * W * 3 + x] + C[sev][1] * big[(size_t)(y0 + y) * rw * 3 + x0 * 3 + x];
+            v = v < 0 ? 0 : v > 255 ? 255 : v;
+            out->data[(size_t)y * W * 3 + x] = (uint8_t)v;
+        }
+    free(big);
+    return WOBBLE_OK;
+}

@@ -87,6 +87,8 @@ static const op_entry OPS[] = {
     IC(snow, 1, "ImageNet-C snow: a zoomed, thresholded, motion-blurred noise layer (and its 180-degree turn) over a lifted gray",
        "(loc, scale, zoom, threshold, radius, sigma, blend): (.1, .3, 3, .5, 10, 4, .8) (.2, .3, 2, .5, 12, 4, .7) "
        "(.55, .3, 4, .9, 12, 8, .7) (.55, .3, 4.5, .85, 12, 8, .65) (.55, .3, 2.5, .85, 12, 12, .55)"),
+    IC(frost, 1, "ImageNet-C frost: blend with a crop of one of five frost photos, scaled to cover (OpenCV cubic)",
+       "(image, frost): (1, .4) (.8, .6) (.7, .7) (.65, .7) (.6, .75)"),
     IC(fog, 1, "ImageNet-C fog: x + c0 plasma fractal (wibble decay c1), rescaled to the input maximum",
        "(c0, c1): (1.5, 2) (2, 2) (2.5, 1.7) (2.5, 1.5) (3, 1.4)"),
     IC(brightness, 1, "ImageNet-C brightness: HSV value + c (skimage rgb2hsv)", "c: .1 .2 .3 .4 .5"),

@@ -51,7 +51,7 @@ CROPS = [
 ]
 
 # the corruptions wobble implements so far (registry order)
-NAMES = ["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "snow", "fog",
+NAMES = ["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "snow", "frost", "fog",
          "brightness", "contrast", "elastic_transform",
          "pixelate", "jpeg_compression", "speckle_noise", "gaussian_blur", "saturate"]
 
