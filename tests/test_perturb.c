@@ -51,6 +51,9 @@ static void test_registry(void) {
                                  "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
                                  "elastic_transform", "pixelate", "jpeg_compression", "speckle_noise",
                                  "gaussian_blur", "spatter", "saturate"};
+    int nic = 0, nstd = 0;
+    for (int i = 0; i < wobble_op_count(); i++) nic += wobble_op_at(i)->suite != 0, nstd += wobble_op_at(i)->suite == 1;
+    CHECK(nic == 19 && nstd == 15, "19 ImageNet-C corruptions, 15 standard: %d, %d", nic, nstd);
     for (int i = 0; i < wobble_op_count(); i++) {
         const wobble_op_info *op = wobble_op_at(i);
         if (!op->suite) continue;

@@ -26,6 +26,7 @@ IC_OP(speckle_noise);
 IC_OP(contrast);
 IC_OP(brightness);
 IC_OP(saturate);
+IC_OP(spatter);
 IC_OP(jpeg_compression);
 IC_OP(pixelate);
 IC_OP(fog);

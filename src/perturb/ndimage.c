@@ -66,8 +66,21 @@ static int correlate_axis(double *a, int h, int w, int c, int axis, const double
     return failed ? WOBBLE_ENOMEM : WOBBLE_OK;
 }
 
-/* gaussian_filter over axes 0 and 1 (sigma_y, sigma_x; 0 skips an axis) */
+static int gaussian_any(double *a, int h, int w, int c, double sy, double sx, double truncate, int mode, int threads,
+                        int to_float);
+
 int perturb_nd_gaussian(double *a, int h, int w, int c, double sy, double sx, double truncate, int mode, int threads) {
+    return gaussian_any(a, h, w, c, sy, sx, truncate, mode, threads, 0);
+}
+
+int perturb_nd_gaussian_f32(double *a, int h, int w, int c, double sy, double sx, double truncate, int mode,
+                            int threads) {
+    return gaussian_any(a, h, w, c, sy, sx, truncate, mode, threads, 1);
+}
+
+/* gaussian_filter over axes 0 and 1 (sigma_y, sigma_x; 0 skips an axis) */
+static int gaussian_any(double *a, int h, int w, int c, double sy, double sx, double truncate, int mode, int threads,
+                        int to_float) {
     const double s[2] = {sy, sx};
     for (int axis = 0; axis < 2; axis++) {
         if (!(s[axis] > 1e-15)) continue;
@@ -77,6 +90,8 @@ int perturb_nd_gaussian(double *a, int h, int w, int c, double sy, double sx, do
         const int rc = correlate_axis(a, h, w, c, axis, wt, r, mode, threads);
         free(wt);
         if (rc != WOBBLE_OK) return rc;
+        if (to_float)
+            for (size_t i = 0; i < (size_t)h * w * c; i++) a[i] = (float)a[i];
     }
     return WOBBLE_OK;
 }

@@ -24,6 +24,10 @@ enum { ND_NEAREST, ND_REFLECT };
  * status (WOBBLE_ENOMEM). */
 int perturb_nd_gaussian(double *a, int h, int w, int c, double sigma_y, double sigma_x, double truncate, int mode,
                         int threads);
+/* the same for a float32 array (held in doubles): each pass's output is
+ * rounded to float, as SciPy stores it */
+int perturb_nd_gaussian_f32(double *a, int h, int w, int c, double sigma_y, double sigma_x, double truncate,
+                            int mode, int threads);
 
 /* scipy's output size for zoom: round(n * z), halves to even */
 int perturb_nd_zoom_size(int n, double z);

@@ -101,6 +101,9 @@ static const op_entry OPS[] = {
     IC(speckle_noise, 2, "ImageNet-C speckle noise (validation): x + x N(0, c^2)", "c: .15 .2 .35 .45 .6"),
     IC(gaussian_blur, 2, "ImageNet-C Gaussian blur (validation): scipy gaussian_filter, sigma c, truncate 4, edges nearest",
        "c: 1 2 3 4 6"),
+    IC(spatter, 2, "ImageNet-C spatter (validation): water drops (1-3, OpenCV Canny/distance/emboss chain) or mud (4-5)",
+       "(loc, scale, sigma, threshold, intensity, mud): (.65, .3, 4, .69, .6, 0) (.65, .3, 3, .68, .6, 0) "
+       "(.65, .3, 2, .68, .5, 0) (.65, .3, 1, .65, 1.5, 1) (.67, .4, 1, .65, 1.5, 1)"),
     IC(saturate, 2, "ImageNet-C saturate (validation): HSV saturation s c0 + c1",
        "(c0, c1): (.3, 0) (.1, 0) (2, 0) (5, .1) (20, .2)"),
 #undef IC
