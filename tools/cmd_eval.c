@@ -28,7 +28,11 @@ static void help(FILE *f) {
             "  --data DATA        the dataset\n"
             "  --labels FILE      IDX label file\n"
             "  --op NAME[:LEVELS] an operation, with levels \"a,b,c\" (default: its grid);\n"
-            "                     repeat for several (default: all nine at their grids)\n"
+            "                     repeat for several (default: the nine editing ops at their\n"
+            "                     grids, unless --suite is given)\n"
+            "  --suite S          add an ImageNet-C suite at severities 1-5: imagenet-c (the 15\n"
+            "                     standard corruptions) or imagenet-c-all (all 19); with --task,\n"
+            "                     downstream.json adds CE and mCE (docs/imagenet-c.md)\n"
             "  --seed N           seed of the random operations (default 0)\n"
             "  --limit N          only the first N images\n"
             "  --batch N          images per forward pass at most (default 64; each image's\n"
@@ -87,7 +91,7 @@ static void print_table(const char *out) {
            json_string_value(json_object_get(json_object_get(s, "dataset"), "path")),
            (long long)json_integer_value(json_object_get(json_object_get(s, "dataset"), "evaluated")),
            (long long)json_integer_value(json_object_get(json_object_get(s, "dataset"), "failed_count")));
-    printf("%-15s %-28s %9s %9s %9s %9s %9s\n", "op", "levels", "R_cos", "R_euc", "R_div", "R_div p90", "R_div max");
+    printf("%-28s %-28s %9s %9s %9s %9s %9s\n", "op", "levels", "R_cos", "R_euc", "R_div", "R_div p90", "R_div max");
     size_t i;
     json_t *o;
     json_array_foreach(ops, i, o) {
@@ -101,7 +105,7 @@ static void print_table(const char *out) {
         }
         json_t *m = json_object_get(o, "metrics");
 #define MEAN(name) json_real_value(json_object_get(json_object_get(m, name), "mean"))
-        printf("%-15s %-28.28s %9.5f %9.5f %9.5f %9.5f %9.5f\n", json_string_value(json_object_get(o, "op")), lv,
+        printf("%-28s %-28.28s %9.5f %9.5f %9.5f %9.5f %9.5f\n", json_string_value(json_object_get(o, "op")), lv,
                MEAN("R_cos"), MEAN("R_euc"), MEAN("R_div"),
                json_real_value(json_object_get(json_object_get(m, "R_div"), "p90")),
                json_real_value(json_object_get(json_object_get(m, "R_div"), "max")));
@@ -150,12 +154,12 @@ static void print_downstream(const char *out) {
            (long long)json_integer_value(json_object_get(json_object_get(s, "test"), "evaluated")),
            json_array_size(json_object_get(s, "classes")), json_real_value(json_object_get(clean, "top1")));
     if (json_is_real(json_object_get(clean, "top5"))) printf(", top-5 %.4f", json_real_value(json_object_get(clean, "top5")));
-    printf("\n%-15s %-10s %8s %8s %9s %9s\n", "op", "level", "top-1", "change", "cos_mean", "euc_mean");
+    printf("\n%-28s %-10s %8s %8s %9s %9s\n", "op", "level", "top-1", "change", "cos_mean", "euc_mean");
     size_t i, k;
     json_t *o, *l;
     json_array_foreach(json_object_get(s, "ops"), i, o) {
         json_array_foreach(json_object_get(o, "per_level"), k, l) {
-            printf("%-15s %-10g %8.4f %+8.4f %9.5f %9.5f\n", k ? "" : json_string_value(json_object_get(o, "op")),
+            printf("%-28s %-10g %8.4f %+8.4f %9.5f %9.5f\n", k ? "" : json_string_value(json_object_get(o, "op")),
                    json_real_value(json_object_get(l, "level")), json_real_value(json_object_get(l, "top1")),
                    -json_real_value(json_object_get(l, "top1_drop")), json_real_value(json_object_get(l, "cos_mean")),
                    json_real_value(json_object_get(l, "euc_mean")));
@@ -178,6 +182,15 @@ static void print_downstream(const char *out) {
                 snprintf(v[k], sizeof v[k], "n/a");
         }
         printf("  %s: slope %s  R^2 %s  Pearson %s  Spearman %s  LOO error %s\n", M[q], v[0], v[1], v[2], v[3], v[4]);
+    }
+    json_t *ic = json_object_get(s, "imagenet_c");
+    if (ic) {
+        printf("ImageNet-C: mean top-1 %.4f over %lld (corruption, severity) pairs",
+               json_number_value(json_object_get(ic, "mean_top1")),
+               (long long)json_integer_value(json_object_get(ic, "mean_top1_pairs")));
+        if (json_is_number(json_object_get(ic, "mCE")))
+            printf("; mCE %.4f (AlexNet = 1; defined on ImageNet's 1000 classes)", json_number_value(json_object_get(ic, "mCE")));
+        printf("\n");
     }
     printf("(details in %s/downstream.json, downstream.csv, downstream_per_image.jsonl)\n", out);
     json_decref(s);
@@ -305,6 +318,7 @@ int cmd_eval(int argc, char **argv) {
     const char *task = NULL, *train = NULL, *train_labels = NULL, *l2 = NULL, *tokenizer = NULL, *templates = NULL,
                *classnames = NULL;
     uint64_t seed = 0;
+    const char *suite = NULL;
     /* defaults from the library */
     const wobble_eval_params ed = wobble_eval_default_params();
     const wobble_downstream_params dd = wobble_downstream_default_params();
@@ -324,7 +338,8 @@ int cmd_eval(int argc, char **argv) {
                                        {"k", required_argument, 0, 'k'}, {"temperature", required_argument, 0, 'e'},
                                        {"tokenizer", required_argument, 0, 'z'}, {"templates", required_argument, 0, 'P'},
                                        {"classnames", required_argument, 0, 'C'}, {"bins", required_argument, 0, 'i'},
-                                       {"precision", required_argument, 0, 'Q'}, {0, 0, 0, 0}};
+                                       {"precision", required_argument, 0, 'Q'}, {"suite", required_argument, 0, 'S'},
+                                       {0, 0, 0, 0}};
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
@@ -355,6 +370,7 @@ int cmd_eval(int argc, char **argv) {
         case 'Q':
             if (cli_opt_precision("eval", optarg, &prec)) return EXIT_USAGE;
             break;
+        case 'S': suite = optarg; break;
         case 'T': task = optarg; break;
         case 'R': train = optarg; break;
         case 'B': train_labels = optarg; break;
@@ -406,8 +422,27 @@ int cmd_eval(int argc, char **argv) {
         cli_error("eval: --train, --l2, --tokenizer, --templates and --classnames need --task");
         return EXIT_USAGE;
     }
-    /* operations */
-    int n_ops = n_specs ? n_specs : wobble_op_count();
+    /* operations: the --op specs, then the suite's corruptions; neither: the
+     * editing ops */
+    int suite_level = 0;
+    if (suite) {
+        suite_level = !strcmp(suite, "imagenet-c") ? 1 : !strcmp(suite, "imagenet-c-all") ? 2 : 0;
+        if (!suite_level) {
+            cli_error("eval: --suite '%s' is not imagenet-c or imagenet-c-all", suite);
+            return EXIT_USAGE;
+        }
+    }
+    const wobble_op_info *extra[64];
+    int n_extra = 0;
+    for (int i = 0; i < wobble_op_count(); i++) {
+        const wobble_op_info *oi = wobble_op_at(i);
+        if (suite_level ? (oi->suite && oi->suite <= suite_level) : (!n_specs && !oi->suite)) extra[n_extra++] = oi;
+    }
+    if (n_specs + n_extra > 64) {
+        cli_error("eval: too many operations (%d)", n_specs + n_extra);
+        return EXIT_USAGE;
+    }
+    int n_ops = n_specs + n_extra;
     wobble_eval_op *ops = calloc((size_t)n_ops, sizeof *ops);
     cli_op_spec *specs = calloc((size_t)n_ops, sizeof *specs);
     int exit_code = EXIT_OK;
@@ -423,8 +458,8 @@ int cmd_eval(int argc, char **argv) {
     }
     /* NAME[:LEVELS] -> operations; wobble_eval_check_ops judges them */
     for (int o = 0; o < n_ops; o++) {
-        const wobble_op_info *info = n_specs ? NULL : wobble_op_at(o);
-        if (n_specs) {
+        const wobble_op_info *info = o < n_specs ? NULL : extra[o - n_specs];
+        if (o < n_specs) {
             char err[512];
             if (cli_parse_op_spec(op_specs[o], 0, &specs[o], err, sizeof err)) {
                 cli_error("eval: %s", err);

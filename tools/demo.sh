@@ -29,6 +29,8 @@ if [ -e "$CIFAR/data_batch_1.bin" ]; then
   echo
 fi
 echo "Perturbed examples of kodim23 at every default level: $OUT/examples/"
-for op in $("$W" ops --json | sed -n 's/.*"name": "\(.*\)".*/\1/p'); do
+for op in $("$W" ops --json | sed -n 's/.*"name": "\(.*\)".*/\1/p' | grep -v '^imagenet_c\.'); do
   "$W" perturb --op "$op" --seed 1 "$KODAK/kodim23.png" "$OUT/examples"
 done
+echo "The 19 ImageNet-C corruptions of kodim23 at severity 3 (ImageNet-C layout): $OUT/examples/imagenet-c/"
+"$W" perturb --suite imagenet-c-all --levels 3 --seed 1 "$KODAK/kodim23.png" "$OUT/examples/imagenet-c"

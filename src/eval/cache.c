@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #define CACHE_MAGIC 0x43454257u /* "WBEC" */
-#define CACHE_VERSION 1u
+#define CACHE_VERSION 2u
 #define CACHE_HEADER 32
 
 void eval_cache_init(eval_cache *c, int dim) {
@@ -54,10 +54,11 @@ static uint64_t rd64(const uint8_t *p) {
 }
 
 int eval_cache_parse(eval_cache *c, const uint8_t *b, size_t size, uint64_t mh, uint64_t ph) {
-    if (size < CACHE_HEADER || rd32(b) != CACHE_MAGIC || rd32(b + 4) != CACHE_VERSION || rd64(b + 8) != mh ||
-        rd64(b + 16) != ph || (int64_t)rd32(b + 24) != c->dim || c->dim < 1)
+    if (size < CACHE_HEADER || rd32(b) != CACHE_MAGIC || (rd32(b + 4) != CACHE_VERSION && rd32(b + 4) != 1u) ||
+        rd64(b + 8) != mh || rd64(b + 16) != ph || (int64_t)rd32(b + 24) != c->dim || c->dim < 1)
         return 0;
-    const size_t rec = EVAL_CACHE_OPNAME + 8 + sizeof(float) * (size_t)c->dim;
+    const size_t nl = rd32(b + 4) == 1u ? EVAL_CACHE_OPNAME_V1 : EVAL_CACHE_OPNAME;
+    const size_t rec = nl + 8 + sizeof(float) * (size_t)c->dim;
     const uint32_t count = rd32(b + 28);
     float *v = malloc(sizeof(float) * (size_t)c->dim);
     if (!v) return -1;
@@ -65,11 +66,11 @@ int eval_cache_parse(eval_cache *c, const uint8_t *b, size_t size, uint64_t mh, 
     const uint8_t *p = b + CACHE_HEADER;
     for (uint32_t i = 0; i < count && rc == 0 && (size_t)(b + size - p) >= rec; i++, p += rec) {
         char op[EVAL_CACHE_OPNAME];
-        memcpy(op, p, EVAL_CACHE_OPNAME);
-        op[EVAL_CACHE_OPNAME - 1] = 0;
+        memcpy(op, p, nl);
+        op[nl - 1] = 0;
         double level;
-        memcpy(&level, p + EVAL_CACHE_OPNAME, 8);
-        memcpy(v, p + EVAL_CACHE_OPNAME + 8, sizeof(float) * (size_t)c->dim);
+        memcpy(&level, p + nl, 8);
+        memcpy(v, p + nl + 8, sizeof(float) * (size_t)c->dim);
         if (!eval_cache_find(c, op, level)) rc = eval_cache_add(c, op, level, v);
     }
     free(v);

@@ -3,9 +3,10 @@
  * under a header carrying the model content hash and preprocessing hash.
  *
  * File format (little-endian):
- *   u32 magic "WBEC", u32 version 1, u64 model hash, u64 preprocessing hash,
+ *   u32 magic "WBEC", u32 version 2, u64 model hash, u64 preprocessing hash,
  *   u32 dim, u32 count, then count records of
- *   char op[24] (NUL-padded), f64 level, f32 vec[dim].
+ *   char op[48] (NUL-padded), f64 level, f32 vec[dim].
+ * Version 1 files (op[24], before the ImageNet-C names) are still read.
  * A file of another model, preprocessing or dimension, or a damaged one,
  * reads as empty (its embeddings are recomputed); a truncated tail loses
  * only the records it cuts. */
@@ -13,7 +14,8 @@
 #define WOBBLE_EVAL_CACHE_H
 #include "../core/internal.h"
 
-#define EVAL_CACHE_OPNAME 24
+#define EVAL_CACHE_OPNAME 48
+#define EVAL_CACHE_OPNAME_V1 24
 
 typedef struct {
     char op[EVAL_CACHE_OPNAME];

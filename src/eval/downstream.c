@@ -280,7 +280,7 @@ typedef struct {
     /* aggregates */
     double *acc1, *acc5, *mc, *me, *op_acc, *op_r[3];
     int *ccount;
-    json_t *clean_j, *ops_j, *pred_j;
+    json_t *clean_j, *ops_j, *pred_j, *ic_j;
     core_buf csv, jl;
     core_outset out;
     wobble_downstream_summary sum;
@@ -295,7 +295,7 @@ static void ds_free(ds_run *R) {
     free(R->idx), free(R->lab), free(R->pred), free(R->ok1), free(R->ok5), free(R->rob), free(R->lc), free(R->le);
     free(R->acc1), free(R->acc5), free(R->mc), free(R->me), free(R->op_acc), free(R->ccount);
     for (int q = 0; q < 3; q++) free(R->op_r[q]);
-    json_decref(R->clean_j), json_decref(R->ops_j), json_decref(R->pred_j);
+    json_decref(R->clean_j), json_decref(R->ops_j), json_decref(R->pred_j), json_decref(R->ic_j);
     core_buf_free(&R->csv), core_buf_free(&R->jl);
     core_outset_abort(&R->out);
 }
@@ -612,6 +612,73 @@ static int ds_accuracy(ds_run *R) {
     return R->clean_j && R->ops_j ? WOBBLE_OK : ds_oom(R);
 }
 
+/* AlexNet's top-1 error on ImageNet-C, the mean over severities 1-5 of
+ * each standard corruption (Hendrycks and Dietterich, 2019), the
+ * denominators of the Corruption Error */
+static const struct {
+    const char *name;
+    double err;
+} ALEXNET[15] = {{"gaussian_noise", .886428}, {"shot_noise", .894468},   {"impulse_noise", .922640},
+                 {"defocus_blur", .819880},   {"glass_blur", .826268},   {"motion_blur", .785948},
+                 {"zoom_blur", .798360},      {"snow", .866816},         {"frost", .826572},
+                 {"fog", .819324},            {"brightness", .564592},   {"contrast", .853204},
+                 {"elastic_transform", .646056}, {"pixelate", .717840},  {"jpeg_compression", .606500}};
+
+/* When the operations include ImageNet-C corruptions: top-1 error per
+ * (corruption, severity), CE_c = sum_s E_{s,c} / sum_s E^AlexNet_{s,c} for
+ * the standard ones run at all five severities, mCE their mean when all 15
+ * are there, and the mean top-1 over the standard (corruption, severity)
+ * pairs (75 when complete, as RobustBench reports it). */
+static int ds_imagenet_c(ds_run *R) {
+    const wobble_eval_params *ep = R->ep;
+    json_t *list = json_array();
+    double ce_sum = 0, acc_sum = 0;
+    int n_ce = 0, n_pairs = 0, n_ic = 0;
+    for (int o = 0; o < R->O; o++) {
+        const wobble_op_info *oi = wobble_op_find(ep->ops[o].name);
+        if (!oi || !oi->suite) continue;
+        n_ic++;
+        const char *base = oi->name + strlen("imagenet_c.");
+        double err[5];
+        int have = 0;
+        json_t *ej = json_array();
+        for (int sev = 1; sev <= 5; sev++) {
+            int slot = -1;
+            for (int k = 0; k < ep->ops[o].n_levels; k++)
+                if (ep->ops[o].levels[k] == sev) slot = R->slot0[o] + k;
+            err[sev - 1] = slot >= 0 ? 1.0 - R->acc1[slot] : NAN;
+            have += slot >= 0;
+            json_array_append_new(ej, jnum(err[sev - 1]));
+            if (slot >= 0 && oi->suite == 1) acc_sum += R->acc1[slot], n_pairs++;
+        }
+        double ce = NAN;
+        for (int a = 0; a < 15 && oi->suite == 1 && have == 5; a++)
+            if (!strcmp(ALEXNET[a].name, base)) {
+                ce = (err[0] + err[1] + err[2] + err[3] + err[4]) / (5 * ALEXNET[a].err);
+                ce_sum += ce, n_ce++;
+                csv_num(&R->csv, "imagenet_c", oi->name, "all", "CE", ce);
+            }
+        json_array_append_new(list, json_pack("{s:s, s:s, s:o, s:o}", "corruption", base, "suite",
+                                              oi->suite == 1 ? "standard" : "validation", "top1_error", ej, "CE",
+                                              jnum(ce)));
+    }
+    if (!n_ic) {
+        json_decref(list);
+        return WOBBLE_OK;
+    }
+    const double mce = n_ce == 15 ? ce_sum / 15 : NAN;
+    if (n_ce == 15) csv_num(&R->csv, "imagenet_c", "all", "all", "mCE", mce);
+    if (n_pairs) csv_num(&R->csv, "imagenet_c", "all", "all", "mean_top1", acc_sum / n_pairs);
+    R->ic_j = json_pack(
+        "{s:o, s:o, s:i, s:o, s:i, s:o, s:s}", "corruptions", list, "mCE", jnum(mce), "CE_count", n_ce,
+        "mean_top1", n_pairs ? jnum(acc_sum / n_pairs) : json_null(), "mean_top1_pairs", n_pairs, "clean_top1_error",
+        jnum(1.0 - R->acc1[0]),
+        "note", "CE and mCE are defined against AlexNet's errors on ImageNet's 1000 classes; on another dataset or "
+                "label set they compare this model's errors with numbers measured elsewhere and only their ranking "
+                "across models and corruptions is meaningful (docs/imagenet-c.md)");
+    return R->ic_j ? WOBBLE_OK : ds_oom(R);
+}
+
 static const char *MN[3] = {"R_cos", "R_euc", "R_div"};
 
 /* (image, op) pairs in equal-count bins of each metric, and the fit of the
@@ -675,7 +742,7 @@ static int ds_fits(ds_run *R) {
      * R_euc = ||e - e_k||/2, and R_div = the radius of two points = R_euc */
     const int P = S - 1;
     double *x = malloc(sizeof(double) * 3 * P), *y = malloc(sizeof(double) * P);
-    int *g = malloc(sizeof(int) * P);
+    int *g = calloc((size_t)P + 1, sizeof(int));
     double *xo = malloc(sizeof(double) * 3 * O);
     int *go = malloc(sizeof(int) * O);
     int rc = R->pred_j && x && y && g && xo && go ? WOBBLE_OK : ds_oom(R);
@@ -800,6 +867,7 @@ static int ds_root(ds_run *R) {
         mi.preset, "arch", mi.arch, "test", "path", ep->data_path, "kind", wobble_dataset_kind(R->test), "images", R->N,
         "evaluated", R->n, "failed", R->N - R->n, "train", train, "classes", names, "classifier", classifier_json(R),
         "clean", R->clean_j, "ops", R->ops_j, "prediction", R->pred_j, "per_image", "downstream_per_image.jsonl");
+    if (root && R->ic_j) json_object_set(root, "imagenet_c", R->ic_j);
     rc = eval_outset_json(R->ctx, &R->out, R->out_dir, "downstream.json", root);
     json_decref(root);
     return rc;
@@ -825,6 +893,7 @@ int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset
     if (!rc) rc = ds_test(&R);
     if (!rc) rc = ds_compact(&R);
     if (!rc) rc = ds_accuracy(&R);
+    if (!rc) rc = ds_imagenet_c(&R);
     if (!rc) rc = ds_fits(&R);
     if (!rc) rc = ds_per_image(&R);
     if (!rc) rc = ds_root(&R);

@@ -305,7 +305,16 @@ static int eval_metrics(eval_run *S, int i, const eval_cache *c) {
     if (!tc) return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
     for (int o = 0; o < S->O && rc == WOBBLE_OK; o++) {
         const int K = S->P->ops[o].n_levels;
-        for (int k = 0; k < K; k++) memcpy(S->pert + (size_t)k * E, level_vec(S, c, o, k), sizeof(float) * E);
+        for (int k = 0; k < K && rc == WOBBLE_OK; k++) {
+            const float *v = level_vec(S, c, o, k);
+            if (!v) {
+                rc = core_seterr(S->ctx, WOBBLE_EINTERNAL, "eval: no embedding of %s at %g", S->info[o]->name,
+                                 S->P->ops[o].levels[k]);
+                break;
+            }
+            memcpy(S->pert + (size_t)k * E, v, sizeof(float) * E);
+        }
+        if (rc != WOBBLE_OK) break;
         rc = wobble_robustness_compute(S->ctx, clean, S->pert, K, S->E, tc, tc + Km + 1, &S->rob[(size_t)o * N + i]);
         for (int k = 0; k < K && rc == WOBBLE_OK; k++) {
             S->lc[((size_t)o * Km + k) * N + i] = tc[k];

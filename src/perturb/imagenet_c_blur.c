@@ -133,7 +133,7 @@ static inline int shifted(int i, int d, int n) {
  * promotes to float64). */
 int perturb_ic_motion(const double *a, int h, int w, int c, int radius, int sigma, double angle, double *out,
                       int threads) {
-    double k[64];
+    double k[64] = {0};
     int dxs[64], dys[64];
     if (radius < 0 || 2 * radius + 1 > 64) return WOBBLE_EINVAL;
     motion_kernel(radius, sigma, k);
