@@ -148,5 +148,46 @@ check '[ $? -eq 0 ] && grep -q "\"k\": 3" "$T/dk/downstream.json"' "eval --task 
 "$W" eval --task zeroshot --model "$M" --data "$T/te" --op jpeg:50 -o "$T/dx" 2>"$T/e"; check '[ $? -eq 1 ] && grep -q "needs a whole CLIP checkpoint" "$T/e"' "zero-shot on an image tower: $(cat "$T/e")"
 "$W" eval --task linear --l2 0,1 --model "$M" --train "$T/tr" --data "$T/te" --op jpeg:50 -o "$T/dx" 2>"$T/e"; check '[ $? -eq 1 ] && grep -q "L2 strength 0 is not a positive number" "$T/e"' "bad --l2: $(cat "$T/e")"
 
+# ImageNet-C (docs/imagenet-c.md)
+P96="$REF/data/photo_96x80.png"
+check 'grep -q "^imagenet_c.glass_blur  *severity" "$T/ops" && grep -q "per severity 1-5: (sigma, d, n)" "$T/ops" && grep -q "^imagenet_c.frost photos: .*frost" "$T/ops"' "ops lists the corruptions, their constants and the frost folder"
+check '[ $(grep -c "\"suite\": \"imagenet-c\"" "$T/ops.json") -eq 15 ] && [ $(grep -c "\"suite\": \"imagenet-c-validation\"" "$T/ops.json") -eq 4 ]' "ops --json: 15 standard + 4 validation"
+"$W" perturb --op imagenet_c.shot_noise --level 2 --seed 7 "$P96" "$T/ic1.png" && "$W" perturb --op imagenet_c.shot_noise --level 2 --seed 7 "$P96" "$T/ic2.png" && "$W" perturb --op imagenet_c.shot_noise --level 2 --seed 8 "$P96" "$T/ic3.png"
+check 'cmp -s "$T/ic1.png" "$T/ic2.png" && ! cmp -s "$T/ic1.png" "$T/ic3.png"' "imagenet_c: the same seed repeats, another differs"
+mkdir -p "$T/icin/sub"; cp "$P96" "$T/icin/a.png"; cp "$REF/data/syn_64x48.png" "$T/icin/sub/b.png"
+"$W" perturb --suite imagenet-c --levels 1,5 --threads 2 "$T/icin" "$T/icout" 2>"$T/e"
+check '[ $? -eq 0 ] && [ $(find "$T/icout" -type f | wc -l) -eq 60 ] && [ -s "$T/icout/frost/5/sub/b.png" ] && [ -s "$T/icout/jpeg_compression/1/a.png" ] && [ ! -e "$T/icout/spatter" ]' "perturb --suite imagenet-c: ImageNet-C layout, 15 x 2 x 2 files: $(cat "$T/e")"
+"$W" perturb --suite imagenet-c-all --levels 3 --threads 1 "$T/icin" "$T/icout1" 2>/dev/null
+"$W" perturb --suite imagenet-c-all --levels 3 --threads 3 "$T/icin" "$T/icout3" 2>/dev/null
+check '[ $(find "$T/icout1" -type f | wc -l) -eq 38 ] && diff -r "$T/icout1" "$T/icout3" >/dev/null' "perturb --suite imagenet-c-all: 19 corruptions, the same files at 1 and 3 threads"
+check '! cmp -s "$T/icout1/gaussian_noise/3/a.png" "$T/ic1.png"' "suite mode draws per-image streams"
+"$W" perturb --suite imagenet-c --levels 2 --imagenet-pipeline "$P96" "$T/icpipe" 2>"$T/e"
+check '[ $? -eq 0 ] && [ -s "$T/icpipe/fog/2/photo_96x80.jpg" ] && [ $(find "$T/icpipe" -name "*.jpg" | wc -l) -eq 15 ]' "perturb --imagenet-pipeline writes JPEGs: $(cat "$T/e")"
+mkdir -p "$T/ictr/a" "$T/ictr/b" "$T/icte/a" "$T/icte/b"
+cp "$P96" "$T/ictr/a/1.png"; cp "$REF/data/syn_64x48.png" "$T/ictr/b/1.png"; cp "$T/icout/contrast/1/a.png" "$T/ictr/a/2.png"; cp "$T/icout/contrast/1/sub/b.png" "$T/ictr/b/2.png"; cp "$P96" "$T/icte/a/1.png"; cp "$REF/data/syn_64x48.png" "$T/icte/b/1.png"
+"$W" eval --task linear --model "$M" --train "$T/ictr" --data "$T/icte" --suite imagenet-c -o "$T/icev" >"$T/out" 2>"$T/e"
+check '[ $? -eq 0 ] && grep -q "ImageNet-C: mean top-1 .* over 75 (corruption, severity) pairs; mCE" "$T/out"' "eval --suite imagenet-c prints the mean and mCE: $(cat "$T/e")"
+python3 - "$T/icev/downstream.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+ic = d["imagenet_c"]
+alex = {"gaussian_noise": .886428, "shot_noise": .894468, "impulse_noise": .922640, "defocus_blur": .819880,
+        "glass_blur": .826268, "motion_blur": .785948, "zoom_blur": .798360, "snow": .866816, "frost": .826572,
+        "fog": .819324, "brightness": .564592, "contrast": .853204, "elastic_transform": .646056, "pixelate": .717840,
+        "jpeg_compression": .606500}
+acc = {o["op"][len("imagenet_c."):]: [l["top1"] for l in o["per_level"]] for o in d["ops"]}
+ces = []
+for c in ic["corruptions"]:
+    err = [1 - a for a in acc[c["corruption"]]]
+    assert all(abs(e - f) < 1e-12 for e, f in zip(err, c["top1_error"])), c
+    ce = sum(err) / (5 * alex[c["corruption"]])
+    assert abs(ce - c["CE"]) < 1e-12, (c, ce)
+    ces.append(ce)
+assert len(ces) == 15 and ic["CE_count"] == 15
+assert abs(sum(ces) / 15 - ic["mCE"]) < 1e-12
+assert abs(sum(sum(v) for v in acc.values()) / 75 - ic["mean_top1"]) < 1e-12 and ic["mean_top1_pairs"] == 75
+PY
+check '[ $? -eq 0 ]' "downstream.json: CE = sum of errors / AlexNet's, mCE their mean, the mean over 75 pairs"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

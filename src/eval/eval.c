@@ -325,8 +325,9 @@ static int eval_metrics(eval_run *S, int i, const eval_cache *c) {
     return rc;
 }
 
-/* One image. An unreadable image is recorded and skipped (WOBBLE_OK); a
- * model, memory or disk failure stops the run (the cache keeps what was done). */
+/* One image. An unreadable image, or one an operation refuses (too small for
+ * an ImageNet-C corruption), is recorded and skipped (WOBBLE_OK); a model,
+ * memory or disk failure stops the run (the cache keeps what was done). */
 static int eval_image(eval_run *S, int i) {
     const wobble_eval_params *P = S->P;
     wobble_ctx *ctx = S->ctx;
@@ -354,6 +355,19 @@ static int eval_image(eval_run *S, int i) {
     const int before = c.n;
     if (rc == WOBBLE_OK) rc = eval_embed_missing(S, img, S->ihash[i], &c);
     wobble_image_free(img);
+    if (rc == WOBBLE_EDOMAIN) {
+        /* the levels were checked up front, so this is the image's own
+         * problem (smaller than an ImageNet-C corruption accepts): skip it */
+        const char *item = wobble_dataset_item(S->ds, i);
+        const size_t len = strlen(item ? item : "") + strlen(wobble_last_error(ctx)) + 4;
+        eval_cache_clear(&c);
+        free(cpath);
+        if (!(S->errors[i] = malloc(len))) return core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+        snprintf(S->errors[i], len, "%s: %s", item ? item : "", wobble_last_error(ctx));
+        S->n_failed++;
+        if (P->warn) P->warn(P->user, S->errors[i]);
+        return WOBBLE_OK;
+    }
     ta = core_now_s();
     if (rc == WOBBLE_OK && c.n > before) rc = eval_cache_save(ctx, &c, cpath, S->mh, S->ph);
     S->T.t_io += core_now_s() - ta;
