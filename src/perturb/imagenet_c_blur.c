@@ -10,6 +10,7 @@
 #include "npmath.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,6 +90,15 @@ int perturb_ic_glass_blur(wobble_ctx *ctx, const wobble_image *in, double level,
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.glass_blur: out of memory");
 }
 
+/* o[i] += k * s[i]: one rounding for the product and one for the sum, as
+ * NumPy computes blurred + kernel[i] * shifted */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void axpy(double *restrict o, const double *restrict s, double k, size_t n) {
+    for (size_t i = 0; i < n; i++) o[i] += k * s[i];
+}
+
 /* The motion-blur kernel of imagecorruptions: k_i = exp(-i^2 / (2 sigma^2))
  * / (sqrt(2 pi) sigma), i = 0..2 radius, over its sum. */
 static void motion_kernel(int radius, int sigma, double *k) {
@@ -138,17 +148,27 @@ int perturb_ic_motion(const double *a, int h, int w, int c, int radius, int sigm
     if (radius < 0 || 2 * radius + 1 > 64) return WOBBLE_EINVAL;
     motion_kernel(radius, sigma, k);
     const int taps = motion_taps(radius, angle, h, w, dxs, dys);
+    /* tap by tap over whole rows: each output still adds its taps in order */
+    const size_t rowlen = (size_t)w * c;
 #pragma omp parallel for num_threads(threads) schedule(static) if ((size_t)w * h * c > 65536)
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++)
-            for (int ch = 0; ch < c; ch++) {
-                double acc = 0.0;
-                for (int t = 0; t < taps; t++) {
-                    const int sy = shifted(y, dys[t], h), sx = shifted(x, dxs[t], w);
-                    acc = acc + k[t] * a[((size_t)sy * w + sx) * c + ch];
-                }
-                out[((size_t)y * w + x) * c + ch] = acc;
-            }
+    for (int y = 0; y < h; y++) {
+        double *o = out + (size_t)y * rowlen;
+        for (size_t i = 0; i < rowlen; i++) o[i] = 0.0;
+        for (int t = 0; t < taps; t++) {
+            const double kt = k[t];
+            const double *src = a + (size_t)shifted(y, dys[t], h) * rowlen;
+            const int dx = dxs[t];
+            /* x - dx inside [0, w) for x in [lo, hi) */
+            int lo = dx > 0 ? dx : 0, hi = dx < 0 ? w + dx : w;
+            if (lo > w) lo = w;
+            if (hi < lo) hi = lo;
+            for (int x = 0; x < lo; x++)
+                for (int ch = 0; ch < c; ch++) o[(size_t)x * c + ch] += kt * src[(size_t)shifted(x, dx, w) * c + ch];
+            axpy(o + (size_t)lo * c, src - (ptrdiff_t)dx * c + (size_t)lo * c, kt, (size_t)(hi - lo) * c);
+            for (int x = hi; x < w; x++)
+                for (int ch = 0; ch < c; ch++) o[(size_t)x * c + ch] += kt * src[(size_t)shifted(x, dx, w) * c + ch];
+        }
+    }
     return WOBBLE_OK;
 }
 
@@ -210,52 +230,66 @@ double *perturb_ic_clipped_zoom(const double *a, int h, int w, int c, double z, 
 }
 
 /* x = float32(x); out = sum over z of clipped_zoom(x, z)[:h, :w] (float32
- * sums); clip((x + out) / (n + 1), 0, 1) * 255 in float32 */
+ * sums, in the order of z); clip((x + out) / (n + 1), 0, 1) * 255 in
+ * float32. Each zoom is computed only where the crop [:h, :w] keeps it,
+ * reading the centre crop in place, rows in parallel. */
 int perturb_ic_zoom_blur(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                          wobble_image *out) {
     static const double C[5][2] = {{1.11, 0.01}, {1.16, 0.01}, {1.21, 0.02}, {1.26, 0.02}, {1.31, 0.03}};
     (void)p;
     int rc = perturb_ic_check(ctx, "imagenet_c.zoom_blur", in);
     if (rc != WOBBLE_OK) return rc;
-    const int H = in->height, W = in->width, sev = (int)level - 1;
+    const int H = in->height, W = in->width, sev = (int)level - 1, th = wobble_ctx_threads(ctx);
     const size_t n = (size_t)W * H * 3u;
     double zs[32];
     const int nz = arange1(C[sev][0], C[sev][1], zs);
-    double *x = malloc(sizeof(double) * n);
-    float *acc = calloc(n, sizeof(float));
-    if (!x || !acc) {
-        free(x), free(acc);
+    float *x = malloc(sizeof(float) * n), *acc = calloc(n, sizeof(float));
+    perturb_nd_tap *tx = malloc(sizeof(perturb_nd_tap) * (size_t)W);
+    if (!x || !acc || !tx) {
+        free(x), free(acc), free(tx);
         return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.zoom_blur: out of memory");
     }
     for (size_t i = 0; i < n; i++) x[i] = (float)(in->data[i] / 255.);
-    int failed = 0;
-#pragma omp parallel for num_threads(wobble_ctx_threads(ctx)) schedule(dynamic) ordered
     for (int k = 0; k < nz; k++) {
-        int oh, ow;
-        double *zl = perturb_ic_clipped_zoom(x, H, W, 3, zs[k], 1, &oh, &ow);
-#pragma omp ordered
-        {
-            if (!zl) {
-                failed = 1;
-            } else {
-                const int hh = oh < H ? oh : H, ww = ow < W ? ow : W;
-                for (int y = 0; y < hh; y++)
-                    for (int xx = 0; xx < ww * 3; xx++)
-                        acc[(size_t)y * W * 3 + xx] += (float)zl[(size_t)y * ow * 3 + xx];
+        const double z = zs[k];
+        const int ch0 = (int)ceil(H / z), top0 = (H - ch0) / 2;
+        const int ch1 = (int)ceil(W / z), top1 = (W - ch1) / 2;
+        const int oh = perturb_nd_zoom_size(ch0, z), ow = perturb_nd_zoom_size(ch1, z);
+        const int hh = oh < H ? oh : H, ww = ow < W ? ow : W;
+        const double zy = oh > 1 ? (double)(ch0 - 1) / (oh - 1) : 1.0;
+        const double zx = ow > 1 ? (double)(ch1 - 1) / (ow - 1) : 1.0;
+        for (int j = 0; j < ww; j++) tx[j] = perturb_nd_tap_linear(j * zx, ch1, 0);
+        const float *crop = x + ((size_t)top0 * W + top1) * 3;
+#pragma omp parallel for num_threads(th) schedule(static) if (n > 65536)
+        for (int i = 0; i < hh; i++) {
+            const perturb_nd_tap ty = perturb_nd_tap_linear(i * zy, ch0, 0);
+            float *a = acc + (size_t)i * W * 3;
+            if (ty.zero) continue; /* adds float32 zeros */
+            const float *r0 = crop + (size_t)ty.i0 * W * 3, *r1 = crop + (size_t)ty.i1 * W * 3;
+            for (int j = 0; j < ww; j++) {
+                const perturb_nd_tap *t = &tx[j];
+                if (t->zero) continue;
+                const size_t c0 = (size_t)t->i0 * 3, c1 = (size_t)t->i1 * 3;
+                for (int ch = 0; ch < 3; ch++) {
+                    /* scipy's sum over the footprint (see ndimage.c) */
+                    double v = 0.0;
+                    v += (double)r0[c0 + ch] * ty.w0 * t->w0;
+                    v += (double)r0[c1 + ch] * ty.w0 * t->w1;
+                    v += (double)r1[c0 + ch] * ty.w1 * t->w0;
+                    v += (double)r1[c1 + ch] * ty.w1 * t->w1;
+                    a[3 * j + ch] += (float)v;
+                }
             }
         }
-        free(zl);
     }
-    if (!failed) {
-        const float div = (float)(nz + 1);
-        for (size_t i = 0; i < n; i++) {
-            float v = ((float)x[i] + acc[i]) / div;
-            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-            out->data[i] = (uint8_t)(v * 255.0f);
-        }
+    const float div = (float)(nz + 1);
+    for (size_t i = 0; i < n; i++) {
+        float v = (x[i] + acc[i]) / div;
+        v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+        out->data[i] = (uint8_t)(v * 255.0f);
     }
-    free(x), free(acc);
-    return failed ? core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.zoom_blur: out of memory") : WOBBLE_OK;
+    free(x), free(acc), free(tx);
+    return WOBBLE_OK;
 }
 
 /* x = float32(x) (as float32 / 255); two displacement fields, each
@@ -381,28 +415,49 @@ int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double leve
     const int side = defocus_kernel((int)C[sev][0], C[sev][1], kf), half = side / 2;
     double k[21 * 21];
     for (int i = 0; i < side * side; i++) k[i] = kf[i];
-    int *xo = malloc(sizeof(int) * (size_t)(W + side));
-    if (!xo) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.defocus_blur: out of memory");
-    for (int i = 0; i < W + side; i++) xo[i] = reflect101(i - half, W);
-    const int par = (size_t)W * H * 3 > WOBBLE_PAR_MIN_BYTES;
-#pragma omp parallel for num_threads(wobble_ctx_threads(ctx)) schedule(static) if (par)
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            double acc[3] = {0, 0, 0};
-            for (int ky = 0; ky < side; ky++) {
-                const uint8_t *row = in->data + (size_t)reflect101(y + ky - half, H) * W * 3;
-                const double *kr = k + ky * side;
-                for (int kx = 0; kx < side; kx++) {
-                    if (kr[kx] == 0.0) continue;
-                    const uint8_t *px = row + (size_t)xo[x + kx] * 3;
-                    for (int ch = 0; ch < 3; ch++) acc[ch] += kr[kx] * (px[ch] / 255.);
-                }
+    /* the nonzero taps in row-major order; each output adds them in that
+     * order, computed tap by tap over whole rows */
+    int ty[21 * 21], tx[21 * 21], nt = 0;
+    for (int i = 0; i < side * side; i++)
+        if (k[i] != 0.0) ty[nt] = i / side - half, tx[nt] = i % side - half, k[nt++] = k[i];
+    const size_t rowlen = (size_t)W * 3, n = rowlen * H;
+    double *x = malloc(sizeof(double) * n);
+    if (!x) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.defocus_blur: out of memory");
+    for (size_t i = 0; i < n; i++) x[i] = in->data[i] / 255.;
+    int failed = 0;
+#pragma omp parallel num_threads(wobble_ctx_threads(ctx)) if (n > WOBBLE_PAR_MIN_BYTES)
+    {
+        double *acc = malloc(sizeof(double) * rowlen);
+        if (!acc) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int y = 0; y < H; y++) {
+            if (!acc) continue;
+            for (size_t i = 0; i < rowlen; i++) acc[i] = 0.0;
+            for (int t = 0; t < nt; t++) {
+                const double kt = k[t];
+                const double *src = x + (size_t)reflect101(y + ty[t], H) * rowlen;
+                const int dx = tx[t];
+                int lo = dx < 0 ? -dx : 0, hi = dx > 0 ? W - dx : W;
+                if (lo > W) lo = W;
+                if (hi < lo) hi = lo;
+                for (int xx = 0; xx < lo; xx++)
+                    for (int ch = 0; ch < 3; ch++) acc[(size_t)xx * 3 + ch] += kt * src[(size_t)reflect101(xx + dx, W) * 3 + ch];
+                axpy(acc + (size_t)lo * 3, src + (ptrdiff_t)dx * 3 + (size_t)lo * 3, kt, (size_t)(hi - lo) * 3);
+                for (int xx = hi; xx < W; xx++)
+                    for (int ch = 0; ch < 3; ch++) acc[(size_t)xx * 3 + ch] += kt * src[(size_t)reflect101(xx + dx, W) * 3 + ch];
             }
-            for (int ch = 0; ch < 3; ch++) {
-                const double v = acc[ch] < 0 ? 0 : acc[ch] > 1 ? 1 : acc[ch];
-                out->data[((size_t)y * W + x) * 3 + ch] = (uint8_t)(v * 255.0);
+            uint8_t *o = out->data + (size_t)y * rowlen;
+            for (size_t i = 0; i < rowlen; i++) {
+                const double v = acc[i] < 0 ? 0 : acc[i] > 1 ? 1 : acc[i];
+                o[i] = (uint8_t)(v * 255.0);
             }
         }
-    free(xo);
+        free(acc);
+    }
+    free(x);
+    if (failed) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.defocus_blur: out of memory");
     return WOBBLE_OK;
 }

@@ -84,6 +84,7 @@ oom:
 
 /* ------------------------------------------------------------ frost */
 
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -124,56 +125,94 @@ static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? 
 
 static inline uint8_t sat_u8(long v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
 
-/* cv2.resize(src, (ow, oh), interpolation=INTER_CUBIC) of packed 8-bit
- * RGB, as OpenCV 4.6 computes it: rows resampled in integers with the
- * fixed-point weights (edges replicated), then columns: in runs of 8
- * values per output row (3 values per pixel) in float,
- * round(S0 b0 + (S1 b1 + (S2 b2 + S3 b3))) with b = weight / 2048^2 (its
- * SSE kernel), the remaining values in integers, (sum + 2^21) >> 22 */
-static int cv_resize_cubic(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh) {
+/* The (x0, y0, w, h) window of cv2.resize(src, (ow, oh),
+ * interpolation=INTER_CUBIC) of packed 8-bit RGB, as OpenCV 4.6 computes
+ * the whole image: rows resampled in integers with the fixed-point weights
+ * (edges replicated), then columns: the first 8 floor((3 ow - 8) / 8) + 8
+ * values of each output row in float, round(S0 b0 + (S1 b1 + (S2 b2 +
+ * S3 b3))) with b = weight / 2048^2 (its SSE kernel), the rest in
+ * integers, (sum + 2^21) >> 22. dst is w x h. */
+static int cv_resize_cubic_window(const uint8_t *src, int sw, int sh, int ow, int oh, int x0, int y0, int w, int h,
+                                  uint8_t *dst) {
     int *xs = malloc(sizeof(int) * (size_t)ow), *ys = malloc(sizeof(int) * (size_t)oh);
     short *xw = malloc(sizeof(short) * 4 * (size_t)ow), *yw = malloc(sizeof(short) * 4 * (size_t)oh);
-    int *rows = malloc(sizeof(int) * (size_t)ow * 3 * (size_t)h);
-    if (!xs || !ys || !xw || !yw || !rows) {
-        free(xs), free(ys), free(xw), free(yw), free(rows);
-        return WOBBLE_ENOMEM;
-    }
-    cubic_taps(w, ow, xs, xw);
-    cubic_taps(h, oh, ys, yw);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < ow; x++)
+    int *rows = NULL;
+    int rc = WOBBLE_ENOMEM;
+    if (!xs || !ys || !xw || !yw) goto done;
+    cubic_taps(sw, ow, xs, xw);
+    cubic_taps(sh, oh, ys, yw);
+    /* the source rows the window needs */
+    const int r0 = clampi(ys[y0], 0, sh - 1), r1 = clampi(ys[y0 + h - 1] + 3, 0, sh - 1);
+    const int nr = r1 - r0 + 1, wl = w * 3;
+    rows = malloc(sizeof(int) * (size_t)wl * nr);
+    if (!rows) goto done;
+    for (int r = 0; r < nr; r++)
+        for (int x = 0; x < w; x++)
             for (int ch = 0; ch < 3; ch++) {
                 int acc = 0;
                 for (int k = 0; k < 4; k++)
-                    acc += src[((size_t)y * w + clampi(xs[x] + k, 0, w - 1)) * 3 + ch] * xw[4 * x + k];
-                rows[((size_t)y * ow + x) * 3 + ch] = acc;
+                    acc += src[((size_t)(r0 + r) * sw + clampi(xs[x0 + x] + k, 0, sw - 1)) * 3 + ch] * xw[4 * (x0 + x) + k];
+                rows[(size_t)r * wl + x * 3 + ch] = acc;
             }
-    const int width = ow * 3;
+    const int width = ow * 3, nvec = width >= 8 ? ((width - 8) / 8 + 1) * 8 : 0;
     const float scale = 1.f / (2048 * 2048);
-    for (int y = 0; y < oh; y++) {
+    for (int y = 0; y < h; y++) {
+        const int oy = y0 + y;
         const int *S[4];
-        for (int k = 0; k < 4; k++) S[k] = rows + (size_t)clampi(ys[y] + k, 0, h - 1) * width;
-        const short *b = yw + 4 * y;
+        for (int k = 0; k < 4; k++) S[k] = rows + (size_t)(clampi(ys[oy] + k, 0, sh - 1) - r0) * wl;
+        const short *b = yw + 4 * oy;
         const float bf[4] = {b[0] * scale, b[1] * scale, b[2] * scale, b[3] * scale};
-        uint8_t *d = dst + (size_t)y * width;
-        const int nvec = width >= 8 ? ((width - 8) / 8 + 1) * 8 : 0;
-        int x = 0;
-        for (; x < nvec; x++) {
-            float f = (float)S[3][x] * bf[3];
-            f = (float)S[2][x] * bf[2] + f;
-            f = (float)S[1][x] * bf[1] + f;
-            f = (float)S[0][x] * bf[0] + f;
-            long v = lrintf(f);
-            v = v < -32768 ? -32768 : v > 32767 ? 32767 : v; /* the int32 -> int16 pack */
-            d[x] = sat_u8(v);
-        }
-        for (; x < width; x++) {
-            const long v = (long)S[0][x] * b[0] + (long)S[1][x] * b[1] + (long)S[2][x] * b[2] + (long)S[3][x] * b[3];
-            d[x] = sat_u8((v + (1 << 21)) >> 22);
+        uint8_t *d = dst + (size_t)y * wl;
+        for (int x = 0; x < wl; x++) {
+            if (x0 * 3 + x < nvec) {
+                float f = (float)S[3][x] * bf[3];
+                f = (float)S[2][x] * bf[2] + f;
+                f = (float)S[1][x] * bf[1] + f;
+                f = (float)S[0][x] * bf[0] + f;
+                long v = lrintf(f);
+                v = v < -32768 ? -32768 : v > 32767 ? 32767 : v; /* the int32 -> int16 pack */
+                d[x] = sat_u8(v);
+            } else {
+                const long v = (long)S[0][x] * b[0] + (long)S[1][x] * b[1] + (long)S[2][x] * b[2] + (long)S[3][x] * b[3];
+                d[x] = sat_u8((v + (1 << 21)) >> 22);
+            }
         }
     }
+    rc = WOBBLE_OK;
+done:
     free(xs), free(ys), free(xw), free(yw), free(rows);
-    return WOBBLE_OK;
+    return rc;
+}
+
+/* the decoded frost photos, read once per folder and kept for the process */
+static pthread_mutex_t frost_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char path[4096];
+    wobble_image *img;
+} frost_cache[6];
+static wobble_image *frost_retired[64]; /* replaced photos, kept reachable */
+static int frost_retired_n;
+
+/* the photo at `path` (a borrowed pointer, valid for the process), or NULL
+ * with the error on ctx */
+static const wobble_image *frost_photo(wobble_ctx *ctx, int idx, const char *path) {
+    const wobble_image *r = NULL;
+    pthread_mutex_lock(&frost_lock);
+    if (frost_cache[idx].img && !strcmp(frost_cache[idx].path, path)) {
+        r = frost_cache[idx].img;
+    } else {
+        wobble_image *img = NULL;
+        if (wobble_image_read(ctx, path, &img) == WOBBLE_OK) {
+            /* a replaced photo (another folder) stays allocated, as
+             * earlier callers may still hold it */
+            if (frost_cache[idx].img && frost_retired_n < 64) frost_retired[frost_retired_n++] = frost_cache[idx].img;
+            frost_cache[idx].img = img;
+            snprintf(frost_cache[idx].path, sizeof frost_cache[idx].path, "%s", path);
+            r = img;
+        }
+    }
+    pthread_mutex_unlock(&frost_lock);
+    return r;
 }
 
 static int is_dir(const char *p) {
@@ -231,9 +270,8 @@ int perturb_ic_frost(wobble_ctx *ctx, const wobble_image *in, double level, cons
     const int idx = (int)perturb_mt_randint(&mt, 0, 5);
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, files[idx]);
-    wobble_image *fr = NULL;
-    rc = wobble_image_read(ctx, path, &fr);
-    if (rc != WOBBLE_OK) return rc; /* the message names the file */
+    const wobble_image *fr = frost_photo(ctx, idx, path);
+    if (!fr) return wobble_last_status(ctx); /* the message names the file */
     const int fh = fr->height, fw = fr->width;
     double sf = 1;
     if (fh >= H && fw >= W)
@@ -246,29 +284,25 @@ int perturb_ic_frost(wobble_ctx *ctx, const wobble_image *in, double level, cons
         sf = fmax((double)H / fh, (double)W / fw);
     sf *= 1.1;
     const int rw = (int)ceil(fw * sf), rh = (int)ceil(fh * sf);
-    uint8_t *big = malloc((size_t)rw * rh * 3u);
-    if (!big) {
-        wobble_image_free(fr);
-        return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.frost: out of memory");
-    }
-    rc = cv_resize_cubic(fr->data, fw, fh, big, rw, rh);
-    wobble_image_free(fr);
-    if (rc != WOBBLE_OK) {
-        free(big);
-        return core_seterr(ctx, rc, "imagenet_c.frost: out of memory");
-    }
-    if (rh <= H || rw <= W) {
-        free(big);
+    if (rh <= H || rw <= W)
         return core_seterr(ctx, WOBBLE_EINTERNAL, "imagenet_c.frost: the scaled photo does not cover the image");
-    }
+    /* the crop's place is drawn from the scaled size alone, so only that
+     * window of the scaled photo is computed */
     const int y0 = (int)perturb_mt_randint(&mt, 0, rh - H);
     const int x0 = (int)perturb_mt_randint(&mt, 0, rw - W);
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W * 3; x++) {
-            double v = C[sev][0] * in->data[(size_t)y * W * 3 + x] + C[sev][1] * big[(size_t)(y0 + y) * rw * 3 + x0 * 3 + x];
-            v = v < 0 ? 0 : v > 255 ? 255 : v;
-            out->data[(size_t)y * W * 3 + x] = (uint8_t)v;
-        }
-    free(big);
+    uint8_t *crop = malloc((size_t)W * H * 3u);
+    if (!crop) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.frost: out of memory");
+    rc = cv_resize_cubic_window(fr->data, fw, fh, rw, rh, x0, y0, W, H, crop);
+    if (rc != WOBBLE_OK) {
+        free(crop);
+        return core_seterr(ctx, rc, "imagenet_c.frost: out of memory");
+    }
+    const size_t n = (size_t)W * H * 3u;
+    for (size_t i = 0; i < n; i++) {
+        double v = C[sev][0] * in->data[i] + C[sev][1] * crop[i];
+        v = v < 0 ? 0 : v > 255 ? 255 : v;
+        out->data[i] = (uint8_t)v;
+    }
+    free(crop);
     return WOBBLE_OK;
 }

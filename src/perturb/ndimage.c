@@ -135,14 +135,9 @@ static int edge_mirror(int i, int len) {
 
 static int edge_reflect(int i, int len) { return (int)map_reflect(i, len); }
 
-/* one axis of a linear spline: the two taps and their weights, or zero = 1
- * when the coordinate falls outside (constant mode) */
-typedef struct {
-    int i0, i1, zero;
-    double w0, w1;
-} tap2;
+typedef perturb_nd_tap tap2;
 
-static tap2 make_tap(double cc, int len, int reflect) {
+perturb_nd_tap perturb_nd_tap_linear(double cc, int len, int reflect) {
     tap2 t = {0, 0, 0, 0.0, 0.0};
     cc = reflect ? map_reflect(cc, len) : map_constant(cc, len);
     if (!(cc > -1.0)) {
@@ -161,32 +156,40 @@ static tap2 make_tap(double cc, int len, int reflect) {
     return t;
 }
 
-/* the 2 x 2 x 2 footprint; the channel coordinate is an integer, so its
- * second tap has weight 0 and adds +0 */
+/* the 2 x 2 x 2 footprint in SciPy's order (last axis fastest); the channel
+ * coordinate is an integer, so its second tap has weight 0: those four
+ * terms are +-0 and leave the sum as it is, and the channel weight 1 leaves
+ * each product as it is */
 static inline double interp(const double *in, int w, int c, const tap2 *ty, const tap2 *tx, int ch) {
-    const int ch1 = ch + 1 < c ? ch + 1 : edge_mirror(ch + 1, c);
-    const int ys[2] = {ty->i0, ty->i1}, xs[2] = {tx->i0, tx->i1}, cs[2] = {ch, ch1};
-    const double wy[2] = {ty->w0, ty->w1}, wx[2] = {tx->w0, tx->w1}, wc[2] = {1.0, 0.0};
+    const double *r0 = in + (size_t)ty->i0 * w * c + ch, *r1 = in + (size_t)ty->i1 * w * c + ch;
     double t = 0.0;
-    for (int a = 0; a < 2; a++)
-        for (int b = 0; b < 2; b++)
-            for (int k = 0; k < 2; k++) t += in[((size_t)ys[a] * w + xs[b]) * c + cs[k]] * wy[a] * wx[b] * wc[k];
+    t += r0[(size_t)tx->i0 * c] * ty->w0 * tx->w0;
+    t += r0[(size_t)tx->i1 * c] * ty->w0 * tx->w1;
+    t += r1[(size_t)tx->i0 * c] * ty->w1 * tx->w0;
+    t += r1[(size_t)tx->i1 * c] * ty->w1 * tx->w1;
     return t;
 }
 
 void perturb_nd_zoom_linear(const double *in, int h, int w, int c, double *out, int oh, int ow, int to_float) {
     const double zy = oh > 1 ? (double)(h - 1) / (oh - 1) : 1.0;
     const double zx = ow > 1 ? (double)(w - 1) / (ow - 1) : 1.0;
+    tap2 *txs = malloc(sizeof(tap2) * (size_t)ow), one;
+    for (int j = 0; j < ow; j++) {
+        one = perturb_nd_tap_linear(j * zx, w, 0);
+        if (txs) txs[j] = one;
+    }
     for (int i = 0; i < oh; i++) {
-        const tap2 ty = make_tap(i * zy, h, 0);
+        const tap2 ty = perturb_nd_tap_linear(i * zy, h, 0);
         for (int j = 0; j < ow; j++) {
-            const tap2 tx = make_tap(j * zx, w, 0);
+            const tap2 tx = txs ? txs[j] : perturb_nd_tap_linear(j * zx, w, 0);
+            double *o = out + ((size_t)i * ow + j) * c;
             for (int ch = 0; ch < c; ch++) {
-                double v = (ty.zero || tx.zero) ? 0.0 : interp(in, w, c, &ty, &tx, ch);
-                out[((size_t)i * ow + j) * c + ch] = to_float ? (double)(float)v : v;
+                const double v = (ty.zero || tx.zero) ? 0.0 : interp(in, w, c, &ty, &tx, ch);
+                o[ch] = to_float ? (double)(float)v : v;
             }
         }
     }
+    free(txs);
 }
 
 void perturb_nd_map_linear(const double *in, int h, int w, int c, const double *ys, const double *xs, double *out,
@@ -194,7 +197,7 @@ void perturb_nd_map_linear(const double *in, int h, int w, int c, const double *
     const size_t npix = (size_t)h * w;
 #pragma omp parallel for num_threads(threads) schedule(static) if (npix * c > 65536)
     for (size_t p = 0; p < npix; p++) {
-        const tap2 ty = make_tap(ys[p], h, 1), tx = make_tap(xs[p], w, 1);
+        const tap2 ty = perturb_nd_tap_linear(ys[p], h, 1), tx = perturb_nd_tap_linear(xs[p], w, 1);
         for (int ch = 0; ch < c; ch++) {
             const double v = interp(in, w, c, &ty, &tx, ch);
             out[p * c + ch] = to_float ? (double)(float)v : v;

@@ -29,6 +29,16 @@ int perturb_nd_gaussian(double *a, int h, int w, int c, double sigma_y, double s
 int perturb_nd_gaussian_f32(double *a, int h, int w, int c, double sigma_y, double sigma_x, double truncate,
                             int mode, int threads);
 
+/* One axis of an order-1 spline at coordinate cc: the two taps and their
+ * weights (1 - t, 1 - (1 - t)), or zero = 1 when the coordinate falls
+ * outside (mode "constant", reflect = 0; the edge taps mirrored) or,
+ * reflect = 1, the coordinate and the taps reflected. */
+typedef struct {
+    int i0, i1, zero;
+    double w0, w1;
+} perturb_nd_tap;
+perturb_nd_tap perturb_nd_tap_linear(double cc, int len, int reflect);
+
 /* scipy's output size for zoom: round(n * z), halves to even */
 int perturb_nd_zoom_size(int n, double z);
 

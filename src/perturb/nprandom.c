@@ -18,27 +18,20 @@ void perturb_mt_seed(perturb_mt *s, uint32_t seed) {
     s->gauss = 0.0;
 }
 
-static void mt_twist(perturb_mt *s) {
+void perturb_mt_twist(perturb_mt *s) {
     uint32_t *k = s->key;
-    for (int i = 0; i < MT_N; i++) {
-        const uint32_t y = (k[i] & 0x80000000u) | (k[(i + 1) % MT_N] & 0x7fffffffu);
-        k[i] = k[(i + MT_M) % MT_N] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+    int i = 0;
+    for (; i < MT_N - MT_M; i++) {
+        const uint32_t y = (k[i] & 0x80000000u) | (k[i + 1] & 0x7fffffffu);
+        k[i] = k[i + MT_M] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
     }
+    for (; i < MT_N - 1; i++) {
+        const uint32_t y = (k[i] & 0x80000000u) | (k[i + 1] & 0x7fffffffu);
+        k[i] = k[i + MT_M - MT_N] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+    }
+    const uint32_t y = (k[MT_N - 1] & 0x80000000u) | (k[0] & 0x7fffffffu);
+    k[MT_N - 1] = k[MT_M - 1] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
     s->pos = 0;
-}
-
-uint32_t perturb_mt_u32(perturb_mt *s) {
-    if (s->pos >= MT_N) mt_twist(s);
-    uint32_t y = s->key[s->pos++];
-    y ^= y >> 11;
-    y ^= (y << 7) & 0x9d2c5680u;
-    y ^= (y << 15) & 0xefc60000u;
-    return y ^ (y >> 18);
-}
-
-double perturb_mt_double(perturb_mt *s) {
-    const uint32_t a = perturb_mt_u32(s) >> 5, b = perturb_mt_u32(s) >> 6;
-    return (a * 67108864.0 + b) / 9007199254740992.0;
 }
 
 double perturb_mt_gauss(perturb_mt *s) {

@@ -27,9 +27,23 @@ typedef struct perturb_mt {
 } perturb_mt;
 
 void perturb_mt_seed(perturb_mt *s, uint32_t seed);
-uint32_t perturb_mt_u32(perturb_mt *s);
+/* regenerate the 624 words (called when they are used up) */
+void perturb_mt_twist(perturb_mt *s);
+
+static inline uint32_t perturb_mt_u32(perturb_mt *s) {
+    if (s->pos >= 624) perturb_mt_twist(s);
+    uint32_t y = s->key[s->pos++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+}
+
 /* random_sample(): [0, 1) with 53 bits */
-double perturb_mt_double(perturb_mt *s);
+static inline double perturb_mt_double(perturb_mt *s) {
+    const uint32_t a = perturb_mt_u32(s) >> 5, b = perturb_mt_u32(s) >> 6;
+    return (a * 67108864.0 + b) / 9007199254740992.0;
+}
 /* standard_normal() / normal(loc, scale) */
 double perturb_mt_gauss(perturb_mt *s);
 double perturb_mt_normal(perturb_mt *s, double loc, double scale);
