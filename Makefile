@@ -63,6 +63,7 @@ bench: bench-deps release
 	/usr/bin/python3 bench/eval --wobble build/release/wobble --shared "$(SHARED)"
 	/usr/bin/python3 bench/probe --wobble build/release/wobble --bench build/release/bench_probe --shared "$(SHARED)"
 	/usr/bin/python3 bench/finetune --bench build/release/bench_finetune --shared "$(SHARED)"
+	/usr/bin/python3 bench/corrupt --build build/release --shared "$(SHARED)"
 
 clean:
 	rm -rf build demo-out
