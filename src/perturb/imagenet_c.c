@@ -260,7 +260,7 @@ int perturb_ic_pixelate(wobble_ctx *ctx, const wobble_image *in, double level, c
  * The subgrids are walked row by row, as NumPy draws for them. */
 static float *plasma(int size, double decay, perturb_mt *mt) {
     float *m = malloc(sizeof(float) * (size_t)size * size);
-    float *tmp = malloc(sizeof(float) * (size_t)size * size);
+    float *tmp = malloc(sizeof(float) * (size_t)(size / 2 + 1) * (size / 2 + 1)); /* a subgrid: at most size/2 a side */
     if (!m || !tmp) {
         free(m), free(tmp);
         return NULL;
@@ -317,6 +317,13 @@ int perturb_ic_fog(wobble_ctx *ctx, const wobble_image *in, double level, const 
     const int w = in->width, h = in->height, side = w > h ? w : h;
     int size = 1;
     while (size < side) size *= 2;
+    /* the reference draws a whole size x size map whatever the image's
+     * other side: refuse maps over the context's pixel limit */
+    const uint64_t lim = ctx ? ctx->max_pixels : 0;
+    if (lim && (uint64_t)size * size > lim)
+        return core_seterr(ctx, WOBBLE_ELIMIT,
+                           "imagenet_c.fog: a %dx%d image needs a %dx%d plasma map (%llu pixels), over the limit of %llu",
+                           w, h, size, size, (unsigned long long)size * size, (unsigned long long)lim);
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
     float *map = plasma(size, C[sev][1], &mt);

@@ -31,7 +31,8 @@ static int canny(const uint8_t *img, int h, int w, int low, int high, uint8_t *e
     int *mag = calloc((size_t)(h + 2) * (w + 2), sizeof(int)); /* zero border */
     short *dx = malloc(sizeof(short) * (size_t)h * w), *dy = malloc(sizeof(short) * (size_t)h * w);
     uint8_t *map = malloc((size_t)(h + 2) * (w + 2));
-    int *stack = malloc(sizeof(int) * (size_t)(h + 2) * (w + 2) * 8 + 8);
+    /* a pixel is pushed once, when it becomes an edge */
+    int *stack = malloc(sizeof(int) * (size_t)(h + 2) * (w + 2));
     if (!mag || !dx || !dy || !map || !stack) {
         free(mag), free(dx), free(dy), free(map), free(stack);
         return WOBBLE_ENOMEM;
