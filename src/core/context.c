@@ -48,7 +48,33 @@ int wobble_ctx_create(const wobble_ctx_params *params, wobble_ctx **out) {
     return WOBBLE_OK;
 }
 
-void wobble_ctx_free(wobble_ctx *ctx) { free(ctx); }
+void wobble_ctx_free(wobble_ctx *ctx) {
+    if (!ctx) return;
+    for (int i = 0; i < CORE_SCRATCH_SLOTS; i++) free(ctx->scratch[i]);
+    free(ctx);
+}
+
+void *core_tmp_get(wobble_ctx *ctx, int slot, size_t bytes, core_tmp *t) {
+    t->p = NULL, t->owned = 0;
+    if (!bytes) bytes = 1;
+    if (!ctx || slot < 0 || slot >= CORE_SCRATCH_SLOTS) {
+        t->p = malloc(bytes);
+        t->owned = 1;
+        return t->p;
+    }
+    if (ctx->scratch_size[slot] < bytes) {
+        free(ctx->scratch[slot]);
+        ctx->scratch[slot] = malloc(bytes);
+        ctx->scratch_size[slot] = ctx->scratch[slot] ? bytes : 0;
+    }
+    t->p = ctx->scratch[slot];
+    return t->p;
+}
+
+void core_tmp_put(core_tmp *t) {
+    if (t->owned) free(t->p);
+    t->p = NULL, t->owned = 0;
+}
 
 const char *wobble_last_error(const wobble_ctx *ctx) { return ctx ? ctx->last_error : ""; }
 

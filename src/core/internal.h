@@ -10,11 +10,17 @@
 
 #define WOBBLE_ERRMSG_MAX 1024
 
+#define CORE_SCRATCH_SLOTS 4
+
 struct wobble_ctx {
     int threads;
     uint64_t max_pixels;
     int last_status;
     char last_error[WOBBLE_ERRMSG_MAX];
+    /* work buffers kept between calls (core_tmp_get): image-sized scratch
+     * freshly mapped on every call costs more than the work on small images */
+    void *scratch[CORE_SCRATCH_SLOTS];
+    size_t scratch_size[CORE_SCRATCH_SLOTS];
 };
 
 struct wobble_image {
@@ -31,6 +37,18 @@ static inline uint64_t core_splitmix64(uint64_t z) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
+
+/* A work buffer of at least `bytes`: the context's scratch slot `slot`
+ * (0 .. CORE_SCRATCH_SLOTS-1, grown as needed and kept until the context is
+ * freed; two live buffers need two slots), or a malloc'ed one when ctx is
+ * NULL. Contents are undefined. Release with core_tmp_put. NULL when out of
+ * memory. Not for use from two threads on one context at once. */
+typedef struct {
+    void *p;
+    int owned;
+} core_tmp;
+void *core_tmp_get(wobble_ctx *ctx, int slot, size_t bytes, core_tmp *t);
+void core_tmp_put(core_tmp *t);
 
 /* Record an error on ctx (ctx may be NULL) and return `status`. */
 int core_seterr(wobble_ctx *ctx, int status, const char *fmt, ...)

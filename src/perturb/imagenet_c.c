@@ -83,8 +83,10 @@ int perturb_ic_shot_noise(wobble_ctx *ctx, const wobble_image *in, double level,
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
     const double c = C[sev];
+    perturb_poisson P[256]; /* lam takes one value per 8-bit level */
+    for (int v = 0; v < 256; v++) perturb_poisson_prepare(&P[v], v / 255.0 * c);
     for (size_t i = 0; i < n; i++) {
-        const int64_t k = perturb_mt_poisson(&mt, src[i] / 255.0 * c);
+        const int64_t k = perturb_mt_poisson_p(&mt, &P[src[i]]);
         dst[i] = u8_unit((double)k / c);
     }
     return WOBBLE_OK;

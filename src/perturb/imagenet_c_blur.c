@@ -19,9 +19,10 @@ static inline uint8_t u8_unit(double v) {
     return (uint8_t)(v * 255.0);
 }
 
-static double *to_unit(const wobble_image *in) {
+/* the image as float64 / 255 in the context's scratch slot 0 */
+static double *to_unit(wobble_ctx *ctx, const wobble_image *in, core_tmp *t) {
     const size_t n = (size_t)in->width * in->height * 3u;
-    double *a = malloc(sizeof(double) * n);
+    double *a = core_tmp_get(ctx, 0, sizeof(double) * n, t);
     if (a)
         for (size_t i = 0; i < n; i++) a[i] = in->data[i] / 255.;
     return a;
@@ -34,7 +35,8 @@ int perturb_ic_gaussian_blur(wobble_ctx *ctx, const wobble_image *in, double lev
     (void)p;
     int rc = perturb_ic_check(ctx, "imagenet_c.gaussian_blur", in);
     if (rc != WOBBLE_OK) return rc;
-    double *a = to_unit(in);
+    core_tmp ta;
+    double *a = to_unit(ctx, in, &ta);
     if (!a) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.gaussian_blur: out of memory");
     const double c = C[(int)level - 1];
     rc = perturb_nd_gaussian(a, in->height, in->width, 3, c, c, 4.0, ND_NEAREST, wobble_ctx_threads(ctx));
@@ -42,7 +44,7 @@ int perturb_ic_gaussian_blur(wobble_ctx *ctx, const wobble_image *in, double lev
         const size_t n = (size_t)in->width * in->height * 3u;
         for (size_t i = 0; i < n; i++) out->data[i] = u8_unit(a[i]);
     }
-    free(a);
+    core_tmp_put(&ta);
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.gaussian_blur: out of memory");
 }
 
@@ -66,7 +68,8 @@ int perturb_ic_glass_blur(wobble_ctx *ctx, const wobble_image *in, double level,
     const int H = in->height, W = in->width, th = wobble_ctx_threads(ctx);
     const size_t n = (size_t)W * H * 3u;
     const int sev = (int)level - 1, d = C[sev].delta;
-    double *a = to_unit(in);
+    core_tmp ta;
+    double *a = to_unit(ctx, in, &ta);
     if (!a) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.glass_blur: out of memory");
     rc = perturb_nd_gaussian(a, H, W, 3, C[sev].sigma, C[sev].sigma, 4.0, ND_NEAREST, th);
     if (rc == WOBBLE_OK) {
@@ -86,7 +89,7 @@ int perturb_ic_glass_blur(wobble_ctx *ctx, const wobble_image *in, double level,
         if (rc == WOBBLE_OK)
             for (size_t i = 0; i < n; i++) x[i] = u8_unit(a[i]);
     }
-    free(a);
+    core_tmp_put(&ta);
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.glass_blur: out of memory");
 }
 
@@ -172,7 +175,16 @@ int perturb_ic_motion(const double *a, int h, int w, int c, int radius, int sigm
     return WOBBLE_OK;
 }
 
-/* angle = uniform(-45, 45); clip(_motion_blur(x), 0, 255), truncated */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void axpy_u8(double *restrict o, const uint8_t *restrict s, double k, size_t n) {
+    for (size_t i = 0; i < n; i++) o[i] += k * (double)s[i];
+}
+
+/* angle = uniform(-45, 45); clip(_motion_blur(x), 0, 255), truncated. The
+ * same sums as perturb_ic_motion, read straight from the 8-bit image into
+ * one row of float64 sums per thread */
 int perturb_ic_motion_blur(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                            wobble_image *out) {
     static const int C[5][2] = {{10, 3}, {15, 5}, {15, 8}, {15, 12}, {20, 15}};
@@ -181,24 +193,46 @@ int perturb_ic_motion_blur(wobble_ctx *ctx, const wobble_image *in, double level
     uint32_t seed;
     rc = perturb_ic_seed(ctx, "imagenet_c.motion_blur", p, level, &seed);
     if (rc != WOBBLE_OK) return rc;
-    const int sev = (int)level - 1, H = in->height, W = in->width;
-    const size_t n = (size_t)W * H * 3u;
+    const int sev = (int)level - 1, H = in->height, W = in->width, radius = C[sev][0];
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
     const double angle = perturb_mt_uniform(&mt, -45, 45);
-    double *a = malloc(sizeof(double) * n), *b = malloc(sizeof(double) * n);
-    if (!a || !b) {
-        free(a), free(b);
-        return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.motion_blur: out of memory");
+    double k[64] = {0};
+    int dxs[64], dys[64];
+    motion_kernel(radius, C[sev][1], k);
+    const int taps = motion_taps(radius, angle, H, W, dxs, dys);
+    const size_t rowlen = (size_t)W * 3;
+    int failed = 0;
+#pragma omp parallel num_threads(wobble_ctx_threads(ctx)) if (rowlen * H > WOBBLE_PAR_MIN_BYTES)
+    {
+        double *o = malloc(sizeof(double) * rowlen);
+        if (!o) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int y = 0; y < H; y++) {
+            if (!o) continue;
+            for (size_t i = 0; i < rowlen; i++) o[i] = 0.0;
+            for (int t = 0; t < taps; t++) {
+                const double kt = k[t];
+                const uint8_t *src = in->data + (size_t)shifted(y, dys[t], H) * rowlen;
+                const int dx = dxs[t];
+                int lo = dx > 0 ? dx : 0, hi = dx < 0 ? W + dx : W;
+                if (lo > W) lo = W;
+                if (hi < lo) hi = lo;
+                for (int x = 0; x < lo; x++)
+                    for (int ch = 0; ch < 3; ch++) o[(size_t)x * 3 + ch] += kt * (double)src[(size_t)shifted(x, dx, W) * 3 + ch];
+                axpy_u8(o + (size_t)lo * 3, src + ((ptrdiff_t)lo - dx) * 3, kt, (size_t)(hi - lo) * 3);
+                for (int x = hi; x < W; x++)
+                    for (int ch = 0; ch < 3; ch++) o[(size_t)x * 3 + ch] += kt * (double)src[(size_t)shifted(x, dx, W) * 3 + ch];
+            }
+            uint8_t *d = out->data + (size_t)y * rowlen;
+            for (size_t i = 0; i < rowlen; i++) d[i] = (uint8_t)(o[i] < 0 ? 0 : o[i] > 255 ? 255 : o[i]);
+        }
+        free(o);
     }
-    for (size_t i = 0; i < n; i++) a[i] = in->data[i];
-    perturb_ic_motion(a, H, W, 3, C[sev][0], C[sev][1], angle, b, wobble_ctx_threads(ctx));
-    for (size_t i = 0; i < n; i++) {
-        const double v = b[i] < 0 ? 0 : b[i] > 255 ? 255 : b[i];
-        out->data[i] = (uint8_t)v;
-    }
-    free(a), free(b);
-    return WOBBLE_OK;
+    return failed ? core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.motion_blur: out of memory") : WOBBLE_OK;
 }
 
 /* np.arange(1, stop, step): 1, 1 + step, then 1 + i * ((1 + step) - 1),
@@ -243,12 +277,14 @@ int perturb_ic_zoom_blur(wobble_ctx *ctx, const wobble_image *in, double level, 
     const size_t n = (size_t)W * H * 3u;
     double zs[32];
     const int nz = arange1(C[sev][0], C[sev][1], zs);
-    float *x = malloc(sizeof(float) * n), *acc = calloc(n, sizeof(float));
+    core_tmp t0, t1;
+    float *x = core_tmp_get(ctx, 0, sizeof(float) * n, &t0), *acc = core_tmp_get(ctx, 1, sizeof(float) * n, &t1);
     perturb_nd_tap *tx = malloc(sizeof(perturb_nd_tap) * (size_t)W);
     if (!x || !acc || !tx) {
-        free(x), free(acc), free(tx);
+        core_tmp_put(&t0), core_tmp_put(&t1), free(tx);
         return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.zoom_blur: out of memory");
     }
+    memset(acc, 0, sizeof(float) * n);
     for (size_t i = 0; i < n; i++) x[i] = (float)(in->data[i] / 255.);
     for (int k = 0; k < nz; k++) {
         const double z = zs[k];
@@ -288,7 +324,7 @@ int perturb_ic_zoom_blur(wobble_ctx *ctx, const wobble_image *in, double level, 
         v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
         out->data[i] = (uint8_t)(v * 255.0f);
     }
-    free(x), free(acc), free(tx);
+    core_tmp_put(&t0), core_tmp_put(&t1), free(tx);
     return WOBBLE_OK;
 }
 
@@ -308,8 +344,9 @@ int perturb_ic_elastic_transform(wobble_ctx *ctx, const wobble_image *in, double
     const int H = in->height, W = in->width, th = wobble_ctx_threads(ctx);
     const size_t npix = (size_t)W * H, n = npix * 3u;
     const double alpha = ALPHA[(int)level - 1], m = H * 0.005, sy = H * 0.01, sx = W * 0.01;
-    double *img = malloc(sizeof(double) * n), *dx = malloc(sizeof(double) * npix);
-    double *dy = malloc(sizeof(double) * npix), *res = malloc(sizeof(double) * n);
+    core_tmp t0, t1, t2, t3;
+    double *img = core_tmp_get(ctx, 0, sizeof(double) * n, &t0), *dx = core_tmp_get(ctx, 1, sizeof(double) * npix, &t1);
+    double *dy = core_tmp_get(ctx, 2, sizeof(double) * npix, &t2), *res = core_tmp_get(ctx, 3, sizeof(double) * n, &t3);
     if (!img || !dx || !dy || !res) {
         rc = WOBBLE_ENOMEM;
         goto done;
@@ -337,7 +374,7 @@ int perturb_ic_elastic_transform(wobble_ctx *ctx, const wobble_image *in, double
         out->data[i] = (uint8_t)(v * 255.0f);
     }
 done:
-    free(img), free(dx), free(dy), free(res);
+    core_tmp_put(&t0), core_tmp_put(&t1), core_tmp_put(&t2), core_tmp_put(&t3);
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.elastic_transform: out of memory");
 }
 
@@ -421,7 +458,8 @@ int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double leve
     for (int i = 0; i < side * side; i++)
         if (k[i] != 0.0) ty[nt] = i / side - half, tx[nt] = i % side - half, k[nt++] = k[i];
     const size_t rowlen = (size_t)W * 3, n = rowlen * H;
-    double *x = malloc(sizeof(double) * n);
+    core_tmp tx0;
+    double *x = core_tmp_get(ctx, 0, sizeof(double) * n, &tx0);
     if (!x) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.defocus_blur: out of memory");
     for (size_t i = 0; i < n; i++) x[i] = in->data[i] / 255.;
     int failed = 0;
@@ -457,7 +495,7 @@ int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double leve
         }
         free(acc);
     }
-    free(x);
+    core_tmp_put(&tx0);
     if (failed) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.defocus_blur: out of memory");
     return WOBBLE_OK;
 }

@@ -241,9 +241,10 @@ int perturb_ic_spatter(wobble_ctx *ctx, const wobble_image *in, double level, co
     if (rc != WOBBLE_OK) return rc;
     const int H = in->height, W = in->width, sev = (int)level - 1, th = wobble_ctx_threads(ctx);
     const size_t npix = (size_t)W * H;
-    double *liq = malloc(sizeof(double) * npix);
-    float *m = malloc(sizeof(float) * npix);
-    uint8_t *l8 = malloc(npix);
+    core_tmp t0, t1, t2;
+    double *liq = core_tmp_get(ctx, 0, sizeof(double) * npix, &t0);
+    float *m = core_tmp_get(ctx, 1, sizeof(float) * npix, &t1);
+    uint8_t *l8 = core_tmp_get(ctx, 2, npix, &t2);
     if (!liq || !m || !l8) {
         rc = WOBBLE_ENOMEM;
         goto done;
@@ -295,6 +296,6 @@ int perturb_ic_spatter(wobble_ctx *ctx, const wobble_image *in, double level, co
         }
     }
 done:
-    free(liq), free(m), free(l8);
+    core_tmp_put(&t0), core_tmp_put(&t1), core_tmp_put(&t2);
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.spatter: out of memory");
 }

@@ -18,19 +18,28 @@ void perturb_mt_seed(perturb_mt *s, uint32_t seed) {
     s->gauss = 0.0;
 }
 
+/* the twist in three runs without conditionals (each reads words at least
+ * 227 places away, so the loops vectorise), then the tempering of all 624 */
 void perturb_mt_twist(perturb_mt *s) {
     uint32_t *k = s->key;
     int i = 0;
     for (; i < MT_N - MT_M; i++) {
         const uint32_t y = (k[i] & 0x80000000u) | (k[i + 1] & 0x7fffffffu);
-        k[i] = k[i + MT_M] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+        k[i] = k[i + MT_M] ^ (y >> 1) ^ ((0u - (y & 1u)) & 0x9908b0dfu);
     }
     for (; i < MT_N - 1; i++) {
         const uint32_t y = (k[i] & 0x80000000u) | (k[i + 1] & 0x7fffffffu);
-        k[i] = k[i + MT_M - MT_N] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+        k[i] = k[i + MT_M - MT_N] ^ (y >> 1) ^ ((0u - (y & 1u)) & 0x9908b0dfu);
     }
     const uint32_t y = (k[MT_N - 1] & 0x80000000u) | (k[0] & 0x7fffffffu);
-    k[MT_N - 1] = k[MT_M - 1] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+    k[MT_N - 1] = k[MT_M - 1] ^ (y >> 1) ^ ((0u - (y & 1u)) & 0x9908b0dfu);
+    for (i = 0; i < MT_N; i++) {
+        uint32_t t = k[i];
+        t ^= t >> 11;
+        t ^= (t << 7) & 0x9d2c5680u;
+        t ^= (t << 15) & 0xefc60000u;
+        s->out[i] = t ^ (t >> 18);
+    }
     s->pos = 0;
 }
 
@@ -85,14 +94,24 @@ static double loggam(double x) {
     return gl;
 }
 
+void perturb_poisson_prepare(perturb_poisson *p, double lam) {
+    p->lam = lam;
+    p->enlam = p->slam = p->loglam = p->a = p->b = p->invalpha = p->vr = 0;
+    if (lam >= 10) {
+        p->slam = sqrt(lam), p->loglam = log(lam);
+        p->b = 0.931 + 2.53 * p->slam;
+        p->a = -0.059 + 0.02483 * p->b;
+        p->invalpha = 1.1239 + 1.1328 / (p->b - 3.4);
+        p->vr = 0.9277 - 3.6224 / (p->b - 2);
+    } else if (lam != 0) {
+        p->enlam = exp(-lam);
+    }
+}
+
 /* Hormann (1993), "The transformed rejection method for generating Poisson
  * random variables", algorithm PTRS. */
-static int64_t poisson_ptrs(perturb_mt *s, double lam) {
-    const double slam = sqrt(lam), loglam = log(lam);
-    const double b = 0.931 + 2.53 * slam;
-    const double a = -0.059 + 0.02483 * b;
-    const double invalpha = 1.1239 + 1.1328 / (b - 3.4);
-    const double vr = 0.9277 - 3.6224 / (b - 2);
+static int64_t poisson_ptrs(perturb_mt *s, const perturb_poisson *P) {
+    const double lam = P->lam, loglam = P->loglam, a = P->a, b = P->b, invalpha = P->invalpha, vr = P->vr;
     for (;;) {
         const double U = perturb_mt_double(s) - 0.5;
         const double V = perturb_mt_double(s);
@@ -106,10 +125,16 @@ static int64_t poisson_ptrs(perturb_mt *s, double lam) {
 }
 
 int64_t perturb_mt_poisson(perturb_mt *s, double lam) {
-    if (lam >= 10) return poisson_ptrs(s, lam);
-    if (lam == 0) return 0;
+    perturb_poisson p;
+    perturb_poisson_prepare(&p, lam);
+    return perturb_mt_poisson_p(s, &p);
+}
+
+int64_t perturb_mt_poisson_p(perturb_mt *s, const perturb_poisson *P) {
+    if (P->lam >= 10) return poisson_ptrs(s, P);
+    if (P->lam == 0) return 0;
     /* multiply uniforms until the product falls to exp(-lam) */
-    const double enlam = exp(-lam);
+    const double enlam = P->enlam;
     int64_t x = 0;
     double prod = 1.0;
     for (;;) {

@@ -21,22 +21,20 @@
 
 typedef struct perturb_mt {
     uint32_t key[624];
+    uint32_t out[624]; /* the tempered outputs of the current key */
     int pos;
     int has_gauss;
     double gauss;
 } perturb_mt;
 
 void perturb_mt_seed(perturb_mt *s, uint32_t seed);
-/* regenerate the 624 words (called when they are used up) */
+/* regenerate the 624 words and their tempered outputs (called when they
+ * are used up) */
 void perturb_mt_twist(perturb_mt *s);
 
 static inline uint32_t perturb_mt_u32(perturb_mt *s) {
     if (s->pos >= 624) perturb_mt_twist(s);
-    uint32_t y = s->key[s->pos++];
-    y ^= y >> 11;
-    y ^= (y << 7) & 0x9d2c5680u;
-    y ^= (y << 15) & 0xefc60000u;
-    return y ^ (y >> 18);
+    return s->out[s->pos++];
 }
 
 /* random_sample(): [0, 1) with 53 bits */
@@ -51,6 +49,13 @@ double perturb_mt_normal(perturb_mt *s, double loc, double scale);
 double perturb_mt_uniform(perturb_mt *s, double low, double high);
 /* poisson(lam), lam >= 0 */
 int64_t perturb_mt_poisson(perturb_mt *s, double lam);
+/* the same with the per-lam constants computed once (for many draws of a
+ * few lam values) */
+typedef struct {
+    double lam, enlam, slam, loglam, a, b, invalpha, vr;
+} perturb_poisson;
+void perturb_poisson_prepare(perturb_poisson *p, double lam);
+int64_t perturb_mt_poisson_p(perturb_mt *s, const perturb_poisson *p);
 /* randint(low, high): low <= k < high (high > low) */
 int64_t perturb_mt_randint(perturb_mt *s, int64_t low, int64_t high);
 
