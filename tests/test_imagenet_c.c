@@ -139,6 +139,37 @@ int main(void) {
                   "severity %g: %d %s", bad[i], rc, wobble_last_error(ctx));
         }
     }
+    /* odd shapes: every corruption and severity on the smallest, very wide,
+     * very tall and flat (constant) images runs, stays in bounds (the
+     * sanitizer build checks) and repeats exactly */
+    {
+        static const int shapes[][2] = {{32, 32}, {33, 200}, {300, 32}, {45, 37}};
+        for (int sh = 0; sh < 4; sh++)
+            for (int flat = 0; flat < 2; flat++) {
+                const int w = shapes[sh][0], h = shapes[sh][1];
+                wobble_image *src = NULL;
+                wobble_image_create(ctx, w, h, &src);
+                uint8_t *d = wobble_image_data_mut(src);
+                for (int i = 0; i < w * h * 3; i++) d[i] = flat ? 128 : (uint8_t)((i * 2654435761u) >> 24);
+                for (int o = 0; o < wobble_op_count(); o++) {
+                    const wobble_op_info *oi = wobble_op_at(o);
+                    if (!oi->suite) continue;
+                    for (int sev = 1; sev <= 5; sev++) {
+                        wobble_perturb_params pp = wobble_perturb_default_params();
+                        pp.seed = (uint64_t)(sev + 7 * sh);
+                        pp.exact_seed = 1;
+                        wobble_image *a = NULL, *b = NULL;
+                        const int ra = wobble_perturb(ctx, oi->name, src, sev, &pp, &a);
+                        const int rb = wobble_perturb(ctx, oi->name, src, sev, &pp, &b);
+                        CHECK(ra == WOBBLE_OK && rb == WOBBLE_OK && t_same(a, b), "%s %d on %dx%d%s: %s", oi->name, sev,
+                              w, h, flat ? " flat" : "", wobble_last_error(ctx));
+                        wobble_image_free(a), wobble_image_free(b);
+                    }
+                }
+                wobble_image_free(src);
+            }
+    }
+
     /* at least 32 x 32, as imagecorruptions requires */
     wobble_image *small = NULL, *o = NULL;
     wobble_image_create(ctx, 32, 31, &small);

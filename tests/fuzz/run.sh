@@ -13,9 +13,14 @@ failed=0
 printf '%-12s %12s %9s %7s\n' harness executions exec/s crashes
 for h in $hs; do
     mkdir -p "$B/corpus/$h" "$B/artifacts/$h"
+    # safetensors: the header is what is parsed; the small seeds of seeds.sh
+    # cover every dtype, and the tower seeds (up to 209 kB) would otherwise
+    # set the length limit and slow each execution 40-fold
+    extra=""
+    [ "$h" = safetensors ] && extra="-max_len=8192"
     log=$B/artifacts/$h.log
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        "$B/tests/fuzz/fuzz_$h" -max_total_time="$S" -timeout=20 -rss_limit_mb=2560 -print_final_stats=1 \
+        "$B/tests/fuzz/fuzz_$h" $extra -max_total_time="$S" -timeout=20 -rss_limit_mb=2560 -print_final_stats=1 \
         -artifact_prefix="$B/artifacts/$h/" "$B/corpus/$h" "$B/seeds/$h" >"$log" 2>&1
     rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
