@@ -50,8 +50,9 @@ int perturb_ic_seed(wobble_ctx *ctx, const char *op, const wobble_perturb_params
 int perturb_ic_motion(const double *a, int h, int w, int c, int radius, int sigma, double angle, double *out,
                       int threads);
 /* clipped_zoom: the centre ceil(n / z) crop zoomed by z (scipy zoom,
- * order 1); malloc'ed (*oh, *ow, c) array, NULL when out of memory */
-double *perturb_ic_clipped_zoom(const double *a, int h, int w, int c, double z, int to_float, int *oh, int *ow);
+ * order 1) into out, (oh, ow, c) as perturb_ic_clipped_zoom_size gives */
+void perturb_ic_clipped_zoom_size(int h, int w, double z, int *oh, int *ow);
+void perturb_ic_clipped_zoom(const double *a, int h, int w, int c, double z, int to_float, double *out);
 
 /* The checks every corruption starts with (size at least 32 x 32). */
 int perturb_ic_check(wobble_ctx *ctx, const char *op, const wobble_image *in);

@@ -244,23 +244,15 @@ static int arange1(double stop, double step, double *z) {
     return n;
 }
 
-/* clipped_zoom: the centre crop of ceil(n / z) rows and columns, zoomed
- * by z (scipy zoom, order 1); returns the zoomed (oh, ow, c) array */
-double *perturb_ic_clipped_zoom(const double *a, int h, int w, int c, double z, int to_float, int *oh, int *ow) {
+void perturb_ic_clipped_zoom_size(int h, int w, double z, int *oh, int *ow) {
+    *oh = perturb_nd_zoom_size((int)ceil(h / z), z), *ow = perturb_nd_zoom_size((int)ceil(w / z), z);
+}
+
+void perturb_ic_clipped_zoom(const double *a, int h, int w, int c, double z, int to_float, double *out) {
     const int ch0 = (int)ceil(h / z), top0 = (h - ch0) / 2;
     const int ch1 = (int)ceil(w / z), top1 = (w - ch1) / 2;
-    double *crop = malloc(sizeof(double) * (size_t)ch0 * ch1 * c);
-    *oh = perturb_nd_zoom_size(ch0, z), *ow = perturb_nd_zoom_size(ch1, z);
-    double *out = malloc(sizeof(double) * (size_t)*oh * *ow * c);
-    if (!crop || !out) {
-        free(crop), free(out);
-        return NULL;
-    }
-    for (int y = 0; y < ch0; y++)
-        memcpy(crop + (size_t)y * ch1 * c, a + ((size_t)(top0 + y) * w + top1) * c, sizeof(double) * (size_t)ch1 * c);
-    perturb_nd_zoom_linear(crop, ch0, ch1, c, out, *oh, *ow, to_float);
-    free(crop);
-    return out;
+    perturb_nd_zoom_linear(a + ((size_t)top0 * w + top1) * c, ch0, ch1, c, (size_t)w * c, out,
+                           perturb_nd_zoom_size(ch0, z), perturb_nd_zoom_size(ch1, z), to_float);
 }
 
 /* x = float32(x); out = sum over z of clipped_zoom(x, z)[:h, :w] (float32

@@ -153,19 +153,29 @@ static int distance5(const uint8_t *src, int h, int w, float *dist) {
     return WOBBLE_OK;
 }
 
-/* 3 x 3 window sums at (y, x), reflect-101 borders (exact in double) */
-static double box9f(const float *a, int y, int x, int h, int w) {
-    double s = 0;
-    for (int dy = -1; dy <= 1; dy++)
-        for (int dx = -1; dx <= 1; dx++) s += a[(size_t)refl101(y + dy, h) * w + refl101(x + dx, w)];
-    return s;
+/* the reflect-101 column index of x - 1 .. w for 3 x 3 windows: xi[x + 1] */
+static void cols101(int w, int *xi) {
+    for (int x = -1; x <= w; x++) xi[x + 1] = refl101(x, w);
 }
 
-static int box9u(const uint8_t *a, int y, int x, int h, int w) {
-    int s = 0;
-    for (int dy = -1; dy <= 1; dy++)
-        for (int dx = -1; dx <= 1; dx++) s += a[(size_t)refl101(y + dy, h) * w + refl101(x + dx, w)];
-    return s;
+/* 3 x 3 window sums at row y, every x, reflect-101 borders (exact in
+ * double for the float input; in integers for the 8-bit one) */
+static void box9f_row(const float *a, int y, int h, int w, const int *xi, double *out) {
+    const float *r[3] = {a + (size_t)refl101(y - 1, h) * w, a + (size_t)y * w, a + (size_t)refl101(y + 1, h) * w};
+    for (int x = 0; x < w; x++) {
+        double s = 0;
+        for (int k = 0; k < 3; k++) s += (double)r[k][xi[x]] + r[k][xi[x + 1]] + r[k][xi[x + 2]];
+        out[x] = s;
+    }
+}
+
+static void box9u_row(const uint8_t *a, int y, int h, int w, const int *xi, int *out) {
+    const uint8_t *r[3] = {a + (size_t)refl101(y - 1, h) * w, a + (size_t)y * w, a + (size_t)refl101(y + 1, h) * w};
+    for (int x = 0; x < w; x++) {
+        int s = 0;
+        for (int k = 0; k < 3; k++) s += r[k][xi[x]] + r[k][xi[x + 1]] + r[k][xi[x + 2]];
+        out[x] = s;
+    }
 }
 
 /* the water path's drop mask m (float32 gray values before the channel
@@ -174,15 +184,20 @@ static int water_mask(const uint8_t *liquid, int h, int w, float *m) {
     const size_t n = (size_t)h * w;
     uint8_t *e = malloc(n), *d8 = malloc(n), *d2 = malloc(n);
     float *dist = malloc(sizeof(float) * n);
+    int *xi = malloc(sizeof(int) * ((size_t)w + 2)), *irow = malloc(sizeof(int) * (size_t)w);
+    double *srow = malloc(sizeof(double) * (size_t)w);
     int rc = WOBBLE_ENOMEM;
-    if (!e || !d8 || !d2 || !dist) goto done;
+    if (!e || !d8 || !d2 || !dist || !xi || !irow || !srow) goto done;
+    cols101(w, xi);
     if ((rc = canny(liquid, h, w, 50, 150, e)) != WOBBLE_OK) goto done;
     for (size_t i = 0; i < n; i++) e[i] = (uint8_t)(255 - e[i]);
     if ((rc = distance5(e, h, w, dist)) != WOBBLE_OK) goto done;
     for (size_t i = 0; i < n; i++) dist[i] = dist[i] > 20.0f ? 20.0f : dist[i]; /* THRESH_TRUNC */
     /* blur (float, sums in double) -> uint8 by truncation */
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) d8[(size_t)y * w + x] = (uint8_t)(float)(box9f(dist, y, x, h, w) * (1.0 / 9));
+    for (int y = 0; y < h; y++) {
+        box9f_row(dist, y, h, w, xi, srow);
+        for (int x = 0; x < w; x++) d8[(size_t)y * w + x] = (uint8_t)(float)(srow[x] * (1.0 / 9));
+    }
     /* equalizeHist */
     {
         int hist[256] = {0}, lut[256] = {0};
@@ -204,23 +219,26 @@ static int water_mask(const uint8_t *liquid, int h, int w, float *m) {
     }
     /* filter2D(CV_8U) with the emboss kernel, saturated */
     static const int K[3][3] = {{-2, -1, 0}, {-1, 1, 1}, {0, 1, 2}};
-    for (int y = 0; y < h; y++)
+    for (int y = 0; y < h; y++) {
+        const uint8_t *r[3] = {d8 + (size_t)refl101(y - 1, h) * w, d8 + (size_t)y * w, d8 + (size_t)refl101(y + 1, h) * w};
         for (int x = 0; x < w; x++) {
             int s = 0;
-            for (int a = -1; a <= 1; a++)
-                for (int b = -1; b <= 1; b++) s += K[a + 1][b + 1] * d8[(size_t)refl101(y + a, h) * w + refl101(x + b, w)];
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 3; b++) s += K[a][b] * r[a][xi[x + b]];
             d2[(size_t)y * w + x] = (uint8_t)(s < 0 ? 0 : s > 255 ? 255 : s);
         }
+    }
     /* blur of uint8: the rounded mean, then float */
-    for (int y = 0; y < h; y++)
+    for (int y = 0; y < h; y++) {
+        box9u_row(d2, y, h, w, xi, irow);
         for (int x = 0; x < w; x++) {
-            const int s = box9u(d2, y, x, h, w);
-            const float dd = (float)((s + 4) / 9);
+            const float dd = (float)((irow[x] + 4) / 9);
             m[(size_t)y * w + x] = (float)liquid[(size_t)y * w + x] * dd;
         }
+    }
     rc = WOBBLE_OK;
 done:
-    free(e), free(d8), free(d2), free(dist);
+    free(e), free(d8), free(d2), free(dist), free(xi), free(irow), free(srow);
     return rc;
 }
 

@@ -39,25 +39,27 @@ int perturb_ic_snow(wobble_ctx *ctx, const wobble_image *in, double level, const
     const size_t npix = (size_t)W * H;
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
-    double *snow = malloc(sizeof(double) * npix), *layer = NULL, *blurred = NULL;
-    if (!snow) goto oom;
-    for (size_t i = 0; i < npix; i++) snow[i] = perturb_mt_normal(&mt, C[sev].loc, C[sev].scale);
     int oh, ow;
-    layer = perturb_ic_clipped_zoom(snow, H, W, 1, C[sev].zoom, 0, &oh, &ow);
-    if (!layer) goto oom;
-    if (oh < H || ow < W) {
-        free(snow), free(layer);
+    perturb_ic_clipped_zoom_size(H, W, C[sev].zoom, &oh, &ow);
+    if (oh < H || ow < W)
         return core_seterr(ctx, WOBBLE_EINTERNAL, "imagenet_c.snow: the zoomed layer (%dx%d) is smaller than the image",
                            ow, oh);
+    core_tmp t0, t1, t2;
+    double *snow = core_tmp_get(ctx, 0, sizeof(double) * npix, &t0);
+    double *layer = core_tmp_get(ctx, 1, sizeof(double) * (size_t)oh * ow, &t1);
+    double *blurred = core_tmp_get(ctx, 2, sizeof(double) * (size_t)oh * ow, &t2);
+    if (!snow || !layer || !blurred) {
+        core_tmp_put(&t0), core_tmp_put(&t1), core_tmp_put(&t2);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.snow: out of memory");
     }
+    for (size_t i = 0; i < npix; i++) snow[i] = perturb_mt_normal(&mt, C[sev].loc, C[sev].scale);
+    perturb_ic_clipped_zoom(snow, H, W, 1, C[sev].zoom, 0, layer);
     const size_t nl = (size_t)oh * ow;
     for (size_t i = 0; i < nl; i++) {
         double v = layer[i] < C[sev].threshold ? 0.0 : layer[i];
         layer[i] = v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v;
     }
     const double angle = perturb_mt_uniform(&mt, -135, -45);
-    blurred = malloc(sizeof(double) * nl);
-    if (!blurred) goto oom;
     perturb_ic_motion(layer, oh, ow, 1, C[sev].radius, C[sev].sigma, angle, blurred, th);
     for (size_t i = 0; i < nl; i++) blurred[i] = (uint8_t)nearbyint(blurred[i] * 255) / 255.;
     const float blend = (float)C[sev].blend, rest = (float)(1 - C[sev].blend);
@@ -75,11 +77,8 @@ int perturb_ic_snow(wobble_ctx *ctx, const wobble_image *in, double level, const
                 out->data[((size_t)y * W + x) * 3 + k] = (uint8_t)(v * 255.0);
             }
         }
-    free(snow), free(layer), free(blurred);
+    core_tmp_put(&t0), core_tmp_put(&t1), core_tmp_put(&t2);
     return WOBBLE_OK;
-oom:
-    free(snow), free(layer), free(blurred);
-    return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.snow: out of memory");
 }
 
 /* ------------------------------------------------------------ frost */

@@ -180,7 +180,8 @@ static inline double interp(const double *in, int w, int c, const tap2 *ty, cons
     return t;
 }
 
-void perturb_nd_zoom_linear(const double *in, int h, int w, int c, double *out, int oh, int ow, int to_float) {
+void perturb_nd_zoom_linear(const double *in, int h, int w, int c, size_t stride, double *out, int oh, int ow,
+                            int to_float) {
     const double zy = oh > 1 ? (double)(h - 1) / (oh - 1) : 1.0;
     const double zx = ow > 1 ? (double)(w - 1) / (ow - 1) : 1.0;
     tap2 *txs = malloc(sizeof(tap2) * (size_t)ow), one;
@@ -194,7 +195,14 @@ void perturb_nd_zoom_linear(const double *in, int h, int w, int c, double *out, 
             const tap2 tx = txs ? txs[j] : perturb_nd_tap_linear(j * zx, w, 0);
             double *o = out + ((size_t)i * ow + j) * c;
             for (int ch = 0; ch < c; ch++) {
-                const double v = (ty.zero || tx.zero) ? 0.0 : interp(in, w, c, &ty, &tx, ch);
+                double v = 0.0;
+                if (!ty.zero && !tx.zero) {
+                    const double *r0 = in + (size_t)ty.i0 * stride + ch, *r1 = in + (size_t)ty.i1 * stride + ch;
+                    v += r0[(size_t)tx.i0 * c] * ty.w0 * tx.w0;
+                    v += r0[(size_t)tx.i1 * c] * ty.w0 * tx.w1;
+                    v += r1[(size_t)tx.i0 * c] * ty.w1 * tx.w0;
+                    v += r1[(size_t)tx.i1 * c] * ty.w1 * tx.w1;
+                }
                 o[ch] = to_float ? (double)(float)v : v;
             }
         }

@@ -43,9 +43,11 @@ perturb_nd_tap perturb_nd_tap_linear(double cc, int len, int reflect);
 int perturb_nd_zoom_size(int n, double z);
 
 /* out (oh, ow, c) = zoom(in (h, w, c), order=1, mode="constant", cval=0),
- * oh = perturb_nd_zoom_size(h, zy) and so on; each output rounded to float
- * when `to_float`. */
-void perturb_nd_zoom_linear(const double *in, int h, int w, int c, double *out, int oh, int ow, int to_float);
+ * oh = perturb_nd_zoom_size(h, zy) and so on; in's rows are `stride`
+ * values apart (w c when packed); each output rounded to float when
+ * `to_float`. */
+void perturb_nd_zoom_linear(const double *in, int h, int w, int c, size_t stride, double *out, int oh, int ow,
+                            int to_float);
 
 /* out[i] = map_coordinates(in (h, w, c), [ys[i], xs[i], ch], order=1,
  * mode="reflect") for the n points i = ((y, x), ch) in row-major order over
