@@ -4,7 +4,7 @@
  * {"op": ..., "ms_per_image": ...}, the best of R passes over the images.
  * bench/corrupt runs this beside imagecorruptions and prints ratios.
  *
- * usage: bench_corrupt [--threads N] [--repeat R] [--severity S] IMAGE...
+ * usage: bench_corrupt [--threads N] [--repeat R] [--severity S] [--only NAME] IMAGE...
  */
 #include "wobble.h"
 
@@ -21,6 +21,7 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
     int threads = 0, repeat = 3, severity = 3, first = 1;
+    const char *only = NULL;
     while (first + 1 < argc && argv[first][0] == '-') {
         if (!strcmp(argv[first], "--threads"))
             threads = atoi(argv[first + 1]);
@@ -28,13 +29,15 @@ int main(int argc, char **argv) {
             repeat = atoi(argv[first + 1]);
         else if (!strcmp(argv[first], "--severity"))
             severity = atoi(argv[first + 1]);
+        else if (!strcmp(argv[first], "--only"))
+            only = argv[first + 1];
         else
             break;
         first += 2;
     }
     const int n = argc - first;
     if (n <= 0 || repeat < 1) {
-        fprintf(stderr, "usage: bench_corrupt [--threads N] [--repeat R] [--severity S] IMAGE...\n");
+        fprintf(stderr, "usage: bench_corrupt [--threads N] [--repeat R] [--severity S] [--only NAME] IMAGE...\n");
         return 2;
     }
     wobble_ctx_params cp = wobble_ctx_default_params();
@@ -50,7 +53,7 @@ int main(int argc, char **argv) {
         }
     for (int o = 0; o < wobble_op_count(); o++) {
         const wobble_op_info *op = wobble_op_at(o);
-        if (!op->suite) continue;
+        if (!op->suite || (only && strcmp(op->name + strlen("imagenet_c."), only))) continue;
         double best = 1e30;
         for (int r = 0; r < repeat; r++) {
             const double t0 = now_s();
