@@ -152,6 +152,31 @@ static int sc_probe(wobble_ctx *ctx, int run) {
     return rc;
 }
 
+/* the 19 ImageNet-C corruptions at severity 3 on a 96 x 80 photo, on a
+ * fresh context (its scratch buffers are allocations of the run too) */
+static wobble_image *photo;
+static int sc_imagenet_c(wobble_ctx *ctx, int run) {
+    (void)ctx, (void)run;
+    wobble_ctx_params cp = wobble_ctx_default_params();
+    cp.threads = 1;
+    wobble_ctx *c = NULL;
+    int rc = wobble_ctx_create(&cp, &c);
+    for (int o = 0; rc == WOBBLE_OK && o < wobble_op_count(); o++) {
+        const wobble_op_info *oi = wobble_op_at(o);
+        if (!oi->suite) continue;
+        wobble_perturb_params pp = wobble_perturb_default_params();
+        pp.seed = 3;
+        pp.exact_seed = 1;
+        wobble_image *out = NULL;
+        rc = wobble_perturb(c, oi->name, photo, 3, &pp, &out);
+        if (rc != WOBBLE_OK && rc != WOBBLE_ENOMEM)
+            fprintf(stderr, "%s: %s\n", oi->name, wobble_last_error(c));
+        wobble_image_free(out);
+    }
+    wobble_ctx_free(c);
+    return rc;
+}
+
 static void run_scenario(const char *name, scenario_fn fn, wobble_ctx *ctx) {
     int n = 1, bad = 0;
     long total = 0;
@@ -198,7 +223,7 @@ int main(void) {
     wobble_image *im = NULL;
     CHECK(png && wobble_image_decode(ctx, png, png_n, p, &im) == WOBBLE_OK, "decode %s", p);
     CHECK(wobble_image_encode_jpeg(ctx, im, 90, &jpg, &jpg_n) == WOBBLE_OK, "encode jpeg");
-    wobble_image_free(im);
+    photo = im;
     snprintf(cmd, sizeof cmd, "mkdir -p %s/data && cp %s/data/photo_96x80.png %s/data/syn_64x48.png %s/data/", tmp,
              t_ref_dir(), t_ref_dir(), tmp);
     CHECK(system(cmd) == 0, "copy images");
@@ -211,6 +236,8 @@ int main(void) {
     run_scenario("forward", sc_forward, ctx);
     run_scenario("eval", sc_eval, ctx);
     run_scenario("probe", sc_probe, ctx);
+    run_scenario("imagenet-c", sc_imagenet_c, ctx);
+    wobble_image_free(photo);
     wobble_model_free(model);
     wobble_free(jpg);
     free(png);
