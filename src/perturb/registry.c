@@ -78,7 +78,9 @@ static const op_entry OPS[] = {
        "c: .03 .06 .09 .17 .27"),
     IC(defocus_blur, 1, "ImageNet-C defocus blur: correlation with an anti-aliased disk (radius r, alias blur a; OpenCV)",
        "(r, a): (3, .1) (4, .5) (6, .5) (8, .5) (10, .5)"),
-    IC(glass_blur, 1, "ImageNet-C glass blur: Gaussian blur (sigma), local pixel shuffle (max delta d, n passes), blur",
+    IC(glass_blur, 1,
+       "ImageNet-C glass blur: Gaussian blur (sigma), local pixel shuffle (max delta d, n passes; the draws as with "
+       "NUMBA_DISABLE_JIT=1), blur",
        "(sigma, d, n): (.7, 1, 2) (.9, 2, 1) (1, 2, 3) (1.1, 3, 2) (1.5, 4, 2)"),
     IC(motion_blur, 1, "ImageNet-C motion blur: Gaussian-weighted shifted copies along a random angle in [-45, 45]",
        "(radius, sigma): (10, 3) (15, 5) (15, 8) (15, 12) (20, 15)"),
