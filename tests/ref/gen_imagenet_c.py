@@ -68,7 +68,34 @@ def seeded_random_noise(seed):
     return f
 
 
+def write_streams():
+    """tests/ref/imagenet_c_streams.npy: NumPy's own values for the pieces
+    wobble reproduces, one float64 row each (see test_imagenet_c.c):
+    np.exp of 512 arguments (the Gaussian and motion-blur kernels' and
+    random ones in [-60, 0]) and np.sum of their growing prefixes, then for
+    seeds 0, 1 and 2**32 - 1 the first 512 draws of random_sample, normal,
+    uniform(-45, 45), poisson at lam 0.5 / 12 / 60, randint(-3, 3), and
+    default_rng(seed).random()."""
+    rs = np.random.RandomState(12345)
+    args = [-0.5 / (s * s) * k * k for s in (0.7, 0.9, 1, 1.1, 1.5, 2, 3, 4, 6, 2.24) for k in range(25)]
+    args += [-(k * k) / (2.0 * s * s) for s in (3, 4, 5, 8, 12, 15) for k in range(41)]
+    args = np.array(args + list(rs.uniform(-60, 0, 512)))[:512]
+    rows = [args, np.exp(args)]
+    sums = np.array([args[:n].sum() for n in range(1, 513)])
+    rows.append(sums)
+    for seed in (0, 1, 2 ** 32 - 1):
+        for f in (lambda: np.random.random_sample(512), lambda: np.random.normal(size=512),
+                  lambda: np.random.uniform(-45, 45, 512), lambda: np.random.poisson(0.5, 512),
+                  lambda: np.random.poisson(12.0, 512), lambda: np.random.poisson(60.0, 512),
+                  lambda: np.random.randint(-3, 3, 512)):
+            np.random.seed(seed)
+            rows.append(np.asarray(f(), dtype=np.float64))
+        rows.append(np.random.default_rng(seed).random(512))
+    np.save(os.path.join(HERE, "imagenet_c_streams.npy"), np.array(rows, dtype=np.float64))
+
+
 def main():
+    write_streams()
     real_noise = C.sk.util.random_noise
     rows = ["# crop\tcorruption\tseverity\tseed\tcrc32\tsum  (imagecorruptions 1.1.2; numpy %s)" % np.__version__]
     for ci, spec in enumerate(CROPS):

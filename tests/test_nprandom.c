@@ -1,0 +1,62 @@
+/*
+ * The NumPy pieces the ImageNet-C corruptions reproduce, against NumPy's own
+ * values (tests/ref/imagenet_c_streams.npy, made by
+ * tests/ref/gen_imagenet_c.py): np.exp as NumPy 1.24 computes it on AVX-512
+ * (the Gaussian and motion-blur kernels' arguments and random ones),
+ * np.sum's pairwise order, and for three seeds the first 512 draws of the
+ * legacy RandomState (random_sample, normal, uniform, poisson at three
+ * rates, randint) and of default_rng().random(). Every value must be equal
+ * bit for bit. Needs no shared data.
+ */
+#include "testutil.h"
+#include "../src/perturb/nprandom.h"
+#include "../src/perturb/npmath.h"
+
+#define W 512
+
+int main(void) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/imagenet_c_streams.npy", t_ref_dir());
+    wobble_array a;
+    int rc = wobble_npy_read(NULL, path, &a);
+    CHECK(rc == WOBBLE_OK && a.dtype == 'd' && a.ndim == 2 && a.shape[1] == W && a.shape[0] == 3 + 3 * 8,
+          "read %s", path);
+    if (rc != WOBBLE_OK) return t_finish();
+    const double *R = a.data;
+    const double *args = R, *exps = R + W, *sums = R + 2 * W;
+    int bad = 0;
+    for (int i = 0; i < W; i++) bad += perturb_np_exp(args[i]) != exps[i];
+    CHECK(bad == 0, "np.exp: %d of %d differ", bad, W);
+    bad = 0;
+    for (int n = 1; n <= W; n++) bad += perturb_np_sum(args, (size_t)n) != sums[n - 1];
+    CHECK(bad == 0, "np.sum: %d of %d prefixes differ", bad, W);
+    static const uint32_t seeds[3] = {0, 1, 4294967295u};
+    static const char *what[8] = {"random_sample", "normal", "uniform", "poisson(0.5)", "poisson(12)", "poisson(60)",
+                                  "randint(-3, 3)", "default_rng().random"};
+    for (int si = 0; si < 3; si++)
+        for (int f = 0; f < 8; f++) {
+            const double *want = R + (size_t)(3 + 8 * si + f) * W;
+            perturb_mt mt;
+            perturb_mt_seed(&mt, seeds[si]);
+            perturb_pcg pcg;
+            perturb_pcg_seed(&pcg, seeds[si]);
+            bad = 0;
+            for (int i = 0; i < W; i++) {
+                double v = 0;
+                switch (f) {
+                case 0: v = perturb_mt_double(&mt); break;
+                case 1: v = perturb_mt_normal(&mt, 0.0, 1.0); break;
+                case 2: v = perturb_mt_uniform(&mt, -45, 45); break;
+                case 3: v = (double)perturb_mt_poisson(&mt, 0.5); break;
+                case 4: v = (double)perturb_mt_poisson(&mt, 12.0); break;
+                case 5: v = (double)perturb_mt_poisson(&mt, 60.0); break;
+                case 6: v = (double)perturb_mt_randint(&mt, -3, 3); break;
+                default: v = perturb_pcg_double(&pcg); break;
+                }
+                bad += v != want[i];
+            }
+            CHECK(bad == 0, "seed %u %s: %d of %d draws differ", seeds[si], what[f], bad, W);
+        }
+    wobble_array_release(&a);
+    return t_finish();
+}
