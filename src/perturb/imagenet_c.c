@@ -28,29 +28,20 @@ int perturb_ic_seed(wobble_ctx *ctx, const char *op, const wobble_perturb_params
         *seed = (uint32_t)p->seed;
         return WOBBLE_OK;
     }
-    uint64_t lbits;
-    memcpy(&lbits, &level, sizeof lbits);
-    const uint64_t k = core_splitmix64(p->seed) ^ core_splitmix64(p->image_id + 0x243F6A8885A308D3ull) ^
-                       core_splitmix64(lbits + 0x452821E638D01377ull);
-    *seed = (uint32_t)(core_splitmix64(k) >> 32);
+    *seed = (uint32_t)(core_splitmix64(perturb_stream_key(p, level, 0x452821E638D01377ull)) >> 32);
     return WOBBLE_OK;
 }
 
-/* np.uint8(np.clip(v, 0, 1) * 255): truncation */
-static inline uint8_t u8_unit(double v) {
-    v = v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v;
-    return (uint8_t)(v * 255.0);
-}
-
 #define SEV(level) ((int)(level)-1)
-#define PRELUDE(NAME)                                              \
+/* the locals every corruption here starts from (wobble_perturb checked the
+ * size) */
+#define PRELUDE                                                    \
     const int sev = SEV(level);                                    \
-    int rc = perturb_ic_check(ctx, "imagenet_c." NAME, in);        \
-    if (rc != WOBBLE_OK) return rc;                                \
+    int rc = WOBBLE_OK;                                            \
     const size_t n = (size_t)in->width * in->height * 3u;          \
     const uint8_t *src = in->data;                                 \
     uint8_t *dst = out->data;                                      \
-    (void)n, (void)src, (void)dst, (void)p, (void)sev
+    (void)ctx, (void)n, (void)src, (void)dst, (void)p, (void)sev, (void)rc
 
 #define SEEDED(NAME)                                                          \
     uint32_t seed;                                                            \
@@ -63,13 +54,13 @@ static inline uint8_t u8_unit(double v) {
 int perturb_ic_gaussian_noise(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                               wobble_image *out) {
     static const double C[5] = {.08, .12, 0.18, 0.26, 0.38};
-    PRELUDE("gaussian_noise");
+    PRELUDE;
     SEEDED("gaussian_noise");
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
     for (size_t i = 0; i < n; i++) {
         const double z = perturb_mt_normal(&mt, 0.0, C[sev]);
-        dst[i] = u8_unit(src[i] / 255.0 + z);
+        dst[i] = perturb_ic_u8(src[i] / 255.0 + z);
     }
     return WOBBLE_OK;
 }
@@ -78,7 +69,7 @@ int perturb_ic_gaussian_noise(wobble_ctx *ctx, const wobble_image *in, double le
 int perturb_ic_shot_noise(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                           wobble_image *out) {
     static const double C[5] = {60, 25, 12, 5, 3};
-    PRELUDE("shot_noise");
+    PRELUDE;
     SEEDED("shot_noise");
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
@@ -87,7 +78,7 @@ int perturb_ic_shot_noise(wobble_ctx *ctx, const wobble_image *in, double level,
     for (int v = 0; v < 256; v++) perturb_poisson_prepare(&P[v], v / 255.0 * c);
     for (size_t i = 0; i < n; i++) {
         const int64_t k = perturb_mt_poisson_p(&mt, &P[src[i]]);
-        dst[i] = u8_unit((double)k / c);
+        dst[i] = perturb_ic_u8((double)k / c);
     }
     return WOBBLE_OK;
 }
@@ -99,7 +90,7 @@ int perturb_ic_shot_noise(wobble_ctx *ctx, const wobble_image *in, double level,
 int perturb_ic_impulse_noise(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                              wobble_image *out) {
     static const double C[5] = {.03, .06, .09, 0.17, 0.27};
-    PRELUDE("impulse_noise");
+    PRELUDE;
     SEEDED("impulse_noise");
     perturb_pcg g;
     perturb_pcg_seed(&g, seed);
@@ -107,7 +98,7 @@ int perturb_ic_impulse_noise(wobble_ctx *ctx, const wobble_image *in, double lev
     for (size_t i = 0; i < n; i++) dst[i] = perturb_pcg_double(&g) <= C[sev];
     for (size_t i = 0; i < n; i++) {
         const int salted = perturb_pcg_double(&g) <= 0.5;
-        dst[i] = dst[i] ? (salted ? 255 : 0) : u8_unit(src[i] / 255.0);
+        dst[i] = dst[i] ? (salted ? 255 : 0) : perturb_ic_u8(src[i] / 255.0);
     }
     return WOBBLE_OK;
 }
@@ -116,14 +107,14 @@ int perturb_ic_impulse_noise(wobble_ctx *ctx, const wobble_image *in, double lev
 int perturb_ic_speckle_noise(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                              wobble_image *out) {
     static const double C[5] = {.15, .2, 0.35, 0.45, 0.6};
-    PRELUDE("speckle_noise");
+    PRELUDE;
     SEEDED("speckle_noise");
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
     for (size_t i = 0; i < n; i++) {
         const double x = src[i] / 255.0;
         const double z = perturb_mt_normal(&mt, 0.0, C[sev]);
-        dst[i] = u8_unit(x + x * z);
+        dst[i] = perturb_ic_u8(x + x * z);
     }
     return WOBBLE_OK;
 }
@@ -135,14 +126,14 @@ int perturb_ic_speckle_noise(wobble_ctx *ctx, const wobble_image *in, double lev
 int perturb_ic_contrast(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                         wobble_image *out) {
     static const double C[5] = {0.4, .3, .2, .1, .05};
-    PRELUDE("contrast");
+    PRELUDE;
     double m[3] = {0, 0, 0};
     for (size_t i = 0; i < n; i += 3)
         for (int ch = 0; ch < 3; ch++) m[ch] += src[i + ch] / 255.0;
     const double cnt = (double)in->width * in->height;
     for (int ch = 0; ch < 3; ch++) m[ch] /= cnt;
     for (size_t i = 0; i < n; i += 3)
-        for (int ch = 0; ch < 3; ch++) dst[i + ch] = u8_unit((src[i + ch] / 255.0 - m[ch]) * C[sev] + m[ch]);
+        for (int ch = 0; ch < 3; ch++) dst[i + ch] = perturb_ic_u8((src[i + ch] / 255.0 - m[ch]) * C[sev] + m[ch]);
     return WOBBLE_OK;
 }
 
@@ -194,8 +185,6 @@ static void hsv2rgb(const double hsv[3], double rgb[3]) {
     }
 }
 
-static inline double clip01(double v) { return v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v; }
-
 /* HSV: v = clip(v + c, 0, 1) (brightness) or s = clip(s * a + b, 0, 1)
  * (saturate), back to RGB, clip(., 0, 1) * 255 */
 static void hsv_edit(const wobble_image *in, wobble_image *out, int channel, double mul, double add, int threads) {
@@ -207,16 +196,17 @@ static void hsv_edit(const wobble_image *in, wobble_image *out, int channel, dou
         uint8_t *d = out->data + 3 * i;
         double rgb[3] = {s[0] / 255., s[1] / 255., s[2] / 255.}, hsv[3];
         rgb2hsv(rgb, hsv);
-        hsv[channel] = clip01(hsv[channel] * mul + add); /* x * 1.0 is exact */
+        const double e = hsv[channel] * mul + add; /* x * 1.0 is exact */
+        hsv[channel] = e < 0.0 ? 0.0 : e > 1.0 ? 1.0 : e;
         hsv2rgb(hsv, rgb);
-        for (int ch = 0; ch < 3; ch++) d[ch] = u8_unit(rgb[ch]);
+        for (int ch = 0; ch < 3; ch++) d[ch] = perturb_ic_u8(rgb[ch]);
     }
 }
 
 int perturb_ic_brightness(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                           wobble_image *out) {
     static const double C[5] = {.1, .2, .3, .4, .5};
-    PRELUDE("brightness");
+    PRELUDE;
     hsv_edit(in, out, 2, 1.0, C[sev], wobble_ctx_threads(ctx));
     return WOBBLE_OK;
 }
@@ -224,7 +214,7 @@ int perturb_ic_brightness(wobble_ctx *ctx, const wobble_image *in, double level,
 int perturb_ic_saturate(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                         wobble_image *out) {
     static const double C[5][2] = {{0.3, 0}, {0.1, 0}, {2, 0}, {5, 0.1}, {20, 0.2}};
-    PRELUDE("saturate");
+    PRELUDE;
     hsv_edit(in, out, 1, C[sev][0], C[sev][1], wobble_ctx_threads(ctx));
     return WOBBLE_OK;
 }
@@ -233,7 +223,7 @@ int perturb_ic_saturate(wobble_ctx *ctx, const wobble_image *in, double level, c
 int perturb_ic_jpeg_compression(wobble_ctx *ctx, const wobble_image *in, double level,
                                 const wobble_perturb_params *p, wobble_image *out) {
     static const double C[5] = {25, 18, 15, 10, 7};
-    PRELUDE("jpeg_compression");
+    PRELUDE;
     return perturb_op_jpeg(ctx, in, C[sev], p, out);
 }
 
@@ -241,7 +231,7 @@ int perturb_ic_jpeg_compression(wobble_ctx *ctx, const wobble_image *in, double 
 int perturb_ic_pixelate(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                         wobble_image *out) {
     static const double C[5] = {0.6, 0.5, 0.4, 0.3, 0.25};
-    PRELUDE("pixelate");
+    PRELUDE;
     const int w = in->width, h = in->height;
     const int sw = (int)(w * C[sev]), sh = (int)(h * C[sev]);
     uint8_t *small = malloc((size_t)sw * sh * 3u);
@@ -314,7 +304,7 @@ static float *plasma(int size, double decay, perturb_mt *mt) {
 int perturb_ic_fog(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                    wobble_image *out) {
     static const double C[5][2] = {{1.5, 2}, {2., 2}, {2.5, 1.7}, {2.5, 1.5}, {3., 1.4}};
-    PRELUDE("fog");
+    PRELUDE;
     SEEDED("fog");
     const int w = in->width, h = in->height, side = w > h ? w : h;
     int size = 1;
@@ -340,7 +330,7 @@ int perturb_ic_fog(wobble_ctx *ctx, const wobble_image *in, double level, const 
             for (int ch = 0; ch < 3; ch++) {
                 const size_t i = ((size_t)y * w + x) * 3 + ch;
                 const double v = src[i] / 255.0 + (double)f;
-                dst[i] = u8_unit(v * mx / (mx + c0));
+                dst[i] = perturb_ic_u8(v * mx / (mx + c0));
             }
         }
     free(map);

@@ -54,6 +54,22 @@ int perturb_ic_motion(const double *a, int h, int w, int c, int radius, int sigm
 void perturb_ic_clipped_zoom_size(int h, int w, double z, int *oh, int *ow);
 void perturb_ic_clipped_zoom(const double *a, int h, int w, int c, double z, int to_float, double *out);
 
-/* The checks every corruption starts with (size at least 32 x 32). */
+/* The size check (at least 32 x 32) wobble_perturb makes before calling
+ * any of the corruptions above. */
 int perturb_ic_check(wobble_ctx *ctx, const char *op, const wobble_image *in);
+
+/* np.uint8(np.clip(v, 0, 1) * 255): truncation */
+static inline uint8_t perturb_ic_u8(double v) {
+    v = v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v;
+    return (uint8_t)(v * 255.0);
+}
+
+static inline int perturb_clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* OpenCV's BORDER_REFLECT_101 (d c b | a b c d | c b a) of index i in [0, n) */
+static inline int perturb_reflect101(int i, int n) {
+    if (n == 1) return 0;
+    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
+    return i;
+}
 #endif

@@ -1,8 +1,7 @@
 /*
- * ImageNet-C corruptions built on filters: gaussian_blur, glass_blur and
- * motion_blur (imagenet_c.h).
- The Gaussian filter is
- * scipy.ndimage.gaussian_filter as skimage.filters.gaussian calls it
+ * ImageNet-C corruptions built on filters (imagenet_c.h): gaussian_blur,
+ * glass_blur, motion_blur, zoom_blur, elastic_transform and defocus_blur.
+ * The Gaussian filter, zoom and map_coordinates are scipy.ndimage's
  * (ndimage.h).
  */
 #include "imagenet_c.h"
@@ -13,11 +12,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-
-static inline uint8_t u8_unit(double v) {
-    v = v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v;
-    return (uint8_t)(v * 255.0);
-}
 
 /* the image as float64 / 255 in the context's scratch slot 0 */
 static double *to_unit(wobble_ctx *ctx, const wobble_image *in, core_tmp *t) {
@@ -33,16 +27,14 @@ int perturb_ic_gaussian_blur(wobble_ctx *ctx, const wobble_image *in, double lev
                              wobble_image *out) {
     static const double C[5] = {1, 2, 3, 4, 6};
     (void)p;
-    int rc = perturb_ic_check(ctx, "imagenet_c.gaussian_blur", in);
-    if (rc != WOBBLE_OK) return rc;
     core_tmp ta;
     double *a = to_unit(ctx, in, &ta);
     if (!a) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.gaussian_blur: out of memory");
     const double c = C[(int)level - 1];
-    rc = perturb_nd_gaussian(a, in->height, in->width, 3, c, c, 4.0, ND_NEAREST, wobble_ctx_threads(ctx));
+    const int rc = perturb_nd_gaussian(a, in->height, in->width, 3, c, c, 4.0, ND_NEAREST, wobble_ctx_threads(ctx));
     if (rc == WOBBLE_OK) {
         const size_t n = (size_t)in->width * in->height * 3u;
-        for (size_t i = 0; i < n; i++) out->data[i] = u8_unit(a[i]);
+        for (size_t i = 0; i < n; i++) out->data[i] = perturb_ic_u8(a[i]);
     }
     core_tmp_put(&ta);
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.gaussian_blur: out of memory");
@@ -60,10 +52,8 @@ int perturb_ic_glass_blur(wobble_ctx *ctx, const wobble_image *in, double level,
         double sigma;
         int delta, iterations;
     } C[5] = {{0.7, 1, 2}, {0.9, 2, 1}, {1, 2, 3}, {1.1, 3, 2}, {1.5, 4, 2}};
-    int rc = perturb_ic_check(ctx, "imagenet_c.glass_blur", in);
-    if (rc != WOBBLE_OK) return rc;
     uint32_t seed;
-    rc = perturb_ic_seed(ctx, "imagenet_c.glass_blur", p, level, &seed);
+    int rc = perturb_ic_seed(ctx, "imagenet_c.glass_blur", p, level, &seed);
     if (rc != WOBBLE_OK) return rc;
     const int H = in->height, W = in->width, th = wobble_ctx_threads(ctx);
     const size_t n = (size_t)W * H * 3u;
@@ -87,7 +77,7 @@ int perturb_ic_glass_blur(wobble_ctx *ctx, const wobble_image *in, double level,
         for (size_t i = 0; i < n; i++) a[i] = x[i] / 255.;
         rc = perturb_nd_gaussian(a, H, W, 3, C[sev].sigma, C[sev].sigma, 4.0, ND_NEAREST, th);
         if (rc == WOBBLE_OK)
-            for (size_t i = 0; i < n; i++) x[i] = u8_unit(a[i]);
+            for (size_t i = 0; i < n; i++) x[i] = perturb_ic_u8(a[i]);
     }
     core_tmp_put(&ta);
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.glass_blur: out of memory");
@@ -113,10 +103,10 @@ static void motion_kernel(int radius, int sigma, double *k) {
     for (int i = 0; i < width; i++) k[i] /= z;
 }
 
-/* The taps of _motion_blur: tap i shifts the image by (dx, dy) =
- * (-ceil(i cos / 1 - 0.5), -ceil(i sin - 0.5)) in units of the kernel width
- * (point = width (sin, cos) of the angle, over its length), stopping at the
- * first shift as large as the image. Returns the number of taps. */
+/* The taps of _motion_blur: with point = width (sin, cos) of the angle,
+ * tap i shifts the image by dy = -ceil(i point_y / |point| - 0.5),
+ * dx = -ceil(i point_x / |point| - 0.5), stopping at the first shift as
+ * large as the image. Returns the number of taps. */
 static int motion_taps(int radius, double angle_deg, int h, int w, int *dxs, int *dys) {
     const int width = 2 * radius + 1;
     const double rad = angle_deg * (3.141592653589793 / 180.0);
@@ -135,9 +125,26 @@ static int motion_taps(int radius, double angle_deg, int h, int w, int *dxs, int
 /* shift(image, dx, dy) of imagecorruptions: a roll whose wrapped-in band is
  * replaced by the nearest unshifted edge row or column, i.e. the source
  * index clamped to the image */
-static inline int shifted(int i, int d, int n) {
-    int s = i - d;
-    return s < 0 ? 0 : s >= n ? n - 1 : s;
+static inline int shifted(int i, int d, int n) { return perturb_clampi(i - d, 0, n - 1); }
+
+/* o[x] += k * src[x + off] over a row of w pixels of c values, the index
+ * outside [0, w) clamped (shift's edges) or, reflect101, reflected about the
+ * edge pixel (OpenCV's borders); the interior run goes through axpy. Each
+ * output gets one product and one sum, so taps added row by row keep each
+ * output's order of terms. */
+static inline void row_tap_at(double *o, const double *src, double k, int x, int sx, int c) {
+    for (int ch = 0; ch < c; ch++) o[(size_t)x * c + ch] += k * src[(size_t)sx * c + ch];
+}
+
+static void row_tap(double *o, const double *src, double k, int off, int w, int c, int reflect101) {
+    int lo = off < 0 ? -off : 0, hi = off > 0 ? w - off : w;
+    if (lo > w) lo = w;
+    if (hi < lo) hi = lo;
+#define EDGE(x) (reflect101 ? perturb_reflect101((x) + off, w) : perturb_clampi((x) + off, 0, w - 1))
+    for (int x = 0; x < lo; x++) row_tap_at(o, src, k, x, EDGE(x), c);
+    axpy(o + (size_t)lo * c, src + ((ptrdiff_t)lo + off) * c, k, (size_t)(hi - lo) * c);
+    for (int x = hi; x < w; x++) row_tap_at(o, src, k, x, EDGE(x), c);
+#undef EDGE
 }
 
 /* _motion_blur(a, radius, sigma, angle) of an (h, w, c) float64 array:
@@ -157,82 +164,33 @@ int perturb_ic_motion(const double *a, int h, int w, int c, int radius, int sigm
     for (int y = 0; y < h; y++) {
         double *o = out + (size_t)y * rowlen;
         for (size_t i = 0; i < rowlen; i++) o[i] = 0.0;
-        for (int t = 0; t < taps; t++) {
-            const double kt = k[t];
-            const double *src = a + (size_t)shifted(y, dys[t], h) * rowlen;
-            const int dx = dxs[t];
-            /* x - dx inside [0, w) for x in [lo, hi) */
-            int lo = dx > 0 ? dx : 0, hi = dx < 0 ? w + dx : w;
-            if (lo > w) lo = w;
-            if (hi < lo) hi = lo;
-            for (int x = 0; x < lo; x++)
-                for (int ch = 0; ch < c; ch++) o[(size_t)x * c + ch] += kt * src[(size_t)shifted(x, dx, w) * c + ch];
-            axpy(o + (size_t)lo * c, src - (ptrdiff_t)dx * c + (size_t)lo * c, kt, (size_t)(hi - lo) * c);
-            for (int x = hi; x < w; x++)
-                for (int ch = 0; ch < c; ch++) o[(size_t)x * c + ch] += kt * src[(size_t)shifted(x, dx, w) * c + ch];
-        }
+        for (int t = 0; t < taps; t++)
+            row_tap(o, a + (size_t)shifted(y, dys[t], h) * rowlen, k[t], -dxs[t], w, c, 0);
     }
     return WOBBLE_OK;
 }
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-static void axpy_u8(double *restrict o, const uint8_t *restrict s, double k, size_t n) {
-    for (size_t i = 0; i < n; i++) o[i] += k * (double)s[i];
-}
-
-/* angle = uniform(-45, 45); clip(_motion_blur(x), 0, 255), truncated. The
- * same sums as perturb_ic_motion, read straight from the 8-bit image into
- * one row of float64 sums per thread */
+/* angle = uniform(-45, 45); clip(_motion_blur(x), 0, 255), truncated */
 int perturb_ic_motion_blur(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                            wobble_image *out) {
     static const int C[5][2] = {{10, 3}, {15, 5}, {15, 8}, {15, 12}, {20, 15}};
-    int rc = perturb_ic_check(ctx, "imagenet_c.motion_blur", in);
-    if (rc != WOBBLE_OK) return rc;
     uint32_t seed;
-    rc = perturb_ic_seed(ctx, "imagenet_c.motion_blur", p, level, &seed);
+    int rc = perturb_ic_seed(ctx, "imagenet_c.motion_blur", p, level, &seed);
     if (rc != WOBBLE_OK) return rc;
-    const int sev = (int)level - 1, H = in->height, W = in->width, radius = C[sev][0];
+    const int sev = (int)level - 1, H = in->height, W = in->width;
+    const size_t n = (size_t)W * H * 3u;
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
     const double angle = perturb_mt_uniform(&mt, -45, 45);
-    double k[64] = {0};
-    int dxs[64], dys[64];
-    motion_kernel(radius, C[sev][1], k);
-    const int taps = motion_taps(radius, angle, H, W, dxs, dys);
-    const size_t rowlen = (size_t)W * 3;
-    int failed = 0;
-#pragma omp parallel num_threads(wobble_ctx_threads(ctx)) if (rowlen * H > WOBBLE_PAR_MIN_BYTES)
-    {
-        double *o = malloc(sizeof(double) * rowlen);
-        if (!o) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (int y = 0; y < H; y++) {
-            if (!o) continue;
-            for (size_t i = 0; i < rowlen; i++) o[i] = 0.0;
-            for (int t = 0; t < taps; t++) {
-                const double kt = k[t];
-                const uint8_t *src = in->data + (size_t)shifted(y, dys[t], H) * rowlen;
-                const int dx = dxs[t];
-                int lo = dx > 0 ? dx : 0, hi = dx < 0 ? W + dx : W;
-                if (lo > W) lo = W;
-                if (hi < lo) hi = lo;
-                for (int x = 0; x < lo; x++)
-                    for (int ch = 0; ch < 3; ch++) o[(size_t)x * 3 + ch] += kt * (double)src[(size_t)shifted(x, dx, W) * 3 + ch];
-                axpy_u8(o + (size_t)lo * 3, src + ((ptrdiff_t)lo - dx) * 3, kt, (size_t)(hi - lo) * 3);
-                for (int x = hi; x < W; x++)
-                    for (int ch = 0; ch < 3; ch++) o[(size_t)x * 3 + ch] += kt * (double)src[(size_t)shifted(x, dx, W) * 3 + ch];
-            }
-            uint8_t *d = out->data + (size_t)y * rowlen;
-            for (size_t i = 0; i < rowlen; i++) d[i] = (uint8_t)(o[i] < 0 ? 0 : o[i] > 255 ? 255 : o[i]);
-        }
-        free(o);
+    core_tmp t0, t1;
+    double *a = core_tmp_get(ctx, 0, sizeof(double) * n, &t0), *b = core_tmp_get(ctx, 1, sizeof(double) * n, &t1);
+    if (a && b) {
+        for (size_t i = 0; i < n; i++) a[i] = in->data[i];
+        perturb_ic_motion(a, H, W, 3, C[sev][0], C[sev][1], angle, b, wobble_ctx_threads(ctx));
+        for (size_t i = 0; i < n; i++) out->data[i] = (uint8_t)(b[i] < 0 ? 0 : b[i] > 255 ? 255 : b[i]);
     }
-    return failed ? core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.motion_blur: out of memory") : WOBBLE_OK;
+    core_tmp_put(&t0), core_tmp_put(&t1);
+    return a && b ? WOBBLE_OK : core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.motion_blur: out of memory");
 }
 
 /* np.arange(1, stop, step): 1, 1 + step, then 1 + i * ((1 + step) - 1),
@@ -263,14 +221,13 @@ int perturb_ic_zoom_blur(wobble_ctx *ctx, const wobble_image *in, double level, 
                          wobble_image *out) {
     static const double C[5][2] = {{1.11, 0.01}, {1.16, 0.01}, {1.21, 0.02}, {1.26, 0.02}, {1.31, 0.03}};
     (void)p;
-    int rc = perturb_ic_check(ctx, "imagenet_c.zoom_blur", in);
-    if (rc != WOBBLE_OK) return rc;
     const int H = in->height, W = in->width, sev = (int)level - 1, th = wobble_ctx_threads(ctx);
     const size_t n = (size_t)W * H * 3u;
     double zs[32];
     const int nz = arange1(C[sev][0], C[sev][1], zs);
     core_tmp t0, t1;
-    float *x = core_tmp_get(ctx, 0, sizeof(float) * n, &t0), *acc = core_tmp_get(ctx, 1, sizeof(float) * n, &t1);
+    double *x = core_tmp_get(ctx, 0, sizeof(double) * n, &t0); /* float32 values */
+    float *acc = core_tmp_get(ctx, 1, sizeof(float) * n, &t1);
     perturb_nd_tap *tx = malloc(sizeof(perturb_nd_tap) * (size_t)W);
     if (!x || !acc || !tx) {
         core_tmp_put(&t0), core_tmp_put(&t1), free(tx);
@@ -287,32 +244,22 @@ int perturb_ic_zoom_blur(wobble_ctx *ctx, const wobble_image *in, double level, 
         const double zy = oh > 1 ? (double)(ch0 - 1) / (oh - 1) : 1.0;
         const double zx = ow > 1 ? (double)(ch1 - 1) / (ow - 1) : 1.0;
         for (int j = 0; j < ww; j++) tx[j] = perturb_nd_tap_linear(j * zx, ch1, 0);
-        const float *crop = x + ((size_t)top0 * W + top1) * 3;
+        const double *crop = x + ((size_t)top0 * W + top1) * 3;
 #pragma omp parallel for num_threads(th) schedule(static) if (n > 65536)
         for (int i = 0; i < hh; i++) {
             const perturb_nd_tap ty = perturb_nd_tap_linear(i * zy, ch0, 0);
             float *a = acc + (size_t)i * W * 3;
             if (ty.zero) continue; /* adds float32 zeros */
-            const float *r0 = crop + (size_t)ty.i0 * W * 3, *r1 = crop + (size_t)ty.i1 * W * 3;
+            const double *r0 = crop + (size_t)ty.i0 * W * 3, *r1 = crop + (size_t)ty.i1 * W * 3;
             for (int j = 0; j < ww; j++) {
-                const perturb_nd_tap *t = &tx[j];
-                if (t->zero) continue;
-                const size_t c0 = (size_t)t->i0 * 3, c1 = (size_t)t->i1 * 3;
-                for (int ch = 0; ch < 3; ch++) {
-                    /* scipy's sum over the footprint (see ndimage.c) */
-                    double v = 0.0;
-                    v += (double)r0[c0 + ch] * ty.w0 * t->w0;
-                    v += (double)r0[c1 + ch] * ty.w0 * t->w1;
-                    v += (double)r1[c0 + ch] * ty.w1 * t->w0;
-                    v += (double)r1[c1 + ch] * ty.w1 * t->w1;
-                    a[3 * j + ch] += (float)v;
-                }
+                if (tx[j].zero) continue;
+                for (int ch = 0; ch < 3; ch++) a[3 * j + ch] += (float)perturb_nd_lerp(r0 + ch, r1 + ch, 3, &ty, &tx[j]);
             }
         }
     }
     const float div = (float)(nz + 1);
     for (size_t i = 0; i < n; i++) {
-        float v = (x[i] + acc[i]) / div;
+        float v = ((float)x[i] + acc[i]) / div;
         v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
         out->data[i] = (uint8_t)(v * 255.0f);
     }
@@ -328,10 +275,8 @@ int perturb_ic_zoom_blur(wobble_ctx *ctx, const wobble_image *in, double level, 
 int perturb_ic_elastic_transform(wobble_ctx *ctx, const wobble_image *in, double level,
                                  const wobble_perturb_params *p, wobble_image *out) {
     static const double ALPHA[5] = {250 * 0.05, 250 * 0.065, 250 * 0.085, 250 * 0.1, 250 * 0.12};
-    int rc = perturb_ic_check(ctx, "imagenet_c.elastic_transform", in);
-    if (rc != WOBBLE_OK) return rc;
     uint32_t seed;
-    rc = perturb_ic_seed(ctx, "imagenet_c.elastic_transform", p, level, &seed);
+    int rc = perturb_ic_seed(ctx, "imagenet_c.elastic_transform", p, level, &seed);
     if (rc != WOBBLE_OK) return rc;
     const int H = in->height, W = in->width, th = wobble_ctx_threads(ctx);
     const size_t npix = (size_t)W * H, n = npix * 3u;
@@ -372,12 +317,6 @@ done:
 
 /* ------------------------------------------------------------ defocus */
 
-static inline int reflect101(int i, int n) {
-    if (n == 1) return 0;
-    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
-    return i;
-}
-
 /* disk(radius, alias_blur) of imagecorruptions, float32, side 17 (radius
  * <= 8) or 2 radius + 1: the aliased disk over its count, then
  * cv2.GaussianBlur(ksize 3 or 5, sigma) with OpenCV 4.6's kernel (its
@@ -412,11 +351,11 @@ static int defocus_kernel(int radius, double alias, float *k) {
             const float *row = a + y * side;
             float s;
             if (ks == 3) {
-                s = fmaf(row[x], g[1], (row[reflect101(x - 1, side)] + row[reflect101(x + 1, side)]) * g[2]);
+                s = fmaf(row[x], g[1], (row[perturb_reflect101(x - 1, side)] + row[perturb_reflect101(x + 1, side)]) * g[2]);
             } else {
                 s = row[x] * g[2];
                 for (int d = 1; d <= 2; d++)
-                    s = fmaf(row[reflect101(x - d, side)] + row[reflect101(x + d, side)], g[2 + d], s);
+                    s = fmaf(row[perturb_reflect101(x - d, side)] + row[perturb_reflect101(x + d, side)], g[2 + d], s);
             }
             tmp[y * side + x] = s;
         }
@@ -424,7 +363,7 @@ static int defocus_kernel(int radius, double alias, float *k) {
         for (int x = 0; x < side; x++) {
             float s = tmp[y * side + x] * g[r];
             for (int d = 1; d <= r; d++)
-                s = fmaf(tmp[reflect101(y - d, side) * side + x] + tmp[reflect101(y + d, side) * side + x], g[r + d], s);
+                s = fmaf(tmp[perturb_reflect101(y - d, side) * side + x] + tmp[perturb_reflect101(y + d, side) * side + x], g[r + d], s);
             k[y * side + x] = s;
         }
     return side;
@@ -437,8 +376,6 @@ int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double leve
                             wobble_image *out) {
     static const double C[5][2] = {{3, 0.1}, {4, 0.5}, {6, 0.5}, {8, 0.5}, {10, 0.5}};
     (void)p;
-    int rc = perturb_ic_check(ctx, "imagenet_c.defocus_blur", in);
-    if (rc != WOBBLE_OK) return rc;
     const int sev = (int)level - 1, H = in->height, W = in->width;
     float kf[21 * 21];
     const int side = defocus_kernel((int)C[sev][0], C[sev][1], kf), half = side / 2;
@@ -466,24 +403,10 @@ int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double leve
         for (int y = 0; y < H; y++) {
             if (!acc) continue;
             for (size_t i = 0; i < rowlen; i++) acc[i] = 0.0;
-            for (int t = 0; t < nt; t++) {
-                const double kt = k[t];
-                const double *src = x + (size_t)reflect101(y + ty[t], H) * rowlen;
-                const int dx = tx[t];
-                int lo = dx < 0 ? -dx : 0, hi = dx > 0 ? W - dx : W;
-                if (lo > W) lo = W;
-                if (hi < lo) hi = lo;
-                for (int xx = 0; xx < lo; xx++)
-                    for (int ch = 0; ch < 3; ch++) acc[(size_t)xx * 3 + ch] += kt * src[(size_t)reflect101(xx + dx, W) * 3 + ch];
-                axpy(acc + (size_t)lo * 3, src + (ptrdiff_t)dx * 3 + (size_t)lo * 3, kt, (size_t)(hi - lo) * 3);
-                for (int xx = hi; xx < W; xx++)
-                    for (int ch = 0; ch < 3; ch++) acc[(size_t)xx * 3 + ch] += kt * src[(size_t)reflect101(xx + dx, W) * 3 + ch];
-            }
+            for (int t = 0; t < nt; t++)
+                row_tap(acc, x + (size_t)perturb_reflect101(y + ty[t], H) * rowlen, k[t], tx[t], W, 3, 1);
             uint8_t *o = out->data + (size_t)y * rowlen;
-            for (size_t i = 0; i < rowlen; i++) {
-                const double v = acc[i] < 0 ? 0 : acc[i] > 1 ? 1 : acc[i];
-                o[i] = (uint8_t)(v * 255.0);
-            }
+            for (size_t i = 0; i < rowlen; i++) o[i] = perturb_ic_u8(acc[i]);
         }
         free(acc);
     }

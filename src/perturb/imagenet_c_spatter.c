@@ -17,14 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-static inline int refl101(int i, int n) {
-    if (n == 1) return 0;
-    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
-    return i;
-}
-
 /* cv2.Canny(img, low, high) with aperture 3 and the L1 gradient: 255 on
  * edges, 0 elsewhere */
 static int canny(const uint8_t *img, int h, int w, int low, int high, uint8_t *edges) {
@@ -38,7 +30,7 @@ static int canny(const uint8_t *img, int h, int w, int low, int high, uint8_t *e
         return WOBBLE_ENOMEM;
     }
     const int W2 = w + 2;
-#define P(y, x) img[(size_t)clampi(y, 0, h - 1) * w + clampi(x, 0, w - 1)]
+#define P(y, x) img[(size_t)perturb_clampi(y, 0, h - 1) * w + perturb_clampi(x, 0, w - 1)]
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             const int gx = (P(y - 1, x + 1) + 2 * P(y, x + 1) + P(y + 1, x + 1)) -
@@ -155,13 +147,13 @@ static int distance5(const uint8_t *src, int h, int w, float *dist) {
 
 /* the reflect-101 column index of x - 1 .. w for 3 x 3 windows: xi[x + 1] */
 static void cols101(int w, int *xi) {
-    for (int x = -1; x <= w; x++) xi[x + 1] = refl101(x, w);
+    for (int x = -1; x <= w; x++) xi[x + 1] = perturb_reflect101(x, w);
 }
 
 /* 3 x 3 window sums at row y, every x, reflect-101 borders (exact in
  * double for the float input; in integers for the 8-bit one) */
 static void box9f_row(const float *a, int y, int h, int w, const int *xi, double *out) {
-    const float *r[3] = {a + (size_t)refl101(y - 1, h) * w, a + (size_t)y * w, a + (size_t)refl101(y + 1, h) * w};
+    const float *r[3] = {a + (size_t)perturb_reflect101(y - 1, h) * w, a + (size_t)y * w, a + (size_t)perturb_reflect101(y + 1, h) * w};
     for (int x = 0; x < w; x++) {
         double s = 0;
         for (int k = 0; k < 3; k++) s += (double)r[k][xi[x]] + r[k][xi[x + 1]] + r[k][xi[x + 2]];
@@ -170,7 +162,7 @@ static void box9f_row(const float *a, int y, int h, int w, const int *xi, double
 }
 
 static void box9u_row(const uint8_t *a, int y, int h, int w, const int *xi, int *out) {
-    const uint8_t *r[3] = {a + (size_t)refl101(y - 1, h) * w, a + (size_t)y * w, a + (size_t)refl101(y + 1, h) * w};
+    const uint8_t *r[3] = {a + (size_t)perturb_reflect101(y - 1, h) * w, a + (size_t)y * w, a + (size_t)perturb_reflect101(y + 1, h) * w};
     for (int x = 0; x < w; x++) {
         int s = 0;
         for (int k = 0; k < 3; k++) s += r[k][xi[x]] + r[k][xi[x + 1]] + r[k][xi[x + 2]];
@@ -220,7 +212,7 @@ static int water_mask(const uint8_t *liquid, int h, int w, float *m) {
     /* filter2D(CV_8U) with the emboss kernel, saturated */
     static const int K[3][3] = {{-2, -1, 0}, {-1, 1, 1}, {0, 1, 2}};
     for (int y = 0; y < h; y++) {
-        const uint8_t *r[3] = {d8 + (size_t)refl101(y - 1, h) * w, d8 + (size_t)y * w, d8 + (size_t)refl101(y + 1, h) * w};
+        const uint8_t *r[3] = {d8 + (size_t)perturb_reflect101(y - 1, h) * w, d8 + (size_t)y * w, d8 + (size_t)perturb_reflect101(y + 1, h) * w};
         for (int x = 0; x < w; x++) {
             int s = 0;
             for (int a = 0; a < 3; a++)
@@ -252,10 +244,8 @@ int perturb_ic_spatter(wobble_ctx *ctx, const wobble_image *in, double level, co
               {0.65, 0.3, 2, 0.68, 0.5, 0},
               {0.65, 0.3, 1, 0.65, 1.5, 1},
               {0.67, 0.4, 1, 0.65, 1.5, 1}};
-    int rc = perturb_ic_check(ctx, "imagenet_c.spatter", in);
-    if (rc != WOBBLE_OK) return rc;
     uint32_t seed;
-    rc = perturb_ic_seed(ctx, "imagenet_c.spatter", p, level, &seed);
+    int rc = perturb_ic_seed(ctx, "imagenet_c.spatter", p, level, &seed);
     if (rc != WOBBLE_OK) return rc;
     const int H = in->height, W = in->width, sev = (int)level - 1, th = wobble_ctx_threads(ctx);
     const size_t npix = (size_t)W * H;

@@ -5,8 +5,11 @@
 #include "imagenet_c.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* snow, step by step as the reference computes it:
  *  x = float32(x) / 255 (float32)
@@ -30,10 +33,8 @@ int perturb_ic_snow(wobble_ctx *ctx, const wobble_image *in, double level, const
               {0.55, 0.3, 4, 0.9, 12, 8, 0.7},
               {0.55, 0.3, 4.5, 0.85, 12, 8, 0.65},
               {0.55, 0.3, 2.5, 0.85, 12, 12, 0.55}};
-    int rc = perturb_ic_check(ctx, "imagenet_c.snow", in);
-    if (rc != WOBBLE_OK) return rc;
     uint32_t seed;
-    rc = perturb_ic_seed(ctx, "imagenet_c.snow", p, level, &seed);
+    int rc = perturb_ic_seed(ctx, "imagenet_c.snow", p, level, &seed);
     if (rc != WOBBLE_OK) return rc;
     const int H = in->height, W = in->width, sev = (int)level - 1, th = wobble_ctx_threads(ctx);
     const size_t npix = (size_t)W * H;
@@ -72,9 +73,8 @@ int perturb_ic_snow(wobble_ctx *ctx, const wobble_image *in, double level, const
             const float ch[3] = {r, g, b};
             for (int k = 0; k < 3; k++) {
                 const float xb = blend * ch[k] + rest * (ch[k] > lift ? ch[k] : lift);
-                double v = ((double)xb + blurred[(size_t)y * ow + x]) + blurred[(size_t)(H - 1 - y) * ow + (W - 1 - x)];
-                v = v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v;
-                out->data[((size_t)y * W + x) * 3 + k] = (uint8_t)(v * 255.0);
+                const double v = ((double)xb + blurred[(size_t)y * ow + x]) + blurred[(size_t)(H - 1 - y) * ow + (W - 1 - x)];
+                out->data[((size_t)y * W + x) * 3 + k] = perturb_ic_u8(v);
             }
         }
     core_tmp_put(&t0), core_tmp_put(&t1), core_tmp_put(&t2);
@@ -82,11 +82,6 @@ int perturb_ic_snow(wobble_ctx *ctx, const wobble_image *in, double level, const
 }
 
 /* ------------------------------------------------------------ frost */
-
-#include <pthread.h>
-#include <stdio.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #ifndef WOBBLE_FROST_INSTALL_DIR
 #define WOBBLE_FROST_INSTALL_DIR ""
@@ -120,8 +115,6 @@ static void cubic_taps(int n_in, int n_out, int *start, short *wt) {
     }
 }
 
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
 static inline uint8_t sat_u8(long v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
 
 /* The (x0, y0, w, h) window of cv2.resize(src, (ow, oh),
@@ -141,7 +134,7 @@ static int cv_resize_cubic_window(const uint8_t *src, int sw, int sh, int ow, in
     cubic_taps(sw, ow, xs, xw);
     cubic_taps(sh, oh, ys, yw);
     /* the source rows the window needs */
-    const int r0 = clampi(ys[y0], 0, sh - 1), r1 = clampi(ys[y0 + h - 1] + 3, 0, sh - 1);
+    const int r0 = perturb_clampi(ys[y0], 0, sh - 1), r1 = perturb_clampi(ys[y0 + h - 1] + 3, 0, sh - 1);
     const int nr = r1 - r0 + 1, wl = w * 3;
     rows = malloc(sizeof(int) * (size_t)wl * nr);
     if (!rows) goto done;
@@ -150,7 +143,7 @@ static int cv_resize_cubic_window(const uint8_t *src, int sw, int sh, int ow, in
             for (int ch = 0; ch < 3; ch++) {
                 int acc = 0;
                 for (int k = 0; k < 4; k++)
-                    acc += src[((size_t)(r0 + r) * sw + clampi(xs[x0 + x] + k, 0, sw - 1)) * 3 + ch] * xw[4 * (x0 + x) + k];
+                    acc += src[((size_t)(r0 + r) * sw + perturb_clampi(xs[x0 + x] + k, 0, sw - 1)) * 3 + ch] * xw[4 * (x0 + x) + k];
                 rows[(size_t)r * wl + x * 3 + ch] = acc;
             }
     const int width = ow * 3, nvec = width >= 8 ? ((width - 8) / 8 + 1) * 8 : 0;
@@ -158,7 +151,7 @@ static int cv_resize_cubic_window(const uint8_t *src, int sw, int sh, int ow, in
     for (int y = 0; y < h; y++) {
         const int oy = y0 + y;
         const int *S[4];
-        for (int k = 0; k < 4; k++) S[k] = rows + (size_t)(clampi(ys[oy] + k, 0, sh - 1) - r0) * wl;
+        for (int k = 0; k < 4; k++) S[k] = rows + (size_t)(perturb_clampi(ys[oy] + k, 0, sh - 1) - r0) * wl;
         const short *b = yw + 4 * oy;
         const float bf[4] = {b[0] * scale, b[1] * scale, b[2] * scale, b[3] * scale};
         uint8_t *d = dst + (size_t)y * wl;
@@ -214,11 +207,6 @@ static const wobble_image *frost_photo(wobble_ctx *ctx, int idx, const char *pat
     return r;
 }
 
-static int is_dir(const char *p) {
-    struct stat st;
-    return p && *p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 const char *wobble_frost_dir(void) {
     static _Thread_local char buf[4096];
     const char *env = getenv("WOBBLE_FROST_DIR");
@@ -235,11 +223,11 @@ const char *wobble_frost_dir(void) {
         if (slash) {
             *slash = 0;
             snprintf(buf, sizeof buf, "%s/../share/wobble/frost", exe);
-            if (is_dir(buf)) return buf;
+            if (core_is_dir(buf)) return buf;
         }
     }
-    if (is_dir(WOBBLE_FROST_INSTALL_DIR)) return snprintf(buf, sizeof buf, "%s", WOBBLE_FROST_INSTALL_DIR), buf;
-    if (is_dir(WOBBLE_FROST_SOURCE_DIR)) return snprintf(buf, sizeof buf, "%s", WOBBLE_FROST_SOURCE_DIR), buf;
+    if (core_is_dir(WOBBLE_FROST_INSTALL_DIR)) return snprintf(buf, sizeof buf, "%s", WOBBLE_FROST_INSTALL_DIR), buf;
+    if (core_is_dir(WOBBLE_FROST_SOURCE_DIR)) return snprintf(buf, sizeof buf, "%s", WOBBLE_FROST_SOURCE_DIR), buf;
     return NULL;
 }
 
@@ -251,10 +239,8 @@ int perturb_ic_frost(wobble_ctx *ctx, const wobble_image *in, double level, cons
                      wobble_image *out) {
     static const double C[5][2] = {{1, 0.4}, {0.8, 0.6}, {0.7, 0.7}, {0.65, 0.7}, {0.6, 0.75}};
     static const char *files[6] = {"frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg"};
-    int rc = perturb_ic_check(ctx, "imagenet_c.frost", in);
-    if (rc != WOBBLE_OK) return rc;
     uint32_t seed;
-    rc = perturb_ic_seed(ctx, "imagenet_c.frost", p, level, &seed);
+    int rc = perturb_ic_seed(ctx, "imagenet_c.frost", p, level, &seed);
     if (rc != WOBBLE_OK) return rc;
     const char *dir = wobble_frost_dir();
     if (!dir)

@@ -166,43 +166,21 @@ perturb_nd_tap perturb_nd_tap_linear(double cc, int len, int reflect) {
     return t;
 }
 
-/* the 2 x 2 x 2 footprint in SciPy's order (last axis fastest); the channel
- * coordinate is an integer, so its second tap has weight 0: those four
- * terms are +-0 and leave the sum as it is, and the channel weight 1 leaves
- * each product as it is */
-static inline double interp(const double *in, int w, int c, const tap2 *ty, const tap2 *tx, int ch) {
-    const double *r0 = in + (size_t)ty->i0 * w * c + ch, *r1 = in + (size_t)ty->i1 * w * c + ch;
-    double t = 0.0;
-    t += r0[(size_t)tx->i0 * c] * ty->w0 * tx->w0;
-    t += r0[(size_t)tx->i1 * c] * ty->w0 * tx->w1;
-    t += r1[(size_t)tx->i0 * c] * ty->w1 * tx->w0;
-    t += r1[(size_t)tx->i1 * c] * ty->w1 * tx->w1;
-    return t;
-}
-
 void perturb_nd_zoom_linear(const double *in, int h, int w, int c, size_t stride, double *out, int oh, int ow,
                             int to_float) {
     const double zy = oh > 1 ? (double)(h - 1) / (oh - 1) : 1.0;
     const double zx = ow > 1 ? (double)(w - 1) / (ow - 1) : 1.0;
-    tap2 *txs = malloc(sizeof(tap2) * (size_t)ow), one;
-    for (int j = 0; j < ow; j++) {
-        one = perturb_nd_tap_linear(j * zx, w, 0);
-        if (txs) txs[j] = one;
-    }
+    tap2 *txs = malloc(sizeof(tap2) * (size_t)ow); /* without it, each row recomputes them */
+    for (int j = 0; txs && j < ow; j++) txs[j] = perturb_nd_tap_linear(j * zx, w, 0);
     for (int i = 0; i < oh; i++) {
         const tap2 ty = perturb_nd_tap_linear(i * zy, h, 0);
         for (int j = 0; j < ow; j++) {
             const tap2 tx = txs ? txs[j] : perturb_nd_tap_linear(j * zx, w, 0);
             double *o = out + ((size_t)i * ow + j) * c;
             for (int ch = 0; ch < c; ch++) {
-                double v = 0.0;
-                if (!ty.zero && !tx.zero) {
-                    const double *r0 = in + (size_t)ty.i0 * stride + ch, *r1 = in + (size_t)ty.i1 * stride + ch;
-                    v += r0[(size_t)tx.i0 * c] * ty.w0 * tx.w0;
-                    v += r0[(size_t)tx.i1 * c] * ty.w0 * tx.w1;
-                    v += r1[(size_t)tx.i0 * c] * ty.w1 * tx.w0;
-                    v += r1[(size_t)tx.i1 * c] * ty.w1 * tx.w1;
-                }
+                const double v = ty.zero || tx.zero ? 0.0
+                                                    : perturb_nd_lerp(in + (size_t)ty.i0 * stride + ch,
+                                                                      in + (size_t)ty.i1 * stride + ch, c, &ty, &tx);
                 o[ch] = to_float ? (double)(float)v : v;
             }
         }
@@ -217,7 +195,7 @@ void perturb_nd_map_linear(const double *in, int h, int w, int c, const double *
     for (size_t p = 0; p < npix; p++) {
         const tap2 ty = perturb_nd_tap_linear(ys[p], h, 1), tx = perturb_nd_tap_linear(xs[p], w, 1);
         for (int ch = 0; ch < c; ch++) {
-            const double v = interp(in, w, c, &ty, &tx, ch);
+            const double v = perturb_nd_lerp(in + (size_t)ty.i0 * w * c + ch, in + (size_t)ty.i1 * w * c + ch, c, &ty, &tx);
             out[p * c + ch] = to_float ? (double)(float)v : v;
         }
     }

@@ -39,6 +39,20 @@ typedef struct {
 } perturb_nd_tap;
 perturb_nd_tap perturb_nd_tap_linear(double cc, int len, int reflect);
 
+/* SciPy's order-1 value at taps (ty, tx) between rows r0 and r1 whose
+ * values for one channel lie c apart: the footprint in SciPy's order (last
+ * axis fastest), each term (value * wy) * wx. An integer channel coordinate
+ * leaves its second, zero-weight taps out: they add +-0 and change nothing. */
+static inline double perturb_nd_lerp(const double *r0, const double *r1, int c, const perturb_nd_tap *ty,
+                                     const perturb_nd_tap *tx) {
+    double t = 0.0;
+    t += r0[(size_t)tx->i0 * c] * ty->w0 * tx->w0;
+    t += r0[(size_t)tx->i1 * c] * ty->w0 * tx->w1;
+    t += r1[(size_t)tx->i0 * c] * ty->w1 * tx->w0;
+    t += r1[(size_t)tx->i1 * c] * ty->w1 * tx->w1;
+    return t;
+}
+
 /* scipy's output size for zoom: round(n * z), halves to even */
 int perturb_nd_zoom_size(int n, double z);
 

@@ -28,10 +28,7 @@ static inline uint8_t noisy(uint8_t x, double k, double z) {
 
 int perturb_op_gaussian_noise(wobble_ctx *ctx, const wobble_image *in, double level,
                              const wobble_perturb_params *p, wobble_image *out) {
-    uint64_t lbits;
-    memcpy(&lbits, &level, sizeof lbits);
-    const uint64_t key = core_splitmix64(p->seed) ^ core_splitmix64(p->image_id + 0x243F6A8885A308D3ull) ^
-                         core_splitmix64(lbits + 0x13198A2E03707344ull);
+    const uint64_t key = perturb_stream_key(p, level, 0x13198A2E03707344ull);
     const size_t npix = (size_t)in->width * in->height;
     const uint8_t *s = in->data;
     uint8_t *d = out->data;

@@ -3,6 +3,8 @@
 #define WOBBLE_PERTURB_H
 #include "../core/internal.h"
 
+#include <string.h>
+
 /* An operation: writes P(in, level) into `out` (same size as in unless the
  * op says otherwise; ops that change size allocate *out themselves). `in`
  * and `out` never alias. The level is already validated and is never the
@@ -19,6 +21,17 @@ int perturb_op_hue(wobble_ctx *, const wobble_image *, double, const wobble_pert
 int perturb_op_gaussian_blur(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
 int perturb_op_gaussian_noise(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
 int perturb_op_rescale(wobble_ctx *, const wobble_image *, double, const wobble_perturb_params *, wobble_image *);
+
+/* The key of a random operation's stream, fixed by (seed, image_id, level):
+ * mix(seed) ^ mix(image_id + C1) ^ mix(bits(level) + salt), mix one
+ * SplitMix64 step. gaussian_noise and the ImageNet-C corruptions (derived
+ * seeds) use it with salts of their own. */
+static inline uint64_t perturb_stream_key(const wobble_perturb_params *p, double level, uint64_t salt) {
+    uint64_t lbits;
+    memcpy(&lbits, &level, sizeof lbits);
+    return core_splitmix64(p->seed) ^ core_splitmix64(p->image_id + 0x243F6A8885A308D3ull) ^
+           core_splitmix64(lbits + salt);
+}
 
 /* Parallel-region threshold: images smaller than this run on one thread. */
 #define WOBBLE_PAR_MIN_BYTES 65536

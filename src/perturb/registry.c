@@ -182,6 +182,7 @@ int wobble_perturb(wobble_ctx *ctx, const char *op, const wobble_image *img, dou
     }
     int rc = wobble_op_check_level(ctx, &e->info, level);
     if (rc != WOBBLE_OK) return rc;
+    if (e->info.suite && (rc = perturb_ic_check(ctx, e->info.name, img)) != WOBBLE_OK) return rc;
     if (e->info.has_identity && level == e->info.identity) return wobble_image_clone(ctx, img, out);
     wobble_perturb_params p = params ? *params : wobble_perturb_default_params();
     wobble_image *o = NULL;
