@@ -73,16 +73,10 @@ static int imagenet_pipeline(wobble_ctx *ctx, const wobble_image *in, wobble_ima
     return WOBBLE_OK;
 }
 
+/* where and how the outputs are written */
 typedef struct {
-    const wobble_op_info **ops;
-    int n_ops;
-    const double *lv;
-    int nl;
-    uint64_t seed;
     int suite, pipeline, single_file;
     const char *out, *format;
-    int threads;
-    uint64_t maxpix;
 } perturb_job;
 
 /* the output path of (image rel, op, level) */
@@ -272,8 +266,8 @@ int cmd_perturb(int argc, char **argv) {
         free(lv);
         return EXIT_FAIL;
     }
-    const perturb_job J = {ops, n_ops, lv, nl, seed, suite != NULL, pipeline, single_file, out, format,
-                           wobble_ctx_threads(ctx), cp.max_pixels};
+    const perturb_job J = {suite != NULL, pipeline, single_file, out, format};
+    const int threads_n = wobble_ctx_threads(ctx);
     const long total = (long)n * nl * n_ops;
     int failures = 0;
     long done = 0;
@@ -281,20 +275,19 @@ int cmd_perturb(int argc, char **argv) {
     cli_progress_start(&prog, total);
     /* images in parallel, each on a one-thread context of its own; with one
      * image its operations use all the threads instead */
-    const int outer = n > 1 ? J.threads : 1;
+    const int outer = n > 1 ? threads_n : 1;
 #pragma omp parallel num_threads(outer)
     {
         wobble_ctx_params tp = cp;
-        tp.threads = outer > 1 ? 1 : J.threads;
+        tp.threads = outer > 1 ? 1 : threads_n;
         wobble_ctx *tc = NULL;
         if (wobble_ctx_create(&tp, &tc) != WOBBLE_OK) tc = NULL;
 #pragma omp for schedule(dynamic)
         for (int i = 0; i < n; i++) {
-            int fails = 0;
-            long did = 0;
+            int fails = 0, left = nl * n_ops; /* outputs of this image not yet counted as done */
             wobble_image *img = NULL, *src = NULL;
             if (!tc) {
-                fails = nl * n_ops, did = nl * n_ops;
+                fails = left;
 #pragma omp critical(perturb_report)
                 cli_error("perturb: out of memory");
                 goto next;
@@ -309,7 +302,7 @@ int cmd_perturb(int argc, char **argv) {
                     else
                         cli_error("%s", wobble_last_error(tc)); /* names the file */
                 }
-                fails = nl * n_ops, did = nl * n_ops;
+                fails = left;
                 goto next;
             }
             if (!src) src = img, img = NULL;
@@ -343,14 +336,15 @@ int cmd_perturb(int argc, char **argv) {
                     }
                     free(dest);
                     wobble_image_free(res);
-                    did++;
+                    left--;
 #pragma omp atomic
                     done++;
                 }
         next:
             wobble_image_free(img);
             wobble_image_free(src);
-            (void)did;
+#pragma omp atomic
+            done += left;
 #pragma omp atomic
             failures += fails;
         }

@@ -651,13 +651,14 @@ static int ds_imagenet_c(ds_run *R) {
             json_array_append_new(ej, jnum(err[sev - 1]));
             if (slot >= 0 && oi->suite == 1) acc_sum += R->acc1[slot], n_pairs++;
         }
-        double ce = NAN;
-        for (int a = 0; a < 15 && oi->suite == 1 && have == 5; a++)
-            if (!strcmp(ALEXNET[a].name, base)) {
-                ce = (err[0] + err[1] + err[2] + err[3] + err[4]) / (5 * ALEXNET[a].err);
-                ce_sum += ce, n_ce++;
-                csv_num(&R->csv, "imagenet_c", oi->name, "all", "CE", ce);
-            }
+        double ce = NAN, alex = NAN;
+        for (int a = 0; a < 15; a++)
+            if (!strcmp(ALEXNET[a].name, base)) alex = ALEXNET[a].err;
+        if (have == 5 && isfinite(alex)) { /* a standard corruption at every severity */
+            ce = (err[0] + err[1] + err[2] + err[3] + err[4]) / (5 * alex);
+            ce_sum += ce, n_ce++;
+            csv_num(&R->csv, "imagenet_c", oi->name, "all", "CE", ce);
+        }
         json_array_append_new(list, json_pack("{s:s, s:s, s:o, s:o}", "corruption", base, "suite",
                                               oi->suite == 1 ? "standard" : "validation", "top1_error", ej, "CE",
                                               jnum(ce)));

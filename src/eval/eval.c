@@ -325,6 +325,19 @@ static int eval_metrics(eval_run *S, int i, const eval_cache *c) {
     return rc;
 }
 
+/* Record image i as failed with the context's message (prefixed with the
+ * item's name when the message lacks it) and report it: WOBBLE_OK, or
+ * ENOMEM. */
+static int eval_skip(eval_run *S, int i, int name_it) {
+    const char *msg = wobble_last_error(S->ctx), *item = name_it ? wobble_dataset_item(S->ds, i) : NULL;
+    const size_t len = strlen(item ? item : "") + strlen(msg) + 4;
+    if (!(S->errors[i] = malloc(len))) return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    snprintf(S->errors[i], len, "%s%s%s", item ? item : "", item ? ": " : "", msg);
+    S->n_failed++;
+    if (S->P->warn) S->P->warn(S->P->user, S->errors[i]);
+    return WOBBLE_OK;
+}
+
 /* One image. An unreadable image, or one an operation refuses (too small for
  * an ImageNet-C corruption), is recorded and skipped (WOBBLE_OK); a model,
  * memory or disk failure stops the run (the cache keeps what was done). */
@@ -337,12 +350,7 @@ static int eval_image(eval_run *S, int i) {
     int rc = wobble_dataset_load(ctx, S->ds, i, &img);
     S->T.t_decode += core_now_s() - ta;
     if (rc == WOBBLE_ENOMEM) return rc;
-    if (rc != WOBBLE_OK) {
-        if (!(S->errors[i] = strdup(wobble_last_error(ctx)))) return core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-        S->n_failed++;
-        if (P->warn) P->warn(P->user, S->errors[i]);
-        return WOBBLE_OK;
-    }
+    if (rc != WOBBLE_OK) return eval_skip(S, i, 0); /* the decoder's message names the file */
     S->ihash[i] = wobble_image_hash(img);
     char name[64];
     snprintf(name, sizeof name, "%016llx.bin", (unsigned long long)S->ihash[i]);
@@ -358,15 +366,9 @@ static int eval_image(eval_run *S, int i) {
     if (rc == WOBBLE_EDOMAIN) {
         /* the levels were checked up front, so this is the image's own
          * problem (smaller than an ImageNet-C corruption accepts): skip it */
-        const char *item = wobble_dataset_item(S->ds, i);
-        const size_t len = strlen(item ? item : "") + strlen(wobble_last_error(ctx)) + 4;
         eval_cache_clear(&c);
         free(cpath);
-        if (!(S->errors[i] = malloc(len))) return core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-        snprintf(S->errors[i], len, "%s: %s", item ? item : "", wobble_last_error(ctx));
-        S->n_failed++;
-        if (P->warn) P->warn(P->user, S->errors[i]);
-        return WOBBLE_OK;
+        return eval_skip(S, i, 1);
     }
     ta = core_now_s();
     if (rc == WOBBLE_OK && c.n > before) rc = eval_cache_save(ctx, &c, cpath, S->mh, S->ph);
