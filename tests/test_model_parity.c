@@ -94,13 +94,8 @@ static void run_case(wobble_ctx *ctx, const char *model_dir, const char *ref_dir
 }
 
 int main(void) {
+    if (t_shared_missing("fixtures/arch")) return 77;
     char p[1024];
-    snprintf(p, sizeof p, "%s/fixtures/arch", t_shared_dir());
-    struct stat st;
-    if (stat(p, &st) != 0) {
-        printf("SKIP: %s not found (set WOBBLE_SHARED to the shared folder)\n", p);
-        return 77;
-    }
     wobble_ctx *ctx = NULL;
     wobble_ctx_create(NULL, &ctx);
     const char *arch[] = {"clip-openai-naming", "clip-hf-naming", "dinov2-facebookresearch-naming", "dinov2-hf-naming",

@@ -16,14 +16,7 @@ typedef struct {
 int main(int argc, char **argv) {
     const int kodak = argc > 1 && !strcmp(argv[1], "kodak");
     char path[600];
-    if (kodak) {
-        snprintf(path, sizeof path, "%s/data/kodak", t_shared_dir());
-        struct stat st;
-        if (stat(path, &st) != 0) {
-            printf("SKIP: %s not found (set WOBBLE_SHARED to the shared folder)\n", path);
-            return 77;
-        }
-    }
+    if (kodak && t_shared_missing("data/kodak")) return 77;
     wobble_ctx *ctx = NULL;
     wobble_ctx_create(NULL, &ctx);
     snprintf(path, sizeof path, "%s/perturb_goldens.tsv", t_ref_dir());

@@ -60,6 +60,16 @@ static inline char *t_slurp(const char *path, size_t *n) {
 static inline const char *t_ref_dir(void) { return t_env("WOBBLE_TEST_REF", "tests/ref"); }
 static inline const char *t_shared_dir(void) { return t_env("WOBBLE_SHARED", "../shared"); }
 
+/* 1 (after printing why) when `sub` is missing from the shared folder: the
+ * test then exits with 77, "skipped" */
+static inline int t_shared_missing(const char *sub) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", t_shared_dir(), sub);
+    if (access(p, F_OK) == 0) return 0;
+    printf("SKIP: %s not found (set WOBBLE_SHARED to the shared folder)\n", p);
+    return 1;
+}
+
 static inline unsigned long t_crc(const wobble_image *img) {
     size_t n = (size_t)wobble_image_width(img) * wobble_image_height(img) * 3u;
     return crc32(crc32(0L, Z_NULL, 0), wobble_image_data(img), (uInt)n);
