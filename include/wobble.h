@@ -476,6 +476,7 @@ int wobble_robustness_compute(wobble_ctx *ctx, const float *clean, const float *
 typedef struct wobble_stats {
     int n;
     double mean, median, p90, p99, min, max; /* percentiles interpolate linearly, as NumPy */
+    double p10;
 } wobble_stats;
 
 int wobble_stats_compute(const double *values, int n, wobble_stats *out);
@@ -728,6 +729,32 @@ typedef struct wobble_finetune_summary {
  * state/ (docs/finetuning.md). */
 int wobble_finetune_run(wobble_ctx *ctx, wobble_model *model, const wobble_dataset *ds,
                         const wobble_finetune_params *params, const char *out_dir, wobble_finetune_summary *summary);
+
+/* ------------------------------------------------------------------ */
+/* HTML report (wobble report; docs/report.md)                         */
+/* ------------------------------------------------------------------ */
+typedef struct wobble_report_params {
+    int worst;         /* worst images shown per op and run, clean beside perturbed (default 3; 0: none) */
+    int thumb_size;    /* their longer side in pixels (default 128) */
+    int thumb_quality; /* their JPEG quality (default 75) */
+    const char *title; /* NULL: "wobble report" */
+    /* problems that do not stop the report (an image no longer where the
+     * run found it, or changed since): called once each (may be NULL) */
+    void (*warn)(void *user, const char *message);
+    void *user;
+} wobble_report_params;
+
+wobble_report_params wobble_report_default_params(void);
+
+/* One self-contained HTML file (inline CSS and SVG, a small inline script,
+ * thumbnails as data URIs; no network) from the output folders of wobble
+ * eval (with or without --task) and wobble finetune: runs are overlaid in
+ * every plot and get a column each in the tables. Every number shown is
+ * read from the runs' JSON files. A folder without summary.json or
+ * finetune.json, unparsable JSON, or a run written by another wobble
+ * version is an error naming the file. Written atomically. */
+int wobble_report_write(wobble_ctx *ctx, const char *const *run_dirs, int n_runs,
+                        const wobble_report_params *params, const char *out_path);
 
 #ifdef __cplusplus
 }

@@ -395,15 +395,15 @@ static int eval_image(eval_run *S, int i) {
 static json_t *stats_json(const double *v, int n) {
     wobble_stats s;
     if (n <= 0 || wobble_stats_compute(v, n, &s) != WOBBLE_OK) return json_pack("{s:i}", "n", 0);
-    return json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f}", "n", s.n, "mean", s.mean, "median", s.median, "p90",
-                     s.p90, "p99", s.p99, "min", s.min, "max", s.max);
+    return json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "n", s.n, "mean", s.mean, "median", s.median, "p10",
+                     s.p10, "p90", s.p90, "p99", s.p99, "min", s.min, "max", s.max);
 }
 
 static void csv_row(core_buf *b, const char *op, const char *level, const char *metric, const double *v, int n) {
-    wobble_stats s = {0, 0, 0, 0, 0, 0, 0};
+    wobble_stats s = {0, 0, 0, 0, 0, 0, 0, 0};
     if (n > 0 && wobble_stats_compute(v, n, &s) != WOBBLE_OK) b->failed = 1;
-    core_buf_printf(b, "%s,%s,%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", op, level, metric, s.n, s.mean, s.median, s.p90,
-                    s.p99, s.min, s.max);
+    core_buf_printf(b, "%s,%s,%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", op, level, metric, s.n, s.mean, s.median,
+                    s.p10, s.p90, s.p99, s.min, s.max);
 }
 
 static void per_image_jsonl(const eval_run *S, core_buf *jl) {
@@ -516,7 +516,7 @@ static int eval_outputs(eval_run *S, core_outset *set) {
     core_buf jl = {0}, csv = {0};
     double *v = malloc(sizeof(double) * ((size_t)S->N + 1));
     per_image_jsonl(S, &jl);
-    core_buf_printf(&csv, "op,level,metric,n,mean,median,p90,p99,min,max\n");
+    core_buf_printf(&csv, "op,level,metric,n,mean,median,p10,p90,p99,min,max\n");
     json_t *sum = v ? summary_json(S, v, &csv) : NULL;
     int rc = eval_outset_buf(S->ctx, set, S->out_dir, "per_image.jsonl", &jl);
     if (rc == WOBBLE_OK) rc = eval_outset_json(S->ctx, set, S->out_dir, "summary.json", sum);

@@ -105,6 +105,7 @@ int wobble_stats_compute(const double *v, int n, wobble_stats *out) {
     out->n = n;
     out->mean = sum / n;
     out->median = pct(s, n, 50);
+    out->p10 = pct(s, n, 10);
     out->p90 = pct(s, n, 90);
     out->p99 = pct(s, n, 99);
     out->min = s[0];
