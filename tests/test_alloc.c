@@ -177,6 +177,31 @@ static int sc_imagenet_c(wobble_ctx *ctx, int run) {
     return rc;
 }
 
+/* the report of an eval folder (made once, beforehand), with thumbnails */
+static int sc_report(wobble_ctx *ctx, int run) {
+    char dir[700], out[700];
+    snprintf(dir, sizeof dir, "%s/report-run", tmp);
+    snprintf(out, sizeof out, "%s/report%d.html", tmp, run);
+    wobble_report_params rp = wobble_report_default_params();
+    rp.worst = 2;
+    const char *dirs[1] = {dir};
+    const int rc = wobble_report_write(ctx, dirs, 1, &rp, out);
+    const int exists = access(out, F_OK) == 0;
+    if (rc != WOBBLE_OK && exists) {
+        CHECK(0, "report run %d failed (%s) but left %s", run, wobble_last_error(ctx), out);
+        return -999;
+    }
+    if (rc == WOBBLE_OK && !exists) {
+        CHECK(0, "report run %d succeeded without %s", run, out);
+        return -999;
+    }
+    if (!t_no_temp(tmp)) {
+        CHECK(0, "report run %d left a temporary file in %s", run, tmp);
+        return -999;
+    }
+    return rc;
+}
+
 static void run_scenario(const char *name, scenario_fn fn, wobble_ctx *ctx) {
     int n = 1, bad = 0;
     long total = 0;
@@ -237,6 +262,22 @@ int main(void) {
     run_scenario("eval", sc_eval, ctx);
     run_scenario("probe", sc_probe, ctx);
     run_scenario("imagenet-c", sc_imagenet_c, ctx);
+    {
+        char data[700], out[700];
+        snprintf(data, sizeof data, "%s/data", tmp);
+        snprintf(out, sizeof out, "%s/report-run", tmp);
+        wobble_dataset *ds = NULL;
+        static const double lv[2] = {0.5, 1.5};
+        wobble_eval_op op = {"brightness", lv, 2};
+        wobble_eval_params ep = wobble_eval_default_params();
+        ep.ops = &op;
+        ep.n_ops = 1;
+        CHECK(wobble_dataset_open(ctx, data, NULL, &ds) == WOBBLE_OK && wobble_eval_run(ctx, model, ds, &ep, out, NULL) ==
+                  WOBBLE_OK,
+              "eval for the report scenario: %s", wobble_last_error(ctx));
+        wobble_dataset_free(ds);
+        run_scenario("report", sc_report, ctx);
+    }
     wobble_image_free(photo);
     wobble_model_free(model);
     wobble_free(jpg);

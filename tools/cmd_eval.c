@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 static void help(FILE *f) {
     fprintf(f,
@@ -41,7 +43,9 @@ static void help(FILE *f) {
             "  --precision P      fp32 (default) or bf16 forward pass (needs AVX512_BF16;\n"
             "                     recorded in the outputs and the folder's lock)\n"
             "  -o, --output DIR   output folder: config.json, cache/, per_image.jsonl,\n"
-            "                     summary.json, summary.csv\n"
+            "                     summary.json, summary.csv, run.json (date, command,\n"
+            "                     timings) and report.html (see 'wobble report --help')\n"
+            "  --no-report        do not write report.html\n"
             "\n"
             "downstream cost (docs/downstream.md): accuracy clean and per (op, level), the\n"
             "drop, per-class recall, per-image correctness joined to robustness, and fits\n"
@@ -69,6 +73,11 @@ static void help(FILE *f) {
             "the result files are written atomically and equal an uninterrupted run's. An\n"
             "unreadable image is reported, skipped and counted in summary.json.\n"
             "exit status: 0 ok, 1 some images failed or the run failed, 2 bad command line\n");
+}
+
+static void report_warn(void *u, const char *msg) {
+    (void)u;
+    cli_error("%s", msg);
 }
 
 static void on_progress(void *u, long done, long total, const char *item) {
@@ -113,6 +122,54 @@ static void print_table(const char *out) {
     }
     printf("(means over images; lower is more robust; details in %s/summary.json and summary.csv)\n", out);
     json_decref(s);
+}
+
+/* run.json: what the result files leave out because it differs between
+ * identical runs (date, command line, threads, timings); then report.html. */
+static int write_run_and_report(wobble_ctx *ctx, const char *out, int argc, char **argv, const wobble_eval_summary *t,
+                                double t_classifier, double t_classify, int no_report) {
+    char date[32];
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    char cmd[8192] = "wobble";
+    for (int i = 0; i < argc; i++) {
+        const size_t l = strlen(cmd);
+        snprintf(cmd + l, sizeof cmd - l, " %s", argv[i]);
+    }
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:i, s:{s:f, s:f, s:f, s:f, s:f, s:f, s:f}}", "wobble", wobble_version(),
+                          "date", date, "command", cmd, "cwd", cwd, "threads", wobble_ctx_threads(ctx), "seconds", "total",
+                          t->t_total, "decode", t->t_decode, "perturb", t->t_perturb, "preprocess", t->t_preprocess,
+                          "forward", t->t_forward, "metrics", t->t_metrics, "io", t->t_io);
+    if (j && t_classifier >= 0) {
+        json_t *sec = json_object_get(j, "seconds");
+        json_object_set_new(sec, "train_classifier", json_real(t_classifier));
+        json_object_set_new(sec, "classify", json_real(t_classify));
+    }
+    char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+    json_decref(j);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/run.json", out);
+    int rc = text ? wobble_write_file_atomic(ctx, path, text, strlen(text)) : WOBBLE_ENOMEM;
+    free(text);
+    if (rc) {
+        cli_error("%s", rc == WOBBLE_ENOMEM ? "eval: out of memory" : wobble_last_error(ctx));
+        return EXIT_FAIL;
+    }
+    if (no_report) return EXIT_OK;
+    snprintf(path, sizeof path, "%s/report.html", out);
+    wobble_report_params rp = wobble_report_default_params();
+    rp.warn = report_warn;
+    const char *dirs[1] = {out};
+    if (wobble_report_write(ctx, dirs, 1, &rp, path) != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
+        return EXIT_FAIL;
+    }
+    printf("report: %s\n", path);
+    return EXIT_OK;
 }
 
 /* lines of a text file (empty lines and trailing whitespace dropped) */
@@ -199,7 +256,8 @@ static void print_downstream(const char *out) {
 static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test, wobble_eval_params *ep,
                           cli_progress *prog, int task, const char *train, const char *train_labels, int train_limit,
                           const char *l2, int k, double temperature, const char *tokenizer, const char *templates,
-                          const char *classnames, int bins, const char *model, const char *out) {
+                          const char *classnames, int bins, const char *model, const char *out, int argc,
+                          char **argv, int no_report) {
     int exit_code = EXIT_OK, n_l2 = 0, n_tpl = 0, n_names = 0;
     double *grid = NULL;
     char **tpl = NULL, **names = NULL;
@@ -295,6 +353,7 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
         goto out;
     }
     print_downstream(out);
+    exit_code = write_run_and_report(ctx, out, argc, argv, &sum.test, sum.t_train_classifier, sum.t_classify, no_report);
     fflush(stdout);
     fprintf(stderr,
             "wobble: %d test images (%d failed), %d training images; %d embeddings computed; classifier %.2f s, "
@@ -319,6 +378,7 @@ int cmd_eval(int argc, char **argv) {
                *classnames = NULL;
     uint64_t seed = 0;
     const char *suite = NULL;
+    int no_report = 0;
     /* defaults from the library */
     const wobble_eval_params ed = wobble_eval_default_params();
     const wobble_downstream_params dd = wobble_downstream_default_params();
@@ -339,7 +399,7 @@ int cmd_eval(int argc, char **argv) {
                                        {"tokenizer", required_argument, 0, 'z'}, {"templates", required_argument, 0, 'P'},
                                        {"classnames", required_argument, 0, 'C'}, {"bins", required_argument, 0, 'i'},
                                        {"precision", required_argument, 0, 'Q'}, {"suite", required_argument, 0, 'S'},
-                                       {0, 0, 0, 0}};
+                                       {"no-report", no_argument, 0, 'X'}, {0, 0, 0, 0}};
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
@@ -348,6 +408,7 @@ int cmd_eval(int argc, char **argv) {
         case 'd': data = optarg; break;
         case 'L': labels = optarg; break;
         case 'o': out = optarg; break;
+        case 'X': no_report = 1; break;
         case 'p':
             if (n_specs == 64) {
                 cli_error("eval: too many --op");
@@ -514,7 +575,7 @@ int cmd_eval(int argc, char **argv) {
     int rc;
     if (task_id >= 0) {
         exit_code = run_downstream(ctx, m, ds, &ep, &prog, task_id, train, train_labels, (int)train_limit, l2,
-                                   (int)knn_k, temperature, tokenizer, templates, classnames, (int)bins, model, out);
+                                   (int)knn_k, temperature, tokenizer, templates, classnames, (int)bins, model, out, argc, argv, no_report);
         goto done;
     }
     rc = wobble_eval_run(ctx, m, ds, &ep, out, &sum);
@@ -525,6 +586,7 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     print_table(out);
+    exit_code = write_run_and_report(ctx, out, argc, argv, &sum, -1, -1, no_report);
     fflush(stdout);
     fprintf(stderr, "wobble: %d images evaluated, %d failed; %d embeddings computed, %d images from the cache\n",
             sum.evaluated, sum.failed, sum.embedded, sum.from_cache);

@@ -34,3 +34,9 @@ for op in $("$W" ops --json | sed -n 's/.*"name": "\(.*\)".*/\1/p' | grep -v '^i
 done
 echo "The 19 ImageNet-C corruptions of kodim23 at severity 3 (ImageNet-C layout): $OUT/examples/imagenet-c/"
 "$W" perturb --suite imagenet-c-all --levels 3 --seed 1 "$KODAK/kodim23.png" "$OUT/examples/imagenet-c"
+echo
+# one page with both runs: robustness on Kodak, the probe's cost on CIFAR-10
+RUNS="$OUT/eval-kodak"
+[ -e "$OUT/downstream-cifar10/downstream.json" ] && RUNS="$RUNS $OUT/downstream-cifar10"
+"$W" report $RUNS -o "$OUT/report.html"
+echo "The report (open it in a browser): $OUT/report.html"

@@ -17,6 +17,7 @@ static void usage(FILE *f) {
             "  embed      embed images with an encoder, to a .npy file\n"
             "  eval       measure embedding robustness under the operations on a dataset\n"
             "  finetune   fine-tune an encoder to hold still under operations, keeping its utility\n"
+            "  report     one self-contained HTML report with plots from eval / finetune folders\n"
             "  version    print the version\n"
             "\n"
             "Run 'wobble COMMAND --help' for the options of a command.\n"
@@ -45,6 +46,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "finetune")) return cmd_finetune(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try 'wobble --help')", cmd);
     return EXIT_USAGE;
 }
