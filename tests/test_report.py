@@ -310,6 +310,12 @@ j = json.load(open(os.path.join(t, "downstream.json")))
 j["wobble"] = "9.9.9"
 json.dump(j, open(os.path.join(t, "downstream.json"), "w"))
 bad_case("another version (downstream.json)", [t], "written by wobble 9.9.9")
+t = copy_run(R["ft"], "old-ft")
+j = json.load(open(os.path.join(t, "finetune.json")))
+check(j.get("wobble"), "finetune.json records the wobble version")
+j["wobble"] = "0.0.2"
+json.dump(j, open(os.path.join(t, "finetune.json"), "w"))
+bad_case("another version (finetune.json)", [t], "written by wobble 0.0.2")
 # a failed report leaves an existing file as it was, and no temporary file
 keep = os.path.join(bad_dir, "keep.html")
 open(keep, "w").write("keep")

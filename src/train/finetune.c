@@ -579,7 +579,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
                                  out, out);
         }
     } else {
-        json_t *doc = json_pack("{s:O}", "config", cfg);
+        json_t *doc = json_pack("{s:s, s:O}", "wobble", wobble_version(), "config", cfg);
         rc = eval_write_json(ctx, path, doc);
         json_decref(doc);
         if (rc) {
@@ -700,7 +700,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
     }
     const double wall = core_now_s() - t0, cpu = core_cpu_s() - c0;
     {
-        json_t *doc = json_pack("{s:O}", "config", cfg);
+        json_t *doc = json_pack("{s:s, s:O}", "wobble", wobble_version(), "config", cfg);
         json_t *res = json_object();
         json_object_set_new(res, "steps_done", json_integer(P->steps));
         json_object_set_new(res, "resumed_from_step", json_integer(start_step));
