@@ -731,6 +731,68 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *model, const wobble_datas
                         const wobble_finetune_params *params, const char *out_dir, wobble_finetune_summary *summary);
 
 /* ------------------------------------------------------------------ */
+/* Depth: a linear depth probe on frozen patch tokens (docs/depth.md)  */
+/* ------------------------------------------------------------------ */
+typedef struct wobble_depth_params {
+    double d_min, d_max;     /* metres: the bins' range and the valid ground truth (default 0.001, 10) */
+    int bins;                /* bins uniform over [d_min, d_max] (default 256) */
+    double depth_scale;      /* depth PNG units per metre (default 1000: NYU, ICL-NUIM; 5000 TUM; 256 KITTI) */
+    int steps, batch;        /* AdamW steps on the cached features, images per step (default 1000, 8) */
+    double lr, weight_decay; /* peak learning rate (cosine to 0) and decoupled weight decay (1e-3, 1e-4) */
+    double grad_loss_weight; /* loss = SigLoss + this x gradient loss (default 0.5) */
+    int eigen_crop;          /* metrics inside Eigen's crop on 480 x 640 frames (default 0) */
+    uint64_t seed;           /* the head's initialisation and the batches */
+} wobble_depth_params;
+
+wobble_depth_params wobble_depth_default_params(void);
+
+/* A 16-bit grayscale PNG depth map in metres (value / depth_scale; 0 stays
+ * 0 = invalid): w x h floats, release with wobble_free. Any other PNG is an
+ * error naming the file. */
+int wobble_depth_read_png(wobble_ctx *ctx, const char *path, double depth_scale, int *w, int *h, float **metres);
+
+typedef struct wobble_depth_metrics {
+    double abs_rel, rmse, log10, silog; /* silog: 100 sqrt(mean(e^2) - mean(e)^2), e = log pred - log gt */
+    double d1, d2, d3;                   /* fraction with max(gt/pred, pred/gt) < 1.25, 1.25^2, 1.25^3 */
+    long valid;                          /* pixels with d_min < gt <= d_max (inside the crop) */
+} wobble_depth_metrics;
+
+/* Per-image metrics of pred against gt (W x H each). */
+int wobble_depth_metrics_compute(wobble_ctx *ctx, const float *pred, const float *gt, int W, int H,
+                                 const wobble_depth_params *params, wobble_depth_metrics *out);
+
+/* The head: upsampling x4, a 1x1 layer from `channels` features to `bins`
+ * logits, w = relu(logit) + 0.1 normalised, depth = sum w_k c_k. */
+typedef struct wobble_depth_head wobble_depth_head;
+int wobble_depth_head_create(wobble_ctx *ctx, int channels, const wobble_depth_params *params,
+                             wobble_depth_head **out);
+void wobble_depth_head_free(wobble_depth_head *head);
+int wobble_depth_head_channels(const wobble_depth_head *head);
+/* The parameters, channels x bins weights then bins biases (writable). */
+float *wobble_depth_head_weights(wobble_depth_head *head);
+/* Depth (W x H, clamped to [d_min, d_max]) from one image's features
+ * (gh x gw tokens x channels). */
+int wobble_depth_head_predict(wobble_ctx *ctx, const wobble_depth_head *head, const float *feat, int gh, int gw,
+                              int W, int H, float *depth);
+
+typedef struct wobble_depth_sample {
+    const float *feat; /* gh x gw x channels */
+    int gh, gw;
+    const float *gt;   /* w x h metres (0: invalid) */
+    int w, h;
+} wobble_depth_sample;
+
+/* SigLoss over the valid pixels of the n samples together plus
+ * grad_weight x the mean of their gradient losses; grad (may be NULL)
+ * receives d loss / d parameters (the layout of wobble_depth_head_weights). */
+int wobble_depth_head_loss(wobble_ctx *ctx, const wobble_depth_head *head, const wobble_depth_sample *samples, int n,
+                           double grad_weight, double *loss, float *grad);
+/* AdamW for params->steps steps on batches drawn from the samples (seeded
+ * epochs); loss_log (may be NULL) receives the loss every log_every steps. */
+int wobble_depth_head_train(wobble_ctx *ctx, wobble_depth_head *head, const wobble_depth_sample *samples, int n,
+                            const wobble_depth_params *params, double *loss_log, int log_every);
+
+/* ------------------------------------------------------------------ */
 /* HTML report (wobble report; docs/report.md)                         */
 /* ------------------------------------------------------------------ */
 typedef struct wobble_report_params {

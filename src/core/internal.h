@@ -60,6 +60,11 @@ int core_seterr(wobble_ctx *ctx, int status, const char *fmt, ...)
 /* Allocate an uninitialised image; on failure sets ENOMEM or EINVAL. */
 int image_alloc(wobble_ctx *ctx, int width, int height, wobble_image **out);
 
+/* The raw samples of a 16-bit grayscale PNG (host order, row-major,
+ * malloc'ed); any other PNG is refused (src/image/png.c). */
+int image_png_decode_gray16(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name, uint16_t **out, int *w,
+                            int *h);
+
 /* Read a whole file into a malloc'ed buffer. */
 int core_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *size);
 

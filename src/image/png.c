@@ -38,8 +38,10 @@ static void png_on_warning(png_structp png, png_const_charp msg) {
     (void)msg; /* Pillow ignores recoverable problems too */
 }
 
-int image_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name,
-                      wobble_image **out) {
+/* out: the RGB image as Pillow converts it; or, with d16, the raw samples of
+ * a 16-bit grayscale PNG (anything else is refused). */
+static int png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name, wobble_image **out,
+                      uint16_t **d16, int *dw, int *dh) {
     struct png_src src = {data, size, 0, 0, {0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
     if (!png) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory (libpng)", name);
@@ -76,6 +78,11 @@ int image_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const ch
         png_longjmp(png, 1);
     }
     const int gray16 = (color_type == PNG_COLOR_TYPE_GRAY && bit_depth == 16);
+    if (d16 && !gray16) {
+        status = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: not a 16-bit grayscale PNG (bit depth %d, %s)", name, bit_depth,
+                             color_type == PNG_COLOR_TYPE_GRAY ? "grayscale" : "colour");
+        png_longjmp(png, 1);
+    }
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (bit_depth == 16 && !gray16) png_set_strip_16(png); /* keeps the high byte, like Pillow */
@@ -92,7 +99,7 @@ int image_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const ch
         png_longjmp(png, 1);
     }
     wobble_image *im = NULL;
-    int rc = image_alloc(ctx, (int)w, (int)h, &im);
+    int rc = d16 ? WOBBLE_OK : image_alloc(ctx, (int)w, (int)h, &im);
     if (rc != WOBBLE_OK) {
         status = rc;
         png_longjmp(png, 1);
@@ -114,6 +121,16 @@ int image_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const ch
         for (png_uint_32 y = 0; y < h; y++) rows[y] = img->data + rowbytes * y;
     }
     png_read_image(png, rows);
+    if (d16) {
+        /* big-endian samples to host order, in place */
+        uint16_t *v = (uint16_t *)raw;
+        for (size_t i = 0; i < (size_t)w * h; i++) v[i] = (uint16_t)(raw[2 * i] << 8 | raw[2 * i + 1]);
+        png_destroy_read_struct(&png, &info, NULL);
+        free(rows);
+        *d16 = v;
+        *dw = (int)w, *dh = (int)h;
+        return WOBBLE_OK;
+    }
     if (gray16) {
         /* Pillow opens 16-bit gray as mode "I"; convert("RGB") clips to 0..255 */
         for (png_uint_32 y = 0; y < h; y++) {
@@ -131,6 +148,15 @@ int image_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const ch
     free(rows);
     *out = img;
     return WOBBLE_OK;
+}
+
+int image_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name, wobble_image **out) {
+    return png_decode(ctx, data, size, name, out, NULL, NULL, NULL);
+}
+
+int image_png_decode_gray16(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name, uint16_t **out, int *w,
+                            int *h) {
+    return png_decode(ctx, data, size, name, NULL, out, w, h);
 }
 
 struct png_sink {

@@ -544,7 +544,7 @@ void model_tape_free(fwd_tape *t) {
 
 /* One chunk of n <= max_batch images (any n with a tape, which records). */
 static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
-                         const wobble_embed_params *p, float *emb, float *patch_out, fwd_tape *tape) {
+                         const wobble_embed_params *p, float *emb, float *patch_out, float *cls_out, fwd_tape *tape) {
     const int P = m->patch, D = m->dim, gh = H / P, gw = W / P, np = gh * gw;
     const int R = m->n_reg, T = 1 + R + np, rows = n * T;
     const int th = wobble_ctx_threads(ctx);
@@ -616,6 +616,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     for (int b = 0; b < n; b++) {
         const float *cls = a->h + (size_t)b * T * D;
         if (tape) memcpy(tape->ncls + (size_t)b * D, cls, sizeof(float) * D);
+        if (cls_out) memcpy(cls_out + (size_t)b * D, cls, sizeof(float) * D);
         float *e = emb + (size_t)b * m->embed_dim;
         if (m->head.w) {
             for (int o = 0; o < m->head.out; o++) {
@@ -655,7 +656,7 @@ int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     int rc = check_input(ctx, m, pixels, n, H, W);
     if (rc) return rc;
     openblas_set_num_threads(wobble_ctx_threads(ctx));
-    return forward_chunk(ctx, m, pixels, n, H, W, NULL, emb, NULL, tape);
+    return forward_chunk(ctx, m, pixels, n, H, W, NULL, emb, NULL, NULL, tape);
 }
 
 void model_params_changed(wobble_model *m) {
@@ -727,10 +728,26 @@ int wobble_model_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     for (int s = 0; s < n; s += m->max_batch) {
         int c = n - s < m->max_batch ? n - s : m->max_batch;
         rc = forward_chunk(ctx, m, pixels + per * s, c, H, W, p, emb + (size_t)s * m->embed_dim,
-                           patch_tokens ? patch_tokens + (size_t)s * np * m->dim : NULL, NULL);
+                           patch_tokens ? patch_tokens + (size_t)s * np * m->dim : NULL, NULL, NULL);
         if (rc) return rc;
     }
     return WOBBLE_OK;
+}
+
+int model_forward_tokens(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W, float *emb,
+                         float *cls, float *patch) {
+    if (!m || !pixels || !emb || !cls || !patch || n < 1) return core_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
+    int rc = check_input(ctx, m, pixels, n, H, W);
+    if (rc) return rc;
+    const size_t per = (size_t)3 * H * W;
+    openblas_set_num_threads(wobble_ctx_threads(ctx));
+    const int np = wobble_model_num_patches(m, H, W);
+    for (int s = 0; s < n && !rc; s += m->max_batch) {
+        const int c = n - s < m->max_batch ? n - s : m->max_batch;
+        rc = forward_chunk(ctx, m, pixels + per * s, c, H, W, NULL, emb + (size_t)s * m->embed_dim,
+                           patch + (size_t)s * np * m->dim, cls + (size_t)s * m->dim, NULL);
+    }
+    return rc;
 }
 
 
