@@ -737,7 +737,7 @@ typedef struct wobble_depth_params {
     double d_min, d_max;     /* metres: the bins' range and the valid ground truth (default 0.001, 10) */
     int bins;                /* bins uniform over [d_min, d_max] (default 256) */
     double depth_scale;      /* depth PNG units per metre (default 1000: NYU, ICL-NUIM; 5000 TUM; 256 KITTI) */
-    int steps, batch;        /* AdamW steps on the cached features, images per step (default 1000, 8) */
+    int steps, batch;        /* AdamW steps on the cached features, images per step (default 300, 8) */
     double lr, weight_decay; /* peak learning rate (cosine to 0) and decoupled weight decay (1e-3, 1e-4) */
     double grad_loss_weight; /* loss = SigLoss + this x gradient loss (default 0.5) */
     int eigen_crop;          /* metrics inside Eigen's crop on 480 x 640 frames (default 0) */
@@ -791,6 +791,36 @@ int wobble_depth_head_loss(wobble_ctx *ctx, const wobble_depth_head *head, const
  * epochs); loss_log (may be NULL) receives the loss every log_every steps. */
 int wobble_depth_head_train(wobble_ctx *ctx, wobble_depth_head *head, const wobble_depth_sample *samples, int n,
                             const wobble_depth_params *params, double *loss_log, int log_every);
+
+/* Pairs of an image and its depth map: a folder with image/ and depth/
+ * (matched by file stem: image/NAME.jpg or .png with depth/NAME.png), or a
+ * list file of "IMAGE DEPTH" lines (relative to its folder). Sorted by
+ * name; frames first .. first + count - 1 are kept (count 0: to the end).
+ * An image without its depth map is an error naming the missing file. */
+typedef struct wobble_depth_set wobble_depth_set;
+int wobble_depth_set_open(wobble_ctx *ctx, const char *path, int first, int count, wobble_depth_set **out);
+void wobble_depth_set_free(wobble_depth_set *set);
+int wobble_depth_set_size(const wobble_depth_set *set);
+const char *wobble_depth_set_image(const wobble_depth_set *set, int i);
+const char *wobble_depth_set_depth(const wobble_depth_set *set, int i);
+
+typedef struct wobble_depth_summary {
+    int train_images, test_images;
+    double clean_abs_rel, clean_rmse, clean_d1;
+    size_t feature_bytes;                  /* the cached training features and depth maps */
+    double t_features, t_train, t_test;    /* seconds */
+} wobble_depth_summary;
+
+/* The probe trained on `train`'s clean images, then `test` clean and under
+ * every operation of eval->ops at its levels (eval->seed seeds the random
+ * ones, as wobble eval does): per-image metrics, R_cos / R_euc / R_div of
+ * the embeddings of the same forward passes, means, and fits of the error
+ * against robustness, into out_dir: depth.json, depth.csv,
+ * depth_per_image.jsonl (together, or none). eval->progress reports the
+ * training features, then the test images. */
+int wobble_depth_run(wobble_ctx *ctx, wobble_model *model, const wobble_depth_set *train, const wobble_depth_set *test,
+                     const wobble_eval_params *eval, const wobble_depth_params *params, const char *out_dir,
+                     wobble_depth_summary *summary);
 
 /* ------------------------------------------------------------------ */
 /* HTML report (wobble report; docs/report.md)                         */

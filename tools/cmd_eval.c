@@ -16,6 +16,7 @@ static void help(FILE *f) {
             "usage: wobble eval --model M --data DATA [--op NAME[:LEVELS]]... [options] -o OUT_DIR\n"
             "       wobble eval --task linear|knn --train TRAIN --model M --data TEST [...] -o OUT_DIR\n"
             "       wobble eval --task zeroshot --model CLIP --data TEST [...] -o OUT_DIR\n"
+            "       wobble eval --task depth --model M --train TRAIN --data TEST [...] -o OUT_DIR\n"
             "\n"
             "Measure how far each perturbation moves the model's embeddings: for every image\n"
             "the clean embedding and one per (op, level), the per-level values and the three\n"
@@ -68,6 +69,19 @@ static void help(FILE *f) {
             "  --classnames FILE  zeroshot: class names, one per line (default: the test\n"
             "                     set's; underscores read as spaces)\n"
             "  --bins N           per-image robustness bins for the fit (default 10)\n"
+            "\n"
+            "depth (docs/depth.md): a linear depth probe (DINOv2's linear head) on the frozen\n"
+            "patch tokens, trained on TRAIN's clean images, then AbsRel, RMSE, log10, SiLog\n"
+            "and delta1-3 on TEST clean and under every (op, level), joined to the same\n"
+            "forward passes' R_cos / R_euc / R_div, with fits: depth.json, depth.csv,\n"
+            "depth_per_image.jsonl. TRAIN and TEST: folders with image/ and depth/ (16-bit\n"
+            "PNG, matched by file stem) or list files of \"IMAGE DEPTH\" lines:\n"
+            "  --task depth --train TRAIN --data TEST\n"
+            "  --train-frames A-B, --frames A-B   only those frames (0-based, sorted by name)\n"
+            "  --depth-scale S    depth PNG units per metre (default 1000; TUM 5000, KITTI 256)\n"
+            "  --d-min D, --d-max D   metres: bins and valid range (default 0.001, 10)\n"
+            "  --steps N, --lr R  AdamW steps on the cached features (300), peak rate (1e-3)\n"
+            "  --eigen-crop       metrics inside Eigen's crop of 480x640 frames\n"
             "\n"
             "Re-running with the same arguments resumes from the cache and never re-embeds;\n"
             "the result files are written atomically and equal an uninterrupted run's. An\n"
@@ -372,6 +386,69 @@ out:
     return exit_code;
 }
 
+#define TASK_DEPTH 100
+
+/* --task depth: the probe on TRAIN, the errors on TEST clean and perturbed */
+static int run_depth(wobble_ctx *ctx, const char *model, long long batch, wobble_precision prec, const char *train,
+                     const int *train_frames, const char *test, const int *frames, const wobble_eval_op *ops, int n_ops,
+                     uint64_t seed, const wobble_depth_params *dp, const char *out, int argc, char **argv,
+                     int no_report) {
+    (void)no_report;
+    if (!(dp->d_min < dp->d_max)) {
+        cli_error("eval: --d-min %g must be below --d-max %g", dp->d_min, dp->d_max);
+        return EXIT_USAGE;
+    }
+    wobble_depth_set *tr = NULL, *te = NULL;
+    wobble_model *m = NULL;
+    int exit_code = EXIT_OK;
+    wobble_model_params mp = wobble_model_default_params();
+    mp.max_batch = (int)batch;
+    mp.precision = prec;
+    if (wobble_depth_set_open(ctx, train, train_frames[0], train_frames[1], &tr) != WOBBLE_OK ||
+        wobble_depth_set_open(ctx, test, frames[0], frames[1], &te) != WOBBLE_OK ||
+        wobble_model_load(ctx, model, &mp, &m) != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
+        exit_code = EXIT_FAIL;
+        goto out;
+    }
+    cli_progress prog;
+    cli_progress_start(&prog, wobble_depth_set_size(tr));
+    wobble_eval_params ep = wobble_eval_default_params();
+    ep.ops = ops;
+    ep.n_ops = n_ops;
+    ep.seed = seed;
+    ep.model_path = model;
+    ep.data_path = test;
+    ep.progress = on_progress;
+    ep.user = &prog;
+    wobble_depth_summary sum;
+    const double t0 = core_now_s();
+    int rc = wobble_depth_run(ctx, m, tr, te, &ep, dp, out, &sum);
+    cli_progress_end(&prog);
+    if (rc != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
+        exit_code = EXIT_FAIL;
+        goto out;
+    }
+    printf("depth probe on %d training images, %d test images (%s/depth.json)\n", sum.train_images, sum.test_images, out);
+    printf("clean: AbsRel %.4f, RMSE %.4f m, delta1 %.4f\n", sum.clean_abs_rel, sum.clean_rmse, sum.clean_d1);
+    printf("seconds: features %.1f, training %.1f, test %.1f; cached training features and depth maps %.1f MB\n",
+           sum.t_features, sum.t_train, sum.t_test, sum.feature_bytes / 1e6);
+    {
+        wobble_eval_summary es;
+        memset(&es, 0, sizeof es);
+        es.t_total = core_now_s() - t0;
+        es.t_forward = sum.t_features + sum.t_test;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/run.json", out);
+        exit_code = write_run_and_report(ctx, out, argc, argv, &es, -1, -1, 1);
+    }
+out:
+    wobble_depth_set_free(tr), wobble_depth_set_free(te);
+    wobble_model_free(m);
+    return exit_code;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL;
     const char *task = NULL, *train = NULL, *train_labels = NULL, *l2 = NULL, *tokenizer = NULL, *templates = NULL,
@@ -379,6 +456,8 @@ int cmd_eval(int argc, char **argv) {
     uint64_t seed = 0;
     const char *suite = NULL;
     int no_report = 0;
+    int frames[2] = {0, 0}, train_frames[2] = {0, 0};
+    wobble_depth_params dpp = wobble_depth_default_params();
     /* defaults from the library */
     const wobble_eval_params ed = wobble_eval_default_params();
     const wobble_downstream_params dd = wobble_downstream_default_params();
@@ -399,7 +478,12 @@ int cmd_eval(int argc, char **argv) {
                                        {"tokenizer", required_argument, 0, 'z'}, {"templates", required_argument, 0, 'P'},
                                        {"classnames", required_argument, 0, 'C'}, {"bins", required_argument, 0, 'i'},
                                        {"precision", required_argument, 0, 'Q'}, {"suite", required_argument, 0, 'S'},
-                                       {"no-report", no_argument, 0, 'X'}, {0, 0, 0, 0}};
+                                       {"no-report", no_argument, 0, 'X'},
+                                       {"frames", required_argument, 0, 1001}, {"train-frames", required_argument, 0, 1002},
+                                       {"depth-scale", required_argument, 0, 1003}, {"d-min", required_argument, 0, 1004},
+                                       {"d-max", required_argument, 0, 1005}, {"steps", required_argument, 0, 1006},
+                                       {"eigen-crop", no_argument, 0, 1007}, {"lr", required_argument, 0, 1008},
+                                       {0, 0, 0, 0}};
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
@@ -409,6 +493,39 @@ int cmd_eval(int argc, char **argv) {
         case 'L': labels = optarg; break;
         case 'o': out = optarg; break;
         case 'X': no_report = 1; break;
+        case 1001:
+        case 1002: {
+            long long a = 0, b = 0;
+            char *dash = strchr(optarg, '-');
+            char first[32];
+            snprintf(first, sizeof first, "%.*s", dash ? (int)(dash - optarg) : 0, optarg);
+            if (!dash || cli_parse_int(first, 0, 1 << 30, &a) || cli_parse_int(dash + 1, 0, 1 << 30, &b) || b < a) {
+                cli_error("eval: %s '%s' is not a frame range A-B", c == 1001 ? "--frames" : "--train-frames", optarg);
+                return EXIT_USAGE;
+            }
+            if (c == 1001) frames[0] = (int)a, frames[1] = (int)(b - a + 1);
+            else train_frames[0] = (int)a, train_frames[1] = (int)(b - a + 1);
+            break;
+        }
+        case 1003:
+            if (cli_opt_real("eval", "--depth-scale", optarg, 1e-9, 1e12, &dpp.depth_scale)) return EXIT_USAGE;
+            break;
+        case 1004:
+            if (cli_opt_real("eval", "--d-min", optarg, 1e-9, 1e9, &dpp.d_min)) return EXIT_USAGE;
+            break;
+        case 1005:
+            if (cli_opt_real("eval", "--d-max", optarg, 1e-9, 1e9, &dpp.d_max)) return EXIT_USAGE;
+            break;
+        case 1006: {
+            long long v;
+            if (cli_opt_int("eval", "--steps", optarg, 0, 1 << 24, &v)) return EXIT_USAGE;
+            dpp.steps = (int)v;
+            break;
+        }
+        case 1007: dpp.eigen_crop = 1; break;
+        case 1008:
+            if (cli_opt_real("eval", "--lr", optarg, 1e-12, 10, &dpp.lr)) return EXIT_USAGE;
+            break;
         case 'p':
             if (n_specs == 64) {
                 cli_error("eval: too many --op");
@@ -466,21 +583,23 @@ int cmd_eval(int argc, char **argv) {
     int task_id = -1;
     if (task) {
         task_id = !strcmp(task, "linear") ? WOBBLE_TASK_LINEAR : !strcmp(task, "knn") ? WOBBLE_TASK_KNN
-                  : !strcmp(task, "zeroshot") ? WOBBLE_TASK_ZEROSHOT : -1;
+                  : !strcmp(task, "zeroshot") ? WOBBLE_TASK_ZEROSHOT : !strcmp(task, "depth") ? TASK_DEPTH : -1;
         if (task_id < 0) {
-            cli_error("eval: --task '%s' is not linear, knn or zeroshot", task);
+            cli_error("eval: --task '%s' is not linear, knn, zeroshot or depth", task);
             return EXIT_USAGE;
         }
         if (task_id != WOBBLE_TASK_ZEROSHOT && !train) {
-            cli_error("eval: --task %s needs --train TRAIN (a labelled training set)", task);
+            cli_error("eval: --task %s needs --train TRAIN (%s)", task,
+                      task_id == TASK_DEPTH ? "image/ + depth/ pairs" : "a labelled training set");
             return EXIT_USAGE;
         }
         if (task_id == WOBBLE_TASK_ZEROSHOT && train) {
             cli_error("eval: --task zeroshot takes no --train (the classes come from the text tower)");
             return EXIT_USAGE;
         }
-    } else if (train || train_labels || train_limit || l2 || tokenizer || templates || classnames) {
-        cli_error("eval: --train, --l2, --tokenizer, --templates and --classnames need --task");
+    } else if (train || train_labels || train_limit || l2 || tokenizer || templates || classnames || frames[1] ||
+               train_frames[1]) {
+        cli_error("eval: --train, --l2, --tokenizer, --templates, --classnames and --frames need --task");
         return EXIT_USAGE;
     }
     /* operations: the --op specs, then the suite's corruptions; neither: the
@@ -541,6 +660,11 @@ int cmd_eval(int argc, char **argv) {
     if (wobble_eval_check_ops(ctx, ops, n_ops) != WOBBLE_OK) {
         cli_error("%s", wobble_last_error(ctx));
         exit_code = EXIT_USAGE;
+        goto done;
+    }
+    if (task_id == TASK_DEPTH) {
+        exit_code = run_depth(ctx, model, batch, prec, train, train_frames, data, frames, ops, n_ops, seed, &dpp, out,
+                              argc, argv, no_report);
         goto done;
     }
     wobble_dataset_params dp = wobble_dataset_default_params();

@@ -27,7 +27,7 @@ wobble_depth_params wobble_depth_default_params(void) {
     p.d_max = 10.0;
     p.bins = 256;
     p.depth_scale = 1000.0;
-    p.steps = 1000;
+    p.steps = 300;
     p.batch = 8;
     p.lr = 1e-3;
     p.weight_decay = 1e-4;
@@ -225,122 +225,153 @@ int wobble_depth_head_predict(wobble_ctx *ctx, const wobble_depth_head *h, const
 /* ------------------------------------------------------------ losses */
 static int valid_gt(float t, double d_max) { return t > 0 && t <= d_max; }
 
-/* DINOv2's GradientLoss on one image (pred, gt: H x W), gradient added to
- * dpred (scaled by `scale`): for strides 1, 2, 4, 6, over the subsampled
- * grid, |d(y) - d(y+2)| and |d(x) - d(x+2)| of d = log(pred+eps) -
- * log(gt+eps) where both ends are valid, summed and divided by the valid
- * count. */
-static double grad_loss(const float *pred, const float *gt, int H, int W, double d_max, float *dpred, double scale) {
+/* DINOv2's GradientLoss on one image (H x W), from g = log(pred + eps) -
+ * log(gt + eps) at the valid pixels (NaN elsewhere); its gradient for pred
+ * (times `scale`) is added to dpred: for strides 1, 2, 4, 6, over the
+ * subsampled grid, |g(y) - g(y+2)| and |g(x) - g(x+2)| where both ends are
+ * valid, summed and divided by the valid count. */
+static double grad_loss(const float *g, const float *pred, int H, int W, float *dpred, double scale) {
     static const int strides[4] = {1, 2, 4, 6};
     double total = 0;
     for (int si = 0; si < 4; si++) {
         const int s = strides[si], h = (H + s - 1) / s, w = (W + s - 1) / s;
         long N = 0;
         for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) N += valid_gt(gt[(size_t)y * s * W + (size_t)x * s], d_max);
+            for (int x = 0; x < w; x++) N += !isnan(g[(size_t)y * s * W + (size_t)x * s]);
         if (!N) continue;
-#define AT(yy, xx) ((size_t)(yy) * s * W + (size_t)(xx) * s)
-#define DIFF(i) (log((double)pred[i] + LOG_EPS) - log((double)gt[i] + LOG_EPS))
         double sum = 0;
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) {
-                const size_t a = AT(y, x);
-                if (!valid_gt(gt[a], d_max)) continue;
-                const size_t nb[2] = {y + 2 < h ? AT(y + 2, x) : (size_t)-1, x + 2 < w ? AT(y, x + 2) : (size_t)-1};
+                const size_t a = (size_t)y * s * W + (size_t)x * s;
+                if (isnan(g[a])) continue;
+                const size_t nb[2] = {y + 2 < h ? a + (size_t)2 * s * W : (size_t)-1, x + 2 < w ? a + (size_t)2 * s : (size_t)-1};
                 for (int k = 0; k < 2; k++) {
                     const size_t b = nb[k];
-                    if (b == (size_t)-1 || !valid_gt(gt[b], d_max)) continue;
-                    const double d = DIFF(a) - DIFF(b);
+                    if (b == (size_t)-1 || isnan(g[b])) continue;
+                    const double d = (double)g[a] - g[b];
                     sum += fabs(d);
                     if (dpred && d != 0) {
-                        const double g = scale * (d > 0 ? 1.0 : -1.0) / (double)N;
-                        dpred[a] += (float)(g / ((double)pred[a] + LOG_EPS));
-                        dpred[b] -= (float)(g / ((double)pred[b] + LOG_EPS));
+                        const double q = scale * (d > 0 ? 1.0 : -1.0) / (double)N;
+                        dpred[a] += (float)(q / ((double)pred[a] + LOG_EPS));
+                        dpred[b] -= (float)(q / ((double)pred[b] + LOG_EPS));
                     }
                 }
             }
-#undef DIFF
-#undef AT
         total += sum / (double)N;
     }
     return total;
 }
 
+/* The backward pass of one image from d loss / d pred (GT size) into grad. */
+static int head_back(const wobble_depth_head *h, const head_pass *Q, const wobble_depth_sample *s, const float *dpred,
+                     float *grad) {
+    const int K = h->K, C = h->C;
+    const size_t U = (size_t)Q->uh * Q->uw;
+    float *ddu = calloc(U, sizeof(float)), *dlu = malloc(sizeof(float) * U * K),
+          *dlg = calloc((size_t)Q->gh * Q->gw * K, sizeof(float));
+    tap *ty = axis_taps(Q->uh, s->h), *tx = axis_taps(Q->uw, s->w);
+    int rc = ddu && dlu && dlg && ty && tx ? WOBBLE_OK : WOBBLE_ENOMEM;
+    if (!rc) {
+        resize_back(ddu, Q->uw, 1, dpred, s->h, s->w, ty, tx);
+        for (size_t p = 0; p < U; p++) {
+            const float *l = Q->lu + p * K;
+            float S = 0;
+            for (int k = 0; k < K; k++) S += (l[k] > 0 ? l[k] : 0) + 0.1f;
+            const float D = Q->du[p], f = ddu[p] / S;
+            float *o = dlu + p * K;
+            for (int k = 0; k < K; k++) o[k] = l[k] > 0 ? f * (h->bin[k] - D) : 0;
+        }
+        resize_back(dlg, Q->gw, K, dlu, Q->uh, Q->uw, Q->ty, Q->tx);
+        const int G = Q->gh * Q->gw;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, K, G, 1.0f, s->feat, C, dlg, K, 1.0f, grad, K);
+        float *gb = grad + (size_t)C * K;
+        for (int t = 0; t < G; t++)
+            for (int k = 0; k < K; k++) gb[k] += dlg[(size_t)t * K + k];
+    }
+    free(ddu), free(dlu), free(dlg), free(ty), free(tx);
+    return rc;
+}
+
 int wobble_depth_head_loss(wobble_ctx *ctx, const wobble_depth_head *h, const wobble_depth_sample *s, int n,
                            double grad_weight, double *loss, float *grad) {
     if (!h || !s || n < 1 || !loss) return core_seterr(ctx, WOBBLE_EINVAL, "depth loss: bad arguments");
+    const size_t NP = (size_t)h->C * h->K + h->K;
     head_pass *q = calloc((size_t)n, sizeof *q);
-    float **pred = calloc((size_t)n, sizeof *pred), **dpred = calloc((size_t)n, sizeof *dpred);
-    int rc = q && pred && dpred ? WOBBLE_OK : WOBBLE_ENOMEM;
-    /* forward, and the pooled statistics of g over every valid pixel */
-    double sum = 0, sum2 = 0;
-    long N = 0;
-    for (int i = 0; i < n && !rc; i++) {
+    float **pred = calloc((size_t)n, sizeof *pred), **g = calloc((size_t)n, sizeof *g);
+    double *st = calloc((size_t)n * 4, sizeof(double)); /* per image: sum g, sum g^2, count, gradient loss */
+    const int th = wobble_ctx_threads(ctx) < n ? wobble_ctx_threads(ctx) : n;
+    /* per-image gradients, summed in image order: the same bits whatever the thread count */
+    float *tg = grad ? calloc((size_t)n * NP, sizeof(float)) : NULL;
+    int rc = q && pred && g && st && (!grad || tg) ? WOBBLE_OK : WOBBLE_ENOMEM;
+    /* forward; g = log(pred + eps) - log(gt + eps) at the valid pixels */
+#pragma omp parallel for num_threads(th) schedule(dynamic, 1) if (!rc)
+    for (int i = 0; i < n; i++) {
         const size_t P = (size_t)s[i].h * s[i].w;
-        rc = head_up(h, s[i].feat, s[i].gh, s[i].gw, &q[i]);
-        if (!rc && !(pred[i] = malloc(sizeof(float) * P))) rc = WOBBLE_ENOMEM;
-        if (!rc && grad && !(dpred[i] = calloc(P, sizeof(float)))) rc = WOBBLE_ENOMEM;
-        if (!rc) rc = head_full(h, &q[i], s[i].h, s[i].w, pred[i]);
-        for (size_t p = 0; !rc && p < P; p++)
-            if (valid_gt(s[i].gt[p], h->d_max)) {
-                const double g = log((double)pred[i][p] + LOG_EPS) - log((double)s[i].gt[p] + LOG_EPS);
-                sum += g, sum2 += g * g, N++;
+        int r = head_up(h, s[i].feat, s[i].gh, s[i].gw, &q[i]);
+        if (!r && (!(pred[i] = malloc(sizeof(float) * P)) || !(g[i] = malloc(sizeof(float) * P)))) r = WOBBLE_ENOMEM;
+        if (!r) r = head_full(h, &q[i], s[i].h, s[i].w, pred[i]);
+        if (r) {
+#pragma omp atomic write
+            rc = r;
+            continue;
+        }
+        double a = 0, b = 0;
+        long c = 0;
+        for (size_t p = 0; p < P; p++) {
+            if (!valid_gt(s[i].gt[p], h->d_max)) {
+                g[i][p] = NAN;
+                continue;
             }
+            const float v = logf(pred[i][p] + (float)LOG_EPS) - logf(s[i].gt[p] + (float)LOG_EPS);
+            g[i][p] = v;
+            a += v, b += (double)v * v, c++;
+        }
+        st[4 * i] = a, st[4 * i + 1] = b, st[4 * i + 2] = (double)c;
     }
-    if (!rc && N < 2) rc = core_seterr(ctx, WOBBLE_EINVAL, "depth loss: fewer than 2 valid ground-truth pixels");
-    else if (rc == WOBBLE_ENOMEM) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth loss: out of memory");
+    double sum = 0, sum2 = 0, N = 0;
+    for (int i = 0; !rc && i < n; i++) sum += st[4 * i], sum2 += st[4 * i + 1], N += st[4 * i + 2];
+    if (rc == WOBBLE_ENOMEM) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth loss: out of memory");
+    else if (!rc && N < 2) rc = core_seterr(ctx, WOBBLE_EINVAL, "depth loss: fewer than 2 valid ground-truth pixels");
     if (!rc) {
-        /* SigLoss: sqrt(var(g) + 0.15 mean(g)^2), var unbiased as torch.var */
+        /* SigLoss: sqrt(var(g) + 0.15 mean(g)^2) over all the images' valid
+         * pixels together, var unbiased as torch.var */
         const double M = sum / N, V = fmax((sum2 - N * M * M) / (N - 1), 0), L = sqrt(V + 0.15 * M * M);
-        double gl = 0;
-        for (int i = 0; i < n; i++)
-            gl += grad_loss(pred[i], s[i].gt, s[i].h, s[i].w, h->d_max, grad ? dpred[i] : NULL, grad_weight / n);
-        *loss = L + grad_weight * gl / n;
-        if (grad) {
-            const int K = h->K, C = h->C;
-            memset(grad, 0, sizeof(float) * ((size_t)C * K + K));
-            for (int i = 0; i < n && !rc; i++) {
-                const size_t P = (size_t)s[i].h * s[i].w;
-                for (size_t p = 0; L > 0 && p < P; p++)
-                    if (valid_gt(s[i].gt[p], h->d_max)) {
-                        const double g = log((double)pred[i][p] + LOG_EPS) - log((double)s[i].gt[p] + LOG_EPS);
-                        const double dg = (2 * (g - M) / (N - 1) + 0.3 * M / N) / (2 * L);
-                        dpred[i][p] += (float)(dg / ((double)pred[i][p] + LOG_EPS));
-                    }
-                /* back through the resize to the 4x grid, the bin weights, the upsampling, the layer */
-                head_pass *Q = &q[i];
-                const size_t U = (size_t)Q->uh * Q->uw;
-                float *ddu = calloc(U, sizeof(float)), *dlu = malloc(sizeof(float) * U * K),
-                      *dlg = calloc((size_t)Q->gh * Q->gw * K, sizeof(float));
-                tap *ty = axis_taps(Q->uh, s[i].h), *tx = axis_taps(Q->uw, s[i].w);
-                if (!ddu || !dlu || !dlg || !ty || !tx) {
-                    rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth loss: out of memory");
-                } else {
-                    resize_back(ddu, Q->uw, 1, dpred[i], s[i].h, s[i].w, ty, tx);
-                    for (size_t p = 0; p < U; p++) {
-                        const float *l = Q->lu + p * K;
-                        float S = 0;
-                        for (int k = 0; k < K; k++) S += (l[k] > 0 ? l[k] : 0) + 0.1f;
-                        const float D = Q->du[p], f = ddu[p] / S;
-                        float *o = dlu + p * K;
-                        for (int k = 0; k < K; k++) o[k] = l[k] > 0 ? f * (h->bin[k] - D) : 0;
-                    }
-                    resize_back(dlg, Q->gw, K, dlu, Q->uh, Q->uw, Q->ty, Q->tx);
-                    const int G = Q->gh * Q->gw;
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, K, G, 1.0f, s[i].feat, C, dlg, K, 1.0f, grad,
-                                K);
-                    float *gb = grad + (size_t)C * K;
-                    for (int t = 0; t < G; t++)
-                        for (int k = 0; k < K; k++) gb[k] += dlg[(size_t)t * K + k];
-                }
-                free(ddu), free(dlu), free(dlg), free(ty), free(tx);
+#pragma omp parallel for num_threads(th) schedule(dynamic, 1)
+        for (int i = 0; i < n; i++) {
+            const size_t P = (size_t)s[i].h * s[i].w;
+            float *dp = grad ? calloc(P, sizeof(float)) : NULL;
+            if (grad && !dp) {
+#pragma omp atomic write
+                rc = WOBBLE_ENOMEM;
+                continue;
             }
+            st[4 * i + 3] = grad_loss(g[i], pred[i], s[i].h, s[i].w, dp, grad_weight / n);
+            if (!grad) continue;
+            for (size_t p = 0; L > 0 && p < P; p++)
+                if (!isnan(g[i][p])) {
+                    const double dg = (2 * (g[i][p] - M) / (N - 1) + 0.3 * M / N) / (2 * L);
+                    dp[p] += (float)(dg / ((double)pred[i][p] + LOG_EPS));
+                }
+            if (head_back(h, &q[i], &s[i], dp, tg + (size_t)i * NP)) {
+#pragma omp atomic write
+                rc = WOBBLE_ENOMEM;
+            }
+            free(dp);
+        }
+        double gl = 0;
+        for (int i = 0; i < n; i++) gl += st[4 * i + 3];
+        *loss = L + grad_weight * gl / n;
+        if (rc) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth loss: out of memory");
+        else if (grad) {
+            memset(grad, 0, sizeof(float) * NP);
+            for (int i = 0; i < n; i++)
+                for (size_t k = 0; k < NP; k++) grad[k] += tg[(size_t)i * NP + k];
         }
     }
     for (int i = 0; q && i < n; i++) pass_free(&q[i]);
     for (int i = 0; pred && i < n; i++) free(pred[i]);
-    for (int i = 0; dpred && i < n; i++) free(dpred[i]);
-    free(q), free(pred), free(dpred);
+    for (int i = 0; g && i < n; i++) free(g[i]);
+    free(q), free(pred), free(g), free(st), free(tg);
     return rc;
 }
 
