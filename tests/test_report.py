@@ -68,7 +68,8 @@ def run(args, code=0):
 
 shutil.rmtree(OUT, ignore_errors=True)
 os.makedirs(OUT)
-R = {k: os.path.join(OUT, k) for k in ("kodak", "dino", "down", "ft")}
+R = {k: os.path.join(OUT, k) for k in ("kodak", "dino", "down", "ft", "depth")}
+ICL = os.path.join(SHARED, "data", "icl-nuim-livingroom1")
 
 p = run(["eval", "--model", CLIP, "--data", KODAK, "--seed", "1", "--threads", "2", "-o", R["kodak"]])
 check("report: " + os.path.join(R["kodak"], "report.html") in p.stdout, "eval prints the report's path")
@@ -87,8 +88,14 @@ for f in sorted(os.listdir(KODAK))[:6]:
     shutil.copy(os.path.join(KODAK, f), imgs)
 run(["finetune", "--model", CLIP, "--data", imgs, "--op", "jpeg:10-90", "--op", "gaussian_blur:1,2", "--steps", "6",
      "--batch", "2", "--val", "2", "--val-every", "2", "--threads", "2", "-o", R["ft"]])
+runs = [R["kodak"], R["dino"], R["down"], R["ft"]]
+if os.path.isdir(os.path.join(ICL, "image")):
+    run(["eval", "--task", "depth", "--model", DINO, "--train", ICL, "--train-frames", "0-7", "--data", ICL,
+         "--frames", "200-202", "--op", "jpeg:30,10", "--op", "gaussian_blur:2", "--steps", "10", "--threads", "2",
+         "-o", R["depth"]])
+    runs.append(R["depth"])
 multi = os.path.join(OUT, "multi.html")
-run(["report", R["kodak"], R["dino"], R["down"], R["ft"], "-o", multi])
+run(["report"] + runs + ["-o", multi])
 
 
 class Page(html.parser.HTMLParser):
@@ -168,7 +175,7 @@ def load_page(path):
 def files_of(run_dir):
     out = {}
     for name, key in (("summary.json", "summary"), ("downstream.json", "downstream"), ("run.json", "run"),
-                      ("finetune.json", "finetune")):
+                      ("finetune.json", "finetune"), ("depth.json", "depth")):
         q = os.path.join(run_dir, name)
         if os.path.exists(q):
             out[key] = json.load(open(q))
@@ -236,6 +243,16 @@ def structure(report, run_dirs, want_thumbs=None):
             for k, c in enumerate(ic["corruptions"] if ic else []):
                 missing += ["%d:downstream:imagenet_c/corruptions/%d/top1_error/%d" % (i, k, sv) for sv in range(5)]
                 missing.append("%d:downstream:imagenet_c/corruptions/%d/CE" % (i, k))
+        dj = fl.get("depth")
+        if dj:
+            for row in ("clean", "baseline_mean_depth", "baseline_mean_depth_median_scaled"):
+                missing += ["%d:depth:%s/%s" % (i, row, k) for k in ("abs_rel", "rmse", "log10", "silog", "d1", "d2", "d3")]
+            for o in range(len(dj["ops"])):
+                missing += ["%d:depth:ops/%d/%s" % (i, o, k) for k in ("mean_abs_rel", "R_cos_mean", "R_euc_mean", "R_div_mean")]
+            for g in ("op_level", "op", "image_bins"):
+                for m in ("R_cos", "R_euc", "R_div"):
+                    missing += ["%d:depth:prediction/%s/fits/%s/%s" % (i, g, m, k) for k in ("n", "slope", "r2", "pearson")
+                                if dj["prediction"][g]["fits"][m] is not None and dj["prediction"][g]["fits"][m][k] is not None]
         ft = fl.get("finetune")
         if ft:
             missing += ["%d:finetune:result/%s/%s" % (i, w, k) for w in ("val_before", "val_after")
@@ -265,7 +282,7 @@ for j, o in enumerate(order):
         check(got == want, "op %s %s plot: markers %s, summary.json %s" % (s["ops"][o]["op"], q, got[:2], want[:2]))
 
 # the comparison of four runs
-page, _ = structure(multi, [R["kodak"], R["dino"], R["down"], R["ft"]])
+page, _ = structure(multi, runs)
 print("comparison report: %d bytes, %d numbers with their source" % (os.path.getsize(multi), len(page.dj)))
 
 # ------------------------------------------------------------ bad input

@@ -393,7 +393,6 @@ static int run_depth(wobble_ctx *ctx, const char *model, long long batch, wobble
                      const int *train_frames, const char *test, const int *frames, const wobble_eval_op *ops, int n_ops,
                      uint64_t seed, const wobble_depth_params *dp, const char *out, int argc, char **argv,
                      int no_report) {
-    (void)no_report;
     if (!(dp->d_min < dp->d_max)) {
         cli_error("eval: --d-min %g must be below --d-max %g", dp->d_min, dp->d_max);
         return EXIT_USAGE;
@@ -441,7 +440,7 @@ static int run_depth(wobble_ctx *ctx, const char *model, long long batch, wobble
         es.t_forward = sum.t_features + sum.t_test;
         char path[4096];
         snprintf(path, sizeof path, "%s/run.json", out);
-        exit_code = write_run_and_report(ctx, out, argc, argv, &es, -1, -1, 1);
+        exit_code = write_run_and_report(ctx, out, argc, argv, &es, -1, -1, no_report);
     }
 out:
     wobble_depth_set_free(tr), wobble_depth_set_free(te);

@@ -66,7 +66,7 @@ int report_plot_nice_ticks(double lo, double hi, int max_ticks, double *ticks, d
 }
 
 /* Geometry, in viewBox units */
-enum { W = 440, ML = 60, MR = 14, MT = 28, PH = 190, PW = W - ML - MR, LEG_ROW = 16 };
+enum { W = 440, ML = 60, MR = 24, MT = 28, PH = 190, PW = W - ML - MR, LEG_ROW = 16 };
 #define MAX_TICKS 24
 
 typedef struct {

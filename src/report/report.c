@@ -38,6 +38,7 @@ typedef struct {
     const char *dir;
     char label[160];
     json_t *summary, *run, *down, *ft, *train_log, *val; /* NULL when absent */
+    json_t *depth;                                       /* depth.json (eval --task depth) */
     json_t *per_image;                                   /* the lines of per_image.jsonl */
     rp_rec *rec;
     size_t n_rec;
@@ -216,13 +217,22 @@ static int load_run(wobble_ctx *ctx, const char *dir, rp_run *r) {
     r->dir = dir;
     int rc = load_json(ctx, dir, "summary.json", 0, &r->summary);
     if (!rc && !r->summary) rc = load_json(ctx, dir, "finetune.json", 0, &r->ft);
+    if (!rc && !r->summary && !r->ft) rc = load_json(ctx, dir, "depth.json", 0, &r->depth);
     if (rc) return rc;
-    if (!r->summary && !r->ft) {
+    if (!r->summary && !r->ft && !r->depth) {
         if (!core_is_dir(dir)) return core_seterr(ctx, WOBBLE_EIO, "%s: no such folder", dir);
         return core_seterr(ctx, WOBBLE_EIO,
                            "%s: neither summary.json nor finetune.json (not the output folder of wobble eval or "
                            "wobble finetune)",
                            dir);
+    }
+    if (r->depth) {
+        if ((rc = check_version(ctx, dir, "depth.json", r->depth))) return rc;
+        if (!json_is_array(json_object_get(r->depth, "ops")) || !json_is_object(json_object_get(r->depth, "clean")))
+            return core_seterr(ctx, WOBBLE_ECORRUPT, "%s/depth.json: no \"clean\" or \"ops\" (not a wobble depth run)", dir);
+        if ((rc = load_json(ctx, dir, "run.json", 0, &r->run))) return rc;
+        snprintf(r->label, sizeof r->label, "%s depth (%s)", jstr(r->depth, "model/preset"), base_name(dir));
+        return WOBBLE_OK;
     }
     if (r->summary) {
         if ((rc = check_version(ctx, dir, "summary.json", r->summary))) return rc;
@@ -245,7 +255,7 @@ static int load_run(wobble_ctx *ctx, const char *dir, rp_run *r) {
 }
 
 static void free_run(rp_run *r) {
-    json_decref(r->summary), json_decref(r->run), json_decref(r->down), json_decref(r->ft);
+    json_decref(r->summary), json_decref(r->run), json_decref(r->down), json_decref(r->ft), json_decref(r->depth);
     json_decref(r->train_log), json_decref(r->val), json_decref(r->per_image);
     for (size_t i = 0; i < r->n_rec; i++) free(r->rec[i].image);
     free(r->rec);
@@ -385,6 +395,35 @@ static void section_runs(rp *R) {
                 OUT(" threads)</dd>");
             } else {
                 kv(R, "date, timings", "not recorded (run.json is written by the wobble eval command)");
+            }
+        } else if (r->depth) {
+            json_t *d = r->depth;
+            char t[600];
+            snprintf(t, sizeof t, "%s (%s), path %s", jstr(d, "model/preset"), jstr(d, "model/arch"), jstr(d, "model/path"));
+            kv(R, "model", t);
+            OUT("<dt>depth probe</dt><dd>");
+            num_at(R, "span", i, "depth", d, -1, "train/images");
+            OUT(" training images from ");
+            esc(R, jstr(d, "train/first"));
+            OUT(", ");
+            num_at(R, "span", i, "depth", d, -1, "test/images");
+            OUT(" test images from ");
+            esc(R, jstr(d, "test/first"));
+            OUT("; ");
+            num_at(R, "span", i, "depth", d, -1, "probe/bins");
+            OUT(" bins over ");
+            num_at(R, "span", i, "depth", d, -1, "probe/d_min");
+            OUT(" to ");
+            num_at(R, "span", i, "depth", d, -1, "probe/d_max");
+            OUT(" m, ");
+            num_at(R, "span", i, "depth", d, -1, "probe/steps");
+            OUT(" steps; seed ");
+            num_at(R, "span", i, "depth", d, -1, "seed");
+            OUT("</dd>");
+            kv(R, "wobble", jstr(d, "wobble"));
+            if (r->run) {
+                kv(R, "date", jstr(r->run, "date"));
+                kv(R, "command", jstr(r->run, "command"));
             }
         } else {
             json_t *c = json_object_get(r->ft, "config");
@@ -1155,6 +1194,194 @@ static int section_downstream(rp *R, const op_key *ops, int n_ops) {
     return rc;
 }
 
+/* ------------------------------------------------------------ depth */
+static const char *const DMET[7] = {"abs_rel", "rmse", "log10", "silog", "d1", "d2", "d3"};
+static const char *const DMET_T[7] = {"AbsRel", "RMSE (m)", "log10", "SiLog", "&delta;1", "&delta;2", "&delta;3"};
+
+static int depth_op_index(json_t *d, const char *name) {
+    json_t *ops = json_object_get(d, "ops");
+    for (size_t k = 0; k < json_array_size(ops); k++)
+        if (!strcmp(name, jstr(json_array_get(ops, k), "op"))) return (int)k;
+    return -1;
+}
+
+/* AbsRel by level per run with the clean value dashed */
+static int chart_depth_levels(rp *R, const char *name) {
+    plot_series *ser = calloc((size_t)2 * R->n, sizeof *ser);
+    double *mem = malloc(sizeof(double) * ((size_t)R->n * 130 + 1));
+    int ns = 0, rc = ser && mem ? WOBBLE_OK : WOBBLE_ENOMEM;
+    double *m = mem;
+    for (int i = 0; i < R->n && !rc; i++) {
+        json_t *d = R->runs[i].depth;
+        const int o = d ? depth_op_index(d, name) : -1;
+        if (o < 0) continue;
+        json_t *pl = json_object_get(json_array_get(json_object_get(d, "ops"), (size_t)o), "per_level");
+        int K = (int)json_array_size(pl);
+        if (K > 64) K = 64;
+        for (int k = 0; k < K; k++) {
+            m[k] = jnum(json_object_get(json_array_get(pl, (size_t)k), "level"));
+            m[K + k] = jnum(json_object_get(json_array_get(pl, (size_t)k), "abs_rel"));
+        }
+        m[2 * K] = jnum(jpath(d, "clean/abs_rel"));
+        ser[ns++] = (plot_series){PLOT_HLINE, NULL, i, 1, NULL, m + 2 * K, NULL, 1, NULL};
+        ser[ns++] = (plot_series){PLOT_LINE, R->runs[i].label, i, K, m, m + K, NULL, 0, NULL};
+        m += 2 * K + 1;
+    }
+    if (!rc && ns) {
+        plot_chart c = report_plot_chart_init();
+        char id[48], title[160];
+        next_id(R, id, sizeof id, "chart");
+        snprintf(title, sizeof title, "depth AbsRel: %s", name);
+        c.id = id, c.title = title, c.xlabel = "level", c.ylabel = "AbsRel (dashed: clean)", c.y_zero = 1;
+        c.series = ser, c.n_series = ns;
+        if (report_plot_svg(&R->o, &c)) rc = WOBBLE_ENOMEM;
+    }
+    free(ser), free(mem);
+    return rc ? core_seterr(R->ctx, rc, "report: out of memory") : WOBBLE_OK;
+}
+
+/* AbsRel against each metric, one point per (op, level), with the fit */
+static int chart_depth_fit(rp *R, int m_idx) {
+    const char *metric = METRICS[m_idx], *xkey = m_idx == 0 ? "cos_mean" : "euc_mean";
+    plot_series *ser = calloc((size_t)2 * R->n, sizeof *ser);
+    size_t need = 0;
+    for (int i = 0; i < R->n; i++) {
+        json_t *ops = R->runs[i].depth ? json_object_get(R->runs[i].depth, "ops") : NULL;
+        for (size_t k = 0; k < json_array_size(ops); k++) need += json_array_size(json_object_get(json_array_get(ops, k), "per_level"));
+    }
+    double *mem = malloc(sizeof(double) * (2 * need + 4 * (size_t)R->n + 1));
+    char **tips = calloc(need + 1, sizeof *tips);
+    int ns = 0, nt = 0, rc = ser && mem && tips ? WOBBLE_OK : WOBBLE_ENOMEM;
+    double *m = mem;
+    for (int i = 0; i < R->n && !rc; i++) {
+        json_t *d = R->runs[i].depth;
+        if (!d) continue;
+        json_t *ops = json_object_get(d, "ops");
+        size_t cnt = 0;
+        for (size_t k = 0; k < json_array_size(ops); k++) cnt += json_array_size(json_object_get(json_array_get(ops, k), "per_level"));
+        double *x = m, *y = m + cnt;
+        char **tp = tips + nt;
+        int n = 0;
+        for (size_t k = 0; k < json_array_size(ops) && !rc; k++) {
+            json_t *op = json_array_get(ops, k), *pl = json_object_get(op, "per_level");
+            for (size_t l = 0; l < json_array_size(pl) && !rc; l++) {
+                json_t *e = json_array_get(pl, l);
+                x[n] = jnum(json_object_get(e, xkey)), y[n] = jnum(json_object_get(e, "abs_rel"));
+                char t[200];
+                snprintf(t, sizeof t, "%s at %g: %s %.4g, AbsRel %.4g", jstr(op, "op"), jnum(json_object_get(e, "level")),
+                         metric, x[n], y[n]);
+                if (!(tp[n] = strdup(t))) rc = WOBBLE_ENOMEM;
+                n++, nt++;
+            }
+        }
+        m += 2 * cnt;
+        ser[ns++] = (plot_series){PLOT_SCATTER, R->runs[i].label, i, n, x, y, NULL, 0, (const char *const *)tp};
+        char p[128];
+        snprintf(p, sizeof p, "prediction/op_level/fits/%s/slope", metric);
+        const double a = jnum(jpath(d, p));
+        snprintf(p, sizeof p, "prediction/op_level/fits/%s/intercept", metric);
+        const double b = jnum(jpath(d, p));
+        double lo = INFINITY, hi = -INFINITY;
+        for (int k = 0; k < n; k++)
+            if (isfinite(x[k])) lo = fmin(lo, x[k]), hi = fmax(hi, x[k]);
+        if (isfinite(a) && isfinite(b) && lo <= hi) {
+            m[0] = lo, m[1] = hi, m[2] = a * lo + b, m[3] = a * hi + b;
+            ser[ns++] = (plot_series){PLOT_SEGMENT, NULL, i, 2, m, m + 2, NULL, 1, NULL};
+            m += 4;
+        }
+    }
+    if (!rc && ns) {
+        plot_chart c = report_plot_chart_init();
+        char id[48], title[96], xl[96];
+        next_id(R, id, sizeof id, "chart");
+        snprintf(title, sizeof title, "depth AbsRel against %s, per (op, level)", metric);
+        snprintf(xl, sizeof xl, "%s of the (clean, perturbed) pair, mean over images", metric);
+        c.id = id, c.title = title, c.xlabel = xl, c.ylabel = "AbsRel", c.series = ser, c.n_series = ns;
+        if (report_plot_svg(&R->o, &c)) rc = WOBBLE_ENOMEM;
+    }
+    for (int k = 0; tips && k < nt; k++) free(tips[k]);
+    free(tips), free(ser), free(mem);
+    return rc ? core_seterr(R->ctx, rc, "report: out of memory") : WOBBLE_OK;
+}
+
+static int section_depth(rp *R) {
+    int any = 0, rc = WOBBLE_OK;
+    for (int i = 0; i < R->n; i++) any |= R->runs[i].depth != NULL;
+    if (!any) return WOBBLE_OK;
+    OUT("<section id=\"depth\"><h2>Depth</h2><p class=\"note\">A linear depth probe on the frozen patch tokens "
+        "(docs/depth.md), trained on clean images; errors are means of the per-image values over the test images. "
+        "Baselines: the training set's mean depth map, and the same scaled per image by the ratio of medians.</p>"
+        "<div class=\"scroll\"><table id=\"depth-table\"><thead><tr><th>run</th><th>prediction</th>");
+    for (int k = 0; k < 7; k++) OUT("<th>%s</th>", DMET_T[k]);
+    OUT("</tr></thead><tbody>");
+    static const char *const rows[3] = {"clean", "baseline_mean_depth", "baseline_mean_depth_median_scaled"};
+    static const char *const rows_t[3] = {"the probe, clean images", "mean depth map", "mean depth map, median-scaled"};
+    for (int i = 0; i < R->n; i++) {
+        json_t *d = R->runs[i].depth;
+        if (!d) continue;
+        for (int r = 0; r < 3; r++) {
+            if (!json_object_get(d, rows[r])) continue;
+            OUT("<tr><td><span style=\"color:%s\">&#9632;</span> ", report_plot_color(i));
+            esc(R, R->runs[i].label);
+            OUT("</td><td>%s</td>", rows_t[r]);
+            for (int k = 0; k < 7; k++) num_at(R, "td", i, "depth", d, -1, "%s/%s", rows[r], DMET[k]);
+            OUT("</tr>");
+        }
+    }
+    OUT("</tbody></table></div><h3>Under each operation</h3><div class=\"scroll\"><table class=\"sortable\" "
+        "id=\"depth-ops\"><thead><tr><th class=\"sort\">run</th><th class=\"sort\">operation</th><th class=\"sort\">"
+        "AbsRel, mean over levels</th><th class=\"sort\">R_cos</th><th class=\"sort\">R_euc</th><th class=\"sort\">"
+        "R_div</th></tr></thead><tbody>");
+    for (int i = 0; i < R->n; i++) {
+        json_t *d = R->runs[i].depth;
+        for (size_t o = 0; d && o < json_array_size(json_object_get(d, "ops")); o++) {
+            OUT("<tr><td><span style=\"color:%s\">&#9632;</span> ", report_plot_color(i));
+            esc(R, R->runs[i].label);
+            OUT("</td><td><code>");
+            esc(R, jstr(json_array_get(json_object_get(d, "ops"), o), "op"));
+            OUT("</code></td>");
+            num_at(R, "td", i, "depth", d, -1, "ops/%zu/mean_abs_rel", o);
+            num_at(R, "td", i, "depth", d, -1, "ops/%zu/R_cos_mean", o);
+            num_at(R, "td", i, "depth", d, -1, "ops/%zu/R_euc_mean", o);
+            num_at(R, "td", i, "depth", d, -1, "ops/%zu/R_div_mean", o);
+            OUT("</tr>");
+        }
+    }
+    OUT("</tbody></table></div><div class=\"charts\">");
+    /* every op of every depth run, in first-seen order */
+    for (int i = 0; i < R->n && !rc; i++) {
+        json_t *d = R->runs[i].depth;
+        for (size_t o = 0; d && o < json_array_size(json_object_get(d, "ops")) && !rc; o++) {
+            const char *name = jstr(json_array_get(json_object_get(d, "ops"), o), "op");
+            int seen = 0;
+            for (int j = 0; j < i; j++) seen |= R->runs[j].depth && depth_op_index(R->runs[j].depth, name) >= 0;
+            if (!seen) rc = chart_depth_levels(R, name);
+        }
+    }
+    OUT("</div><h3>Depth error predicted from robustness</h3><div class=\"charts\">");
+    for (int m = 0; m < 3 && !rc; m++) rc = chart_depth_fit(R, m);
+    OUT("</div><div class=\"scroll\"><table id=\"depth-fits\"><thead><tr><th>run</th><th>points</th><th>metric</th>"
+        "<th>n</th><th>slope</th><th>R²</th><th>Pearson</th><th>leave-one-op-out error</th></tr></thead><tbody>");
+    for (int i = 0; i < R->n; i++) {
+        json_t *d = R->runs[i].depth;
+        if (!d) continue;
+        for (int g = 0; g < 3; g++)
+            for (int m = 0; m < 3; m++) {
+                OUT("<tr><td><span style=\"color:%s\">&#9632;</span></td><td>%s</td><td>%s</td>", report_plot_color(i),
+                    GRAN_TEXT[g], METRICS[m]);
+                const char *f[] = {"n", "slope", "r2", "pearson"};
+                for (int c = 0; c < 4; c++) num_at(R, "td", i, "depth", d, -1, "prediction/%s/fits/%s/%s", GRAN[g], METRICS[m], f[c]);
+                if (g < 2)
+                    num_at(R, "td", i, "depth", d, -1, "prediction/%s/leave_one_op_out/%s/mean_abs_error", GRAN[g], METRICS[m]);
+                else
+                    OUT("<td class=\"na\">&ndash;</td>");
+                OUT("</tr>");
+            }
+    }
+    OUT("</tbody></table></div></section>");
+    return rc;
+}
+
 /* ------------------------------------------------------------ fine-tuning */
 static int chart_steps(rp *R, int i, json_t *lines, const char *const *keys, const char *const *labels, int nk,
                        const char *title, const char *ylabel) {
@@ -1269,10 +1496,12 @@ int wobble_report_write(wobble_ctx *ctx, const char *const *run_dirs, int n_runs
         core_buf_printf(o, "</h1><p class=\"note\">How far the embeddings move under each operation, written by wobble "
                            "%s from %d run folder%s.</p><nav><a href=\"#runs\">runs</a>",
                         wobble_version(), n_runs, n_runs > 1 ? "s" : "");
-        int down = 0, ft = 0;
-        for (int i = 0; i < n_runs; i++) down |= R.runs[i].down != NULL, ft |= R.runs[i].ft != NULL;
+        int down = 0, ft = 0, dep = 0;
+        for (int i = 0; i < n_runs; i++)
+            down |= R.runs[i].down != NULL, ft |= R.runs[i].ft != NULL, dep |= R.runs[i].depth != NULL;
         if (n_eval(&R)) core_buf_printf(o, "<a href=\"#robustness\">robustness</a><a href=\"#ops\">per operation</a>");
         if (down) core_buf_printf(o, "<a href=\"#downstream\">downstream</a>");
+        if (dep) core_buf_printf(o, "<a href=\"#depth\">depth</a>");
         if (ft) core_buf_printf(o, "<a href=\"#finetune\">fine-tuning</a>");
         core_buf_printf(o, "</nav></header>");
         section_runs(&R);
@@ -1281,6 +1510,7 @@ int wobble_report_write(wobble_ctx *ctx, const char *const *run_dirs, int n_runs
             rc = section_ops(&R, ops, n_ops);
         }
         if (!rc) rc = section_downstream(&R, ops, n_ops);
+        if (!rc) rc = section_depth(&R);
         if (!rc) rc = section_finetune(&R);
         for (int i = 0; i < n_runs && !rc; i++)
             if (R.runs[i].missing)
