@@ -737,8 +737,8 @@ typedef struct wobble_depth_params {
     double d_min, d_max;     /* metres: the bins' range and the valid ground truth (default 0.001, 10) */
     int bins;                /* bins uniform over [d_min, d_max] (default 256) */
     double depth_scale;      /* depth PNG units per metre (default 1000: NYU, ICL-NUIM; 5000 TUM; 256 KITTI) */
-    int steps, batch;        /* AdamW steps on the cached features, images per step (default 300, 8) */
-    double lr, weight_decay; /* peak learning rate (cosine to 0) and decoupled weight decay (1e-3, 1e-4) */
+    int steps, batch;        /* AdamW steps on the cached features, images per step (default 1000, 8) */
+    double lr, weight_decay; /* peak learning rate (cosine to 0) and decoupled weight decay (1e-2, 1e-4) */
     double grad_loss_weight; /* loss = SigLoss + this x gradient loss (default 0.5) */
     int eigen_crop;          /* metrics inside Eigen's crop on 480 x 640 frames (default 0) */
     uint64_t seed;           /* the head's initialisation and the batches */

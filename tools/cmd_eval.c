@@ -80,7 +80,7 @@ static void help(FILE *f) {
             "  --train-frames A-B, --frames A-B   only those frames (0-based, sorted by name)\n"
             "  --depth-scale S    depth PNG units per metre (default 1000; TUM 5000, KITTI 256)\n"
             "  --d-min D, --d-max D   metres: bins and valid range (default 0.001, 10)\n"
-            "  --steps N, --lr R  AdamW steps on the cached features (300), peak rate (1e-3)\n"
+            "  --steps N, --lr R  AdamW steps on the cached features (1000), peak rate (1e-2)\n"
             "  --eigen-crop       metrics inside Eigen's crop of 480x640 frames\n"
             "\n"
             "Re-running with the same arguments resumes from the cache and never re-embeds;\n"

@@ -27,9 +27,9 @@ wobble_depth_params wobble_depth_default_params(void) {
     p.d_max = 10.0;
     p.bins = 256;
     p.depth_scale = 1000.0;
-    p.steps = 300;
+    p.steps = 1000;
     p.batch = 8;
-    p.lr = 1e-3;
+    p.lr = 1e-2;
     p.weight_decay = 1e-4;
     p.grad_loss_weight = 0.5;
     p.seed = 0;
@@ -153,10 +153,11 @@ float *wobble_depth_head_weights(wobble_depth_head *h) { return h ? h->w : NULL;
 int wobble_depth_head_channels(const wobble_depth_head *h) { return h ? h->C : 0; }
 
 /* The head on one image up to the 4x grid: logits [4gh*4gw][K] (kept for
- * the backward pass when wanted) and depth there. */
+ * the backward pass) and depth there. Buffers grow and are reused. */
 typedef struct {
     int gh, gw, uh, uw;
     float *lg, *lu, *du; /* grid logits, upsampled logits, upsampled depth */
+    size_t c_lg, c_lu, c_du;
     tap *ty, *tx;
 } head_pass;
 
@@ -167,18 +168,14 @@ static void pass_free(head_pass *q) {
 
 static int head_up(const wobble_depth_head *h, const float *feat, int gh, int gw, head_pass *q) {
     const int K = h->K, G = gh * gw;
-    memset(q, 0, sizeof *q);
     q->gh = gh, q->gw = gw, q->uh = 4 * gh, q->uw = 4 * gw;
     const size_t U = (size_t)q->uh * q->uw;
-    q->lg = malloc(sizeof(float) * (size_t)G * K);
-    q->lu = malloc(sizeof(float) * U * K);
-    q->du = malloc(sizeof(float) * U);
+    free(q->ty), free(q->tx);
     q->ty = axis_taps(gh, q->uh);
     q->tx = axis_taps(gw, q->uw);
-    if (!q->lg || !q->lu || !q->du || !q->ty || !q->tx) {
-        pass_free(q);
+    if (core_grow(&q->lg, &q->c_lg, (size_t)G * K, sizeof(float)) || core_grow(&q->lu, &q->c_lu, U * K, sizeof(float)) ||
+        core_grow(&q->du, &q->c_du, U, sizeof(float)) || !q->ty || !q->tx)
         return WOBBLE_ENOMEM;
-    }
     for (int t = 0; t < G; t++) memcpy(q->lg + (size_t)t * K, h->w + (size_t)h->C * K, sizeof(float) * K);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, K, h->C, 1.0f, feat, h->C, h->w, K, 1.0f, q->lg, K);
     resize_fwd(q->lg, gh, gw, K, q->lu, q->uh, q->uw, q->ty, q->tx);
@@ -213,6 +210,7 @@ int wobble_depth_head_predict(wobble_ctx *ctx, const wobble_depth_head *h, const
     if (!h || !feat || !depth || gh < 1 || gw < 1 || W < 1 || H < 1)
         return core_seterr(ctx, WOBBLE_EINVAL, "depth head: bad arguments");
     head_pass q;
+    memset(&q, 0, sizeof q);
     int rc = head_up(h, feat, gh, gw, &q);
     if (!rc) rc = head_full(h, &q, H, W, depth);
     pass_free(&q);
@@ -262,54 +260,87 @@ static double grad_loss(const float *g, const float *pred, int H, int W, float *
     return total;
 }
 
-/* The backward pass of one image from d loss / d pred (GT size) into grad. */
-static int head_back(const wobble_depth_head *h, const head_pass *Q, const wobble_depth_sample *s, const float *dpred,
-                     float *grad) {
+/* Work buffers of one image of a batch, kept across training steps (fresh
+ * multi-megabyte buffers on every step cost more in page faults than the
+ * arithmetic). */
+typedef struct {
+    head_pass q;
+    float *pred, *g, *dp, *ddu, *dlu, *dlg, *grad;
+    size_t c_pred, c_g, c_dp, c_ddu, c_dlu, c_dlg, c_grad;
+    double sum, sum2, count, gl;
+} slot_ws;
+
+typedef struct {
+    slot_ws *s;
+    size_t cap;
+} loss_ws;
+
+static void ws_free(loss_ws *w) {
+    for (size_t i = 0; i < w->cap; i++) {
+        slot_ws *x = &w->s[i];
+        pass_free(&x->q);
+        free(x->pred), free(x->g), free(x->dp), free(x->ddu), free(x->dlu), free(x->dlg), free(x->grad);
+    }
+    free(w->s);
+    memset(w, 0, sizeof *w);
+}
+
+/* The backward pass of one image from d loss / d pred (GT size) into x->grad. */
+static int head_back(const wobble_depth_head *h, slot_ws *x, const wobble_depth_sample *s) {
     const int K = h->K, C = h->C;
-    const size_t U = (size_t)Q->uh * Q->uw;
-    float *ddu = calloc(U, sizeof(float)), *dlu = malloc(sizeof(float) * U * K),
-          *dlg = calloc((size_t)Q->gh * Q->gw * K, sizeof(float));
+    const head_pass *Q = &x->q;
+    const size_t U = (size_t)Q->uh * Q->uw, G = (size_t)Q->gh * Q->gw;
     tap *ty = axis_taps(Q->uh, s->h), *tx = axis_taps(Q->uw, s->w);
-    int rc = ddu && dlu && dlg && ty && tx ? WOBBLE_OK : WOBBLE_ENOMEM;
+    int rc = ty && tx && !core_grow(&x->ddu, &x->c_ddu, U, sizeof(float)) &&
+                     !core_grow(&x->dlu, &x->c_dlu, U * K, sizeof(float)) &&
+                     !core_grow(&x->dlg, &x->c_dlg, G * K, sizeof(float))
+                 ? WOBBLE_OK
+                 : WOBBLE_ENOMEM;
     if (!rc) {
-        resize_back(ddu, Q->uw, 1, dpred, s->h, s->w, ty, tx);
+        memset(x->ddu, 0, sizeof(float) * U);
+        memset(x->dlg, 0, sizeof(float) * G * K);
+        resize_back(x->ddu, Q->uw, 1, x->dp, s->h, s->w, ty, tx);
         for (size_t p = 0; p < U; p++) {
             const float *l = Q->lu + p * K;
             float S = 0;
             for (int k = 0; k < K; k++) S += (l[k] > 0 ? l[k] : 0) + 0.1f;
-            const float D = Q->du[p], f = ddu[p] / S;
-            float *o = dlu + p * K;
+            const float D = Q->du[p], f = x->ddu[p] / S;
+            float *o = x->dlu + p * K;
             for (int k = 0; k < K; k++) o[k] = l[k] > 0 ? f * (h->bin[k] - D) : 0;
         }
-        resize_back(dlg, Q->gw, K, dlu, Q->uh, Q->uw, Q->ty, Q->tx);
-        const int G = Q->gh * Q->gw;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, K, G, 1.0f, s->feat, C, dlg, K, 1.0f, grad, K);
-        float *gb = grad + (size_t)C * K;
-        for (int t = 0; t < G; t++)
-            for (int k = 0; k < K; k++) gb[k] += dlg[(size_t)t * K + k];
+        resize_back(x->dlg, Q->gw, K, x->dlu, Q->uh, Q->uw, Q->ty, Q->tx);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, K, (int)G, 1.0f, s->feat, C, x->dlg, K, 0.0f, x->grad, K);
+        float *gb = x->grad + (size_t)C * K;
+        memset(gb, 0, sizeof(float) * K);
+        for (size_t t = 0; t < G; t++)
+            for (int k = 0; k < K; k++) gb[k] += x->dlg[t * K + k];
     }
-    free(ddu), free(dlu), free(dlg), free(ty), free(tx);
+    free(ty), free(tx);
     return rc;
 }
 
-int wobble_depth_head_loss(wobble_ctx *ctx, const wobble_depth_head *h, const wobble_depth_sample *s, int n,
-                           double grad_weight, double *loss, float *grad) {
-    if (!h || !s || n < 1 || !loss) return core_seterr(ctx, WOBBLE_EINVAL, "depth loss: bad arguments");
+static int head_loss(wobble_ctx *ctx, const wobble_depth_head *h, const wobble_depth_sample *s, int n,
+                     double grad_weight, double *loss, float *grad, loss_ws *ws) {
     const size_t NP = (size_t)h->C * h->K + h->K;
-    head_pass *q = calloc((size_t)n, sizeof *q);
-    float **pred = calloc((size_t)n, sizeof *pred), **g = calloc((size_t)n, sizeof *g);
-    double *st = calloc((size_t)n * 4, sizeof(double)); /* per image: sum g, sum g^2, count, gradient loss */
+    if ((size_t)n > ws->cap) {
+        slot_ws *v = realloc(ws->s, sizeof *v * (size_t)n);
+        if (!v) return core_seterr(ctx, WOBBLE_ENOMEM, "depth loss: out of memory");
+        memset(v + ws->cap, 0, sizeof *v * ((size_t)n - ws->cap));
+        ws->s = v, ws->cap = (size_t)n;
+    }
     const int th = wobble_ctx_threads(ctx) < n ? wobble_ctx_threads(ctx) : n;
-    /* per-image gradients, summed in image order: the same bits whatever the thread count */
-    float *tg = grad ? calloc((size_t)n * NP, sizeof(float)) : NULL;
-    int rc = q && pred && g && st && (!grad || tg) ? WOBBLE_OK : WOBBLE_ENOMEM;
-    /* forward; g = log(pred + eps) - log(gt + eps) at the valid pixels */
-#pragma omp parallel for num_threads(th) schedule(dynamic, 1) if (!rc)
+    int rc = WOBBLE_OK;
+    /* forward; g = log(pred + eps) - log(gt + eps) at the valid pixels, NaN elsewhere */
+#pragma omp parallel for num_threads(th) schedule(dynamic, 1)
     for (int i = 0; i < n; i++) {
+        slot_ws *x = &ws->s[i];
         const size_t P = (size_t)s[i].h * s[i].w;
-        int r = head_up(h, s[i].feat, s[i].gh, s[i].gw, &q[i]);
-        if (!r && (!(pred[i] = malloc(sizeof(float) * P)) || !(g[i] = malloc(sizeof(float) * P)))) r = WOBBLE_ENOMEM;
-        if (!r) r = head_full(h, &q[i], s[i].h, s[i].w, pred[i]);
+        int r = head_up(h, s[i].feat, s[i].gh, s[i].gw, &x->q);
+        if (!r && (core_grow(&x->pred, &x->c_pred, P, sizeof(float)) || core_grow(&x->g, &x->c_g, P, sizeof(float)) ||
+                   (grad && (core_grow(&x->dp, &x->c_dp, P, sizeof(float)) ||
+                             core_grow(&x->grad, &x->c_grad, NP, sizeof(float))))))
+            r = WOBBLE_ENOMEM;
+        if (!r) r = head_full(h, &x->q, s[i].h, s[i].w, x->pred);
         if (r) {
 #pragma omp atomic write
             rc = r;
@@ -319,59 +350,57 @@ int wobble_depth_head_loss(wobble_ctx *ctx, const wobble_depth_head *h, const wo
         long c = 0;
         for (size_t p = 0; p < P; p++) {
             if (!valid_gt(s[i].gt[p], h->d_max)) {
-                g[i][p] = NAN;
+                x->g[p] = NAN;
                 continue;
             }
-            const float v = logf(pred[i][p] + (float)LOG_EPS) - logf(s[i].gt[p] + (float)LOG_EPS);
-            g[i][p] = v;
+            const float v = logf(x->pred[p] + (float)LOG_EPS) - logf(s[i].gt[p] + (float)LOG_EPS);
+            x->g[p] = v;
             a += v, b += (double)v * v, c++;
         }
-        st[4 * i] = a, st[4 * i + 1] = b, st[4 * i + 2] = (double)c;
+        x->sum = a, x->sum2 = b, x->count = (double)c;
     }
+    if (rc) return core_seterr(ctx, WOBBLE_ENOMEM, "depth loss: out of memory");
     double sum = 0, sum2 = 0, N = 0;
-    for (int i = 0; !rc && i < n; i++) sum += st[4 * i], sum2 += st[4 * i + 1], N += st[4 * i + 2];
-    if (rc == WOBBLE_ENOMEM) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth loss: out of memory");
-    else if (!rc && N < 2) rc = core_seterr(ctx, WOBBLE_EINVAL, "depth loss: fewer than 2 valid ground-truth pixels");
-    if (!rc) {
-        /* SigLoss: sqrt(var(g) + 0.15 mean(g)^2) over all the images' valid
-         * pixels together, var unbiased as torch.var */
-        const double M = sum / N, V = fmax((sum2 - N * M * M) / (N - 1), 0), L = sqrt(V + 0.15 * M * M);
+    for (int i = 0; i < n; i++) sum += ws->s[i].sum, sum2 += ws->s[i].sum2, N += ws->s[i].count;
+    if (N < 2) return core_seterr(ctx, WOBBLE_EINVAL, "depth loss: fewer than 2 valid ground-truth pixels");
+    /* SigLoss: sqrt(var(g) + 0.15 mean(g)^2) over all the images' valid
+     * pixels together, var unbiased as torch.var */
+    const double M = sum / N, V = fmax((sum2 - N * M * M) / (N - 1), 0), L = sqrt(V + 0.15 * M * M);
 #pragma omp parallel for num_threads(th) schedule(dynamic, 1)
-        for (int i = 0; i < n; i++) {
-            const size_t P = (size_t)s[i].h * s[i].w;
-            float *dp = grad ? calloc(P, sizeof(float)) : NULL;
-            if (grad && !dp) {
-#pragma omp atomic write
-                rc = WOBBLE_ENOMEM;
-                continue;
+    for (int i = 0; i < n; i++) {
+        slot_ws *x = &ws->s[i];
+        const size_t P = (size_t)s[i].h * s[i].w;
+        if (grad) memset(x->dp, 0, sizeof(float) * P);
+        x->gl = grad_loss(x->g, x->pred, s[i].h, s[i].w, grad ? x->dp : NULL, grad_weight / n);
+        if (!grad) continue;
+        for (size_t p = 0; L > 0 && p < P; p++)
+            if (!isnan(x->g[p])) {
+                const double dg = (2 * (x->g[p] - M) / (N - 1) + 0.3 * M / N) / (2 * L);
+                x->dp[p] += (float)(dg / ((double)x->pred[p] + LOG_EPS));
             }
-            st[4 * i + 3] = grad_loss(g[i], pred[i], s[i].h, s[i].w, dp, grad_weight / n);
-            if (!grad) continue;
-            for (size_t p = 0; L > 0 && p < P; p++)
-                if (!isnan(g[i][p])) {
-                    const double dg = (2 * (g[i][p] - M) / (N - 1) + 0.3 * M / N) / (2 * L);
-                    dp[p] += (float)(dg / ((double)pred[i][p] + LOG_EPS));
-                }
-            if (head_back(h, &q[i], &s[i], dp, tg + (size_t)i * NP)) {
+        if (head_back(h, x, &s[i])) {
 #pragma omp atomic write
-                rc = WOBBLE_ENOMEM;
-            }
-            free(dp);
-        }
-        double gl = 0;
-        for (int i = 0; i < n; i++) gl += st[4 * i + 3];
-        *loss = L + grad_weight * gl / n;
-        if (rc) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth loss: out of memory");
-        else if (grad) {
-            memset(grad, 0, sizeof(float) * NP);
-            for (int i = 0; i < n; i++)
-                for (size_t k = 0; k < NP; k++) grad[k] += tg[(size_t)i * NP + k];
+            rc = WOBBLE_ENOMEM;
         }
     }
-    for (int i = 0; q && i < n; i++) pass_free(&q[i]);
-    for (int i = 0; pred && i < n; i++) free(pred[i]);
-    for (int i = 0; g && i < n; i++) free(g[i]);
-    free(q), free(pred), free(g), free(st), free(tg);
+    if (rc) return core_seterr(ctx, WOBBLE_ENOMEM, "depth loss: out of memory");
+    double gl = 0;
+    for (int i = 0; i < n; i++) gl += ws->s[i].gl;
+    *loss = L + grad_weight * gl / n;
+    if (grad) { /* per-image gradients summed in image order: the same bits whatever the thread count */
+        memset(grad, 0, sizeof(float) * NP);
+        for (int i = 0; i < n; i++)
+            for (size_t k = 0; k < NP; k++) grad[k] += ws->s[i].grad[k];
+    }
+    return WOBBLE_OK;
+}
+
+int wobble_depth_head_loss(wobble_ctx *ctx, const wobble_depth_head *h, const wobble_depth_sample *s, int n,
+                           double grad_weight, double *loss, float *grad) {
+    if (!h || !s || n < 1 || !loss) return core_seterr(ctx, WOBBLE_EINVAL, "depth loss: bad arguments");
+    loss_ws ws = {0};
+    const int rc = head_loss(ctx, h, s, n, grad_weight, loss, grad, &ws);
+    ws_free(&ws);
     return rc;
 }
 
@@ -387,6 +416,7 @@ int wobble_depth_head_train(wobble_ctx *ctx, wobble_depth_head *h, const wobble_
     wobble_depth_sample *batch = malloc(sizeof *batch * (size_t)p->batch);
     if (!g || !m1 || !m2 || !perm || !batch) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth training: out of memory");
     uint64_t st = p->seed ^ 0x747261696e;
+    loss_ws ws = {0};
     int pos = n;
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     for (int step = 0; step < p->steps && !rc; step++) {
@@ -404,7 +434,7 @@ int wobble_depth_head_train(wobble_ctx *ctx, wobble_depth_head *h, const wobble_
             batch[j] = s[perm[pos++]];
         }
         double loss = 0;
-        rc = wobble_depth_head_loss(ctx, h, batch, B, p->grad_loss_weight, &loss, g);
+        rc = head_loss(ctx, h, batch, B, p->grad_loss_weight, &loss, g, &ws);
         if (rc) break;
         if (loss_log && log_every > 0 && step % log_every == 0) loss_log[step / log_every] = loss;
         /* AdamW, cosine schedule from lr to 0 */
@@ -418,6 +448,7 @@ int wobble_depth_head_train(wobble_ctx *ctx, wobble_depth_head *h, const wobble_
         }
     }
     free(g), free(m1), free(m2), free(perm), free(batch);
+    ws_free(&ws);
     return rc;
 }
 
