@@ -177,6 +177,29 @@ static int sc_imagenet_c(wobble_ctx *ctx, int run) {
     return rc;
 }
 
+/* the depth head: create, loss and gradient over two images, 3 training
+ * steps, a prediction (small random features and ground truth) */
+static int sc_depth(wobble_ctx *ctx, int run) {
+    (void)run;
+    enum { C = 6, G1 = 12, G2 = 10, H = 13, W = 17 };
+    static float f1[G1 * C], f2[G2 * C], gt[H * W], out[H * W];
+    for (int i = 0; i < G1 * C; i++) f1[i] = (float)((i * 37 % 23) / 11.0 - 1);
+    for (int i = 0; i < G2 * C; i++) f2[i] = (float)((i * 41 % 19) / 9.0 - 1);
+    for (int i = 0; i < H * W; i++) gt[i] = i % 7 ? (float)(0.5 + (i * 13 % 29) / 7.0) : 0;
+    wobble_depth_params dp = wobble_depth_default_params();
+    dp.bins = 16, dp.steps = 3, dp.batch = 2;
+    wobble_depth_sample smp[2] = {{f1, 3, 4, gt, W, H}, {f2, 2, 5, gt, W, H}};
+    wobble_depth_head *h = NULL;
+    double loss = 0;
+    float grad[C * 16 + 16];
+    int rc = wobble_depth_head_create(ctx, C, &dp, &h);
+    if (!rc) rc = wobble_depth_head_loss(ctx, h, smp, 2, 0.5, &loss, grad);
+    if (!rc) rc = wobble_depth_head_train(ctx, h, smp, 2, &dp, NULL, 0);
+    if (!rc) rc = wobble_depth_head_predict(ctx, h, f1, 3, 4, W, H, out);
+    wobble_depth_head_free(h);
+    return rc;
+}
+
 /* the report of an eval folder (made once, beforehand), with thumbnails */
 static int sc_report(wobble_ctx *ctx, int run) {
     char dir[700], out[700];
@@ -262,6 +285,7 @@ int main(void) {
     run_scenario("eval", sc_eval, ctx);
     run_scenario("probe", sc_probe, ctx);
     run_scenario("imagenet-c", sc_imagenet_c, ctx);
+    run_scenario("depth", sc_depth, ctx);
     {
         char data[700], out[700];
         snprintf(data, sizeof data, "%s/data", tmp);
