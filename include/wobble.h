@@ -742,6 +742,8 @@ typedef struct wobble_depth_params {
     double grad_loss_weight; /* loss = SigLoss + this x gradient loss (default 0.5) */
     int eigen_crop;          /* metrics inside Eigen's crop on 480 x 640 frames (default 0) */
     uint64_t seed;           /* the head's initialisation and the batches */
+    int layers;              /* 1: the last block's tokens (DINOv2's "lin1", default); 4: four blocks evenly
+                              * spaced, depth/4 - 1 ... depth - 1 ("lin4"), concatenated */
 } wobble_depth_params;
 
 wobble_depth_params wobble_depth_default_params(void);

@@ -3,6 +3,7 @@
  * PNG reader; then training lowers the loss, reproducibly, and bad
  * parameters and files are refused. */
 #include "testutil.h"
+#include "../src/model/model.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -133,6 +134,38 @@ int main(void) {
               strstr(wobble_last_error(ctx), "not a 16-bit grayscale PNG") && strstr(wobble_last_error(ctx), p),
           "an 8-bit RGB PNG refused: %s", wobble_last_error(ctx));
     json_decref(dj);
+
+    /* the read-out of intermediate blocks: the last block's tokens equal the
+     * usual forward pass's, whether read alone or with three others */
+    {
+        char mp[1024];
+        snprintf(mp, sizeof mp, "%s/models/vit-tiny-patch16-224-tin", t_env("WOBBLE_SHARED", "../shared"));
+        wobble_model *vm = NULL;
+        if (wobble_model_load(ctx, mp, NULL, &vm) == WOBBLE_OK) {
+            enum { HW = 224, NP = 196, D = 192, E = 192 };
+            float *px = malloc(sizeof(float) * 3 * HW * HW), *pt = malloc(sizeof(float) * NP * D),
+                  *p1 = malloc(sizeof(float) * NP * D), *p4 = malloc(sizeof(float) * 4 * NP * D);
+            float e0[E], e1[E], e4[E], c1[D], c4[4 * D];
+            for (int i = 0; i < 3 * HW * HW; i++) px[i] = (float)sin(i * 0.37);
+            const int last[1] = {11}, four[4] = {2, 5, 8, 11};
+            CHECK(wobble_model_forward(ctx, vm, px, 1, HW, HW, NULL, e0, pt) == WOBBLE_OK, "forward");
+            CHECK(model_forward_tokens(ctx, vm, px, HW, HW, last, 1, e1, c1, p1) == WOBBLE_OK, "tokens, last block");
+            CHECK(model_forward_tokens(ctx, vm, px, HW, HW, four, 4, e4, c4, p4) == WOBBLE_OK, "tokens, four blocks");
+            CHECK(!memcmp(pt, p1, sizeof(float) * NP * D) && !memcmp(e0, e1, sizeof e0) && !memcmp(e0, c1, sizeof e0),
+                  "the last block's tokens and CLS equal the forward pass's");
+            CHECK(!memcmp(p1, p4 + 3 * NP * D, sizeof(float) * NP * D) && !memcmp(c1, c4 + 3 * D, sizeof c1),
+                  "read with three others, the last block's tokens are the same");
+            CHECK(memcmp(p4, p4 + 3 * NP * D, sizeof(float) * NP * D) != 0, "block 2's tokens differ from block 11's");
+            const int bad_layer[1] = {12};
+            CHECK(model_forward_tokens(ctx, vm, px, HW, HW, bad_layer, 1, e1, c1, p1) == WOBBLE_EINVAL &&
+                      strstr(wobble_last_error(ctx), "block 12"),
+                  "a block beyond the model refused: %s", wobble_last_error(ctx));
+            free(px), free(pt), free(p1), free(p4);
+            wobble_model_free(vm);
+        } else {
+            printf("intermediate blocks: %s not found, skipped\n", mp);
+        }
+    }
 
     for (int i = 0; i < 2; i++) free(feat[i]), free(gt[i]);
     free(Wt), free(bt), free(g), free(gW), free(gb);

@@ -30,6 +30,16 @@ run -o "$T/b" >/dev/null 2>&1
 check 'cmp -s "$T/a/depth.json" "$T/b/depth.json" && cmp -s "$T/a/depth_per_image.jsonl" "$T/b/depth_per_image.jsonl"' \
   "a rerun writes the same bytes"
 
+# --layers 4 on the real ViT-Ti/16 (12 blocks): blocks 2, 5, 8, 11
+VIT="$3/models/vit-tiny-patch16-224-tin"
+if [ -d "$VIT" ]; then
+  "$W" eval --task depth --model "$VIT" --train "$ICL" --train-frames 0-3 --data "$ICL" --frames 200-201 --op jpeg:30 \
+    --steps 5 --layers 4 --threads 2 --no-report -o "$T/l4" >/dev/null 2>"$T/l4.err"
+  check '[ $? -eq 0 ]' "--layers 4 run ($(cat "$T/l4.err"))"
+  check 'tr -d " \n" <"$T/l4/depth.json" | grep -q "\"blocks\":\[2,5,8,11\]"' "--layers 4 reads blocks 2, 5, 8, 11"
+  check 'tr -d " \n" <"$T/l4/depth.json" | grep -q "\"feature_channels\":1536"' "--layers 4: 8 x 192 channels"
+fi
+
 # bad input
 mk() { # mk NAME: a depth folder with one good pair
   mkdir -p "$T/$1/image" "$T/$1/depth"
@@ -61,6 +71,8 @@ bad "no valid depth pixel" 1 "$T/zero/depth/a.png: no valid depth pixel" --train
 bad "d-min above d-max" 2 "--d-min 5 must be below --d-max 1" --train "$ICL" --data "$ICL" --d-min 5 --d-max 1
 bad "frames out of range" 1 "frames 300-310 asked, the set has 211" --train "$ICL" --data "$ICL" --frames 300-310
 bad "not a depth folder" 1 "$REF/data: not a depth data folder" --train "$REF/data" --data "$ICL"
+bad "four blocks of a 2-block model" 1 "4 blocks read out, the model has 2" --train "$ICL" --train-frames 0-1 --data "$ICL" --frames 2-3 --layers 4
+bad "layers 3" 2 "--layers '3' is not 1 or 4" --train "$ICL" --data "$ICL" --layers 3
 bad "bad frame range" 2 "--frames '9-3' is not a frame range" --train "$ICL" --data "$ICL" --frames 9-3
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

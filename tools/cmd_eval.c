@@ -82,6 +82,8 @@ static void help(FILE *f) {
             "  --d-min D, --d-max D   metres: bins and valid range (default 0.001, 10)\n"
             "  --steps N, --lr R  AdamW steps on the cached features (1000), peak rate (1e-2)\n"
             "  --eigen-crop       metrics inside Eigen's crop of 480x640 frames\n"
+            "  --layers 1|4       the last block's tokens (1, default) or four blocks evenly\n"
+            "                     spaced, concatenated (4: DINOv2's \"lin4\")\n"
             "\n"
             "Re-running with the same arguments resumes from the cache and never re-embeds;\n"
             "the result files are written atomically and equal an uninterrupted run's. An\n"
@@ -482,6 +484,7 @@ int cmd_eval(int argc, char **argv) {
                                        {"depth-scale", required_argument, 0, 1003}, {"d-min", required_argument, 0, 1004},
                                        {"d-max", required_argument, 0, 1005}, {"steps", required_argument, 0, 1006},
                                        {"eigen-crop", no_argument, 0, 1007}, {"lr", required_argument, 0, 1008},
+                                       {"layers", required_argument, 0, 1009},
                                        {0, 0, 0, 0}};
     optind = 1;
     int c;
@@ -522,6 +525,16 @@ int cmd_eval(int argc, char **argv) {
             break;
         }
         case 1007: dpp.eigen_crop = 1; break;
+        case 1009: {
+            long long v = 0;
+            if (cli_opt_int("eval", "--layers", optarg, 1, 4, &v)) return EXIT_USAGE;
+            if (v != 1 && v != 4) {
+                cli_error("eval: --layers '%s' is not 1 or 4", optarg);
+                return EXIT_USAGE;
+            }
+            dpp.layers = (int)v;
+            break;
+        }
         case 1008:
             if (cli_opt_real("eval", "--lr", optarg, 1e-12, 10, &dpp.lr)) return EXIT_USAGE;
             break;

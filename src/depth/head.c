@@ -33,6 +33,7 @@ wobble_depth_params wobble_depth_default_params(void) {
     p.weight_decay = 1e-4;
     p.grad_loss_weight = 0.5;
     p.seed = 0;
+    p.layers = 1;
     return p;
 }
 
@@ -40,6 +41,8 @@ int depth_check_params(wobble_ctx *ctx, const wobble_depth_params *p) {
     if (!(p->d_min > 0) || !(p->d_max > p->d_min) || !isfinite(p->d_max))
         return core_seterr(ctx, WOBBLE_EDOMAIN, "depth: d_min %g and d_max %g: need 0 < d_min < d_max", p->d_min,
                            p->d_max);
+    if (p->layers != 1 && p->layers != 4)
+        return core_seterr(ctx, WOBBLE_EDOMAIN, "depth: layers %d (1: the last block, 4: four blocks)", p->layers);
     if (p->bins < 2 || p->bins > 4096) return core_seterr(ctx, WOBBLE_EDOMAIN, "depth: bins %d not in 2..4096", p->bins);
     if (!(p->depth_scale > 0) || !isfinite(p->depth_scale))
         return core_seterr(ctx, WOBBLE_EDOMAIN, "depth: depth scale %g is not positive", p->depth_scale);

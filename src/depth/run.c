@@ -172,7 +172,8 @@ typedef struct {
     const wobble_eval_params *ep;
     const wobble_depth_params *dp;
     wobble_model_info info;
-    int P, D, E, C;       /* patch, width, embedding, feature channels (2D) */
+    int P, D, E, C;       /* patch, width, embedding, feature channels (2D per block) */
+    int layers[4], nl;    /* the blocks read out */
     float *px, *cls, *tok; /* one forward's buffers */
     size_t px_cap, tok_cap;
     wobble_depth_head *head;
@@ -208,26 +209,29 @@ static void input_size(const dr_run *R, int iw, int ih, int *H, int *W) {
     *H = h, *W = (int)(w < R->P ? R->P : w);
 }
 
-/* One image: emb (E), feat (gh*gw x C: token then CLS). */
+/* One image: emb (E), feat (gh*gw x C: per block read out, the token then
+ * the CLS token). */
 static int features(dr_run *R, const wobble_image *img, float *emb, float **feat, int *gh, int *gw) {
     int H, W;
     input_size(R, wobble_image_width(img), wobble_image_height(img), &H, &W);
     wobble_image *u8 = NULL;
     int rc = wobble_image_resize(R->ctx, img, W, H, R->info.filter, &u8);
-    const size_t np = (size_t)(H / R->P) * (W / R->P);
+    const size_t np = (size_t)(H / R->P) * (W / R->P), D = (size_t)R->D;
     if (!rc && (core_grow(&R->px, &R->px_cap, (size_t)3 * H * W, sizeof(float)) ||
-                core_grow(&R->tok, &R->tok_cap, np * R->D, sizeof(float))))
+                core_grow(&R->tok, &R->tok_cap, R->nl * np * D, sizeof(float))))
         rc = core_seterr(R->ctx, WOBBLE_ENOMEM, "depth: out of memory");
     if (!rc) rc = wobble_model_normalize(R->m, u8, R->px);
     wobble_image_free(u8);
-    if (!rc) rc = model_forward_tokens(R->ctx, R->m, R->px, 1, H, W, emb, R->cls, R->tok);
+    if (!rc) rc = model_forward_tokens(R->ctx, R->m, R->px, H, W, R->layers, R->nl, emb, R->cls, R->tok);
     float *f = rc ? NULL : malloc(sizeof(float) * np * R->C);
     if (!rc && !f) rc = core_seterr(R->ctx, WOBBLE_ENOMEM, "depth: out of memory");
     if (rc) return rc;
-    for (size_t t = 0; t < np; t++) {
-        memcpy(f + t * R->C, R->tok + t * R->D, sizeof(float) * R->D);
-        memcpy(f + t * R->C + R->D, R->cls, sizeof(float) * R->D);
-    }
+    for (size_t t = 0; t < np; t++)
+        for (int j = 0; j < R->nl; j++) {
+            float *o = f + t * R->C + (size_t)j * 2 * D;
+            memcpy(o, R->tok + ((size_t)j * np + t) * D, sizeof(float) * D);
+            memcpy(o + D, R->cls + (size_t)j * D, sizeof(float) * D);
+        }
     *feat = f, *gh = H / R->P, *gw = W / R->P;
     return WOBBLE_OK;
 }
@@ -586,7 +590,9 @@ static int dr_outputs(dr_run *R, const char *out_dir) {
         json_object_set_new(root, "train", json_pack("{s:i, s:s}", "images", R->train->n, "first", R->train->image[0]));
         json_object_set_new(root, "test", json_pack("{s:i, s:s}", "images", N, "first", R->test->image[0]));
         json_object_set_new(root, "seed", json_integer((json_int_t)ep->seed));
-        json_object_set_new(root, "probe", json_pack("{s:f, s:f, s:i, s:f, s:i, s:i, s:f, s:f, s:f, s:b, s:O}", "d_min", p->d_min,
+        json_t *blocks = json_array();
+        for (int j = 0; j < R->nl; j++) json_array_append_new(blocks, json_integer(R->layers[j]));
+        json_object_set_new(root, "probe", json_pack("{s:o, s:f, s:f, s:i, s:f, s:i, s:i, s:f, s:f, s:f, s:b, s:O}", "blocks", blocks, "d_min", p->d_min,
                                                      "d_max", p->d_max, "bins", p->bins, "depth_scale", p->depth_scale,
                                                      "steps", p->steps, "batch", p->batch, "lr", p->lr, "weight_decay",
                                                      p->weight_decay, "grad_loss_weight", p->grad_loss_weight,
@@ -624,8 +630,16 @@ int wobble_depth_run(wobble_ctx *ctx, wobble_model *m, const wobble_depth_set *t
     memset(&R, 0, sizeof R);
     R.ctx = ctx, R.m = m, R.train = train, R.test = test, R.ep = ep, R.dp = dp;
     wobble_model_get_info(m, &R.info);
-    R.P = R.info.patch, R.D = R.info.width, R.E = R.info.embed_dim, R.C = 2 * R.D;
-    R.cls = malloc(sizeof(float) * R.D);
+    R.P = R.info.patch, R.D = R.info.width, R.E = R.info.embed_dim;
+    R.nl = dp->layers;
+    if (R.nl > R.info.depth) {
+        free(R.slot0);
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: %d blocks read out, the model has %d", R.info.path, R.nl,
+                           R.info.depth);
+    }
+    for (int j = 0; j < R.nl; j++) R.layers[j] = R.nl == 1 ? R.info.depth - 1 : R.info.depth * (j + 1) / 4 - 1;
+    R.C = 2 * R.D * R.nl;
+    R.cls = malloc(sizeof(float) * R.D * R.nl);
     R.slot0 = malloc(sizeof(int) * (ep->n_ops + 1));
     if (!R.cls || !R.slot0) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth: out of memory");
     R.S = 1;

@@ -543,8 +543,17 @@ void model_tape_free(fwd_tape *t) {
 }
 
 /* One chunk of n <= max_batch images (any n with a tape, which records). */
+/* Intermediate outputs: after each block layers[j], the final norm of its
+ * output, CLS to cls[j][n][D] and patch tokens to patch[j][n][np][D]. */
+typedef struct {
+    const int *layers;
+    int nl;
+    float *cls, *patch;
+} layer_taps;
+
 static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
-                         const wobble_embed_params *p, float *emb, float *patch_out, float *cls_out, fwd_tape *tape) {
+                         const wobble_embed_params *p, float *emb, float *patch_out, float *cls_out, fwd_tape *tape,
+                         const layer_taps *lt) {
     const int P = m->patch, D = m->dim, gh = H / P, gw = W / P, np = gh * gw;
     const int R = m->n_reg, T = 1 + R + np, rows = n * T;
     const int th = wobble_ctx_threads(ctx);
@@ -601,8 +610,21 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
         memcpy(a->x, a->h, sizeof(float) * (size_t)rows * D);
     }
     const xfstack_t xs = {m->dim, m->depth, m->heads, m->hidden, m->act, m->eps, m->blocks};
-    if (!tape) {
+    if (!tape && !lt) {
         stack_fwd(&xs, a, n, T, 0, th);
+    } else if (!tape) {
+        for (int l = 0; l < m->depth; l++) {
+            block_fwd(&xs, &m->blocks[l], a, a->x, n, T, 0, NULL, th);
+            for (int j = 0; j < lt->nl; j++) {
+                if (lt->layers[j] != l) continue;
+                layernorm_fwd(a->x, rows, D, &m->final_norm, m->eps, a->h, th);
+                for (int b = 0; b < n; b++) {
+                    memcpy(lt->cls + ((size_t)j * n + b) * D, a->h + (size_t)b * T * D, sizeof(float) * D);
+                    memcpy(lt->patch + ((size_t)j * n + b) * np * D, a->h + ((size_t)b * T + 1 + R) * D,
+                           sizeof(float) * (size_t)np * D);
+                }
+            }
+        }
     } else {
         for (int l = 0; l < m->depth; l++) {
             if (tape->checkpoint) memcpy(tape->blk[l].x_in, a->x, sizeof(float) * (size_t)rows * D);
@@ -656,7 +678,7 @@ int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     int rc = check_input(ctx, m, pixels, n, H, W);
     if (rc) return rc;
     openblas_set_num_threads(wobble_ctx_threads(ctx));
-    return forward_chunk(ctx, m, pixels, n, H, W, NULL, emb, NULL, NULL, tape);
+    return forward_chunk(ctx, m, pixels, n, H, W, NULL, emb, NULL, NULL, tape, NULL);
 }
 
 void model_params_changed(wobble_model *m) {
@@ -728,26 +750,24 @@ int wobble_model_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     for (int s = 0; s < n; s += m->max_batch) {
         int c = n - s < m->max_batch ? n - s : m->max_batch;
         rc = forward_chunk(ctx, m, pixels + per * s, c, H, W, p, emb + (size_t)s * m->embed_dim,
-                           patch_tokens ? patch_tokens + (size_t)s * np * m->dim : NULL, NULL, NULL);
+                           patch_tokens ? patch_tokens + (size_t)s * np * m->dim : NULL, NULL, NULL, NULL);
         if (rc) return rc;
     }
     return WOBBLE_OK;
 }
 
-int model_forward_tokens(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W, float *emb,
-                         float *cls, float *patch) {
-    if (!m || !pixels || !emb || !cls || !patch || n < 1) return core_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
-    int rc = check_input(ctx, m, pixels, n, H, W);
+int model_forward_tokens(wobble_ctx *ctx, wobble_model *m, const float *pixels, int H, int W, const int *layers,
+                         int n_layers, float *emb, float *cls, float *patch) {
+    if (!m || !pixels || !emb || !cls || !patch || !layers || n_layers < 1)
+        return core_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
+    for (int j = 0; j < n_layers; j++)
+        if (layers[j] < 0 || layers[j] >= m->depth)
+            return core_seterr(ctx, WOBBLE_EINVAL, "%s: block %d asked, the model has %d", m->path, layers[j], m->depth);
+    int rc = check_input(ctx, m, pixels, 1, H, W);
     if (rc) return rc;
-    const size_t per = (size_t)3 * H * W;
     openblas_set_num_threads(wobble_ctx_threads(ctx));
-    const int np = wobble_model_num_patches(m, H, W);
-    for (int s = 0; s < n && !rc; s += m->max_batch) {
-        const int c = n - s < m->max_batch ? n - s : m->max_batch;
-        rc = forward_chunk(ctx, m, pixels + per * s, c, H, W, NULL, emb + (size_t)s * m->embed_dim,
-                           patch + (size_t)s * np * m->dim, cls + (size_t)s * m->dim, NULL);
-    }
-    return rc;
+    const layer_taps lt = {layers, n_layers, cls, patch};
+    return forward_chunk(ctx, m, pixels, 1, H, W, NULL, emb, NULL, NULL, NULL, &lt);
 }
 
 

@@ -158,11 +158,13 @@ typedef struct {
 int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W, fwd_tape *tape,
                          float *emb);
 void model_tape_free(fwd_tape *t);
-/* Forward pass of n preprocessed images giving, besides emb (n x
- * embed_dim), the final-norm CLS token (n x width) and patch tokens (n x
- * num_patches x width): the depth probe's features. */
-int model_forward_tokens(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W, float *emb,
-                         float *cls, float *patch);
+/* Forward pass of one preprocessed image giving, besides emb (embed_dim),
+ * the final norm of the outputs of blocks layers[0..n_layers-1] (0-based):
+ * CLS tokens [n_layers][width] and patch tokens [n_layers][num_patches]
+ * [width] (the depth probe's features; the last block is the usual
+ * read-out). */
+int model_forward_tokens(wobble_ctx *ctx, wobble_model *m, const float *pixels, int H, int W, const int *layers,
+                         int n_layers, float *emb, float *cls, float *patch);
 /* Block l of the image tower on x in place, recording into r (may be NULL). */
 void model_block_forward(wobble_model *m, int l, float *x, int n, int T, block_rec *r, int th);
 void model_ln_stats(const float *x, int rows, int d, float eps, float *mu, float *rstd, int threads);
