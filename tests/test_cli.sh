@@ -141,7 +141,7 @@ check '[ $? -eq 0 ] && grep -q "linear task on" "$T/out" && grep -q "^jpeg " "$T
 check '[ -s "$T/dl/downstream.json" ] && head -1 "$T/dl/downstream.csv" | grep -q "^section,op,level,metric,value$" && [ $(wc -l < "$T/dl/downstream_per_image.jsonl") -eq 4 ] && [ -s "$T/dl/train/config.json" ]' "eval --task outputs"
 "$W" eval --task knn --k 3 --model "$M" --train "$T/tr" --data "$T/te" --op jpeg:50 -o "$T/dk" >/dev/null 2>"$T/e"
 check '[ $? -eq 0 ] && grep -q "\"k\": 3" "$T/dk/downstream.json"' "eval --task knn"
-"$W" eval --task svm --model "$M" --train "$T/tr" --data "$T/te" -o "$T/dx" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "not linear, knn or zeroshot" "$T/e"' "unknown task"
+"$W" eval --task svm --model "$M" --train "$T/tr" --data "$T/te" -o "$T/dx" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "not linear, knn, zeroshot or depth" "$T/e"' "unknown task"
 "$W" eval --task linear --model "$M" --data "$T/te" -o "$T/dx" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "needs --train" "$T/e"' "linear without --train"
 "$W" eval --model "$M" --train "$T/tr" --data "$T/te" -o "$T/dx" 2>"$T/e"; check '[ $? -eq 2 ] && grep -q "need --task" "$T/e"' "--train without --task"
 "$W" eval --task linear --model "$M" --train "$T/tr" --data "$T/te3" --op jpeg:50 -o "$T/dx" 2>"$T/e"; check '[ $? -eq 1 ] && grep -q "test label .c. (1 images) does not occur in the training set" "$T/e" && [ ! -e "$T/dx/downstream.json" ]' "unseen test label: $(cat "$T/e")"
