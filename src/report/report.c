@@ -331,6 +331,25 @@ static void kv(rp *R, const char *k, const char *v) {
     OUT("</dd>");
 }
 
+/* date, command line, threads and seconds per stage from run.json */
+static void run_rows(rp *R, int i, rp_run *r) {
+    kv(R, "date", jstr(r->run, "date"));
+    kv(R, "command", jstr(r->run, "command"));
+    OUT("<dt>seconds</dt><dd>");
+    const char *key;
+    json_t *val;
+    int st = 0;
+    json_object_foreach(json_object_get(r->run, "seconds"), key, val) {
+        OUT("%s", st++ ? ", " : "");
+        esc(R, key);
+        OUT(" ");
+        num_at(R, "span", i, "run", r->run, -1, "seconds/%s", key);
+    }
+    OUT(" (");
+    num_at(R, "span", i, "run", r->run, -1, "threads");
+    OUT(" threads)</dd>");
+}
+
 static void section_runs(rp *R) {
     OUT("<section id=\"runs\"><h2>Runs</h2>");
     for (int i = 0; i < R->n; i++) {
@@ -382,17 +401,7 @@ static void section_runs(rp *R) {
                 kv(R, "downstream", t);
             }
             if (r->run) {
-                kv(R, "date", jstr(r->run, "date"));
-                kv(R, "command", jstr(r->run, "command"));
-                OUT("<dt>seconds</dt><dd>");
-                const char *stages[] = {"total", "decode", "perturb", "preprocess", "forward", "metrics", "io"};
-                for (int st = 0; st < 7; st++) {
-                    OUT("%s%s ", st ? ", " : "", stages[st]);
-                    num_at(R, "span", i, "run", r->run, -1, "seconds/%s", stages[st]);
-                }
-                OUT(" (");
-                num_at(R, "span", i, "run", r->run, -1, "threads");
-                OUT(" threads)</dd>");
+                run_rows(R, i, r);
             } else {
                 kv(R, "date, timings", "not recorded (run.json is written by the wobble eval command)");
             }
@@ -421,10 +430,7 @@ static void section_runs(rp *R) {
             num_at(R, "span", i, "depth", d, -1, "seed");
             OUT("</dd>");
             kv(R, "wobble", jstr(d, "wobble"));
-            if (r->run) {
-                kv(R, "date", jstr(r->run, "date"));
-                kv(R, "command", jstr(r->run, "command"));
-            }
+            if (r->run) run_rows(R, i, r);
         } else {
             json_t *c = json_object_get(r->ft, "config");
             char t[600];
