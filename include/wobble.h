@@ -811,6 +811,7 @@ typedef struct wobble_depth_summary {
     double clean_abs_rel, clean_rmse, clean_d1;
     size_t feature_bytes;                  /* the cached training features and depth maps */
     double t_features, t_train, t_test;    /* seconds */
+    int resumed_head, resumed_test;        /* the head, and test images, read from OUT/depth-state */
 } wobble_depth_summary;
 
 /* The probe trained on `train`'s clean images, then `test` clean and under
@@ -819,7 +820,10 @@ typedef struct wobble_depth_summary {
  * the embeddings of the same forward passes, means, and fits of the error
  * against robustness, into out_dir: depth.json, depth.csv,
  * depth_per_image.jsonl (together, or none). eval->progress reports the
- * training features, then the test images. */
+ * training features, then the test images. Resumable: the trained head and
+ * each test image's results are kept in out_dir/depth-state and reused by
+ * a rerun of the same setting (a folder holding another setting's run is
+ * refused), which writes the same result files. */
 int wobble_depth_run(wobble_ctx *ctx, wobble_model *model, const wobble_depth_set *train, const wobble_depth_set *test,
                      const wobble_eval_params *eval, const wobble_depth_params *params, const char *out_dir,
                      wobble_depth_summary *summary);

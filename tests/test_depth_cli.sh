@@ -30,6 +30,22 @@ run -o "$T/b" >/dev/null 2>&1
 check 'cmp -s "$T/a/depth.json" "$T/b/depth.json" && cmp -s "$T/a/depth_per_image.jsonl" "$T/b/depth_per_image.jsonl"' \
   "a rerun writes the same bytes"
 
+# resume: a rerun reads everything back; a run missing one test image's
+# state computes only that one; both write the same bytes; another setting
+# in the same folder is refused
+cp "$T/a/depth.json" "$T/a.json"
+run -o "$T/a" >"$T/r.out" 2>&1
+check 'grep -q "resumed from .*: the trained head, 3 of 3 test images" "$T/r.out" && cmp -s "$T/a/depth.json" "$T/a.json"' \
+  "a finished run resumes whole ($(cat "$T/r.out" | tail -1))"
+cp -r "$T/a" "$T/c"
+rm "$T/c/depth.json" "$T/c/depth_per_image.jsonl" "$T/c/depth-state/test-00001.bin"
+run -o "$T/c" >"$T/c.out" 2>&1
+check 'grep -q "the trained head, 2 of 3 test images" "$T/c.out" && cmp -s "$T/c/depth.json" "$T/a.json" && cmp -s "$T/c/depth_per_image.jsonl" "$T/a/depth_per_image.jsonl"' \
+  "an interrupted run resumes to the same bytes ($(tail -1 "$T/c.out"))"
+run --steps 16 -o "$T/a" >/dev/null 2>"$T/x.err"
+check '[ $? -eq 1 ] && grep -q "holds a depth run of another model, data or probe setting" "$T/x.err"' \
+  "another setting in the folder refused ($(cat "$T/x.err"))"
+
 # --layers 4 on the real ViT-Ti/16 (12 blocks): blocks 2, 5, 8, 11
 VIT="$3/models/vit-tiny-patch16-224-tin"
 if [ -d "$VIT" ]; then

@@ -435,6 +435,9 @@ static int run_depth(wobble_ctx *ctx, const char *model, long long batch, wobble
     printf("clean: AbsRel %.4f, RMSE %.4f m, delta1 %.4f\n", sum.clean_abs_rel, sum.clean_rmse, sum.clean_d1);
     printf("seconds: features %.1f, training %.1f, test %.1f; cached training features and depth maps %.1f MB\n",
            sum.t_features, sum.t_train, sum.t_test, sum.feature_bytes / 1e6);
+    if (sum.resumed_head || sum.resumed_test)
+        printf("resumed from %s/depth-state: %s, %d of %d test images\n", out,
+               sum.resumed_head ? "the trained head" : "not the head", sum.resumed_test, sum.test_images);
     {
         wobble_eval_summary es;
         memset(&es, 0, sizeof es);

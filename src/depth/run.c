@@ -190,6 +190,9 @@ typedef struct {
     double *lcos, *leuc;                           /* [image][slot] per-level values (slot 0 unused) */
     int n_test;
     wobble_depth_summary sum;
+    /* resumable state in OUT/depth-state: the trained head, one file per test image */
+    const char *out;
+    uint64_t key_train, key_test;
 } dr_run;
 
 /* The depth input: the whole frame resized. DINOv2 interpolates its
@@ -240,9 +243,188 @@ static void progress(dr_run *R, long done, long total, const char *item) {
     if (R->ep->progress) R->ep->progress(R->ep->user, done, total, item);
 }
 
+/* ------------------------------------------------------------ resume state
+ * OUT/depth-state/head.bin (the trained head, the baseline map, the loss
+ * log) and test-NNNNN.bin (one test image's results), each written
+ * atomically and keyed by a hash of everything that determines it; a rerun
+ * loads them instead of recomputing, so a killed run resumes and the result
+ * files equal an uninterrupted run's. */
+#define STATE_MAGIC "WBDEPTH1"
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s, strlen(s) + 1); }
+
+static void make_keys(dr_run *R) {
+    const wobble_depth_params *p = R->dp;
+    uint64_t h = 0xcbf29ce484222325ull;
+    const uint64_t mh = model_content_hash(R->m), ph = model_preprocessing_hash(R->m);
+    const double d[6] = {p->d_min, p->d_max, p->depth_scale, p->lr, p->weight_decay, p->grad_loss_weight};
+    const int iv[5] = {p->bins, p->steps, p->batch, p->layers, (int)sizeof(wobble_depth_metrics)};
+    h = fnv(h, &mh, 8), h = fnv(h, &ph, 8), h = fnv(h, d, sizeof d), h = fnv(h, iv, sizeof iv), h = fnv(h, &p->seed, 8);
+    h = fnv_str(h, R->info.precision);
+    for (int i = 0; i < R->train->n; i++) h = fnv_str(fnv_str(h, R->train->image[i]), R->train->depth[i]);
+    R->key_train = h;
+    h = fnv(h, &p->eigen_crop, sizeof p->eigen_crop), h = fnv(h, &R->ep->seed, 8);
+    for (int o = 0; o < R->ep->n_ops; o++) {
+        h = fnv_str(h, R->ep->ops[o].name);
+        h = fnv(h, R->ep->ops[o].levels, sizeof(double) * R->ep->ops[o].n_levels);
+    }
+    for (int i = 0; i < R->test->n; i++) h = fnv_str(fnv_str(h, R->test->image[i]), R->test->depth[i]);
+    R->key_test = h;
+}
+
+static char *state_path(const dr_run *R, const char *name) {
+    char *dir = core_path_join(R->out, "depth-state");
+    char *p = dir ? core_path_join(dir, name) : NULL;
+    free(dir);
+    return p;
+}
+
+/* a state file's payload when its magic and key match (NULL otherwise;
+ * *other set when the file exists with another key) */
+static uint8_t *state_load(dr_run *R, const char *name, uint64_t key, size_t *n, int *other) {
+    char *p = state_path(R, name);
+    uint8_t *data = NULL;
+    size_t size = 0;
+    *other = 0;
+    FILE *f = p ? fopen(p, "rb") : NULL;
+    if (f) {
+        fclose(f);
+        if (core_read_file(R->ctx, p, &data, &size) == WOBBLE_OK && size >= 16 && !memcmp(data, STATE_MAGIC, 8)) {
+            uint64_t k;
+            memcpy(&k, data + 8, 8);
+            if (k != key) *other = 1, free(data), data = NULL;
+        } else {
+            free(data), data = NULL; /* unreadable or torn: recomputed */
+        }
+    }
+    free(p);
+    if (data) {
+        memmove(data, data + 16, size - 16);
+        *n = size - 16;
+    }
+    return data;
+}
+
+static int state_save(dr_run *R, const char *name, uint64_t key, const core_buf *payload) {
+    char *dir = core_path_join(R->out, "depth-state");
+    char *p = state_path(R, name);
+    core_buf b = {0};
+    core_buf_add(&b, STATE_MAGIC, 8);
+    core_buf_add(&b, &key, 8);
+    core_buf_add(&b, payload->p, payload->len);
+    int rc = !dir || !p || b.failed || payload->failed ? core_seterr(R->ctx, WOBBLE_ENOMEM, "depth: out of memory")
+                                                       : wobble_mkdirs(R->ctx, dir);
+    if (!rc) rc = wobble_write_file_atomic(R->ctx, p, b.p, b.len);
+    core_buf_free(&b);
+    free(dir), free(p);
+    return rc;
+}
+
+/* head.bin: C, K, weights, the loss log, the baseline map */
+static int head_state_save(dr_run *R) {
+    core_buf b = {0};
+    const int C = R->C, K = R->dp->bins;
+    core_buf_add(&b, &C, sizeof C), core_buf_add(&b, &K, sizeof K);
+    core_buf_add(&b, wobble_depth_head_weights(R->head), sizeof(float) * ((size_t)C * K + K));
+    core_buf_add(&b, &R->n_log, sizeof R->n_log), core_buf_add(&b, R->loss_log, sizeof(double) * R->n_log);
+    core_buf_add(&b, &R->mw, sizeof R->mw), core_buf_add(&b, &R->mh, sizeof R->mh);
+    if (R->mean_map) core_buf_add(&b, R->mean_map, sizeof(float) * (size_t)R->mw * R->mh);
+    const int rc = state_save(R, "head.bin", R->key_train, &b);
+    core_buf_free(&b);
+    return rc;
+}
+
+/* 1: loaded; 0: none; < 0: error */
+static int head_state_load(dr_run *R) {
+    size_t n = 0;
+    int other = 0;
+    uint8_t *d = state_load(R, "head.bin", R->key_train, &n, &other);
+    if (other)
+        return core_seterr(R->ctx, WOBBLE_EINVAL,
+                           "%s: holds a depth run of another model, data or probe setting (depth-state/head.bin); use "
+                           "another output folder",
+                           R->out);
+    if (!d) return 0;
+    const int K = R->dp->bins;
+    int C = 0, Kf = 0, nl = 0, mw = 0, mh = 0;
+    size_t o = 0, need = 2 * sizeof(int);
+    int ok = n >= need;
+    if (ok) memcpy(&C, d, sizeof C), memcpy(&Kf, d + sizeof C, sizeof Kf), o = need;
+    const size_t wn = (size_t)R->C * K + K;
+    ok = ok && C == R->C && Kf == K && n >= o + sizeof(float) * wn + sizeof(int);
+    int rc = ok ? wobble_depth_head_create(R->ctx, R->C, R->dp, &R->head) : WOBBLE_OK;
+    if (ok && !rc) {
+        memcpy(wobble_depth_head_weights(R->head), d + o, sizeof(float) * wn), o += sizeof(float) * wn;
+        memcpy(&nl, d + o, sizeof nl), o += sizeof nl;
+        ok = nl == R->n_log && n >= o + sizeof(double) * nl + 2 * sizeof(int);
+        if (ok) memcpy(R->loss_log, d + o, sizeof(double) * nl), o += sizeof(double) * nl;
+        if (ok) memcpy(&mw, d + o, sizeof mw), memcpy(&mh, d + o + sizeof mw, sizeof mh), o += 2 * sizeof(int);
+        const size_t mp = (size_t)mw * mh;
+        ok = ok && mw >= 0 && mh >= 0 && n == o + sizeof(float) * mp;
+        if (ok && mp) {
+            if (!(R->mean_map = malloc(sizeof(float) * mp))) rc = core_seterr(R->ctx, WOBBLE_ENOMEM, "depth: out of memory");
+            else memcpy(R->mean_map, d + o, sizeof(float) * mp), R->mw = mw, R->mh = mh;
+        }
+    }
+    free(d);
+    if (rc) return rc;
+    if (!ok) { /* torn: train again */
+        wobble_depth_head_free(R->head), R->head = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+/* test-NNNNN.bin: the image's metrics, baselines and robustness */
+static int test_state_io(dr_run *R, int i, int save) {
+    const int S = R->S, O = R->ep->n_ops;
+    char name[64];
+    snprintf(name, sizeof name, "test-%05d.bin", i);
+    wobble_depth_metrics *met = &R->met[(size_t)i * S];
+    wobble_robustness *rob = &R->rob[(size_t)i * O];
+    double *lc = R->lcos + (size_t)i * S, *le = R->leuc + (size_t)i * S;
+    const size_t parts[6] = {sizeof *met * S, sizeof(wobble_depth_metrics), sizeof(wobble_depth_metrics),
+                             sizeof *rob * O, sizeof(double) * S, sizeof(double) * S};
+    void *ptr[6] = {met, &R->base_mean[i], &R->base_median[i], rob, lc, le};
+    if (save) {
+        core_buf b = {0};
+        for (int k = 0; k < 6; k++) core_buf_add(&b, ptr[k], parts[k]);
+        const int rc = state_save(R, name, R->key_test, &b);
+        core_buf_free(&b);
+        return rc;
+    }
+    size_t n = 0, tot = 0;
+    int other = 0;
+    for (int k = 0; k < 6; k++) tot += parts[k];
+    uint8_t *d = state_load(R, name, R->key_test, &n, &other);
+    if (!d || n != tot) {
+        free(d);
+        return 0; /* absent, torn or from other operations: computed again */
+    }
+    size_t o = 0;
+    for (int k = 0; k < 6; k++) memcpy(ptr[k], d + o, parts[k]), o += parts[k];
+    free(d);
+    return 1;
+}
+
+
 /* ------------------------------------------------------------ training */
 static int dr_train(dr_run *R) {
     const int N = R->train->n;
+    R->n_log = R->dp->steps / 10 + 1;
+    if (!(R->loss_log = calloc((size_t)R->n_log, sizeof(double))))
+        return core_seterr(R->ctx, WOBBLE_ENOMEM, "depth: out of memory");
+    const int got = head_state_load(R);
+    if (got < 0) return got;
+    if (got) {
+        R->sum.resumed_head = 1;
+        return WOBBLE_OK;
+    }
     wobble_depth_sample *s = calloc((size_t)N, sizeof *s);
     float *emb = malloc(sizeof(float) * R->E);
     int rc = s && emb ? WOBBLE_OK : core_seterr(R->ctx, WOBBLE_ENOMEM, "depth: out of memory");
@@ -286,10 +468,8 @@ static int dr_train(dr_run *R) {
     }
     t0 = core_now_s();
     if (!rc) rc = wobble_depth_head_create(R->ctx, R->C, R->dp, &R->head);
-    R->n_log = R->dp->steps / 10 + 1;
-    if (!rc && !(R->loss_log = calloc((size_t)R->n_log, sizeof(double))))
-        rc = core_seterr(R->ctx, WOBBLE_ENOMEM, "depth: out of memory");
     if (!rc) rc = wobble_depth_head_train(R->ctx, R->head, s, N, R->dp, R->loss_log, 10);
+    if (!rc) rc = head_state_save(R);
     R->sum.t_train = core_now_s() - t0;
     for (int i = 0; s && i < N; i++) free((float *)s[i].feat), wobble_free((float *)s[i].gt);
     free(s), free(emb);
@@ -328,6 +508,11 @@ static int dr_test(dr_run *R) {
                  : core_seterr(R->ctx, WOBBLE_ENOMEM, "depth: out of memory");
     const double t0 = core_now_s();
     for (int i = 0; i < N && !rc; i++) {
+        if (test_state_io(R, i, 0)) {
+            R->sum.resumed_test++;
+            progress(R, i + 1, N, R->test->image[i]);
+            continue;
+        }
         wobble_image *img = NULL;
         float *gt = NULL, *pred = NULL, *feat = NULL, *tmp = NULL;
         int w, h, gh, gw;
@@ -368,6 +553,7 @@ static int dr_test(dr_run *R) {
                                                R->leuc + (size_t)i * S + R->slot0[o], &R->rob[(size_t)i * O + o]);
         }
         wobble_image_free(img), wobble_free(gt), free(pred), free(tmp);
+        if (!rc) rc = test_state_io(R, i, 1);
         progress(R, i + 1, N, R->test->image[i]);
     }
     R->n_test = N;
@@ -644,6 +830,8 @@ int wobble_depth_run(wobble_ctx *ctx, wobble_model *m, const wobble_depth_set *t
     if (!R.cls || !R.slot0) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth: out of memory");
     R.S = 1;
     for (int o = 0; !rc && o < ep->n_ops; o++) R.slot0[o] = R.S, R.S += ep->ops[o].n_levels;
+    R.out = out_dir;
+    if (!rc) make_keys(&R);
     if (!rc) rc = dr_train(&R);
     if (!rc) rc = dr_test(&R);
     if (!rc) rc = dr_outputs(&R, out_dir);
