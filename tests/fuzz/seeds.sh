@@ -9,7 +9,7 @@ REF=$HERE/../ref
 mkdir -p "$OUT"
 for h in image safetensors config tokenizer npy dataset opspec cache; do mkdir -p "$OUT/$h"; done
 # images: the decoder goldens and the bad-input files of the io tests
-for f in "$REF"/data/*.png "$REF"/data/io/*; do
+for f in "$REF"/data/*.png "$REF"/data/io/* "$REF"/depth/*.png; do
     [ -f "$f" ] && [ "$(wc -c < "$f")" -le 200000 ] && cp "$f" "$OUT/image/"
 done
 # safetensors: the small reference towers
