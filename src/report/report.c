@@ -864,62 +864,81 @@ static int section_ops(rp *R, const op_key *ops, int n_ops) {
 }
 
 /* ------------------------------------------------------------ downstream */
-static int down_op_index(json_t *down, const char *name) {
-    json_t *ops = json_object_get(down, "ops");
+/* ------------------------------------------------------------ task plots
+ * The downstream tasks' two kinds of plot, for classification
+ * (downstream.json: top-1) and depth (depth.json: AbsRel). */
+typedef struct {
+    int depth;              /* 0: the runs' downstream.json, 1: their depth.json */
+    const char *y, *clean;  /* the per-level key, the clean value's path */
+    const char *what, *ylab; /* "top-1 accuracy", "top-1 (dashed: clean)" */
+    int unit_range;         /* y axis 0..1 */
+} task_view;
+
+static const task_view TOP1 = {0, "top1", "clean/top1", "top-1", "top-1", 1};
+static const task_view DEPTH = {1, "abs_rel", "clean/abs_rel", "depth AbsRel", "AbsRel", 0};
+
+static json_t *task_root(const rp_run *r, const task_view *v) { return v->depth ? r->depth : r->down; }
+
+static int task_op_index(json_t *root, const char *name) {
+    json_t *ops = json_object_get(root, "ops");
     for (size_t k = 0; k < json_array_size(ops); k++)
         if (!strcmp(name, jstr(json_array_get(ops, k), "op"))) return (int)k;
     return -1;
 }
 
-static int chart_top1(rp *R, const char *name) {
+/* the task's value against the level for op `name`, one line per run,
+ * its clean value dashed */
+static int chart_task_levels(rp *R, const char *name, const task_view *v) {
     plot_series *ser = calloc((size_t)2 * R->n, sizeof *ser);
-    double *mem = NULL;
-    size_t need = 0;
-    for (int i = 0; i < R->n; i++)
-        if (R->runs[i].down) {
-            const int o = down_op_index(R->runs[i].down, name);
-            if (o >= 0) need += 2 * json_array_size(jpath(R->runs[i].down, "ops")) +
-                                2 * json_array_size(json_object_get(json_array_get(jpath(R->runs[i].down, "ops"), (size_t)o), "per_level")) + 2;
-        }
-    mem = malloc(sizeof(double) * (need ? need : 1));
+    size_t need = 1;
+    for (int i = 0; i < R->n; i++) {
+        json_t *d = task_root(&R->runs[i], v);
+        const int o = d ? task_op_index(d, name) : -1;
+        if (o >= 0) need += 2 * json_array_size(json_object_get(json_array_get(json_object_get(d, "ops"), (size_t)o), "per_level")) + 1;
+    }
+    double *mem = malloc(sizeof(double) * need);
     int ns = 0, rc = ser && mem ? WOBBLE_OK : WOBBLE_ENOMEM;
     double *m = mem;
     for (int i = 0; i < R->n && !rc; i++) {
-        json_t *d = R->runs[i].down;
-        const int o = d ? down_op_index(d, name) : -1;
+        json_t *d = task_root(&R->runs[i], v);
+        const int o = d ? task_op_index(d, name) : -1;
         if (o < 0) continue;
         json_t *pl = json_object_get(json_array_get(json_object_get(d, "ops"), (size_t)o), "per_level");
         const int K = (int)json_array_size(pl);
         for (int k = 0; k < K; k++) {
             m[k] = jnum(json_object_get(json_array_get(pl, (size_t)k), "level"));
-            m[K + k] = jnum(json_object_get(json_array_get(pl, (size_t)k), "top1"));
+            m[K + k] = jnum(json_object_get(json_array_get(pl, (size_t)k), v->y));
         }
-        m[2 * K] = jnum(jpath(d, "clean/top1"));
-        ser[ns++] = (plot_series){PLOT_HLINE, n_eval(R) > 1 ? NULL : "clean", i, 1, NULL, m + 2 * K, NULL, 1, NULL};
-        ser[ns++] = (plot_series){PLOT_LINE, n_eval(R) > 1 ? R->runs[i].label : "perturbed", i, K, m, m + K, NULL, 0, NULL};
+        m[2 * K] = jnum(jpath(d, v->clean));
+        const int many = n_eval(R) + (v->depth ? R->n : 0) > 1;
+        ser[ns++] = (plot_series){PLOT_HLINE, many ? NULL : "clean", i, 1, NULL, m + 2 * K, NULL, 1, NULL};
+        ser[ns++] = (plot_series){PLOT_LINE, many ? R->runs[i].label : "perturbed", i, K, m, m + K, NULL, 0, NULL};
         m += 2 * K + 1;
     }
     if (!rc && ns) {
         plot_chart c = report_plot_chart_init();
-        char id[48], title[160];
+        char id[48], title[160], yl[96];
         next_id(R, id, sizeof id, "chart");
-        snprintf(title, sizeof title, "top-1 accuracy: %s", name);
-        c.id = id, c.title = title, c.xlabel = "level", c.ylabel = "top-1 (dashed: clean)", c.ymin = 0, c.ymax = 1;
-        c.series = ser, c.n_series = ns;
+        snprintf(title, sizeof title, "%s: %s", v->what, name);
+        snprintf(yl, sizeof yl, "%s (dashed: clean)", v->ylab);
+        c.id = id, c.title = title, c.xlabel = "level", c.ylabel = yl, c.series = ser, c.n_series = ns;
+        if (v->unit_range) c.ymin = 0, c.ymax = 1;
+        else c.y_zero = 1;
         if (report_plot_svg(&R->o, &c)) rc = WOBBLE_ENOMEM;
     }
     free(ser), free(mem);
     return rc ? core_seterr(R->ctx, rc, "report: out of memory") : WOBBLE_OK;
 }
 
-/* accuracy against robustness, one point per (op, level), and the fitted line */
-static int chart_fit(rp *R, int m_idx) {
+/* the task's value against robustness, one point per (op, level), and the
+ * fitted line of prediction.op_level */
+static int chart_task_fit(rp *R, int m_idx, const task_view *v) {
     const char *metric = METRICS[m_idx];
     const char *xkey = m_idx == 0 ? "cos_mean" : "euc_mean";
     plot_series *ser = calloc((size_t)2 * R->n, sizeof *ser);
     size_t need = 0;
     for (int i = 0; i < R->n; i++) {
-        json_t *ops = R->runs[i].down ? json_object_get(R->runs[i].down, "ops") : NULL;
+        json_t *d = task_root(&R->runs[i], v), *ops = d ? json_object_get(d, "ops") : NULL;
         for (size_t k = 0; k < json_array_size(ops); k++)
             need += json_array_size(json_object_get(json_array_get(ops, k), "per_level"));
     }
@@ -928,31 +947,30 @@ static int chart_fit(rp *R, int m_idx) {
     int ns = 0, nt = 0, rc = ser && mem && tips ? WOBBLE_OK : WOBBLE_ENOMEM;
     double *m = mem;
     for (int i = 0; i < R->n && !rc; i++) {
-        json_t *d = R->runs[i].down;
+        json_t *d = task_root(&R->runs[i], v);
         if (!d) continue;
         json_t *ops = json_object_get(d, "ops");
-        int n = 0;
         size_t cnt = 0;
         for (size_t k = 0; k < json_array_size(ops); k++) cnt += json_array_size(json_object_get(json_array_get(ops, k), "per_level"));
         double *x = m, *y = m + cnt;
         char **tp = tips + nt;
+        int n = 0;
         for (size_t k = 0; k < json_array_size(ops) && !rc; k++) {
-            json_t *op = json_array_get(ops, k);
-            json_t *pl = json_object_get(op, "per_level");
+            json_t *op = json_array_get(ops, k), *pl = json_object_get(op, "per_level");
             for (size_t l = 0; l < json_array_size(pl) && !rc; l++) {
                 json_t *e = json_array_get(pl, l);
-                x[n] = jnum(json_object_get(e, xkey));
-                y[n] = jnum(json_object_get(e, "top1"));
+                x[n] = jnum(json_object_get(e, xkey)), y[n] = jnum(json_object_get(e, v->y));
                 char t[200];
-                snprintf(t, sizeof t, "%s at %g: %s %.4g, top-1 %.4g", jstr(op, "op"), jnum(json_object_get(e, "level")),
-                         metric, x[n], y[n]);
+                snprintf(t, sizeof t, "%s at %g: %s %.4g, %s %.4g", jstr(op, "op"), jnum(json_object_get(e, "level")),
+                         metric, x[n], v->ylab, y[n]);
                 if (!(tp[n] = strdup(t))) rc = WOBBLE_ENOMEM;
                 n++, nt++;
             }
         }
         m += 2 * cnt;
-        ser[ns++] = (plot_series){PLOT_SCATTER, n_eval(R) > 1 ? R->runs[i].label : "one (op, level)", i, n, x, y, NULL,
-                                  0, (const char *const *)tp};
+        const int many = n_eval(R) + (v->depth ? R->n : 0) > 1;
+        ser[ns++] = (plot_series){PLOT_SCATTER, many ? R->runs[i].label : "one (op, level)", i, n, x, y, NULL, 0,
+                                  (const char *const *)tp};
         char p[128];
         snprintf(p, sizeof p, "prediction/op_level/fits/%s/slope", metric);
         const double a = jnum(jpath(d, p));
@@ -963,18 +981,17 @@ static int chart_fit(rp *R, int m_idx) {
             if (isfinite(x[k])) lo = fmin(lo, x[k]), hi = fmax(hi, x[k]);
         if (isfinite(a) && isfinite(b) && lo <= hi) {
             m[0] = lo, m[1] = hi, m[2] = a * lo + b, m[3] = a * hi + b;
-            ser[ns++] = (plot_series){PLOT_SEGMENT, n_eval(R) > 1 ? NULL : "least-squares line", i, 2, m, m + 2, NULL, 1,
-                                      NULL};
+            ser[ns++] = (plot_series){PLOT_SEGMENT, many ? NULL : "least-squares line", i, 2, m, m + 2, NULL, 1, NULL};
             m += 4;
         }
     }
     if (!rc && ns) {
         plot_chart c = report_plot_chart_init();
-        char id[48], title[96], xl[96];
+        char id[48], title[128], xl[96];
         next_id(R, id, sizeof id, "chart");
-        snprintf(title, sizeof title, "top-1 against %s, one point per (op, level)", metric);
+        snprintf(title, sizeof title, "%s against %s, one point per (op, level)", v->what, metric);
         snprintf(xl, sizeof xl, "%s of the (clean, perturbed) pair, mean over images", metric);
-        c.id = id, c.title = title, c.xlabel = xl, c.ylabel = "top-1", c.series = ser, c.n_series = ns;
+        c.id = id, c.title = title, c.xlabel = xl, c.ylabel = v->ylab, c.series = ser, c.n_series = ns;
         if (report_plot_svg(&R->o, &c)) rc = WOBBLE_ENOMEM;
     }
     for (int k = 0; tips && k < nt; k++) free(tips[k]);
@@ -1138,7 +1155,7 @@ static int section_downstream(rp *R, const op_key *ops, int n_ops) {
     OUT("</tr></thead><tbody>");
     for (int j = 0; j < n_ops; j++) {
         int has = 0;
-        for (int i = 0; i < R->n; i++) has |= R->runs[i].down && down_op_index(R->runs[i].down, ops[j].name) >= 0;
+        for (int i = 0; i < R->n; i++) has |= R->runs[i].down && task_op_index(R->runs[i].down, ops[j].name) >= 0;
         if (!has) continue;
         OUT("<tr><td><code>");
         esc(R, ops[j].name);
@@ -1146,7 +1163,7 @@ static int section_downstream(rp *R, const op_key *ops, int n_ops) {
         for (int i = 0; i < R->n; i++) {
             json_t *d = R->runs[i].down;
             if (!d) continue;
-            const int o = down_op_index(d, ops[j].name);
+            const int o = task_op_index(d, ops[j].name);
             if (o < 0) {
                 OUT("<td class=\"na\">&ndash;</td><td class=\"na\">&ndash;</td><td class=\"na\">&ndash;</td>");
                 continue;
@@ -1160,11 +1177,11 @@ static int section_downstream(rp *R, const op_key *ops, int n_ops) {
     }
     OUT("</tbody></table></div><div class=\"charts\">");
     int rc = WOBBLE_OK;
-    for (int j = 0; j < n_ops && !rc; j++) rc = chart_top1(R, ops[j].name);
+    for (int j = 0; j < n_ops && !rc; j++) rc = chart_task_levels(R, ops[j].name, &TOP1);
     OUT("</div><h3>Accuracy predicted from robustness</h3><p class=\"note\">Least-squares fits of top-1 accuracy "
         "against each metric (docs/downstream.md); leave-one-op-out: the mean absolute error of predicting each "
         "operation's accuracy from a line fitted without it.</p><div class=\"charts\">");
-    for (int m = 0; m < 3 && !rc; m++) rc = chart_fit(R, m);
+    for (int m = 0; m < 3 && !rc; m++) rc = chart_task_fit(R, m, &TOP1);
     OUT("</div><div class=\"scroll\"><table class=\"sortable\" id=\"fit-table\"><thead><tr><th class=\"sort\">points"
         "</th><th class=\"sort\">metric</th>");
     for (int i = 0; i < R->n; i++)
@@ -1203,112 +1220,6 @@ static int section_downstream(rp *R, const op_key *ops, int n_ops) {
 /* ------------------------------------------------------------ depth */
 static const char *const DMET[7] = {"abs_rel", "rmse", "log10", "silog", "d1", "d2", "d3"};
 static const char *const DMET_T[7] = {"AbsRel", "RMSE (m)", "log10", "SiLog", "&delta;1", "&delta;2", "&delta;3"};
-
-static int depth_op_index(json_t *d, const char *name) {
-    json_t *ops = json_object_get(d, "ops");
-    for (size_t k = 0; k < json_array_size(ops); k++)
-        if (!strcmp(name, jstr(json_array_get(ops, k), "op"))) return (int)k;
-    return -1;
-}
-
-/* AbsRel by level per run with the clean value dashed */
-static int chart_depth_levels(rp *R, const char *name) {
-    plot_series *ser = calloc((size_t)2 * R->n, sizeof *ser);
-    double *mem = malloc(sizeof(double) * ((size_t)R->n * 130 + 1));
-    int ns = 0, rc = ser && mem ? WOBBLE_OK : WOBBLE_ENOMEM;
-    double *m = mem;
-    for (int i = 0; i < R->n && !rc; i++) {
-        json_t *d = R->runs[i].depth;
-        const int o = d ? depth_op_index(d, name) : -1;
-        if (o < 0) continue;
-        json_t *pl = json_object_get(json_array_get(json_object_get(d, "ops"), (size_t)o), "per_level");
-        int K = (int)json_array_size(pl);
-        if (K > 64) K = 64;
-        for (int k = 0; k < K; k++) {
-            m[k] = jnum(json_object_get(json_array_get(pl, (size_t)k), "level"));
-            m[K + k] = jnum(json_object_get(json_array_get(pl, (size_t)k), "abs_rel"));
-        }
-        m[2 * K] = jnum(jpath(d, "clean/abs_rel"));
-        ser[ns++] = (plot_series){PLOT_HLINE, NULL, i, 1, NULL, m + 2 * K, NULL, 1, NULL};
-        ser[ns++] = (plot_series){PLOT_LINE, R->runs[i].label, i, K, m, m + K, NULL, 0, NULL};
-        m += 2 * K + 1;
-    }
-    if (!rc && ns) {
-        plot_chart c = report_plot_chart_init();
-        char id[48], title[160];
-        next_id(R, id, sizeof id, "chart");
-        snprintf(title, sizeof title, "depth AbsRel: %s", name);
-        c.id = id, c.title = title, c.xlabel = "level", c.ylabel = "AbsRel (dashed: clean)", c.y_zero = 1;
-        c.series = ser, c.n_series = ns;
-        if (report_plot_svg(&R->o, &c)) rc = WOBBLE_ENOMEM;
-    }
-    free(ser), free(mem);
-    return rc ? core_seterr(R->ctx, rc, "report: out of memory") : WOBBLE_OK;
-}
-
-/* AbsRel against each metric, one point per (op, level), with the fit */
-static int chart_depth_fit(rp *R, int m_idx) {
-    const char *metric = METRICS[m_idx], *xkey = m_idx == 0 ? "cos_mean" : "euc_mean";
-    plot_series *ser = calloc((size_t)2 * R->n, sizeof *ser);
-    size_t need = 0;
-    for (int i = 0; i < R->n; i++) {
-        json_t *ops = R->runs[i].depth ? json_object_get(R->runs[i].depth, "ops") : NULL;
-        for (size_t k = 0; k < json_array_size(ops); k++) need += json_array_size(json_object_get(json_array_get(ops, k), "per_level"));
-    }
-    double *mem = malloc(sizeof(double) * (2 * need + 4 * (size_t)R->n + 1));
-    char **tips = calloc(need + 1, sizeof *tips);
-    int ns = 0, nt = 0, rc = ser && mem && tips ? WOBBLE_OK : WOBBLE_ENOMEM;
-    double *m = mem;
-    for (int i = 0; i < R->n && !rc; i++) {
-        json_t *d = R->runs[i].depth;
-        if (!d) continue;
-        json_t *ops = json_object_get(d, "ops");
-        size_t cnt = 0;
-        for (size_t k = 0; k < json_array_size(ops); k++) cnt += json_array_size(json_object_get(json_array_get(ops, k), "per_level"));
-        double *x = m, *y = m + cnt;
-        char **tp = tips + nt;
-        int n = 0;
-        for (size_t k = 0; k < json_array_size(ops) && !rc; k++) {
-            json_t *op = json_array_get(ops, k), *pl = json_object_get(op, "per_level");
-            for (size_t l = 0; l < json_array_size(pl) && !rc; l++) {
-                json_t *e = json_array_get(pl, l);
-                x[n] = jnum(json_object_get(e, xkey)), y[n] = jnum(json_object_get(e, "abs_rel"));
-                char t[200];
-                snprintf(t, sizeof t, "%s at %g: %s %.4g, AbsRel %.4g", jstr(op, "op"), jnum(json_object_get(e, "level")),
-                         metric, x[n], y[n]);
-                if (!(tp[n] = strdup(t))) rc = WOBBLE_ENOMEM;
-                n++, nt++;
-            }
-        }
-        m += 2 * cnt;
-        ser[ns++] = (plot_series){PLOT_SCATTER, R->runs[i].label, i, n, x, y, NULL, 0, (const char *const *)tp};
-        char p[128];
-        snprintf(p, sizeof p, "prediction/op_level/fits/%s/slope", metric);
-        const double a = jnum(jpath(d, p));
-        snprintf(p, sizeof p, "prediction/op_level/fits/%s/intercept", metric);
-        const double b = jnum(jpath(d, p));
-        double lo = INFINITY, hi = -INFINITY;
-        for (int k = 0; k < n; k++)
-            if (isfinite(x[k])) lo = fmin(lo, x[k]), hi = fmax(hi, x[k]);
-        if (isfinite(a) && isfinite(b) && lo <= hi) {
-            m[0] = lo, m[1] = hi, m[2] = a * lo + b, m[3] = a * hi + b;
-            ser[ns++] = (plot_series){PLOT_SEGMENT, NULL, i, 2, m, m + 2, NULL, 1, NULL};
-            m += 4;
-        }
-    }
-    if (!rc && ns) {
-        plot_chart c = report_plot_chart_init();
-        char id[48], title[96], xl[96];
-        next_id(R, id, sizeof id, "chart");
-        snprintf(title, sizeof title, "depth AbsRel against %s, per (op, level)", metric);
-        snprintf(xl, sizeof xl, "%s of the (clean, perturbed) pair, mean over images", metric);
-        c.id = id, c.title = title, c.xlabel = xl, c.ylabel = "AbsRel", c.series = ser, c.n_series = ns;
-        if (report_plot_svg(&R->o, &c)) rc = WOBBLE_ENOMEM;
-    }
-    for (int k = 0; tips && k < nt; k++) free(tips[k]);
-    free(tips), free(ser), free(mem);
-    return rc ? core_seterr(R->ctx, rc, "report: out of memory") : WOBBLE_OK;
-}
 
 static int section_depth(rp *R) {
     int any = 0, rc = WOBBLE_OK;
@@ -1360,12 +1271,12 @@ static int section_depth(rp *R) {
         for (size_t o = 0; d && o < json_array_size(json_object_get(d, "ops")) && !rc; o++) {
             const char *name = jstr(json_array_get(json_object_get(d, "ops"), o), "op");
             int seen = 0;
-            for (int j = 0; j < i; j++) seen |= R->runs[j].depth && depth_op_index(R->runs[j].depth, name) >= 0;
-            if (!seen) rc = chart_depth_levels(R, name);
+            for (int j = 0; j < i; j++) seen |= R->runs[j].depth && task_op_index(R->runs[j].depth, name) >= 0;
+            if (!seen) rc = chart_task_levels(R, name, &DEPTH);
         }
     }
     OUT("</div><h3>Depth error predicted from robustness</h3><div class=\"charts\">");
-    for (int m = 0; m < 3 && !rc; m++) rc = chart_depth_fit(R, m);
+    for (int m = 0; m < 3 && !rc; m++) rc = chart_task_fit(R, m, &DEPTH);
     OUT("</div><div class=\"scroll\"><table id=\"depth-fits\"><thead><tr><th>run</th><th>points</th><th>metric</th>"
         "<th>n</th><th>slope</th><th>R²</th><th>Pearson</th><th>leave-one-op-out error</th></tr></thead><tbody>");
     for (int i = 0; i < R->n; i++) {
