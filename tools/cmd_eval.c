@@ -443,8 +443,6 @@ static int run_depth(wobble_ctx *ctx, const char *model, long long batch, wobble
         memset(&es, 0, sizeof es);
         es.t_total = core_now_s() - t0;
         es.t_forward = sum.t_features + sum.t_test;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/run.json", out);
         exit_code = write_run_and_report(ctx, out, argc, argv, &es, -1, -1, no_report);
     }
 out:

@@ -38,13 +38,10 @@ int wobble_depth_set_size(const wobble_depth_set *s) { return s ? s->n : 0; }
 const char *wobble_depth_set_image(const wobble_depth_set *s, int i) { return s && i >= 0 && i < s->n ? s->image[i] : NULL; }
 const char *wobble_depth_set_depth(const wobble_depth_set *s, int i) { return s && i >= 0 && i < s->n ? s->depth[i] : NULL; }
 
-static int set_add(wobble_depth_set *s, size_t *cap, const char *img, const char *dep) {
-    if (core_grow(&s->image, cap, (size_t)s->n + 1, sizeof(char *))) return -1;
-    size_t cap2 = *cap;
-    (void)cap2;
-    char **d = realloc(s->depth, sizeof(char *) * *cap);
-    if (!d) return -1;
-    s->depth = d;
+static int set_add(wobble_depth_set *s, size_t *cap_i, size_t *cap_d, const char *img, const char *dep) {
+    if (core_grow(&s->image, cap_i, (size_t)s->n + 1, sizeof(char *)) ||
+        core_grow(&s->depth, cap_d, (size_t)s->n + 1, sizeof(char *)))
+        return -1;
     s->image[s->n] = strdup(img);
     s->depth[s->n] = strdup(dep);
     if (!s->image[s->n] || !s->depth[s->n]) {
@@ -65,7 +62,7 @@ int wobble_depth_set_open(wobble_ctx *ctx, const char *path, int first, int coun
     if (first < 0 || count < 0) return core_seterr(ctx, WOBBLE_EINVAL, "%s: frame range %d+%d", path, first, count);
     wobble_depth_set *s = calloc(1, sizeof *s);
     if (!s) return core_seterr(ctx, WOBBLE_ENOMEM, "depth data: out of memory");
-    size_t cap = 0;
+    size_t cap = 0, cap_d = 0;
     int rc = WOBBLE_OK;
     if (core_is_dir(path)) {
         /* PATH/image/NAME.{png,jpg} with PATH/depth/NAME.png */
@@ -89,7 +86,7 @@ int wobble_depth_set_open(wobble_ctx *ctx, const char *path, int first, int coun
                 break;
             }
             fclose(f);
-            if (set_add(s, &cap, ip, dpth)) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth data: out of memory");
+            if (set_add(s, &cap, &cap_d, ip, dpth)) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth data: out of memory");
         }
         core_free_names(names, nn);
         free(idir), free(ddir);
@@ -116,7 +113,7 @@ int wobble_depth_set_open(wobble_ctx *ctx, const char *path, int first, int coun
             char ip[8200], dpth[8200];
             snprintf(ip, sizeof ip, "%s%s", a[0] == '/' ? "" : base, a);
             snprintf(dpth, sizeof dpth, "%s%s", b[0] == '/' ? "" : base, b);
-            if (set_add(s, &cap, ip, dpth)) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth data: out of memory");
+            if (set_add(s, &cap, &cap_d, ip, dpth)) rc = core_seterr(ctx, WOBBLE_ENOMEM, "depth data: out of memory");
         }
         fclose(f);
     }
@@ -622,6 +619,17 @@ static json_t *loo_json(const double *x, const double *y, const int *op, int n, 
     return json_pack("{s:o, s:o}", "mean_abs_error", nt ? json_real(tot / nt) : json_null(), "per_op", per);
 }
 
+/* an (image, op) pair: its metric, its error change, its index */
+typedef struct {
+    double x, y;
+    int i;
+} pair_pt;
+
+static int cmp_pair(const void *a, const void *b) {
+    const pair_pt *p = a, *q = b;
+    return p->x < q->x ? -1 : p->x > q->x ? 1 : p->i - q->i;
+}
+
 static int dr_outputs(dr_run *R, const char *out_dir) {
     const wobble_eval_params *ep = R->ep;
     const int N = R->n_test, O = ep->n_ops, S = R->S;
@@ -697,25 +705,21 @@ static int dr_outputs(dr_run *R, const char *out_dir) {
         for (int o = 0; oidx && o < O; o++) oidx[o] = o;
         const int B = 10, PAIRS = N * O;
         double *bx = malloc(sizeof(double) * B), *by = malloc(sizeof(double) * B);
-        int *ord = malloc(sizeof(int) * (PAIRS ? PAIRS : 1));
+        pair_pt *ord = malloc(sizeof *ord * (PAIRS ? PAIRS : 1));
         for (int m = 0; m < 3 && oidx && bx && by && ord; m++) {
             const double *x = m == 0 ? px_c : px_e;
             json_object_set_new(ol, MN[m], fit_json(x, py, np));
             json_object_set_new(olo, MN[m], loo_json(x, py, pop, np, ep));
             json_object_set_new(og, MN[m], fit_json(ox[m], oy, O));
             json_object_set_new(ogl, MN[m], loo_json(ox[m], oy, oidx, O, ep));
-            /* equal-count bins of the pairs by the metric */
-            for (int i = 0; i < PAIRS; i++) ord[i] = i;
-            for (int a = 1; a < PAIRS; a++)
-                for (int b = a; b > 0 && ix[m][ord[b]] < ix[m][ord[b - 1]]; b--) {
-                    const int t = ord[b];
-                    ord[b] = ord[b - 1], ord[b - 1] = t;
-                }
+            /* equal-count bins of the pairs by the metric (ties keep pair order) */
+            for (int i = 0; i < PAIRS; i++) ord[i] = (pair_pt){ix[m][i], iy[i], i};
+            qsort(ord, (size_t)PAIRS, sizeof *ord, cmp_pair);
             const int nb = PAIRS < B ? PAIRS : B;
             for (int b = 0; b < nb; b++) {
                 const int lo = (int)((long)PAIRS * b / nb), hi = (int)((long)PAIRS * (b + 1) / nb);
                 double sx = 0, sy = 0;
-                for (int j = lo; j < hi; j++) sx += ix[m][ord[j]], sy += iy[ord[j]];
+                for (int j = lo; j < hi; j++) sx += ord[j].x, sy += ord[j].y;
                 bx[b] = sx / (hi - lo), by[b] = sy / (hi - lo);
             }
             json_object_set_new(ib, MN[m], fit_json(bx, by, nb));
