@@ -8,6 +8,8 @@
  * The rounding here is written independently of the kernel's (bit
  * arithmetic, round to nearest even); the only difference allowed is fp32
  * summation: |C - ref| <= 2^-20 * sum_k |a_k w_k| + 1e-30 per element.
+ * Also: per-call packing from strided sources (attention's keys and values)
+ * equals packing the materialised matrix, byte for byte.
  * Skips (77) on a CPU without AVX512_BF16.
  */
 #include "testutil.h"
@@ -80,11 +82,47 @@ static void one_case(int m, int n, int k, int lda, int ldc, int with_bias, int a
     free(A), free(W), free(b), free(C), free(C0), free(s);
 }
 
+/* model_bf16_pack_into (attention's keys and values, packed per call from a
+ * strided source: row-major with a wide row stride, and transposed) gives the
+ * same bytes as packing the materialised matrix, padding included, whatever
+ * the destination held before. */
+static void pack_into_case(int n, int k) {
+    const size_t ld = (size_t)k + 7, ldt = (size_t)n + 3;
+    float *src = malloc(sizeof(float) * (size_t)n * ld), *srct = malloc(sizeof(float) * (size_t)k * ldt);
+    float *W = malloc(sizeof(float) * (size_t)n * k);
+    for (int j = 0; j < n; j++)
+        for (int t = 0; t < k; t++) {
+            const float v = frand();
+            W[(size_t)j * k + t] = src[(size_t)j * ld + t] = srct[(size_t)t * ldt + j] = v;
+        }
+    model_bf16_packed P;
+    CHECK(model_bf16_pack_dense(&P, W, n, k) == 0, "pack %dx%d", n, k);
+    const size_t e = model_bf16_pack_elems(n, k);
+    CHECK(e * 2 == model_bf16_packed_bytes(&P), "n%d k%d: %zu elements, packed bytes %zu", n, k, e,
+          model_bf16_packed_bytes(&P));
+    uint16_t *d = aligned_alloc(64, (e * 2 + 63) & ~(size_t)63);
+    for (int pass = 0; pass < 2; pass++) {
+        memset(d, 0xff, e * 2);
+        model_bf16_packed v;
+        if (pass == 0)
+            model_bf16_pack_into(&v, d, src, n, k, ld, 0);
+        else
+            model_bf16_pack_into(&v, d, srct, n, k, ldt, 1);
+        CHECK(v.p == d && v.n == n && v.k == k && v.kp == P.kp, "n%d k%d: view", n, k);
+        CHECK(memcmp(d, P.p, e * 2) == 0, "n%d k%d: %s source packs differently from the dense matrix", n, k,
+              pass ? "transposed" : "row-strided");
+    }
+    model_bf16_free(&P);
+    free(src), free(srct), free(W), free(d);
+}
+
 int main(void) {
     if (!model_bf16_supported()) {
         printf("skipped: this CPU has no AVX512_BF16\n");
         return 77;
     }
+    static const int packs[][2] = {{1, 1}, {16, 197}, {197, 16}, {64, 64}, {65, 33}, {130, 7}, {3, 2}, {70, 4099}};
+    for (size_t i = 0; i < sizeof packs / sizeof packs[0]; i++) pack_into_case(packs[i][0], packs[i][1]);
     static const int shapes[][3] = {
         {1, 1, 1},    {1, 16, 2},   {5, 17, 3},   {6, 64, 64},   {7, 65, 33},   {13, 100, 192},
         {96, 128, 2}, {97, 63, 31}, {197, 576, 192}, {200, 192, 768}, {50, 130, 77},

@@ -21,9 +21,14 @@
 /* Both wobble and the reference round fp32 activations to bf16; where the two
  * fp32 values differ in the last bits (summation order), a value can land on
  * the other side of a bf16 rounding boundary, a 2^-8 relative step that the
- * rest of the network carries. These bounds hold that. */
+ * rest of the network carries. These bounds hold that. The largest seen:
+ * 1.7e-3 in dinov2-swiglu-reg-fb image 1, from one element of the class
+ * token's query (layer 2, head 2) that is -0.9785157 in wobble and
+ * -0.9785156 in PyTorch (one fp32 ulp) and rounds to neighbouring bf16
+ * values; the scores of that row, computed from the rounded operands, agree
+ * to 6e-8 otherwise. */
 #define TOL_BF16_COS 0.99999
-#define TOL_BF16_ABS 1e-3
+#define TOL_BF16_ABS 3e-3
 
 static void run_case(wobble_ctx *ctx, const char *dir, const char *name, wobble_precision prec) {
     const int bf16 = prec == WOBBLE_PRECISION_BF16;

@@ -183,22 +183,47 @@ static void act_fwd(act_t act, float *x, const float *bias, int rows, int h, flo
     }
 }
 
+/* Per-thread bf16 attention scratch (elements), each piece a multiple of 32
+ * (64 bytes, so every piece stays aligned): the keys packed for S = Q K^T,
+ * the values packed for O = P V, and the rounded Q or P. */
+static size_t attn_bf16_piece(size_t e) { return (e + 31) & ~(size_t)31; }
+static size_t attn_bf16_elems(int T, int dh) {
+    return attn_bf16_piece(model_bf16_pack_elems(T, dh)) + attn_bf16_piece(model_bf16_pack_elems(dh, T)) +
+           attn_bf16_piece(model_bf16_scratch_elems(T, T > dh ? T : dh));
+}
+
 /* Multi-head self-attention from packed qkv [n*T, 3D] into out [n*T, D]. */
 /* With keep, the softmax probabilities of job (image b, head h) stay in
  * scores + (b * heads + h) * T * T for the backward pass; otherwise scores is
- * one T x T scratch per thread. */
+ * one T x T scratch per thread. With bf (precision bf16, attn_bf16_elems per
+ * thread), both products take bf16-rounded operands with fp32 accumulation,
+ * as the linear layers do: S = bf16(Q) bf16(K)^T, then scaled in fp32, and
+ * O = bf16(P) bf16(V); the softmax stays fp32. */
 static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int causal, float *out, float *scores,
-                          int keep, int threads) {
+                          int keep, uint16_t *bf, int threads) {
     const int dh = D / heads;
     const float scale = 1.0f / sqrtf((float)dh);
     const int jobs = n * heads;
+    const size_t bfe = bf ? attn_bf16_elems(T, dh) : 0;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (jobs > 1)
     for (int job = 0; job < jobs; job++) {
         const int b = job / heads, hh = job % heads;
         float *S = scores + (size_t)(keep ? job : omp_get_thread_num()) * T * T;
         const float *q = qkv + (size_t)b * T * 3 * D + (size_t)hh * dh;
         const float *k = q + D, *v = q + 2 * D;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
+        float *o = out + (size_t)b * T * D + (size_t)hh * dh;
+        uint16_t *kb = NULL, *vb = NULL, *ab = NULL;
+        if (bf) {
+            kb = bf + (size_t)omp_get_thread_num() * bfe;
+            vb = kb + attn_bf16_piece(model_bf16_pack_elems(T, dh));
+            ab = vb + attn_bf16_piece(model_bf16_pack_elems(dh, T));
+            model_bf16_packed kv;
+            model_bf16_pack_into(&kv, kb, k, T, dh, (size_t)3 * D, 0);
+            model_bf16_gemm(q, T, 3 * D, &kv, NULL, 0, S, T, ab, 1);
+            for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
+        }
         if (causal) {
             /* token i attends to tokens 0..i: the masked scores weigh exactly 0 */
             for (int i = 0; i < T; i++) {
@@ -208,8 +233,13 @@ static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int 
         } else {
             for (int i = 0; i < T; i++) softmax_row(S + (size_t)i * T, T);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f, S, T, v, 3 * D, 0.0f,
-                    out + (size_t)b * T * D + (size_t)hh * dh, D);
+        if (bf) {
+            model_bf16_packed vv; /* W[j][t] = V[t][j]: dh output columns over T keys */
+            model_bf16_pack_into(&vv, vb, v, dh, T, (size_t)3 * D, 1);
+            model_bf16_gemm(S, T, T, &vv, NULL, 0, o, D, ab, 1);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f, S, T, v, 3 * D, 0.0f, o, D);
+        }
     }
 }
 
@@ -357,8 +387,8 @@ static int grow(float **p, size_t n) {
 
 /* Buffers for rows = batch * tokens of a stack of width D and MLP width H;
  * patch_k > 0 also reserves the image tower's im2col buffer. */
-static int arena_reserve(arena_t *a, int dim, int hidden, act_t act, size_t rows, size_t npatch_rows, int patch_k,
-                         int T, int bf16, int threads) {
+static int arena_reserve(arena_t *a, int dim, int hidden, int heads, act_t act, size_t rows, size_t npatch_rows,
+                         int patch_k, int T, int bf16, int threads) {
     const size_t D = (size_t)dim, H = (size_t)hidden;
     if (rows > a->cap_rows) {
         size_t h1 = act == ACT_SWIGLU ? 2 * H : H;
@@ -401,6 +431,14 @@ static int arena_reserve(arena_t *a, int dim, int hidden, act_t act, size_t rows
             a->bf16s = s;
             a->cap_bf16s = need;
         }
+        const size_t na = (size_t)threads * attn_bf16_elems(T, dim / heads);
+        if (na > a->cap_bf16a) {
+            uint16_t *s = aligned_alloc(64, na * sizeof(uint16_t));
+            if (!s) return -1;
+            free(a->bf16a);
+            a->bf16a = s;
+            a->cap_bf16a = na;
+        }
     }
     return 0;
 }
@@ -430,7 +468,8 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
     float *h1 = r ? r->h1 : a->h, *qkv = r ? r->qkv : a->qkv, *o = r ? r->o : a->attn;
     layernorm_fwd(x, rows, D, &bk->ln1, xs->eps, h1, th);
     qkv_fwd(h1, rows, bk, qkv, a, th);
-    attention_fwd(qkv, n, T, D, xs->heads, causal, o, r ? r->probs : a->scores, r != NULL, th);
+    attention_fwd(qkv, n, T, D, xs->heads, causal, o, r ? r->probs : a->scores, r != NULL,
+                  bk->proj.bp && !r ? a->bf16a : NULL, th);
     float *y1 = r && bk->ls1 ? r->y1 : a->h;
     linear_fwd(o, rows, &bk->proj, y1, 0, a, th);
     residual_fwd(x, y1, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
@@ -560,7 +599,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     const float *ppos = NULL;
     int rc = patch_pos(ctx, m, gh, gw, &ppos);
     if (rc) return rc;
-    if (arena_reserve(&m->arena, m->dim, m->hidden, m->act, (size_t)rows, tape ? 0 : (size_t)n * np, 3 * P * P, T,
+    if (arena_reserve(&m->arena, m->dim, m->hidden, m->heads, m->act, (size_t)rows, tape ? 0 : (size_t)n * np, 3 * P * P, T,
                       m->precision == WOBBLE_PRECISION_BF16, th) != 0)
         return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for activations (%d images x %d tokens)", m->path,
                              n, T);
@@ -854,7 +893,7 @@ int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *m, const int32_t *id
             if (am + 1 > T) T = am + 1;
         }
         arena_t *a = &m->text->arena;
-        if (arena_reserve(a, D, t->hidden, t->act, (size_t)c * T, 0, 0, T, m->precision == WOBBLE_PRECISION_BF16,
+        if (arena_reserve(a, D, t->hidden, t->heads, t->act, (size_t)c * T, 0, 0, T, m->precision == WOBBLE_PRECISION_BF16,
                           th) != 0) {
             free(eot);
             return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for text activations", m->path);

@@ -32,6 +32,15 @@ int model_bf16_pack(model_bf16_packed *out, const float *const *rows, int n, int
 /* Contiguous [n, k] W. */
 int model_bf16_pack_dense(model_bf16_packed *out, const float *w, int n, int k);
 void model_bf16_free(model_bf16_packed *b);
+/* Packing into caller storage (a view: free nothing), for operands made
+ * per call, such as attention's keys and values: W[j][kk] = src[j * ld + kk]
+ * or, transposed, src[kk * ld + j], for j < n, kk < k. dst holds
+ * model_bf16_pack_elems(n, k) elements, 64-byte aligned; the view's p is dst.
+ * The same bits as model_bf16_pack; needs the CPU model_bf16_supported
+ * accepts. */
+size_t model_bf16_pack_elems(int n, int k);
+void model_bf16_pack_into(model_bf16_packed *view, uint16_t *dst, const float *src, int n, int k, size_t ld,
+                          int transposed);
 /* Bytes of packed storage. */
 size_t model_bf16_packed_bytes(const model_bf16_packed *b);
 

@@ -40,6 +40,8 @@ typedef struct {
     int pos_h, pos_w;
     uint16_t *bf16s;   /* bf16 GEMM input scratch (precision bf16) */
     size_t cap_bf16s;  /* elements */
+    uint16_t *bf16a;   /* bf16 attention scratch, one slice per thread (precision bf16) */
+    size_t cap_bf16a;  /* elements */
 } arena_t;
 
 /* A stack of pre-norm transformer blocks (image or text tower). */

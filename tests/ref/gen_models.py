@@ -15,9 +15,11 @@ embeddings of the images listed in cases.json, preprocessed with Pillow and
 torchvision exactly as the upstream pipelines do. expected_bf16.npy holds the
 same forward pass with wobble's bf16 semantics (--precision bf16): every
 F.linear and F.conv2d (patch embedding, qkv, attention projection, MLP) gets
-its input and weight rounded to bfloat16 by torch and computes in fp32;
-attention scores, softmax, LayerNorm, residuals and the CLIP projection stay
-fp32.
+its input and weight rounded to bfloat16 by torch and computes in fp32, and
+so do both attention products (Q K^T and P V: torch.matmul in the DINOv2
+module, torch.bmm in nn.MultiheadAttention); the scaling of the scores (a
+power of two at these head widths), softmax, LayerNorm, residuals and the
+CLIP projection stay fp32.
 
 usage: /usr/bin/python3 tests/ref/gen_models.py [SHARED_DIR]
 """
@@ -216,8 +218,8 @@ class Attention(nn.Module):
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
-        attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
+        attn = torch.matmul(q, k.transpose(-2, -1)).softmax(dim=-1)
+        return self.proj(torch.matmul(attn, v).transpose(1, 2).reshape(B, N, C))
 
 
 class LayerScale(nn.Module):
@@ -436,18 +438,21 @@ def images():
 @contextlib.contextmanager
 def bf16_linears():
     """F.linear / F.conv2d on bfloat16-rounded inputs and weights, fp32 arithmetic
-    (nn.Linear, nn.Conv2d and nn.MultiheadAttention's projections all call these)."""
-    lin, conv = F.linear, F.conv2d
+    (nn.Linear, nn.Conv2d and nn.MultiheadAttention's projections all call these),
+    and the attention products (torch.matmul, torch.bmm) on rounded operands."""
+    lin, conv, mm, bmm = F.linear, F.conv2d, torch.matmul, torch.bmm
 
     def r(t):
         return t.to(torch.bfloat16).float()
 
     F.linear = lambda x, w, b=None: lin(r(x), r(w), b)
     F.conv2d = lambda x, w, b=None, *a, **k: conv(r(x), r(w), b, *a, **k)
+    torch.matmul = lambda a, b: mm(r(a), r(b))
+    torch.bmm = lambda a, b: bmm(r(a), r(b))
     try:
         yield
     finally:
-        F.linear, F.conv2d = lin, conv
+        F.linear, F.conv2d, torch.matmul, torch.bmm = lin, conv, mm, bmm
 
 
 def write_case(name, files, config, pre, model, pipe, imgs, note):
