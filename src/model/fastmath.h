@@ -16,7 +16,7 @@
 #include <string.h>
 
 /* Element-wise loops built for AVX2 as well as the baseline, chosen at run time */
-#define WB_CLONES __attribute__((target_clones("avx2", "default")))
+#define WB_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 static inline float wb_exp(float x) {
     const float lo = -87.0f, hi = 88.0f;
