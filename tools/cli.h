@@ -49,6 +49,10 @@ void cli_free_list(char **list, int n);
 
 int cli_is_image_path(const char *p);
 
+/* The tokenizer folder for a CLIP model: tokenizer if given, else the model
+ * folder (or the folder of a .safetensors file). */
+void cli_tokenizer_dir(const char *model, const char *tokenizer, char *dir, size_t size);
+
 /* Progress on stderr when it is a terminal; silent otherwise. */
 typedef struct cli_progress {
     int enabled;

@@ -269,3 +269,17 @@ void cli_progress_end(cli_progress *p) {
     fprintf(stderr, "\r%*s\r", 120, "");
     fflush(stderr);
 }
+
+void cli_tokenizer_dir(const char *model, const char *tokenizer, char *dir, size_t size) {
+    if (tokenizer) {
+        snprintf(dir, size, "%s", tokenizer);
+        return;
+    }
+    snprintf(dir, size, "%s", model);
+    struct stat st;
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        char *sl = strrchr(dir, '/');
+        if (sl) *sl = 0;
+        else snprintf(dir, size, ".");
+    }
+}

@@ -341,17 +341,7 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
             dp.n_class_names = n_names;
         }
         char dir[4096];
-        if (tokenizer) {
-            snprintf(dir, sizeof dir, "%s", tokenizer);
-        } else {
-            snprintf(dir, sizeof dir, "%s", model);
-            struct stat st;
-            if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
-                char *sl = strrchr(dir, '/');
-                if (sl) *sl = 0;
-                else snprintf(dir, sizeof dir, ".");
-            }
-        }
+        cli_tokenizer_dir(model, tokenizer, dir, sizeof dir);
         if (wobble_model_has_text(m) && wobble_tokenizer_load(ctx, dir, &tok) != WOBBLE_OK) {
             cli_error("%s%s", wobble_last_error(ctx), tokenizer ? "" : " (give --tokenizer DIR)");
             exit_code = EXIT_FAIL;

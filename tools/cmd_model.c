@@ -133,10 +133,15 @@ int cmd_info(int argc, char **argv) {
 static void embed_help(FILE *f) {
     fprintf(f,
             "usage: wobble embed --model DIR_OR_FILE [options] IMAGES_OR_FOLDERS... -o OUT.npy\n"
+            "       wobble embed --model CLIP [options] --text T [--text T...] [--text-file F] -o OUT.npy\n"
             "\n"
             "Embed images with the model's own preprocessing and write a float32 NumPy\n"
             "array [N, D] plus OUT.npy.json listing the embedded inputs in row order.\n"
             "Folders are searched recursively for .png/.jpg/.jpeg files.\n"
+            "With --text / --text-file (a whole CLIP checkpoint), embed texts with the\n"
+            "text tower instead (clip.tokenize, then encode_text); the sidecar lists\n"
+            "each text with its token count and whether it was cut to the context\n"
+            "length (77 for the official models).\n"
             "\n"
             "options:\n"
             "  --model M         Hugging Face folder or .safetensors file (see 'wobble info')\n"
@@ -149,6 +154,10 @@ static void embed_help(FILE *f) {
             "  --normalize       L2-normalise the embeddings\n"
             "  --patch-tokens F  also write the patch tokens [N, P, width] to F (.npy)\n"
             "  --max-pixels N    refuse larger images (default 89478485; 0 = no limit)\n"
+            "  --text T          a text to embed (repeatable; no images then)\n"
+            "  --text-file F     texts to embed, one per line (UTF-8; empty lines skipped)\n"
+            "  --tokenizer DIR   vocab.json + merges.txt or tokenizer.json (default: the\n"
+            "                    model's folder)\n"
             "\n"
             "An unreadable image is reported and skipped (listed under \"failed\" in the\n"
             "sidecar); the others are embedded.\n"
@@ -156,9 +165,200 @@ static void embed_help(FILE *f) {
             "loaded, 2 bad command line\n");
 }
 
+/* Texts to embed: each --text, then each non-empty line of each --text-file
+ * (a trailing CR dropped); where[i] names text i's origin for messages
+ * ("--text 2", "FILE:LINE"). Returns the count, -1 on error (printed). */
+static int collect_texts(wobble_ctx *ctx, char **given, int ng, char **files, int nf, char ***out, char ***where) {
+    char **t = NULL, **w = NULL;
+    int n = 0;
+    size_t cap = 0, capw = 0;
+    for (int i = 0; i < ng + nf; i++) {
+        uint8_t *data = NULL;
+        size_t size = 0;
+        if (i >= ng && core_read_file(ctx, files[i - ng], &data, &size) != WOBBLE_OK) {
+            cli_error("%s", wobble_last_error(ctx));
+            cli_free_list(t, n);
+            return -1;
+        }
+        if (i >= ng && size == 0) {
+            free(data);
+            continue;
+        }
+        if (i >= ng && memchr(data, 0, size)) {
+            cli_error("%s: not a text file (it holds a NUL byte)", files[i - ng]);
+            free(data);
+            cli_free_list(t, n);
+            cli_free_list(w, n);
+            return -1;
+        }
+        long line = 0;
+        const char *p = i < ng ? given[i] : (const char *)data;
+        const char *end = i < ng ? p + strlen(p) : p + size;
+        while (p <= end) {
+            const char *nl = i < ng ? end : memchr(p, '\n', (size_t)(end - p));
+            if (!nl) nl = end;
+            size_t len = (size_t)(nl - p);
+            if (i >= ng && len && p[len - 1] == '\r') len--;
+            line++;
+            if (len || i < ng) {
+                char origin[4200];
+                if (i < ng) snprintf(origin, sizeof origin, "--text %d", i + 1);
+                else snprintf(origin, sizeof origin, "%s: line %ld", files[i - ng], line);
+                int bad = core_grow((void **)&t, &cap, (size_t)n + 1, sizeof *t) != 0 ||
+                          core_grow((void **)&w, &capw, (size_t)n + 1, sizeof *w) != 0;
+                if (!bad) {
+                    t[n] = strndup(p, len);
+                    w[n] = strdup(origin);
+                    if (!t[n] || !w[n]) {
+                        free(t[n]), free(w[n]);
+                        bad = 1;
+                    }
+                }
+                if (bad) {
+                    cli_error("embed: out of memory");
+                    free(data);
+                    cli_free_list(t, n);
+                    cli_free_list(w, n);
+                    return -1;
+                }
+                n++;
+            }
+            p = nl + 1;
+        }
+        free(data);
+    }
+    *out = t;
+    *where = w;
+    return n;
+}
+
+/* wobble embed --text ...: the CLIP text tower on tokenized texts. */
+static int embed_texts(const char *model, const char *tokenizer, char **given, int ng, char **files, int nf,
+                       const char *out, int batch, int threads, wobble_precision prec, int normalize) {
+    wobble_ctx *ctx;
+    wobble_model *m;
+    const double t_start = core_now_s();
+    int rc = load_model(model, batch, threads, prec, &ctx, &m);
+    if (rc) return rc;
+    const double t_loaded = core_now_s();
+    int exit_code = EXIT_FAIL;
+    char **texts = NULL, **where = NULL;
+    int n = 0;
+    wobble_tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    int *ntok = NULL, *cut = NULL;
+    float *emb = NULL;
+    json_t *list = NULL;
+    if (!wobble_model_has_text(m)) {
+        cli_error("%s: has no text tower (--text needs a whole CLIP checkpoint, image and text towers)", model);
+        goto done;
+    }
+    char dir[4096];
+    cli_tokenizer_dir(model, tokenizer, dir, sizeof dir);
+    if (wobble_tokenizer_load(ctx, dir, &tok) != WOBBLE_OK) {
+        cli_error("%s%s", wobble_last_error(ctx), tokenizer ? "" : " (give --tokenizer DIR)");
+        goto done;
+    }
+    n = collect_texts(ctx, given, ng, files, nf, &texts, &where);
+    if (n < 0) {
+        n = 0;
+        goto done;
+    }
+    if (n == 0) {
+        cli_error("embed: no text given (the text files hold only empty lines)");
+        goto done;
+    }
+    const int L = wobble_model_context_length(m), D = wobble_model_embed_dim(m);
+    ids = malloc(sizeof(int32_t) * (size_t)n * L);
+    ntok = malloc(sizeof(int) * (size_t)n);
+    cut = malloc(sizeof(int) * (size_t)n);
+    emb = malloc(sizeof(float) * (size_t)n * D);
+    list = json_array();
+    if (!ids || !ntok || !cut || !emb || !list) {
+        cli_error("embed: out of memory for %d texts", n);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        int32_t *r = ids + (size_t)i * L;
+        if (wobble_tokenize(ctx, tok, texts[i], L, r, &cut[i]) != WOBBLE_OK) {
+            const char *msg = wobble_last_error(ctx);
+            if (!strncmp(msg, "tokenizer: ", 11)) msg += 11;
+            cli_error("%s: %s", where[i], msg);
+            goto done;
+        }
+        int c = 0;
+        while (c < L && r[c] != 0) c++;
+        ntok[i] = c;
+        json_array_append_new(list, json_pack("{s:s, s:i, s:b}", "text", texts[i], "tokens", c, "truncated", cut[i]));
+    }
+    wobble_embed_params ep = wobble_embed_default_params();
+    ep.normalize = normalize;
+    cli_progress prog;
+    cli_progress_start(&prog, n);
+    for (int s = 0; s < n; s += batch) {
+        const int k = n - s < batch ? n - s : batch;
+        cli_progress_update(&prog, s, texts[s]);
+        if (wobble_model_encode_text(ctx, m, ids + (size_t)s * L, k, L, &ep, emb + (size_t)s * D) != WOBBLE_OK) {
+            cli_progress_end(&prog);
+            cli_error("embed: %s", wobble_last_error(ctx));
+            goto done;
+        }
+    }
+    cli_progress_update(&prog, n, "");
+    cli_progress_end(&prog);
+    /* OUT.npy and OUT.npy.json appear together or not at all */
+    core_outset set = {0};
+    core_buf eb = {0};
+    const int64_t shape[2] = {n, D};
+    wobble_model_info info;
+    wobble_model_get_info(m, &info);
+    rc = core_npy_encode(ctx, "<f4", emb, 2, shape, &eb);
+    if (rc == WOBBLE_OK) rc = core_outset_add(ctx, &set, out, eb.p, eb.len);
+    if (rc == WOBBLE_OK) {
+        int truncated = 0;
+        for (int i = 0; i < n; i++) truncated += cut[i];
+        json_t *side = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:s, s:i, s:{s:f, s:f}, s:O}", "wobble",
+                                 wobble_version(), "kind", "text", "model", model, "arch", info.arch, "naming",
+                                 info.naming, "rows", n, "dim", D, "context_length", L, "normalized", normalize,
+                                 "precision", info.precision, "truncated", truncated, "seconds", "load",
+                                 t_loaded - t_start, "embed", core_now_s() - t_loaded, "texts", list);
+        char *txt = side ? json_dumps(side, JSON_INDENT(2)) : NULL;
+        const size_t sl = strlen(out) + 6;
+        char *sp = malloc(sl);
+        if (sp) snprintf(sp, sl, "%s.json", out);
+        rc = txt && sp ? core_outset_add(ctx, &set, sp, txt, strlen(txt))
+                       : core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", out);
+        free(sp);
+        free(txt);
+        json_decref(side);
+    }
+    if (rc == WOBBLE_OK) rc = core_outset_commit(ctx, &set);
+    core_outset_abort(&set);
+    core_buf_free(&eb);
+    if (rc != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
+        goto done;
+    }
+    exit_code = EXIT_OK;
+done:
+    json_decref(list);
+    free(emb);
+    free(cut);
+    free(ntok);
+    free(ids);
+    cli_free_list(texts, n);
+    cli_free_list(where, n);
+    wobble_tokenizer_free(tok);
+    wobble_model_free(m);
+    wobble_ctx_free(ctx);
+    return exit_code;
+}
+
 int cmd_embed(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *patch_out = NULL;
+    const char *model = NULL, *out = NULL, *patch_out = NULL, *tokenizer = NULL;
     long long batch = wobble_model_default_params().max_batch, threads = 0, maxpix = -1;
+    char **texts = NULL, **text_files = NULL;
+    int ntexts = 0, nfiles = 0;
     int normalize = 0;
     wobble_precision prec = WOBBLE_PRECISION_FP32;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},  {"output", required_argument, 0, 'o'},
@@ -166,7 +366,8 @@ int cmd_embed(int argc, char **argv) {
                                        {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 't'},
                                        {"normalize", no_argument, 0, 'n'},    {"patch-tokens", required_argument, 0, 'p'},
                                        {"max-pixels", required_argument, 0, 'x'}, {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+                                       {"text", required_argument, 0, 'T'},   {"text-file", required_argument, 0, 'F'},
+                                       {"tokenizer", required_argument, 0, 'z'}, {0, 0, 0, 0}};
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "hm:o:", lo, NULL)) != -1) {
@@ -187,13 +388,40 @@ int cmd_embed(int argc, char **argv) {
         case 'P':
             if (cli_opt_precision("embed", optarg, &prec)) return EXIT_USAGE;
             break;
-        case 'h': embed_help(stdout); return EXIT_OK;
-        default: embed_help(stderr); return EXIT_USAGE;
+        case 'T':
+        case 'F': {
+            char ***l = c == 'T' ? &texts : &text_files;
+            int *nl = c == 'T' ? &ntexts : &nfiles;
+            char **g = realloc(*l, sizeof(char *) * (size_t)(*nl + 1));
+            if (!g) {
+                free(texts), free(text_files);
+                cli_error("embed: out of memory");
+                return EXIT_FAIL;
+            }
+            g[(*nl)++] = optarg;
+            *l = g;
+            break;
+        }
+        case 'z': tokenizer = optarg; break;
+        case 'h': free(texts), free(text_files); embed_help(stdout); return EXIT_OK;
+        default: free(texts), free(text_files); embed_help(stderr); return EXIT_USAGE;
         }
     }
-    if (!model || !out) {
-        cli_error("embed: %s is required (see 'wobble embed --help')", model ? "-o OUT.npy" : "--model");
+    const char *usage = !model ? "--model is required" : !out ? "-o OUT.npy is required" : NULL;
+    if (!usage && (ntexts || nfiles) && optind < argc) usage = "give images or --text / --text-file, not both";
+    if (!usage && (ntexts || nfiles) && patch_out) usage = "--patch-tokens is for images, not --text";
+    if (!usage && (ntexts || nfiles) && maxpix >= 0) usage = "--max-pixels is for images, not --text";
+    if (!usage && tokenizer && !ntexts && !nfiles) usage = "--tokenizer needs --text or --text-file";
+    if (usage) {
+        free(texts), free(text_files);
+        cli_error("embed: %s (see 'wobble embed --help')", usage);
         return EXIT_USAGE;
+    }
+    if (ntexts || nfiles) {
+        int rc = embed_texts(model, tokenizer, texts, ntexts, text_files, nfiles, out, (int)batch, (int)threads, prec,
+                             normalize);
+        free(texts), free(text_files);
+        return rc;
     }
     if (optind >= argc) {
         cli_error("embed: no input images given");
