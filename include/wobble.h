@@ -507,17 +507,27 @@ wobble_dataset_params wobble_dataset_default_params(void);
 /* path: a folder of images (searched recursively; unlabelled), an
  * ImageFolder tree (only subfolders at the top: class = subfolder, in sorted
  * order), a single image, a CIFAR-10 binary file, or an IDX image file
- * (.gz allowed) with its label file. Items are in sorted order. */
+ * (.gz allowed) with its label file. Items are in sorted order.
+ * A folder holding clean.npy and index.jsonl is an embedding folder
+ * (docs/embeddings.md): embeddings computed elsewhere, items in index.jsonl
+ * order, no pixels (wobble_dataset_load fails); wobble_eval_run takes it
+ * with a NULL model. */
 int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_params *params,
                         wobble_dataset **out);
 void wobble_dataset_free(wobble_dataset *ds);
 int wobble_dataset_size(const wobble_dataset *ds);
-const char *wobble_dataset_kind(const wobble_dataset *ds); /* "folder", "imagefolder", "cifar10", "idx" */
+const char *wobble_dataset_kind(const wobble_dataset *ds); /* "folder", "imagefolder", "cifar10", "idx", "embeddings" */
 int wobble_dataset_num_classes(const wobble_dataset *ds);  /* 0 when unlabelled */
 const char *wobble_dataset_class_name(const wobble_dataset *ds, int k);
 const char *wobble_dataset_item(const wobble_dataset *ds, int i); /* file path, or FILE#INDEX */
 int wobble_dataset_label(const wobble_dataset *ds, int i);        /* -1 when unlabelled */
 int wobble_dataset_load(wobble_ctx *ctx, const wobble_dataset *ds, int i, wobble_image **out);
+/* Embedding folders: the embedding width (0 for image datasets), the
+ * number of perturbed columns, and what column k is (registry name, level;
+ * the name lives as long as the dataset). No error message is set. */
+int wobble_dataset_embed_dim(const wobble_dataset *ds);
+int wobble_dataset_num_columns(const wobble_dataset *ds);
+int wobble_dataset_column(const wobble_dataset *ds, int k, const char **op, double *level);
 
 /* ------------------------------------------------------------------ */
 /* Evaluation pipeline (wobble eval)                                   */
@@ -564,7 +574,10 @@ int wobble_eval_check_ops(wobble_ctx *ctx, const wobble_eval_op *ops, int n_ops)
  * clean embeddings only, for a training set). Unreadable images are
  * reported through warn, skipped and counted. Resumable: a re-run reuses the
  * cache and writes the same result files. A folder holding results for
- * another model, preprocessing, dataset, seed or operation set is refused. */
+ * another model, preprocessing, dataset, seed or operation set is refused.
+ * model NULL with an embedding folder as ds (docs/embeddings.md): the
+ * embeddings come from its arrays (every (op, level) needs a column, or is
+ * an identity level); no cache/ is written. */
 int wobble_eval_run(wobble_ctx *ctx, wobble_model *model, const wobble_dataset *ds, const wobble_eval_params *params,
                     const char *out_dir, wobble_eval_summary *summary);
 

@@ -17,6 +17,12 @@ static void help(FILE *f) {
             "       wobble eval --task linear|knn --train TRAIN --model M --data TEST [...] -o OUT_DIR\n"
             "       wobble eval --task zeroshot --model CLIP --data TEST [...] -o OUT_DIR\n"
             "       wobble eval --task depth --model M --train TRAIN --data TEST [...] -o OUT_DIR\n"
+            "       wobble eval --embeddings DIR [--op NAME[:LEVELS]]... [--limit N] -o OUT_DIR\n"
+            "\n"
+            "--embeddings DIR evaluates embeddings computed by another tool (clean.npy,\n"
+            "perturbed.npy, columns.json, index.jsonl; docs/embeddings.md): the same\n"
+            "metrics, summaries and report, without a model. --op selects columns (a\n"
+            "NAME alone: all of its levels); without --op, every column.\n"
             "\n"
             "Measure how far each perturbation moves the model's embeddings: for every image\n"
             "the clean embedding and one per (op, level), the per-level values and the three\n"
@@ -112,8 +118,9 @@ static void print_table(const char *out) {
     json_t *s = json_load_file(p, 0, NULL);
     if (!s) return;
     json_t *ops = json_object_get(s, "ops");
-    printf("%s on %s: %lld images (%lld failed)\n", json_string_value(json_object_get(json_object_get(s, "model"), "path")),
-           json_string_value(json_object_get(json_object_get(s, "dataset"), "path")),
+    const char *src = json_string_value(json_object_get(json_object_get(s, "model"), "source"));
+    printf("%s%s %s: %lld images (%lld failed)\n", src ? "" : json_string_value(json_object_get(json_object_get(s, "model"), "path")),
+           src ? "embeddings from" : " on", json_string_value(json_object_get(json_object_get(s, "dataset"), "path")),
            (long long)json_integer_value(json_object_get(json_object_get(s, "dataset"), "evaluated")),
            (long long)json_integer_value(json_object_get(json_object_get(s, "dataset"), "failed_count")));
     printf("%-28s %-28s %9s %9s %9s %9s %9s\n", "op", "levels", "R_cos", "R_euc", "R_div", "R_div p90", "R_div max");
@@ -441,12 +448,122 @@ out:
     return exit_code;
 }
 
+/* wobble eval --embeddings DIR: the folder's columns (all, or those --op
+ * selects) through the same pipeline, without a model. */
+static int run_embeddings(const char *dir, char **op_specs, int n_specs, int limit, int threads, const char *out,
+                          int argc, char **argv, int no_report) {
+    wobble_ctx_params cp = wobble_ctx_default_params();
+    cp.threads = threads;
+    wobble_ctx *ctx = NULL;
+    wobble_dataset *ds = NULL;
+    wobble_eval_op ops[64];
+    double *lv = NULL;
+    cli_op_spec specs[64];
+    int n_ops = 0, exit_code = EXIT_FAIL;
+    memset(specs, 0, sizeof specs);
+    if (wobble_ctx_create(&cp, &ctx) != WOBBLE_OK) {
+        cli_error("eval: out of memory");
+        return EXIT_FAIL;
+    }
+    wobble_dataset_params dp = wobble_dataset_default_params();
+    dp.limit = limit;
+    if (wobble_dataset_open(ctx, dir, &dp, &ds) != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
+        goto done;
+    }
+    if (strcmp(wobble_dataset_kind(ds), "embeddings") != 0) {
+        cli_error("%s: not an embedding folder (clean.npy and index.jsonl; see docs/embeddings.md)", dir);
+        goto done;
+    }
+    const int K = wobble_dataset_num_columns(ds);
+    if (!(lv = malloc(sizeof(double) * (size_t)K))) {
+        cli_error("eval: out of memory");
+        goto done;
+    }
+    /* the operations: those named by --op, else every column's, in the folder's order */
+    const char *names[64];
+    int n_names = 0;
+    for (int s = 0; s < n_specs; s++) {
+        char err[512];
+        if (cli_parse_op_spec(op_specs[s], 0, &specs[s], err, sizeof err)) {
+            cli_error("eval: %s", err);
+            exit_code = EXIT_USAGE;
+            goto done;
+        }
+        const wobble_op_info *oi = wobble_op_find(specs[s].name);
+        names[n_names++] = oi ? oi->name : specs[s].name;
+    }
+    for (int c = 0; !n_specs && c < K; c++) {
+        const char *op;
+        wobble_dataset_column(ds, c, &op, NULL);
+        int seen = 0;
+        for (int q = 0; q < n_names; q++) seen |= !strcmp(names[q], op);
+        if (!seen && n_names < 64) names[n_names++] = op;
+    }
+    int used = 0;
+    for (int o = 0; o < n_names; o++) {
+        ops[o].name = names[o];
+        if (o < n_specs && specs[o].n_levels) {
+            ops[o].levels = specs[o].levels;
+            ops[o].n_levels = specs[o].n_levels;
+            continue;
+        }
+        ops[o].levels = lv + used;
+        ops[o].n_levels = 0;
+        for (int c = 0; c < K; c++) {
+            const char *op;
+            double level;
+            wobble_dataset_column(ds, c, &op, &level);
+            if (!strcmp(op, names[o])) lv[used + ops[o].n_levels++] = level;
+        }
+        used += ops[o].n_levels;
+        if (!ops[o].n_levels) {
+            cli_error("%s: no column holds %s (see columns.json)", dir, names[o]);
+            exit_code = EXIT_USAGE;
+            goto done;
+        }
+    }
+    n_ops = n_names;
+    if (wobble_eval_check_ops(ctx, ops, n_ops) != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
+        exit_code = EXIT_USAGE;
+        goto done;
+    }
+    cli_progress prog;
+    cli_progress_start(&prog, wobble_dataset_size(ds));
+    wobble_eval_params ep = wobble_eval_default_params();
+    ep.ops = ops;
+    ep.n_ops = n_ops;
+    ep.model_path = dir;
+    ep.data_path = dir;
+    ep.progress = on_progress;
+    ep.warn = on_warn;
+    ep.user = &prog;
+    wobble_eval_summary sum;
+    int rc = wobble_eval_run(ctx, NULL, ds, &ep, out, &sum);
+    cli_progress_end(&prog);
+    if (rc != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
+        goto done;
+    }
+    print_table(out);
+    exit_code = write_run_and_report(ctx, out, argc, argv, &sum, -1, -1, no_report);
+    fflush(stdout);
+    fprintf(stderr, "wobble: %d images evaluated from %s\n", sum.evaluated, dir);
+done:
+    for (int s = 0; s < n_specs; s++) cli_op_spec_free(&specs[s]);
+    free(lv);
+    wobble_dataset_free(ds);
+    wobble_ctx_free(ctx);
+    return exit_code;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL;
     const char *task = NULL, *train = NULL, *train_labels = NULL, *l2 = NULL, *tokenizer = NULL, *templates = NULL,
                *classnames = NULL;
     uint64_t seed = 0;
-    const char *suite = NULL;
+    const char *suite = NULL, *embeddings = NULL;
     int no_report = 0;
     int frames[2] = {0, 0}, train_frames[2] = {0, 0};
     wobble_depth_params dpp = wobble_depth_default_params();
@@ -470,7 +587,7 @@ int cmd_eval(int argc, char **argv) {
                                        {"tokenizer", required_argument, 0, 'z'}, {"templates", required_argument, 0, 'P'},
                                        {"classnames", required_argument, 0, 'C'}, {"bins", required_argument, 0, 'i'},
                                        {"precision", required_argument, 0, 'Q'}, {"suite", required_argument, 0, 'S'},
-                                       {"no-report", no_argument, 0, 'X'},
+                                       {"no-report", no_argument, 0, 'X'}, {"embeddings", required_argument, 0, 'E'},
                                        {"frames", required_argument, 0, 1001}, {"train-frames", required_argument, 0, 1002},
                                        {"depth-scale", required_argument, 0, 1003}, {"d-min", required_argument, 0, 1004},
                                        {"d-max", required_argument, 0, 1005}, {"steps", required_argument, 0, 1006},
@@ -571,9 +688,21 @@ int cmd_eval(int argc, char **argv) {
         case 'e':
             if (cli_opt_real("eval", "--temperature", optarg, 1e-12, 1e6, &temperature)) return EXIT_USAGE;
             break;
+        case 'E': embeddings = optarg; break;
         case 'h': help(stdout); return EXIT_OK;
         default: help(stderr); return EXIT_USAGE;
         }
+    }
+    if (embeddings) {
+        const char *clash = model ? "--model" : data ? "--data" : task ? "--task" : suite ? "--suite" : labels ? "--labels"
+                          : prec != WOBBLE_PRECISION_FP32 ? "--precision" : NULL;
+        if (clash || !out || optind < argc) {
+            cli_error("eval: %s", !out ? "-o OUT_DIR is required" : optind < argc ? "unexpected argument"
+                                                                  : "--embeddings takes no --model, --data, --task, "
+                                                                    "--suite, --labels or --precision");
+            return EXIT_USAGE;
+        }
+        return run_embeddings(embeddings, op_specs, n_specs, (int)limit, (int)threads, out, argc, argv, no_report);
     }
     if (!model || !data || !out) {
         cli_error("eval: %s is required (see 'wobble eval --help')", !model ? "--model" : !data ? "--data" : "-o OUT_DIR");

@@ -355,6 +355,34 @@ def test_eval_mirrors_the_cli():
             wobble.eval(model=TINY_CLIP, data=data, out=os.path.join(t, "bad"), op="jpeg:0")
 
 
+def test_save_embeddings_round_trip():
+    """Embeddings made in Python, written with save_embeddings, evaluated by
+    `wobble eval --embeddings`: the metrics wobble.robustness gives."""
+    if not BIN:
+        pytest.skip("WOBBLE_BIN not set")
+    m = wobble.Model(TINY_CLIP)
+    imgs = [load(f) for f in ("photo_96x80.png", "syn_64x48.png")]
+    cols = [("jpeg", 50), ("jpeg", 10), ("gaussian_blur", 1.5)]
+    clean = m.embed(imgs)
+    pert = np.stack([m.embed([wobble.perturb(im, op, lv) for op, lv in cols]) for im in imgs])
+    with tempfile.TemporaryDirectory() as t:
+        d = os.path.join(t, "emb")
+        wobble.save_embeddings(d, clean, pert, cols, ids=["a.png", "b.png"], labels=[1, 0], classes=["x", "y"])
+        assert sorted(os.listdir(d)) == ["classes.json", "clean.npy", "columns.json", "index.jsonl", "perturbed.npy"]
+        s = wobble.eval(embeddings=d, out=os.path.join(t, "out"), no_report=True)
+        assert s["dataset"]["kind"] == "embeddings" and [o["op"] for o in s["ops"]] == ["jpeg", "gaussian_blur"]
+        recs = [json.loads(l) for l in open(os.path.join(t, "out", "per_image.jsonl"))]
+        for r in recs:
+            i = ["a.png", "b.png"].index(r["image"])
+            ks = [k for k, (op, _) in enumerate(cols) if op == r["op"]]
+            mine = wobble.robustness(clean[i], pert[i, ks])
+            assert abs(mine["R_div"] - r["R_div"]) <= 1e-9 and r["label"] == [1, 0][i]
+        with pytest.raises(ValueError, match="unique"):
+            wobble.save_embeddings(d, clean, pert, cols, ids=["a", "a"])
+        with pytest.raises(ValueError, match="NaN"):
+            wobble.save_embeddings(d, clean * np.nan, pert, cols, ids=["a", "b"])
+
+
 def rss_kb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024

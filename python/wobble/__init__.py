@@ -25,8 +25,8 @@ import numpy as np
 
 from . import _wobble
 
-__all__ = ["WobbleError", "ops", "perturb", "Model", "robustness", "meb", "fit", "eval", "version",
-           "bf16_supported"]
+__all__ = ["WobbleError", "ops", "perturb", "Model", "robustness", "meb", "fit", "eval", "save_embeddings",
+           "version", "bf16_supported"]
 
 
 class WobbleError(Exception):
@@ -201,6 +201,53 @@ class Model:
         out = np.empty((len(texts), self.embed_dim), dtype=np.float32)
         toks = self._m.encode_text(texts, bool(normalize), os.fspath(tdir), out)
         return (out, toks) if return_tokens else out
+
+
+def save_embeddings(path, clean, perturbed, columns, ids, labels=None, classes=None):
+    """Write an embedding folder for `wobble eval --embeddings PATH` (docs/embeddings.md).
+
+    clean: [N, D]; perturbed: [N, K, D] (float32, or float64 converted);
+    columns: K pairs (op, level) or dicts {"op", "level"} naming column k
+    (registry names, wobble.ops()); ids: N unique strings; labels: N ints
+    (-1: none) or None; classes: the class names of the labels, or None.
+    The files are written to temporary names, then renamed.
+    """
+    c = np.ascontiguousarray(clean, dtype=np.float32)
+    p = np.ascontiguousarray(perturbed, dtype=np.float32)
+    if c.ndim != 2 or p.ndim != 3 or p.shape[0] != c.shape[0] or p.shape[2] != c.shape[1]:
+        raise ValueError(f"clean {c.shape} and perturbed {p.shape}: expected [N, D] and [N, K, D]")
+    if not (np.isfinite(c).all() and np.isfinite(p).all()):
+        raise ValueError("the embeddings hold NaN or infinite values")
+    cols = [dict(op=str(x["op"]), level=float(x["level"])) if isinstance(x, dict)
+            else dict(op=str(x[0]), level=float(x[1])) for x in columns]
+    if len(cols) != p.shape[1]:
+        raise ValueError(f"{len(cols)} columns for K = {p.shape[1]}")
+    ids = [str(i) for i in ids]
+    if len(ids) != c.shape[0] or len(set(ids)) != len(ids) or not all(ids):
+        raise ValueError(f"ids: {len(ids)} for N = {c.shape[0]}; they must be unique, non-empty strings")
+    if labels is not None:
+        labels = [int(x) for x in labels]
+        if len(labels) != len(ids):
+            raise ValueError(f"{len(labels)} labels for N = {len(ids)}")
+    os.makedirs(path, exist_ok=True)
+    files = {}
+    for name, arr in (("clean.npy", c), ("perturbed.npy", p)):
+        t = os.path.join(path, name + ".tmp")
+        with open(t, "wb") as f:
+            np.save(f, arr)
+        files[name] = t
+    texts = {"columns.json": json.dumps(cols, indent=1) + "\n",
+             "index.jsonl": "".join(json.dumps({"id": i, **({"label": labels[n]} if labels is not None else {})}) + "\n"
+                                    for n, i in enumerate(ids))}
+    if classes is not None:
+        texts["classes.json"] = json.dumps([str(x) for x in classes], indent=1) + "\n"
+    for name, text in texts.items():
+        t = os.path.join(path, name + ".tmp")
+        with open(t, "w") as f:
+            f.write(text)
+        files[name] = t
+    for name, t in files.items():
+        os.replace(t, os.path.join(path, name))
 
 
 def _binary():

@@ -14,4 +14,25 @@ void data_set_raw(wobble_dataset *ds, uint8_t *raw);
  * file against the IDX label bytes lab (ls of them, from the file lp). */
 int data_cifar_index(wobble_ctx *ctx, wobble_dataset *ds, size_t size);
 int data_idx_index(wobble_ctx *ctx, wobble_dataset *ds, size_t size, const uint8_t *lab, size_t ls, const char *lp);
+
+/* An embedding folder (src/data/embeddings.c, docs/embeddings.md): the rows
+ * of clean.npy [n, d] and perturbed.npy [n, k, d], what each column is, and
+ * a content hash of all of it. */
+typedef struct data_emb {
+    int n, d, k;
+    float *clean, *pert;
+    char **col_op;     /* [k] registry names */
+    double *col_level; /* [k] */
+    uint64_t hash;
+} data_emb;
+
+/* Parse DIR: the arrays, the ids and labels (index.jsonl, n of each) and the
+ * class names (classes.json, or "0".."max label"; none when unlabelled). */
+int data_emb_open(wobble_ctx *ctx, const char *dir, data_emb **out, char ***ids, int **labels, int *n,
+                  char ***classes, int *n_classes);
+void data_emb_free(data_emb *e);
+/* Column of (op, level), or -1. */
+int data_emb_column(const data_emb *e, const char *op, double level);
+/* The embedding folder behind an "embeddings" dataset; NULL for image datasets. */
+const data_emb *data_embeddings(const wobble_dataset *ds);
 #endif

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-typedef enum { DS_FOLDER, DS_IMAGEFOLDER, DS_CIFAR, DS_IDX } ds_kind;
+typedef enum { DS_FOLDER, DS_IMAGEFOLDER, DS_CIFAR, DS_IDX, DS_EMBEDDINGS } ds_kind;
 
 struct wobble_dataset {
     ds_kind kind;
@@ -29,6 +30,7 @@ struct wobble_dataset {
     int n_classes;
     uint8_t *raw;   /* CIFAR records or IDX pixels */
     int rows, cols; /* IDX image size */
+    data_emb *emb;  /* an embedding folder's arrays */
 };
 
 wobble_dataset_params wobble_dataset_default_params(void) {
@@ -282,8 +284,30 @@ void wobble_dataset_free(wobble_dataset *ds) {
     free(ds->labels);
     core_free_names(ds->classes, ds->n_classes);
     free(ds->raw);
+    data_emb_free(ds->emb);
     free(ds->path);
     free(ds);
+}
+
+const data_emb *data_embeddings(const wobble_dataset *ds) { return ds ? ds->emb : NULL; }
+
+/* A folder holding clean.npy and index.jsonl is an embedding folder. */
+static int is_embedding_folder(const char *dir) {
+    char *a = core_path_join(dir, "clean.npy"), *b = core_path_join(dir, "index.jsonl");
+    const int yes = a && b && access(a, F_OK) == 0 && access(b, F_OK) == 0;
+    free(a), free(b);
+    return yes;
+}
+
+static int open_embeddings(wobble_ctx *ctx, wobble_dataset *ds) {
+    ds->kind = DS_EMBEDDINGS;
+    int n = 0;
+    int rc = data_emb_open(ctx, ds->path, &ds->emb, &ds->names, &ds->labels, &n, &ds->classes, &ds->n_classes);
+    if (rc == WOBBLE_OK) {
+        ds->n = n;
+        ds->cap_names = ds->cap_labels = (size_t)n;
+    }
+    return rc;
 }
 
 int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_params *params, wobble_dataset **out) {
@@ -296,6 +320,8 @@ int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_
     struct stat st;
     if (stat(path, &st) != 0) {
         rc = core_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    } else if (S_ISDIR(st.st_mode) && is_embedding_folder(path)) {
+        rc = open_embeddings(ctx, ds);
     } else if (S_ISDIR(st.st_mode)) {
         rc = open_folder(ctx, ds);
     } else {
@@ -335,7 +361,7 @@ const char *wobble_dataset_class_name(const wobble_dataset *ds, int k) {
     return ds && k >= 0 && k < ds->n_classes ? ds->classes[k] : NULL;
 }
 const char *wobble_dataset_kind(const wobble_dataset *ds) {
-    static const char *k[] = {"folder", "imagefolder", "cifar10", "idx"};
+    static const char *k[] = {"folder", "imagefolder", "cifar10", "idx", "embeddings"};
     return ds ? k[ds->kind] : "";
 }
 const char *wobble_dataset_item(const wobble_dataset *ds, int i) { return ds && i >= 0 && i < ds->n ? ds->names[i] : NULL; }
@@ -345,6 +371,9 @@ int wobble_dataset_load(wobble_ctx *ctx, const wobble_dataset *ds, int i, wobble
     if (!ds || !out || i < 0 || i >= ds->n) return core_seterr(ctx, WOBBLE_EINVAL, "dataset: bad index %d", i);
     *out = NULL;
     if (ds->kind == DS_FOLDER || ds->kind == DS_IMAGEFOLDER) return wobble_image_read(ctx, ds->names[i], out);
+    if (ds->kind == DS_EMBEDDINGS)
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: an embedding folder holds no images (item '%s')", ds->path,
+                           ds->names[i]);
     if (ds->kind == DS_CIFAR) {
         const uint8_t *r = ds->raw + (size_t)i * 3073 + 1;
         int rc = image_alloc(ctx, 32, 32, out);
@@ -358,5 +387,14 @@ int wobble_dataset_load(wobble_ctx *ctx, const wobble_dataset *ds, int i, wobble
     int rc = image_alloc(ctx, ds->cols, ds->rows, out);
     if (rc) return rc;
     for (size_t p = 0; p < per; p++) (*out)->data[3 * p] = (*out)->data[3 * p + 1] = (*out)->data[3 * p + 2] = r[p];
+    return WOBBLE_OK;
+}
+
+int wobble_dataset_embed_dim(const wobble_dataset *ds) { return ds && ds->emb ? ds->emb->d : 0; }
+int wobble_dataset_num_columns(const wobble_dataset *ds) { return ds && ds->emb ? ds->emb->k : 0; }
+int wobble_dataset_column(const wobble_dataset *ds, int k, const char **op, double *level) {
+    if (!ds || !ds->emb || k < 0 || k >= ds->emb->k) return WOBBLE_EINVAL;
+    if (op) *op = ds->emb->col_op[k];
+    if (level) *level = ds->emb->col_level[k];
     return WOBBLE_OK;
 }

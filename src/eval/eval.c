@@ -12,12 +12,18 @@
  *   eval_outputs   per_image.jsonl, summary.json, summary.csv from the
  *                  cache contents, all three committed together or none
  *
+ * Embedding folders (docs/embeddings.md): with a NULL model and an
+ * "embeddings" dataset, eval_image takes each image's clean and perturbed
+ * embeddings from the folder's arrays instead of decoding, perturbing and
+ * embedding; everything after (metrics, callbacks, outputs) is shared.
+ *
  * Embedding cache (src/eval/cache.h): OUT/cache/<image content hash>.bin is
  * rewritten atomically after each image, so a killed run loses at most the
  * image in progress; a re-run embeds only what is missing, and produces the
  * same result bytes as an uninterrupted one.
  */
 #include "../core/internal.h"
+#include "../data/data.h"
 #include "../model/model.h"
 #include "cache.h"
 #include "eval_internal.h"
@@ -102,6 +108,8 @@ typedef struct {
     const wobble_eval_params *P;
     const char *out_dir;
     const wobble_op_info **info; /* [O] */
+    const data_emb *X;           /* an embedding folder (model NULL), or NULL */
+    int *col;                    /* with X: the column of (o, k) at [o * Kmax + k] */
     int N, E, O, Kmax, batch;
     uint64_t mh, ph;
     char mhs[17], phs[17];
@@ -129,7 +137,7 @@ static void eval_run_free(eval_run *S) {
     for (int i = 0; S->errors && i < S->N; i++) free(S->errors[i]);
     free(S->errors), free(S->ok), free(S->lc), free(S->le), free(S->rob), free(S->ihash);
     free(S->pend), free(S->px), free(S->emb), free(S->pert);
-    free(S->info), free(S->cache_dir);
+    free(S->info), free(S->cache_dir), free(S->col);
 }
 
 static int eval_setup(eval_run *S) {
@@ -139,10 +147,11 @@ static int eval_setup(eval_run *S) {
     if (rc) return rc;
     S->O = P->n_ops;
     S->N = wobble_dataset_size(S->ds);
-    S->E = wobble_model_embed_dim(S->m);
+    S->E = S->X ? S->X->d : wobble_model_embed_dim(S->m);
     S->batch = P->batch > 0 ? P->batch : 64;
-    S->mh = model_content_hash(S->m);
-    S->ph = model_preprocessing_hash(S->m);
+    /* an embedding folder's content stands for the model and preprocessing */
+    S->mh = S->X ? S->X->hash : model_content_hash(S->m);
+    S->ph = S->X ? 0 : model_preprocessing_hash(S->m);
     snprintf(S->mhs, sizeof S->mhs, "%016llx", (unsigned long long)S->mh);
     snprintf(S->phs, sizeof S->phs, "%016llx", (unsigned long long)S->ph);
     for (int o = 0; o < S->O; o++) S->Kmax = P->ops[o].n_levels > S->Kmax ? P->ops[o].n_levels : S->Kmax;
@@ -159,6 +168,21 @@ static int eval_setup(eval_run *S) {
     if (!S->info || !S->lc || !S->le || !S->rob || !S->ok || !S->errors || !S->ihash || !S->pert || !S->cache_dir)
         return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory for %d images", S->N);
     for (int o = 0; o < S->O; o++) S->info[o] = wobble_op_find(P->ops[o].name);
+    if (S->X) {
+        if (!(S->col = malloc(sizeof(int) * (O * K + 1))))
+            return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory for %d images", S->N);
+        for (int o = 0; o < S->O; o++)
+            for (int k = 0; k < P->ops[o].n_levels; k++) {
+                const double lv = P->ops[o].levels[k];
+                const int c = data_emb_column(S->X, S->info[o]->name, lv);
+                /* an identity level needs no column: it is the clean embedding, as in eval */
+                if (c < 0 && !(S->info[o]->has_identity && lv == S->info[o]->identity))
+                    return core_seterr(S->ctx, WOBBLE_EINVAL, "%s: no column holds %s at %g (see columns.json)",
+                                       P->data_path ? P->data_path : "embeddings", S->info[o]->name, lv);
+                S->col[(size_t)o * K + k] = c;
+            }
+        return wobble_mkdirs(S->ctx, S->out_dir); /* nothing to cache */
+    }
     return wobble_mkdirs(S->ctx, S->cache_dir);
 }
 
@@ -178,8 +202,9 @@ static int eval_lock(eval_run *S) {
     /* bf16 embeddings are another model's: the key is there only then, so
      * folders written before it existed stay valid for fp32 */
     wobble_model_info mi;
-    wobble_model_get_info(S->m, &mi);
-    if (cfg && strcmp(mi.precision, "fp32") != 0) json_object_set_new(cfg, "precision", json_string(mi.precision));
+    if (S->m) wobble_model_get_info(S->m, &mi);
+    if (cfg && S->m && strcmp(mi.precision, "fp32") != 0)
+        json_object_set_new(cfg, "precision", json_string(mi.precision));
     char *cfg_path = core_path_join(S->out_dir, "config.json");
     int rc = WOBBLE_OK;
     if (!cfg || !cfg_path) {
@@ -338,6 +363,28 @@ static int eval_skip(eval_run *S, int i, int name_it) {
     return WOBBLE_OK;
 }
 
+/* Image i of an embedding folder: its rows of the arrays, as a cache would
+ * hold them; its id's hash stands for the content hash. */
+static int eval_external(eval_run *S, int i, eval_cache *c) {
+    const data_emb *X = S->X;
+    const size_t E = (size_t)S->E, Km = (size_t)S->Kmax;
+    const char *id = wobble_dataset_item(S->ds, i);
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = id; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    S->ihash[i] = h;
+    if (eval_cache_add(c, "clean", 0.0, X->clean + (size_t)i * E))
+        return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    for (int o = 0; o < S->O; o++)
+        for (int k = 0; k < S->P->ops[o].n_levels; k++) {
+            const int col = S->col[(size_t)o * Km + k];
+            if (col >= 0 && eval_cache_add(c, S->info[o]->name, S->P->ops[o].levels[k],
+                                           X->pert + ((size_t)i * X->k + col) * E))
+                return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+        }
+    S->from_cache++;
+    return WOBBLE_OK;
+}
+
 /* One image. An unreadable image, or one an operation refuses (too small for
  * an ImageNet-C corruption), is recorded and skipped (WOBBLE_OK); a model,
  * memory or disk failure stops the run (the cache keeps what was done). */
@@ -345,6 +392,26 @@ static int eval_image(eval_run *S, int i) {
     const wobble_eval_params *P = S->P;
     wobble_ctx *ctx = S->ctx;
     if (P->progress) P->progress(P->user, i, S->N, wobble_dataset_item(S->ds, i));
+    if (S->X) {
+        eval_cache c;
+        eval_cache_init(&c, S->E);
+        int rc = eval_external(S, i, &c);
+        double ta = core_now_s();
+        if (rc == WOBBLE_OK) rc = eval_metrics(S, i, &c);
+        S->T.t_metrics += core_now_s() - ta;
+        if (rc == WOBBLE_OK && P->embedding) {
+            P->embedding(P->user, i, -1, 0, eval_cache_find(&c, "clean", 0.0), S->E);
+            for (int o = 0; o < S->O; o++)
+                for (int k = 0; k < P->ops[o].n_levels; k++)
+                    P->embedding(P->user, i, o, k, level_vec(S, &c, o, k), S->E);
+        }
+        eval_cache_clear(&c);
+        if (rc == WOBBLE_OK) {
+            S->ok[i] = 1;
+            S->n_ok++;
+        }
+        return rc;
+    }
     wobble_image *img = NULL;
     double ta = core_now_s();
     int rc = wobble_dataset_load(ctx, S->ds, i, &img);
@@ -487,21 +554,30 @@ static json_t *summary_json(const eval_run *S, double *v, core_buf *csv) {
             return NULL;
         }
     }
-    wobble_model_info mi;
-    wobble_model_get_info(S->m, &mi);
     json_t *failed = json_array();
     for (int i = 0; i < S->N && failed; i++)
         if (S->errors[i])
             json_array_append_new(failed, json_pack("{s:s, s:s}", "image", wobble_dataset_item(S->ds, i), "error",
                                                     S->errors[i]));
     static const char *FILTERS[] = {"box", "bilinear", "hamming", "bicubic", "lanczos"};
-    json_t *model_j = json_pack(
+    wobble_model_info mi;
+    json_t *model_j;
+    if (!S->m) {
+        /* embeddings computed elsewhere: what is known of their source */
+        model_j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "path", P->data_path ? P->data_path : "", "source",
+                            "embeddings", "preset", "external", "arch", "external", "content_hash", S->mhs,
+                            "embed_dim", S->E);
+        goto pack;
+    }
+    wobble_model_get_info(S->m, &mi);
+    model_j = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:[f,f,f], s:[f,f,f]}}", "path",
         P->model_path ? P->model_path : mi.path, "preset", mi.preset, "arch", mi.arch, "naming", mi.naming,
         "content_hash", S->mhs, "precision", mi.precision, "embed_dim", mi.embed_dim, "preprocessing_hash", S->phs, "preprocessing",
         "resize_short", mi.resize_short, "resize_h", mi.resize_h, "resize_w", mi.resize_w, "crop_h", mi.crop_h, "crop_w",
         mi.crop_w, "filter", FILTERS[mi.filter], "rescale", mi.rescale, "mean", (double)mi.mean[0], (double)mi.mean[1],
         (double)mi.mean[2], "std", (double)mi.std[0], (double)mi.std[1], (double)mi.std[2]);
+pack:
     return json_pack("{s:s, s:o*, s:{s:s, s:s, s:i, s:i, s:i, s:o*}, s:I, s:s, s:o*}", "wobble", wobble_version(),
                      "model", model_j, "dataset", "path", P->data_path ? P->data_path : "", "kind",
                      wobble_dataset_kind(S->ds), "images", S->N, "evaluated", S->n_ok, "failed_count", S->n_failed,
@@ -530,10 +606,16 @@ static int eval_outputs(eval_run *S, core_outset *set) {
 
 int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, const wobble_eval_params *params,
                     const char *out_dir, wobble_eval_summary *summary, core_outset *set) {
-    if (!m || !ds || !params || !out_dir || !set) return core_seterr(ctx, WOBBLE_EINVAL, "eval: NULL argument");
+    if (!ds || !params || !out_dir || !set) return core_seterr(ctx, WOBBLE_EINVAL, "eval: NULL argument");
+    if (!m && !data_embeddings(ds))
+        return core_seterr(ctx, WOBBLE_EINVAL, "eval: no model (only an embedding folder can be evaluated without one)");
+    if (m && data_embeddings(ds))
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: an embedding folder is evaluated without a model",
+                           params->data_path ? params->data_path : "eval");
     eval_run S;
     memset(&S, 0, sizeof S);
     S.ctx = ctx, S.m = m, S.ds = ds, S.P = params, S.out_dir = out_dir;
+    S.X = data_embeddings(ds);
     S.t_start = core_now_s();
     int rc = eval_setup(&S);
     if (rc == WOBBLE_OK) rc = eval_lock(&S);

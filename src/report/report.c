@@ -691,8 +691,12 @@ static int worst_images(rp *R, int i, int o) {
         const double level = jnum(json_array_get(json_object_get(op, "levels"), (size_t)q->worst));
         OUT("<figure><div class=\"pair\">");
         wobble_image *img = NULL, *pert = NULL;
-        int ok = load_item(R, r, q->image, &img) == WOBBLE_OK;
-        if (!ok) {
+        /* an embedding folder's run has no pixels to show: names and numbers only */
+        const int pixels = strcmp(jstr(r->summary, "dataset/kind"), "embeddings") != 0;
+        int ok = pixels && load_item(R, r, q->image, &img) == WOBBLE_OK;
+        if (!pixels) {
+            OUT("<span class=\"note\">embeddings computed elsewhere: no image</span>");
+        } else if (!ok) {
             if (wobble_last_status(R->ctx) == WOBBLE_ENOMEM) rc = WOBBLE_ENOMEM;
             if (!r->missing++) snprintf(r->first_miss, sizeof r->first_miss, "%s", wobble_last_error(R->ctx));
         } else {
@@ -712,7 +716,7 @@ static int worst_images(rp *R, int i, int o) {
             rc = wobble_perturb(R->ctx, name, img, level, &pp, &pert);
             if (!rc) rc = thumb(R, img, "clean");
             if (!rc) rc = thumb(R, pert, "perturbed");
-        } else if (!rc) {
+        } else if (!rc && pixels) {
             OUT("<span class=\"note\">image not available</span>");
         }
         wobble_image_free(img);
