@@ -500,6 +500,8 @@ typedef struct wobble_dataset wobble_dataset;
 typedef struct wobble_dataset_params {
     const char *labels_path; /* IDX label file (default: derived from the image file name) */
     int limit;               /* keep the first `limit` items (0 = all) */
+    const char *split;       /* embedding folders: "train" keeps the rows marked train, "test" the
+                                others; NULL (default) every row. Ignored by image datasets. */
 } wobble_dataset_params;
 
 wobble_dataset_params wobble_dataset_default_params(void);
@@ -616,7 +618,8 @@ typedef struct wobble_downstream_summary {
  * predict accuracy from robustness: downstream.json, downstream.csv,
  * downstream_per_image.jsonl. Test classes are matched to training classes
  * by name; a test class absent from the training set, or a training class
- * without examples, is an error. */
+ * without examples, is an error. model NULL: test and params->train are
+ * embedding folders (linear and knn only). */
 int wobble_downstream_run(wobble_ctx *ctx, wobble_model *model, const wobble_dataset *test,
                           const wobble_eval_params *eval, const wobble_downstream_params *params, const char *out_dir,
                           wobble_downstream_summary *summary);

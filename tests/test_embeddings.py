@@ -181,7 +181,7 @@ usage = [
     ("absent op", 2, r"no column holds gaussian_blur", ["--embeddings", good, "--op", "gaussian_blur"]),
     ("absent level", 1, r"no column holds jpeg at 30", ["--embeddings", good, "--op", "jpeg:30"]),
     ("with --model", 2, r"--embeddings takes no --model", ["--embeddings", good, "--model", M]),
-    ("with --task", 2, r"--embeddings takes no", ["--embeddings", good, "--task", "linear"]),
+    ("with --task depth", 2, r"--task linear or knn", ["--embeddings", good, "--task", "depth"]),
 ]
 for what, code, pat, args in usage:
     out = os.path.join(T, "usage", what.replace(" ", "-"))
@@ -191,6 +191,92 @@ for what, code, pat, args in usage:
     check(r.returncode == code and len(lines) == 1 and re.search(pat, r.stderr) and not left,
           f"{what}: exit {r.returncode}, stderr {r.stderr!r}, left {left}")
 
-shutil.rmtree(T)
+# 4. --task linear / knn on embeddings: the accuracy eval --task computes from the images
+tree = {"tr/a": ["syn_3x5.png", "syn_33x17.png"], "tr/b": ["photo_96x80.png", "syn_64x48.png"],
+        "te/a": ["syn_33x17.png", "tiny_10x7.png"], "te/b": ["photo_96x80.png"]}
+for sub, files in tree.items():
+    os.makedirs(os.path.join(T, sub), exist_ok=True)
+    for f in files:
+        shutil.copy(os.path.join(REF, "data", f), os.path.join(T, sub, f))
+TCOLS = [("jpeg", 10.0), ("hue", 0.2)]
+r = run("eval", "--task", "linear", "--model", M, "--train", os.path.join(T, "tr"), "--data", os.path.join(T, "te"),
+        "--op", "jpeg:10", "--op", "hue:0.2", "--no-report", "-o", os.path.join(T, "task_ref"))
+check(r.returncode == 0, f"eval --task linear on images: {r.stderr}")
+rows, labels, splits, ids = [], [], [], []
+for sub in ("tr/a", "tr/b", "te/a", "te/b"):
+    for f in tree[sub]:
+        rows.append(os.path.join(T, sub, f))
+        labels.append(0 if sub.endswith("a") else 1)
+        splits.append("train" if sub.startswith("tr") else "test")
+        ids.append(sub + "/" + f)
+r = run("embed", "--model", M, *rows, "-o", os.path.join(T, "tclean.npy"))
+tclean = np.load(os.path.join(T, "tclean.npy"))
+pfiles = []
+for p in rows:
+    for op, lv in TCOLS:
+        out = os.path.join(T, "tpert", os.path.basename(os.path.dirname(os.path.dirname(p))) + os.path.basename(
+            os.path.dirname(p)) + "_" + os.path.basename(p) + f"_{op}.png")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        run("perturb", "--op", op, "--level", f"{lv:g}", p, out)
+        pfiles.append(out)
+r = run("embed", "--model", M, *pfiles, "-o", os.path.join(T, "tpert.npy"))
+tpert = np.load(os.path.join(T, "tpert.npy")).reshape(len(rows), len(TCOLS), -1)
+td = os.path.join(T, "task_emb")
+os.makedirs(td)
+np.save(os.path.join(td, "clean.npy"), tclean)
+np.save(os.path.join(td, "perturbed.npy"), tpert)
+json.dump([{"op": o, "level": l} for o, l in TCOLS], open(os.path.join(td, "columns.json"), "w"))
+json.dump(["a", "b"], open(os.path.join(td, "classes.json"), "w"))
+with open(os.path.join(td, "index.jsonl"), "w") as f:
+    for i, l, s in zip(ids, labels, splits):
+        f.write(json.dumps({"id": i, "label": l, "split": s}) + "\n")
+for task in ("linear", "knn"):
+    ref_dir = os.path.join(T, "task_ref") if task == "linear" else os.path.join(T, "task_ref_knn")
+    if task == "knn":
+        run("eval", "--task", "knn", "--k", "3", "--model", M, "--train", os.path.join(T, "tr"), "--data",
+            os.path.join(T, "te"), "--op", "jpeg:10", "--op", "hue:0.2", "--no-report", "-o", ref_dir)
+    extra = ["--k", "3"] if task == "knn" else []
+    r = run("eval", "--embeddings", td, "--task", task, *extra, "--no-report", "-o", os.path.join(T, "task_" + task))
+    check(r.returncode == 0, f"eval --embeddings --task {task}: {r.stderr}")
+    if r.returncode == 0:
+        a = json.load(open(os.path.join(T, "task_" + task, "downstream.json")))
+        b = json.load(open(os.path.join(ref_dir, "downstream.json")))
+        check(a["train"]["evaluated"] == 4 and a["test"]["evaluated"] == 3, f"{task}: rows {a['train']}, {a['test']}")
+        acc = lambda d: [d["clean"]["top1"]] + [lv["top1"] for o in d["ops"] for lv in o["per_level"]]
+        check(acc(a) == acc(b), f"{task}: accuracies {acc(a)} vs {acc(b)} on the images")
+        key = lambda r: ("/".join(r["image"].split("/")[-2:]), r["op"])
+        pa = sorted((key(r), r["clean_pred"], r["pred"]) for r in map(json.loads, open(os.path.join(
+            T, "task_" + task, "downstream_per_image.jsonl"))))
+        pb = sorted((key(r), r["clean_pred"], r["pred"]) for r in map(json.loads, open(os.path.join(
+            ref_dir, "downstream_per_image.jsonl"))))
+        check(pa == pb and len(pa) == 6, f"{task}: per-image predictions differ: {pa} vs {pb}")
+        check(a["classifier"].get("l2") == b["classifier"].get("l2"), f"{task}: classifier {a['classifier']}")
+        print(f"--task {task}: top-1 {acc(a)} (eval on the images: {acc(b)}), per-image predictions equal")
+# a separate training folder of clean embeddings only (no perturbed.npy, no columns.json)
+trd = os.path.join(T, "train_only")
+os.makedirs(trd)
+np.save(os.path.join(trd, "clean.npy"), tclean[:4])
+json.dump(["a", "b"], open(os.path.join(trd, "classes.json"), "w"))
+with open(os.path.join(trd, "index.jsonl"), "w") as f:
+    for i, l in zip(ids[:4], labels[:4]):
+        f.write(json.dumps({"id": i, "label": l}) + "\n")
+r = run("eval", "--embeddings", td, "--task", "linear", "--train", trd, "--no-report", "-o", os.path.join(T, "task_tr"))
+check(r.returncode == 0, f"--train with a clean-only folder: {r.stderr}")
+if r.returncode == 0:
+    a = json.load(open(os.path.join(T, "task_tr", "downstream.json")))
+    b = json.load(open(os.path.join(T, "task_ref", "downstream.json")))
+    check(a["clean"]["top1"] == b["clean"]["top1"], "same accuracy with a separate training folder")
+for what, code, pat, args in [
+        ("clean-only folder evaluated", 1, "clean embeddings only", ["--embeddings", trd]),
+        ("zeroshot", 2, "--task linear or knn", ["--embeddings", td, "--task", "zeroshot"]),
+        ("no train rows", 1, "no row of index.jsonl is in the train split", ["--embeddings", good, "--task", "linear"]),
+        ("--train without --task", 2, "need --task", ["--embeddings", td, "--train", trd])]:
+    out = os.path.join(T, "usage2", what.replace(" ", "-"))
+    r = run("eval", *args, "-o", out)
+    check(r.returncode == code and re.search(pat, r.stderr) and len(r.stderr.strip().splitlines()) == 1
+          and not os.path.exists(os.path.join(out, "downstream.json")), f"{what}: exit {r.returncode}, {r.stderr!r}")
+
+KEEP = os.environ.get("KEEP_T")
+if not KEEP: shutil.rmtree(T)
 print(f"{passes} passed, {fails} failed")
 sys.exit(1 if fails else 0)

@@ -18,11 +18,14 @@ static void help(FILE *f) {
             "       wobble eval --task zeroshot --model CLIP --data TEST [...] -o OUT_DIR\n"
             "       wobble eval --task depth --model M --train TRAIN --data TEST [...] -o OUT_DIR\n"
             "       wobble eval --embeddings DIR [--op NAME[:LEVELS]]... [--limit N] -o OUT_DIR\n"
+            "       wobble eval --embeddings DIR --task linear|knn [--train DIR2] [...] -o OUT_DIR\n"
             "\n"
             "--embeddings DIR evaluates embeddings computed by another tool (clean.npy,\n"
             "perturbed.npy, columns.json, index.jsonl; docs/embeddings.md): the same\n"
             "metrics, summaries and report, without a model. --op selects columns (a\n"
-            "NAME alone: all of its levels); without --op, every column.\n"
+            "NAME alone: all of its levels); without --op, every column. With --task\n"
+            "linear or knn, the classifier trains on the rows marked \"split\": \"train\"\n"
+            "(or on the embedding folder --train names) and is tested on the others.\n"
             "\n"
             "Measure how far each perturbation moves the model's embeddings: for every image\n"
             "the clean embedding and one per (op, level), the per-level values and the three\n"
@@ -277,10 +280,10 @@ static void print_downstream(const char *out) {
 }
 
 static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test, wobble_eval_params *ep,
-                          cli_progress *prog, int task, const char *train, const char *train_labels, int train_limit,
-                          const char *l2, int k, double temperature, const char *tokenizer, const char *templates,
-                          const char *classnames, int bins, const char *model, const char *out, int argc,
-                          char **argv, int no_report) {
+                          cli_progress *prog, int task, const char *train, const char *train_split,
+                          const char *train_labels, int train_limit, const char *l2, int k, double temperature,
+                          const char *tokenizer, const char *templates, const char *classnames, int bins,
+                          const char *model, const char *out, int argc, char **argv, int no_report) {
     int exit_code = EXIT_OK, n_l2 = 0, n_tpl = 0, n_names = 0;
     double *grid = NULL;
     char **tpl = NULL, **names = NULL;
@@ -306,6 +309,7 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
         wobble_dataset_params p = wobble_dataset_default_params();
         p.labels_path = train_labels;
         p.limit = train_limit;
+        p.split = train_split;
         if (wobble_dataset_open(ctx, train, &p, &tr) != WOBBLE_OK) {
             cli_error("%s", wobble_last_error(ctx));
             exit_code = EXIT_FAIL;
@@ -450,8 +454,16 @@ out:
 
 /* wobble eval --embeddings DIR: the folder's columns (all, or those --op
  * selects) through the same pipeline, without a model. */
-static int run_embeddings(const char *dir, char **op_specs, int n_specs, int limit, int threads, const char *out,
-                          int argc, char **argv, int no_report) {
+typedef struct {
+    int task; /* -1: none */
+    const char *train, *l2;
+    int train_limit, k, bins;
+    double temperature;
+    uint64_t seed;
+} emb_task;
+
+static int run_embeddings(const char *dir, char **op_specs, int n_specs, int limit, int threads, const emb_task *t,
+                          const char *out, int argc, char **argv, int no_report) {
     wobble_ctx_params cp = wobble_ctx_default_params();
     cp.threads = threads;
     wobble_ctx *ctx = NULL;
@@ -467,6 +479,7 @@ static int run_embeddings(const char *dir, char **op_specs, int n_specs, int lim
     }
     wobble_dataset_params dp = wobble_dataset_default_params();
     dp.limit = limit;
+    dp.split = t->task >= 0 ? "test" : NULL; /* a task tests on the rows not marked train */
     if (wobble_dataset_open(ctx, dir, &dp, &ds) != WOBBLE_OK) {
         cli_error("%s", wobble_last_error(ctx));
         goto done;
@@ -476,6 +489,11 @@ static int run_embeddings(const char *dir, char **op_specs, int n_specs, int lim
         goto done;
     }
     const int K = wobble_dataset_num_columns(ds);
+    if (K == 0) {
+        cli_error("%s: clean embeddings only (no perturbed.npy and columns.json): a training set for --train, "
+                  "nothing to evaluate", dir);
+        goto done;
+    }
     if (!(lv = malloc(sizeof(double) * (size_t)K))) {
         cli_error("eval: out of memory");
         goto done;
@@ -534,11 +552,19 @@ static int run_embeddings(const char *dir, char **op_specs, int n_specs, int lim
     wobble_eval_params ep = wobble_eval_default_params();
     ep.ops = ops;
     ep.n_ops = n_ops;
+    ep.seed = t->seed;
     ep.model_path = dir;
     ep.data_path = dir;
     ep.progress = on_progress;
     ep.warn = on_warn;
     ep.user = &prog;
+    if (t->task >= 0) {
+        /* the training set: the folder's train rows, or another embedding folder */
+        exit_code = run_downstream(ctx, NULL, ds, &ep, &prog, t->task, t->train ? t->train : dir,
+                                   t->train ? NULL : "train", NULL, t->train_limit, t->l2, t->k, t->temperature, NULL,
+                                   NULL, NULL, t->bins, dir, out, argc, argv, no_report);
+        goto done;
+    }
     wobble_eval_summary sum;
     int rc = wobble_eval_run(ctx, NULL, ds, &ep, out, &sum);
     cli_progress_end(&prog);
@@ -694,15 +720,25 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     if (embeddings) {
-        const char *clash = model ? "--model" : data ? "--data" : task ? "--task" : suite ? "--suite" : labels ? "--labels"
-                          : prec != WOBBLE_PRECISION_FP32 ? "--precision" : NULL;
+        const char *clash = model ? "--model" : data ? "--data" : suite ? "--suite" : labels ? "--labels"
+                          : prec != WOBBLE_PRECISION_FP32 ? "--precision" : train_labels ? "--train-labels"
+                          : tokenizer || templates || classnames ? "--tokenizer" : NULL;
+        emb_task et = {-1, train, l2, (int)train_limit, (int)knn_k, (int)bins, temperature, seed};
+        if (task) et.task = !strcmp(task, "linear") ? WOBBLE_TASK_LINEAR : !strcmp(task, "knn") ? WOBBLE_TASK_KNN : -2;
         if (clash || !out || optind < argc) {
             cli_error("eval: %s", !out ? "-o OUT_DIR is required" : optind < argc ? "unexpected argument"
-                                                                  : "--embeddings takes no --model, --data, --task, "
-                                                                    "--suite, --labels or --precision");
+                                                                  : "--embeddings takes no --model, --data, --suite, "
+                                                                    "--labels, --precision or zero-shot options");
             return EXIT_USAGE;
         }
-        return run_embeddings(embeddings, op_specs, n_specs, (int)limit, (int)threads, out, argc, argv, no_report);
+        if (et.task == -2 || (et.task < 0 && (train || l2 || train_limit))) {
+            cli_error("eval: %s", et.task == -2 ? "--embeddings takes --task linear or knn (zero-shot and depth need "
+                                                  "a model)"
+                                                : "--train, --l2 and --train-limit need --task");
+            return EXIT_USAGE;
+        }
+        return run_embeddings(embeddings, op_specs, n_specs, (int)limit, (int)threads, &et, out, argc, argv,
+                              no_report);
     }
     if (!model || !data || !out) {
         cli_error("eval: %s is required (see 'wobble eval --help')", !model ? "--model" : !data ? "--data" : "-o OUT_DIR");
@@ -830,7 +866,7 @@ int cmd_eval(int argc, char **argv) {
     wobble_eval_summary sum;
     int rc;
     if (task_id >= 0) {
-        exit_code = run_downstream(ctx, m, ds, &ep, &prog, task_id, train, train_labels, (int)train_limit, l2,
+        exit_code = run_downstream(ctx, m, ds, &ep, &prog, task_id, train, NULL, train_labels, (int)train_limit, l2,
                                    (int)knn_k, temperature, tokenizer, templates, classnames, (int)bins, model, out, argc, argv, no_report);
         goto done;
     }

@@ -203,24 +203,28 @@ class Model:
         return (out, toks) if return_tokens else out
 
 
-def save_embeddings(path, clean, perturbed, columns, ids, labels=None, classes=None):
+def save_embeddings(path, clean, perturbed, columns, ids, labels=None, classes=None, splits=None):
     """Write an embedding folder for `wobble eval --embeddings PATH` (docs/embeddings.md).
 
     clean: [N, D]; perturbed: [N, K, D] (float32, or float64 converted);
     columns: K pairs (op, level) or dicts {"op", "level"} naming column k
     (registry names, wobble.ops()); ids: N unique strings; labels: N ints
-    (-1: none) or None; classes: the class names of the labels, or None.
-    The files are written to temporary names, then renamed.
+    (-1: none) or None; classes: the class names of the labels, or None;
+    splits: N of "train" / "test" (for `--task linear|knn`) or None.
+    perturbed=None and columns=None write clean embeddings only (a training
+    set for `--train`). The files are written to temporary names, then renamed.
     """
     c = np.ascontiguousarray(clean, dtype=np.float32)
-    p = np.ascontiguousarray(perturbed, dtype=np.float32)
-    if c.ndim != 2 or p.ndim != 3 or p.shape[0] != c.shape[0] or p.shape[2] != c.shape[1]:
-        raise ValueError(f"clean {c.shape} and perturbed {p.shape}: expected [N, D] and [N, K, D]")
-    if not (np.isfinite(c).all() and np.isfinite(p).all()):
+    if (perturbed is None) != (columns is None):
+        raise ValueError("give perturbed and columns together (or neither, for clean embeddings only)")
+    p = None if perturbed is None else np.ascontiguousarray(perturbed, dtype=np.float32)
+    if c.ndim != 2 or (p is not None and (p.ndim != 3 or p.shape[0] != c.shape[0] or p.shape[2] != c.shape[1])):
+        raise ValueError(f"clean {c.shape} and perturbed {None if p is None else p.shape}: expected [N, D] and [N, K, D]")
+    if not (np.isfinite(c).all() and (p is None or np.isfinite(p).all())):
         raise ValueError("the embeddings hold NaN or infinite values")
-    cols = [dict(op=str(x["op"]), level=float(x["level"])) if isinstance(x, dict)
-            else dict(op=str(x[0]), level=float(x[1])) for x in columns]
-    if len(cols) != p.shape[1]:
+    cols = None if columns is None else [dict(op=str(x["op"]), level=float(x["level"])) if isinstance(x, dict)
+                                         else dict(op=str(x[0]), level=float(x[1])) for x in columns]
+    if p is not None and len(cols) != p.shape[1]:
         raise ValueError(f"{len(cols)} columns for K = {p.shape[1]}")
     ids = [str(i) for i in ids]
     if len(ids) != c.shape[0] or len(set(ids)) != len(ids) or not all(ids):
@@ -229,16 +233,29 @@ def save_embeddings(path, clean, perturbed, columns, ids, labels=None, classes=N
         labels = [int(x) for x in labels]
         if len(labels) != len(ids):
             raise ValueError(f"{len(labels)} labels for N = {len(ids)}")
+    if splits is not None:
+        splits = [str(x) for x in splits]
+        if len(splits) != len(ids) or any(x not in ("train", "test") for x in splits):
+            raise ValueError("splits: one of 'train' or 'test' per row")
     os.makedirs(path, exist_ok=True)
     files = {}
     for name, arr in (("clean.npy", c), ("perturbed.npy", p)):
+        if arr is None:
+            continue
         t = os.path.join(path, name + ".tmp")
         with open(t, "wb") as f:
             np.save(f, arr)
         files[name] = t
-    texts = {"columns.json": json.dumps(cols, indent=1) + "\n",
-             "index.jsonl": "".join(json.dumps({"id": i, **({"label": labels[n]} if labels is not None else {})}) + "\n"
-                                    for n, i in enumerate(ids))}
+    def rec(n, i):
+        r = {"id": i}
+        if labels is not None:
+            r["label"] = labels[n]
+        if splits is not None:
+            r["split"] = splits[n]
+        return json.dumps(r) + "\n"
+    texts = {"index.jsonl": "".join(rec(n, i) for n, i in enumerate(ids))}
+    if cols is not None:
+        texts["columns.json"] = json.dumps(cols, indent=1) + "\n"
     if classes is not None:
         texts["classes.json"] = json.dumps([str(x) for x in classes], indent=1) + "\n"
     for name, text in texts.items():

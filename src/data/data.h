@@ -23,6 +23,7 @@ typedef struct data_emb {
     float *clean, *pert;
     char **col_op;     /* [k] registry names */
     double *col_level; /* [k] */
+    int *split;        /* [n]: 0 none, DATA_SPLIT_TRAIN, 2 test */
     uint64_t hash;
 } data_emb;
 
@@ -30,9 +31,13 @@ typedef struct data_emb {
  * class names (classes.json, or "0".."max label"; none when unlabelled). */
 int data_emb_open(wobble_ctx *ctx, const char *dir, data_emb **out, char ***ids, int **labels, int *n,
                   char ***classes, int *n_classes);
+/* The split of each row ("split" in index.jsonl): 0 none, 1 train, 2 test. */
+#define DATA_SPLIT_TRAIN 1
 void data_emb_free(data_emb *e);
 /* Column of (op, level), or -1. */
 int data_emb_column(const data_emb *e, const char *op, double level);
 /* The embedding folder behind an "embeddings" dataset; NULL for image datasets. */
 const data_emb *data_embeddings(const wobble_dataset *ds);
+/* The folder row of item i of an embeddings dataset (a split keeps some rows). */
+int data_emb_row(const wobble_dataset *ds, int i);
 #endif

@@ -31,6 +31,7 @@ struct wobble_dataset {
     uint8_t *raw;   /* CIFAR records or IDX pixels */
     int rows, cols; /* IDX image size */
     data_emb *emb;  /* an embedding folder's arrays */
+    int *emb_row;   /* item -> folder row (a split keeps some rows) */
 };
 
 wobble_dataset_params wobble_dataset_default_params(void) {
@@ -285,6 +286,7 @@ void wobble_dataset_free(wobble_dataset *ds) {
     core_free_names(ds->classes, ds->n_classes);
     free(ds->raw);
     data_emb_free(ds->emb);
+    free(ds->emb_row);
     free(ds->path);
     free(ds);
 }
@@ -299,15 +301,36 @@ static int is_embedding_folder(const char *dir) {
     return yes;
 }
 
-static int open_embeddings(wobble_ctx *ctx, wobble_dataset *ds) {
+int data_emb_row(const wobble_dataset *ds, int i) { return ds->emb_row ? ds->emb_row[i] : i; }
+
+/* split: NULL every row, "train" the rows marked train, "test" the others. */
+static int open_embeddings(wobble_ctx *ctx, wobble_dataset *ds, const char *split) {
     ds->kind = DS_EMBEDDINGS;
     int n = 0;
     int rc = data_emb_open(ctx, ds->path, &ds->emb, &ds->names, &ds->labels, &n, &ds->classes, &ds->n_classes);
-    if (rc == WOBBLE_OK) {
-        ds->n = n;
-        ds->cap_names = ds->cap_labels = (size_t)n;
+    if (rc) return rc;
+    ds->n = n;
+    ds->cap_names = ds->cap_labels = (size_t)n;
+    if (!split) return WOBBLE_OK;
+    const int want_train = !strcmp(split, "train");
+    if (!want_train && strcmp(split, "test"))
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: split '%s' is neither train nor test", ds->path, split);
+    if (!(ds->emb_row = malloc(sizeof(int) * (size_t)n + 1))) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", ds->path);
+    int m = 0;
+    for (int r = 0; r < n; r++) {
+        if ((ds->emb->split[r] == DATA_SPLIT_TRAIN) != want_train) {
+            free(ds->names[r]);
+            continue;
+        }
+        ds->names[m] = ds->names[r];
+        ds->labels[m] = ds->labels[r];
+        ds->emb_row[m++] = r;
     }
-    return rc;
+    ds->n = m;
+    if (m == 0)
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: no row of index.jsonl is in the %s split%s", ds->path, split,
+                           want_train ? " (\"split\": \"train\")" : "");
+    return WOBBLE_OK;
 }
 
 int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_params *params, wobble_dataset **out) {
@@ -321,7 +344,7 @@ int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_
     if (stat(path, &st) != 0) {
         rc = core_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
     } else if (S_ISDIR(st.st_mode) && is_embedding_folder(path)) {
-        rc = open_embeddings(ctx, ds);
+        rc = open_embeddings(ctx, ds, p.split);
     } else if (S_ISDIR(st.st_mode)) {
         rc = open_folder(ctx, ds);
     } else {

@@ -4,8 +4,11 @@
  *   clean.npy      float32 (or float64) [N, D]
  *   perturbed.npy  float32 (or float64) [N, K, D]
  *   columns.json   K objects {"op": NAME, "level": VALUE}: what column k is
- *   index.jsonl    N lines {"id": STRING, "label": INT (optional, -1 none)}
+ *   index.jsonl    N lines {"id": STRING, "label": INT (optional, -1 none),
+ *                  "split": "train" | "test" (optional)}
  *   classes.json   optional: the class names of the labels, in label order
+ * perturbed.npy and columns.json may both be absent (K = 0: clean embeddings
+ * only, such as a training set).
  * Every check a layout can fail names the file and the problem.
  */
 #include "data.h"
@@ -23,6 +26,7 @@ void data_emb_free(data_emb *e) {
     free(e->pert);
     core_free_names(e->col_op, e->k);
     free(e->col_level);
+    free(e->split);
     free(e);
 }
 
@@ -147,7 +151,8 @@ static int read_columns(wobble_ctx *ctx, const char *dir, data_emb *e) {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* index.jsonl: one record per row of clean.npy. */
-static int read_index(wobble_ctx *ctx, const char *dir, int n, char ***ids_out, int **labels_out, int *max_label) {
+static int read_index(wobble_ctx *ctx, const char *dir, int n, char ***ids_out, int **labels_out, int *split,
+                      int *max_label) {
     char *path = core_path_join(dir, "index.jsonl");
     if (!path) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", dir);
     uint8_t *data = NULL;
@@ -175,6 +180,8 @@ static int read_index(wobble_ctx *ctx, const char *dir, int n, char ***ids_out, 
         json_error_t je;
         json_t *r = json_loadb(s, len, 0, &je);
         json_t *id = r ? json_object_get(r, "id") : NULL, *lab = r ? json_object_get(r, "label") : NULL;
+        json_t *sp = r ? json_object_get(r, "split") : NULL;
+        const char *sps = json_string_value(sp);
         if (!r) {
             rc = CORE_JSON_OOM(&je) ? core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path)
                                     : core_seterr(ctx, WOBBLE_ECORRUPT, "%s: line %d: %s", path, line, je.text);
@@ -184,10 +191,13 @@ static int read_index(wobble_ctx *ctx, const char *dir, int n, char ***ids_out, 
                                                  json_integer_value(lab) > 1000000)) {
             rc = core_seterr(ctx, WOBBLE_EINVAL, "%s: line %d: \"label\" must be an integer from -1 (none) to 1000000",
                              path, line);
+        } else if (sp && !json_is_null(sp) && (!sps || (strcmp(sps, "train") && strcmp(sps, "test")))) {
+            rc = core_seterr(ctx, WOBBLE_EINVAL, "%s: line %d: \"split\" must be \"train\" or \"test\"", path, line);
         } else if (!(ids[row] = strdup(json_string_value(id)))) {
             rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
         } else {
             labels[row] = lab && json_is_integer(lab) ? (int)json_integer_value(lab) : -1;
+            split[row] = !sps ? 0 : !strcmp(sps, "train") ? DATA_SPLIT_TRAIN : 2;
             if (labels[row] > *max_label) *max_label = labels[row];
             row++;
         }
@@ -267,18 +277,25 @@ int data_emb_open(wobble_ctx *ctx, const char *dir, data_emb **out, char ***ids,
     int64_t cs[2], ps[3];
     const int64_t any2[2] = {-1, -1};
     int rc = read_matrix(ctx, dir, "clean.npy", 2, any2, cs, &e->clean);
+    int clean_only = 0;
     if (!rc) {
         e->n = (int)cs[0];
         e->d = (int)cs[1];
+        char *pp = core_path_join(dir, "perturbed.npy"), *cp = core_path_join(dir, "columns.json");
+        if (!pp || !cp) rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", dir);
+        else clean_only = access(pp, F_OK) != 0 && access(cp, F_OK) != 0;
+        free(pp), free(cp);
         const int64_t want[3] = {cs[0], -1, cs[1]};
-        rc = read_matrix(ctx, dir, "perturbed.npy", 3, want, ps, &e->pert);
+        if (!rc && !clean_only) rc = read_matrix(ctx, dir, "perturbed.npy", 3, want, ps, &e->pert);
     }
-    if (!rc) e->k = (int)ps[1];
-    if (!rc) rc = read_columns(ctx, dir, e);
+    if (!rc && !clean_only) e->k = (int)ps[1];
+    if (!rc && !clean_only) rc = read_columns(ctx, dir, e);
     int max_label = -1;
     *ids = NULL;
     *labels = NULL;
-    if (!rc) rc = read_index(ctx, dir, e->n, ids, labels, &max_label);
+    if (!rc && !(e->split = calloc((size_t)e->n, sizeof(int))))
+        rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", dir);
+    if (!rc) rc = read_index(ctx, dir, e->n, ids, labels, e->split, &max_label);
     if (!rc) rc = read_classes(ctx, dir, max_label, classes, n_classes);
     if (rc) {
         if (*ids) core_free_names(*ids, e->n);
@@ -293,7 +310,7 @@ int data_emb_open(wobble_ctx *ctx, const char *dir, data_emb **out, char ***ids,
     const int dims[3] = {e->n, e->k, e->d};
     h = fnv(h, dims, sizeof dims);
     h = fnv(h, e->clean, sizeof(float) * (size_t)e->n * e->d);
-    h = fnv(h, e->pert, sizeof(float) * (size_t)e->n * e->k * e->d);
+    if (e->pert) h = fnv(h, e->pert, sizeof(float) * (size_t)e->n * e->k * e->d);
     for (int c = 0; c < e->k; c++) {
         h = fnv(h, e->col_op[c], strlen(e->col_op[c]) + 1);
         h = fnv(h, &e->col_level[c], sizeof(double));

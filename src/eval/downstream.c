@@ -26,6 +26,7 @@
  *   ds_root        downstream.json, then everything is committed
  */
 #include "eval_internal.h"
+#include "../data/data.h"
 #include "../probe/probe.h"
 
 #include <math.h>
@@ -325,7 +326,16 @@ static int ds_check(ds_run *R) {
                              "or IDX data)",
                              R->test_path);
     R->O = R->ep->n_ops;
-    R->E = wobble_model_embed_dim(R->m);
+    /* without a model: embedding folders (docs/embeddings.md), test and training set */
+    if (!R->m && (dp->task == WOBBLE_TASK_ZEROSHOT || !data_embeddings(R->test) || (dp->train && !data_embeddings(dp->train))))
+        return core_seterr(ctx, WOBBLE_EINVAL, "downstream: %s",
+                           dp->task == WOBBLE_TASK_ZEROSHOT ? "zero-shot needs a CLIP model (its text tower)"
+                                                            : "without a model, the test and training sets must be "
+                                                              "embedding folders");
+    R->E = R->m ? wobble_model_embed_dim(R->m) : wobble_dataset_embed_dim(R->test);
+    if (!R->m && dp->train && wobble_dataset_embed_dim(dp->train) != R->E)
+        return core_seterr(ctx, WOBBLE_EINVAL, "%s: embeddings of width %d, the test set's are %d", R->train_path,
+                           wobble_dataset_embed_dim(dp->train), R->E);
     return WOBBLE_OK;
 }
 
@@ -856,7 +866,9 @@ static int ds_root(ds_run *R) {
     json_t *names = json_array();
     for (int k = 0; names && k < R->C; k++) json_array_append_new(names, json_string(R->cname[k] ? R->cname[k] : ""));
     wobble_model_info mi;
-    wobble_model_get_info(R->m, &mi);
+    memset(&mi, 0, sizeof mi);
+    if (R->m) wobble_model_get_info(R->m, &mi);
+    else mi.path = mi.preset = mi.arch = "external";
     json_t *train = dp->task == WOBBLE_TASK_ZEROSHOT
                         ? json_null()
                         : json_pack("{s:s?, s:s, s:i, s:i}", "path", dp->train_path, "kind",
@@ -876,7 +888,7 @@ static int ds_root(ds_run *R) {
 
 int wobble_downstream_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *test, const wobble_eval_params *ep,
                           const wobble_downstream_params *dpp, const char *out_dir, wobble_downstream_summary *summary) {
-    if (!m || !test || !ep || !out_dir) return core_seterr(ctx, WOBBLE_EINVAL, "downstream: NULL argument");
+    if (!test || !ep || !out_dir) return core_seterr(ctx, WOBBLE_EINVAL, "downstream: NULL argument");
     ds_run R;
     memset(&R, 0, sizeof R);
     R.ctx = ctx, R.m = m, R.test = test, R.ep = ep, R.out_dir = out_dir;

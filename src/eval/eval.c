@@ -151,6 +151,11 @@ static int eval_setup(eval_run *S) {
     S->batch = P->batch > 0 ? P->batch : 64;
     /* an embedding folder's content stands for the model and preprocessing */
     S->mh = S->X ? S->X->hash : model_content_hash(S->m);
+    for (int i = 0; S->X && i < S->N; i++) { /* and which rows (a split) */
+        const int r = data_emb_row(S->ds, i);
+        const uint8_t *b = (const uint8_t *)&r;
+        for (size_t q = 0; q < sizeof r; q++) S->mh = (S->mh ^ b[q]) * 1099511628211ull;
+    }
     S->ph = S->X ? 0 : model_preprocessing_hash(S->m);
     snprintf(S->mhs, sizeof S->mhs, "%016llx", (unsigned long long)S->mh);
     snprintf(S->phs, sizeof S->phs, "%016llx", (unsigned long long)S->ph);
@@ -367,18 +372,18 @@ static int eval_skip(eval_run *S, int i, int name_it) {
  * hold them; its id's hash stands for the content hash. */
 static int eval_external(eval_run *S, int i, eval_cache *c) {
     const data_emb *X = S->X;
-    const size_t E = (size_t)S->E, Km = (size_t)S->Kmax;
+    const size_t E = (size_t)S->E, Km = (size_t)S->Kmax, row = (size_t)data_emb_row(S->ds, i);
     const char *id = wobble_dataset_item(S->ds, i);
     uint64_t h = 1469598103934665603ull;
     for (const char *p = id; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
     S->ihash[i] = h;
-    if (eval_cache_add(c, "clean", 0.0, X->clean + (size_t)i * E))
+    if (eval_cache_add(c, "clean", 0.0, X->clean + row * E))
         return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
     for (int o = 0; o < S->O; o++)
         for (int k = 0; k < S->P->ops[o].n_levels; k++) {
             const int col = S->col[(size_t)o * Km + k];
             if (col >= 0 && eval_cache_add(c, S->info[o]->name, S->P->ops[o].levels[k],
-                                           X->pert + ((size_t)i * X->k + col) * E))
+                                           X->pert + (row * X->k + col) * E))
                 return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
         }
     S->from_cache++;
