@@ -15,7 +15,8 @@
  * allocations tests jansson, not wobble (docs/reliability.md).
  *
  * Scenarios: PNG and JPEG decode, model load, one forward pass, eval on two
- * images (one op, two levels), the linear probe (two L2 strengths).
+ * images (one op, two levels), the linear probe (two L2 strengths), and eval
+ * on an embedding folder (its parsing included).
  */
 #include "testutil.h"
 
@@ -95,10 +96,11 @@ static int sc_forward(wobble_ctx *ctx, int run) {
     return rc;
 }
 static const char *const RESULTS[] = {"per_image.jsonl", "summary.json", "summary.csv"};
-static int sc_eval(wobble_ctx *ctx, int run) {
+/* eval of `data` (with `m`, or NULL for an embedding folder) into a fresh folder */
+static int eval_scenario(wobble_ctx *ctx, int run, wobble_model *m, const char *sub, const char *tag) {
     char data[700], out[700];
-    snprintf(data, sizeof data, "%s/data", tmp);
-    snprintf(out, sizeof out, "%s/out%d", tmp, run); /* a fresh folder: no cache to lean on */
+    snprintf(data, sizeof data, "%s/%s", tmp, sub);
+    snprintf(out, sizeof out, "%s/%s%d", tmp, tag, run); /* a fresh folder: no cache to lean on */
     wobble_dataset *ds = NULL;
     int rc = wobble_dataset_open(ctx, data, NULL, &ds);
     if (rc == WOBBLE_OK) {
@@ -107,7 +109,7 @@ static int sc_eval(wobble_ctx *ctx, int run) {
         wobble_eval_params p = wobble_eval_default_params();
         p.ops = &op;
         p.n_ops = 1;
-        rc = wobble_eval_run(ctx, model, ds, &p, out, NULL);
+        rc = wobble_eval_run(ctx, m, ds, &p, out, NULL);
     }
     wobble_dataset_free(ds);
     for (int k = 0; k < 3; k++) {
@@ -127,6 +129,33 @@ static int sc_eval(wobble_ctx *ctx, int run) {
         CHECK(0, "run %d left a temporary file in %s", run, out);
         return -999;
     }
+    return rc;
+}
+static int sc_eval(wobble_ctx *ctx, int run) { return eval_scenario(ctx, run, model, "data", "out"); }
+static int sc_embeddings(wobble_ctx *ctx, int run) { return eval_scenario(ctx, run, NULL, "emb", "eout"); }
+
+/* An embedding folder: 3 rows, brightness 0.5 and 1.5 and jpeg 50, labels. */
+static int write_embedding_folder(wobble_ctx *ctx) {
+    enum { N = 3, K = 3, D = 8 };
+    float c[N * D], q[N * K * D];
+    for (int i = 0; i < N * D; i++) c[i] = (float)((i * 7919) % 13) - 6.0f + 0.5f;
+    for (int i = 0; i < N * K * D; i++) q[i] = c[(i / (K * D)) * D + i % D] + 0.1f * (float)((i * 31) % 7);
+    char p[800];
+    snprintf(p, sizeof p, "%s/emb", tmp);
+    int rc = wobble_mkdirs(ctx, p);
+    const int64_t cs[2] = {N, D}, ps[3] = {N, K, D};
+    snprintf(p, sizeof p, "%s/emb/clean.npy", tmp);
+    if (!rc) rc = wobble_npy_write_f32(ctx, p, c, 2, cs);
+    snprintf(p, sizeof p, "%s/emb/perturbed.npy", tmp);
+    if (!rc) rc = wobble_npy_write_f32(ctx, p, q, 3, ps);
+    static const char *cols = "[{\"op\": \"brightness\", \"level\": 0.5}, {\"op\": \"jpeg\", \"level\": 50},"
+                              " {\"op\": \"brightness\", \"level\": 1.5}]\n";
+    static const char *index = "{\"id\": \"a\", \"label\": 0}\n{\"id\": \"b\", \"label\": 1, \"split\": \"test\"}\n"
+                               "{\"id\": \"c\"}\n";
+    snprintf(p, sizeof p, "%s/emb/columns.json", tmp);
+    if (!rc) rc = wobble_write_file_atomic(ctx, p, cols, strlen(cols));
+    snprintf(p, sizeof p, "%s/emb/index.jsonl", tmp);
+    if (!rc) rc = wobble_write_file_atomic(ctx, p, index, strlen(index));
     return rc;
 }
 static int sc_probe(wobble_ctx *ctx, int run) {
@@ -286,6 +315,8 @@ int main(void) {
     run_scenario("probe", sc_probe, ctx);
     run_scenario("imagenet-c", sc_imagenet_c, ctx);
     run_scenario("depth", sc_depth, ctx);
+    CHECK(write_embedding_folder(ctx) == WOBBLE_OK, "embedding folder: %s", wobble_last_error(ctx));
+    run_scenario("embeddings", sc_embeddings, ctx);
     {
         char data[700], out[700];
         snprintf(data, sizeof data, "%s/data", tmp);

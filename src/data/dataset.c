@@ -293,10 +293,11 @@ void wobble_dataset_free(wobble_dataset *ds) {
 
 const data_emb *data_embeddings(const wobble_dataset *ds) { return ds ? ds->emb : NULL; }
 
-/* A folder holding clean.npy and index.jsonl is an embedding folder. */
+/* A folder holding clean.npy and index.jsonl is an embedding folder: 1, 0,
+ * or -1 out of memory. */
 static int is_embedding_folder(const char *dir) {
     char *a = core_path_join(dir, "clean.npy"), *b = core_path_join(dir, "index.jsonl");
-    const int yes = a && b && access(a, F_OK) == 0 && access(b, F_OK) == 0;
+    const int yes = !a || !b ? -1 : access(a, F_OK) == 0 && access(b, F_OK) == 0;
     free(a), free(b);
     return yes;
 }
@@ -339,12 +340,12 @@ int wobble_dataset_open(wobble_ctx *ctx, const char *path, const wobble_dataset_
     wobble_dataset_params p = params ? *params : wobble_dataset_default_params();
     wobble_dataset *ds = data_alloc(path);
     if (!ds) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path);
-    int rc;
+    int rc, emb;
     struct stat st;
     if (stat(path, &st) != 0) {
         rc = core_seterr(ctx, WOBBLE_EIO, "%s: cannot open: %s", path, strerror(errno));
-    } else if (S_ISDIR(st.st_mode) && is_embedding_folder(path)) {
-        rc = open_embeddings(ctx, ds, p.split);
+    } else if (S_ISDIR(st.st_mode) && (emb = is_embedding_folder(path)) != 0) {
+        rc = emb < 0 ? core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", path) : open_embeddings(ctx, ds, p.split);
     } else if (S_ISDIR(st.st_mode)) {
         rc = open_folder(ctx, ds);
     } else {
