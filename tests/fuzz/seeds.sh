@@ -7,7 +7,7 @@ W=$1 OUT=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
 REF=$HERE/../ref
 mkdir -p "$OUT"
-for h in image safetensors config tokenizer npy dataset opspec cache; do mkdir -p "$OUT/$h"; done
+for h in image safetensors config tokenizer npy dataset opspec cache embeddings; do mkdir -p "$OUT/$h"; done
 # images: the decoder goldens and the bad-input files of the io tests
 for f in "$REF"/data/*.png "$REF"/data/io/* "$REF"/depth/*.png; do
     [ -f "$f" ] && [ "$(wc -c < "$f")" -le 200000 ] && cp "$f" "$OUT/image/"
@@ -71,12 +71,30 @@ for s in jpeg jpeg:50 jpeg:90,70,50 jpeg:10-90 hue:-0.2-0.2 brightness:0.5,1.5 g
          contrast:0 saturation:1e-3 sharpness:2.5; do
     i=$((i + 1)); printf '\001%s' "$s" > "$OUT/opspec/$i"
 done
+# embedding folders: byte 0 picks the file (0 index.jsonl, 1 columns.json,
+# 2 classes.json, 3 clean.npy, 4 perturbed.npy); valid variants of each
+python3 - "$OUT/embeddings" <<'PY'
+import json, os, struct, sys
+o = sys.argv[1]
+def w(name, k, b):
+    open(os.path.join(o, name), "wb").write(bytes([k]) + b)
+w("index", 0, b'{"id": "a", "label": 0, "split": "train"}\n{"id": "b", "label": 1, "split": "test"}\n{"id": "c"}\n')
+w("index-plain", 0, b'{"id": "x"}\n\n{"id": "y", "label": -1}\r\n{"id": "z", "label": null}\n')
+w("columns", 1, json.dumps([{"op": "brightness", "level": 0.5}, {"op": "gaussian_blur", "level": 2}]).encode())
+w("classes", 2, json.dumps(["a", "b", "c"]).encode())
+def npy(descr, shape, fmt, values):  # NumPy's .npy format 1.0, written by hand (no NumPy needed)
+    h = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (descr, "".join("%d, " % d for d in shape))
+    h += " " * (63 - (10 + len(h)) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() + struct.pack("<%d%s" % (len(values), fmt), *values)
+w("clean64", 3, npy("<f8", (3, 4), "d", [float(i) for i in range(12)]))
+w("pert", 4, npy("<f4", (3, 2, 4), "f", [1.0] * 24))
+PY
 # eval cache: the records of a real run on a tiny image
 T=$(mktemp -d)
 "$W" eval --model "$REF/models/clip-f32-openai" --data "$REF/data/tiny_10x7.png" --op jpeg:50,90 --op hue:0.1 \
     -o "$T/ev" >/dev/null 2>&1 || true
 for f in "$T"/ev/cache/*.bin; do [ -f "$f" ] && cp "$f" "$OUT/cache/"; done
 rm -rf "$T"
-for h in image safetensors config tokenizer npy dataset opspec cache; do
+for h in image safetensors config tokenizer npy dataset opspec cache embeddings; do
     printf '%-12s %3d seeds\n' "$h" "$(ls "$OUT/$h" | wc -l)"
 done
