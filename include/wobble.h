@@ -555,6 +555,10 @@ typedef struct wobble_eval_params {
      * level the index into its levels (may be NULL) */
     void (*embedding)(void *user, int image, int op, int level, const float *emb, int dim);
     void *user;
+    /* shard_count > 1: evaluate only the images i with i % shard_count ==
+     * shard_index (wobble eval --shard I/N; wobble_eval_merge combines the
+     * shards' folders into the bytes of one run). Default 0: every image. */
+    int shard_index, shard_count;
 } wobble_eval_params;
 
 wobble_eval_params wobble_eval_default_params(void);
@@ -582,6 +586,15 @@ int wobble_eval_check_ops(wobble_ctx *ctx, const wobble_eval_op *ops, int n_ops)
  * an identity level); no cache/ is written. */
 int wobble_eval_run(wobble_ctx *ctx, wobble_model *model, const wobble_dataset *ds, const wobble_eval_params *params,
                     const char *out_dir, wobble_eval_summary *summary);
+
+/* The folders of a sharded eval (shard_count N; every shard_index 0..N-1
+ * exactly once) combined into out_dir: config.json, per_image.jsonl,
+ * summary.json and summary.csv, the same bytes as one wobble_eval_run over
+ * every image. Shards of other models, preprocessing, data, seeds, operation
+ * sets or precisions, and missing or repeated shards, are refused. No model
+ * or image is needed: the shards' records hold every number. */
+int wobble_eval_merge(wobble_ctx *ctx, const char *const *shard_dirs, int n, const char *out_dir,
+                      wobble_eval_summary *summary);
 
 /* ------------------------------------------------------------------ */
 /* Downstream cost (wobble eval --task; docs/downstream.md)             */

@@ -15,8 +15,8 @@
  * allocations tests jansson, not wobble (docs/reliability.md).
  *
  * Scenarios: PNG and JPEG decode, model load, one forward pass, eval on two
- * images (one op, two levels), the linear probe (two L2 strengths), and eval
- * on an embedding folder (its parsing included).
+ * images (one op, two levels), the linear probe (two L2 strengths), eval
+ * on an embedding folder (its parsing included), and merging two shards.
  */
 #include "testutil.h"
 
@@ -156,6 +156,29 @@ static int write_embedding_folder(wobble_ctx *ctx) {
     if (!rc) rc = wobble_write_file_atomic(ctx, p, cols, strlen(cols));
     snprintf(p, sizeof p, "%s/emb/index.jsonl", tmp);
     if (!rc) rc = wobble_write_file_atomic(ctx, p, index, strlen(index));
+    return rc;
+}
+/* wobble_eval_merge of the two shards of that eval into a fresh folder */
+static int sc_merge(wobble_ctx *ctx, int run) {
+    char a[700], b[700], out[700];
+    snprintf(a, sizeof a, "%s/shard0", tmp);
+    snprintf(b, sizeof b, "%s/shard1", tmp);
+    snprintf(out, sizeof out, "%s/merged%d", tmp, run);
+    const char *dirs[2] = {a, b};
+    const int rc = wobble_eval_merge(ctx, dirs, 2, out, NULL);
+    for (int k = 0; k < 3; k++) {
+        char q[800];
+        snprintf(q, sizeof q, "%s/%s", out, RESULTS[k]);
+        if ((rc != WOBBLE_OK) == (access(q, F_OK) == 0)) {
+            CHECK(0, "merge run %d: %s, and %s %s", run, rc ? wobble_last_error(ctx) : "ok", q,
+                  rc ? "was left" : "is missing");
+            return -999;
+        }
+    }
+    if (!t_no_temp(out)) {
+        CHECK(0, "merge run %d left a temporary file in %s", run, out);
+        return -999;
+    }
     return rc;
 }
 static int sc_probe(wobble_ctx *ctx, int run) {
@@ -317,6 +340,24 @@ int main(void) {
     run_scenario("depth", sc_depth, ctx);
     CHECK(write_embedding_folder(ctx) == WOBBLE_OK, "embedding folder: %s", wobble_last_error(ctx));
     run_scenario("embeddings", sc_embeddings, ctx);
+    for (int sh = 0; sh < 2; sh++) { /* two shards of the eval scenario's run, for the merge scenario */
+        char data[700], out[700];
+        snprintf(data, sizeof data, "%s/data", tmp);
+        snprintf(out, sizeof out, "%s/shard%d", tmp, sh);
+        wobble_dataset *ds = NULL;
+        static const double lv[2] = {0.5, 1.5};
+        wobble_eval_op op = {"brightness", lv, 2};
+        wobble_eval_params ep = wobble_eval_default_params();
+        ep.ops = &op;
+        ep.n_ops = 1;
+        ep.shard_index = sh;
+        ep.shard_count = 2;
+        CHECK(wobble_dataset_open(ctx, data, NULL, &ds) == WOBBLE_OK && wobble_eval_run(ctx, model, ds, &ep, out, NULL) ==
+                  WOBBLE_OK,
+              "shard %d for the merge scenario: %s", sh, wobble_last_error(ctx));
+        wobble_dataset_free(ds);
+    }
+    run_scenario("merge", sc_merge, ctx);
     {
         char data[700], out[700];
         snprintf(data, sizeof data, "%s/data", tmp);

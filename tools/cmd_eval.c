@@ -56,6 +56,9 @@ static void help(FILE *f) {
             "                     summary.json, summary.csv, run.json (date, command,\n"
             "                     timings) and report.html (see 'wobble report --help')\n"
             "  --no-report        do not write report.html\n"
+            "  --shard I/N        evaluate only images I, I+N, I+2N, ... (0 <= I < N; for\n"
+            "                     Slurm array jobs and plain loops); 'wobble merge' combines\n"
+            "                     the N shard folders into the bytes of one run\n"
             "\n"
             "downstream cost (docs/downstream.md): accuracy clean and per (op, level), the\n"
             "drop, per-class recall, per-image correctness joined to robustness, and fits\n"
@@ -590,6 +593,7 @@ int cmd_eval(int argc, char **argv) {
                *classnames = NULL;
     uint64_t seed = 0;
     const char *suite = NULL, *embeddings = NULL;
+    int shard_i = 0, shard_n = 0;
     int no_report = 0;
     int frames[2] = {0, 0}, train_frames[2] = {0, 0};
     wobble_depth_params dpp = wobble_depth_default_params();
@@ -614,6 +618,7 @@ int cmd_eval(int argc, char **argv) {
                                        {"classnames", required_argument, 0, 'C'}, {"bins", required_argument, 0, 'i'},
                                        {"precision", required_argument, 0, 'Q'}, {"suite", required_argument, 0, 'S'},
                                        {"no-report", no_argument, 0, 'X'}, {"embeddings", required_argument, 0, 'E'},
+                                       {"shard", required_argument, 0, 1010},
                                        {"frames", required_argument, 0, 1001}, {"train-frames", required_argument, 0, 1002},
                                        {"depth-scale", required_argument, 0, 1003}, {"d-min", required_argument, 0, 1004},
                                        {"d-max", required_argument, 0, 1005}, {"steps", required_argument, 0, 1006},
@@ -715,9 +720,29 @@ int cmd_eval(int argc, char **argv) {
             if (cli_opt_real("eval", "--temperature", optarg, 1e-12, 1e6, &temperature)) return EXIT_USAGE;
             break;
         case 'E': embeddings = optarg; break;
+        case 1010: {
+            long long a = -1, b = -1;
+            const char *sl = strchr(optarg, '/');
+            char head[32];
+            if (sl && (size_t)(sl - optarg) < sizeof head) {
+                memcpy(head, optarg, (size_t)(sl - optarg));
+                head[sl - optarg] = 0;
+            }
+            if (!sl || (size_t)(sl - optarg) >= sizeof head || cli_parse_int(head, 0, 1 << 20, &a) ||
+                cli_parse_int(sl + 1, 1, 1 << 20, &b) || a >= b) {
+                cli_error("eval: --shard '%s' is not I/N with 0 <= I < N", optarg);
+                return EXIT_USAGE;
+            }
+            shard_i = (int)a, shard_n = (int)b;
+            break;
+        }
         case 'h': help(stdout); return EXIT_OK;
         default: help(stderr); return EXIT_USAGE;
         }
+    }
+    if (shard_n && (task || embeddings)) {
+        cli_error("eval: --shard is for the robustness run (not --task or --embeddings)");
+        return EXIT_USAGE;
     }
     if (embeddings) {
         const char *clash = model ? "--model" : data ? "--data" : suite ? "--suite" : labels ? "--labels"
@@ -863,6 +888,8 @@ int cmd_eval(int argc, char **argv) {
     ep.progress = on_progress;
     ep.warn = on_warn;
     ep.user = &prog;
+    ep.shard_index = shard_i;
+    ep.shard_count = shard_n;
     wobble_eval_summary sum;
     int rc;
     if (task_id >= 0) {
@@ -894,6 +921,59 @@ done:
     free(ops);
     wobble_dataset_free(ds);
     wobble_model_free(m);
+    wobble_ctx_free(ctx);
+    return exit_code;
+}
+
+static void merge_help(FILE *f) {
+    fprintf(f, "usage: wobble merge SHARD_DIR... -o OUT_DIR [--no-report]\n"
+               "\n"
+               "Combine the folders of 'wobble eval --shard I/N' (every I from 0 to N-1 once)\n"
+               "into OUT_DIR: config.json, per_image.jsonl, summary.json and summary.csv, the\n"
+               "same bytes as one 'wobble eval' over every image, then run.json and report.html.\n"
+               "Needs no model and no images. Refuses shards of other models, preprocessing,\n"
+               "data, seeds, operations or precisions, and missing or repeated shards.\n"
+               "\n"
+               "exit status: 0 merged, 1 bad or inconsistent shards (nothing written),\n"
+               "2 bad command line\n");
+}
+
+int cmd_merge(int argc, char **argv) {
+    const char *out = NULL;
+    int no_report = 0;
+    static const struct option lo[] = {{"output", required_argument, 0, 'o'}, {"no-report", no_argument, 0, 'X'},
+                                       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'X': no_report = 1; break;
+        case 'h': merge_help(stdout); return EXIT_OK;
+        default: merge_help(stderr); return EXIT_USAGE;
+        }
+    }
+    if (!out || optind >= argc) {
+        cli_error("merge: %s (see 'wobble merge --help')", !out ? "-o OUT_DIR is required" : "no shard folders given");
+        return EXIT_USAGE;
+    }
+    wobble_ctx *ctx = NULL;
+    if (wobble_ctx_create(NULL, &ctx) != WOBBLE_OK) {
+        cli_error("merge: out of memory");
+        return EXIT_FAIL;
+    }
+    wobble_eval_summary sum;
+    int exit_code = EXIT_OK;
+    if (wobble_eval_merge(ctx, (const char *const *)(argv + optind), argc - optind, out, &sum) != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
+        exit_code = EXIT_FAIL;
+    } else {
+        print_table(out);
+        exit_code = write_run_and_report(ctx, out, argc, argv, &sum, -1, -1, no_report);
+        fflush(stdout);
+        fprintf(stderr, "wobble: %d shards merged: %d images evaluated, %d failed\n", argc - optind, sum.evaluated,
+                sum.failed);
+    }
     wobble_ctx_free(ctx);
     return exit_code;
 }

@@ -16,6 +16,7 @@ static void usage(FILE *f) {
             "  info       describe an image encoder checkpoint\n"
             "  embed      embed images with an encoder, to a .npy file\n"
             "  eval       measure embedding robustness under the operations on a dataset\n"
+            "  merge      combine the folders of 'wobble eval --shard I/N' into one run's results\n"
             "  finetune   fine-tune an encoder to hold still under operations, keeping its utility\n"
             "  report     one self-contained HTML report with plots from eval / finetune folders\n"
             "  version    print the version\n"
@@ -47,6 +48,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "finetune")) return cmd_finetune(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "merge")) return cmd_merge(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try 'wobble --help')", cmd);
     return EXIT_USAGE;
 }

@@ -210,6 +210,9 @@ static int eval_lock(eval_run *S) {
     if (S->m) wobble_model_get_info(S->m, &mi);
     if (cfg && S->m && strcmp(mi.precision, "fp32") != 0)
         json_object_set_new(cfg, "precision", json_string(mi.precision));
+    /* a shard's folder holds that shard only (the key is absent for a whole run) */
+    if (cfg && P->shard_count > 1)
+        json_object_set_new(cfg, "shard", json_pack("[i, i]", P->shard_index, P->shard_count));
     char *cfg_path = core_path_join(S->out_dir, "config.json");
     int rc = WOBBLE_OK;
     if (!cfg || !cfg_path) {
@@ -222,10 +225,10 @@ static int eval_lock(eval_run *S) {
         } else if (!old) {
             rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable (%s); use another output folder", cfg_path, je.text);
         } else {
-            static const char *keys[] = {"model_hash", "preprocessing_hash", "data", "seed", "ops", "precision"};
+            static const char *keys[] = {"model_hash", "preprocessing_hash", "data", "seed", "ops", "precision", "shard"};
             static const char *what[] = {"another model", "another preprocessing", "another dataset", "another seed",
-                                         "other operations or levels", "another precision"};
-            for (int k = 0; k < 6 && !rc; k++) {
+                                         "other operations or levels", "another precision", "another shard"};
+            for (int k = 0; k < 7 && !rc; k++) {
                 json_t *a = json_object_get(old, keys[k]), *b = json_object_get(cfg, keys[k]);
                 if (a != b && !(a && b && json_equal(a, b))) /* absent in both is equal */
                     rc = core_seterr(ctx, WOBBLE_EINVAL,
@@ -478,26 +481,29 @@ static void csv_row(core_buf *b, const char *op, const char *level, const char *
                     s.p10, s.p90, s.p99, s.min, s.max);
 }
 
-static void per_image_jsonl(const eval_run *S, core_buf *jl) {
-    const size_t N = (size_t)S->N, Km = (size_t)S->Kmax;
-    for (int i = 0; i < S->N && !jl->failed; i++) {
-        if (!S->ok[i]) continue;
-        for (int o = 0; o < S->O && !jl->failed; o++) {
-            const int K = S->P->ops[o].n_levels;
+/* dataset index of the j-th item the results cover */
+static int res_item(const eval_results *R, int j) { return R->items ? R->items[j] : j; }
+
+static void per_image_jsonl(const eval_results *R, core_buf *jl) {
+    const size_t N = (size_t)R->N, Km = (size_t)R->Kmax;
+    for (int j = 0; j < R->n_items && !jl->failed; j++) {
+        const int i = res_item(R, j);
+        if (!R->ok[i]) continue;
+        for (int o = 0; o < R->O && !jl->failed; o++) {
+            const int K = R->ops[o].n_levels;
             json_t *lvs = json_array(), *cs = json_array(), *es = json_array();
             for (int k = 0; k < K; k++) {
-                json_array_append_new(lvs, json_real(S->P->ops[o].levels[k]));
-                json_array_append_new(cs, json_real(S->lc[((size_t)o * Km + k) * N + i]));
-                json_array_append_new(es, json_real(S->le[((size_t)o * Km + k) * N + i]));
+                json_array_append_new(lvs, json_real(R->ops[o].levels[k]));
+                json_array_append_new(cs, json_real(R->lc[((size_t)o * Km + k) * N + i]));
+                json_array_append_new(es, json_real(R->le[((size_t)o * Km + k) * N + i]));
             }
-            const wobble_robustness *r = &S->rob[(size_t)o * N + i];
+            const wobble_robustness *r = &R->rob[(size_t)o * N + i];
             char hs[17];
-            snprintf(hs, sizeof hs, "%016llx", (unsigned long long)S->ihash[i]);
+            snprintf(hs, sizeof hs, "%016llx", (unsigned long long)R->ihash[i]);
             json_t *rec = json_pack("{s:s, s:s, s:i, s:s, s:o*, s:o*, s:o*, s:f, s:f, s:f, s:f, s:f}", "image",
-                                    wobble_dataset_item(S->ds, i), "image_hash", hs, "label",
-                                    wobble_dataset_label(S->ds, i), "op", S->info[o]->name, "levels", lvs, "cos", cs,
-                                    "euc", es, "R_cos", r->cos_max, "R_euc", r->euc_max, "R_div", r->div_radius,
-                                    "cos_mean", r->cos_mean, "euc_mean", r->euc_mean);
+                                    R->names[i], "image_hash", hs, "label", R->labels[i], "op", R->info[o]->name,
+                                    "levels", lvs, "cos", cs, "euc", es, "R_cos", r->cos_max, "R_euc", r->euc_max,
+                                    "R_div", r->div_radius, "cos_mean", r->cos_mean, "euc_mean", r->euc_mean);
             char *s = rec ? json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
             if (!s || core_buf_add(jl, s, strlen(s)) || core_buf_add(jl, "\n", 1)) jl->failed = 1;
             free(s);
@@ -506,17 +512,18 @@ static void per_image_jsonl(const eval_run *S, core_buf *jl) {
     }
 }
 
-static json_t *op_summary(const eval_run *S, int o, double *v, core_buf *csv) {
+static json_t *op_summary(const eval_results *R, int o, double *v, core_buf *csv) {
     static const char *mnames[5] = {"R_cos", "R_euc", "R_div", "cos_mean", "euc_mean"};
-    const size_t N = (size_t)S->N, Km = (size_t)S->Kmax;
-    const wobble_op_info *oi = S->info[o];
-    const int K = S->P->ops[o].n_levels;
+    const size_t N = (size_t)R->N, Km = (size_t)R->Kmax;
+    const wobble_op_info *oi = R->info[o];
+    const int K = R->ops[o].n_levels;
     json_t *metrics = json_object();
     for (int q = 0; q < 5; q++) {
         int n = 0;
-        for (int i = 0; i < S->N; i++) {
-            if (!S->ok[i]) continue;
-            const wobble_robustness *r = &S->rob[(size_t)o * N + i];
+        for (int j = 0; j < R->n_items; j++) {
+            const int i = res_item(R, j);
+            if (!R->ok[i]) continue;
+            const wobble_robustness *r = &R->rob[(size_t)o * N + i];
             v[n++] = q == 0 ? r->cos_max : q == 1 ? r->euc_max : q == 2 ? r->div_radius : q == 3 ? r->cos_mean : r->euc_mean;
         }
         json_object_set_new(metrics, mnames[q], stats_json(v, n));
@@ -525,21 +532,23 @@ static json_t *op_summary(const eval_run *S, int o, double *v, core_buf *csv) {
     json_t *per_level = json_array();
     for (int k = 0; k < K; k++) {
         char lvs[64];
-        snprintf(lvs, sizeof lvs, "%.17g", S->P->ops[o].levels[k]);
+        snprintf(lvs, sizeof lvs, "%.17g", R->ops[o].levels[k]);
         json_t *j2[2];
         for (int t = 0; t < 2; t++) {
-            const double *src = t == 0 ? S->lc : S->le;
+            const double *src = t == 0 ? R->lc : R->le;
             int n = 0;
-            for (int i = 0; i < S->N; i++)
-                if (S->ok[i]) v[n++] = src[((size_t)o * Km + k) * N + i];
+            for (int j = 0; j < R->n_items; j++) {
+                const int i = res_item(R, j);
+                if (R->ok[i]) v[n++] = src[((size_t)o * Km + k) * N + i];
+            }
             j2[t] = stats_json(v, n);
             csv_row(csv, oi->name, lvs, t == 0 ? "cos" : "euc", v, n);
         }
-        json_array_append_new(per_level, json_pack("{s:f, s:o*, s:o*}", "level", S->P->ops[o].levels[k], "cos", j2[0],
+        json_array_append_new(per_level, json_pack("{s:f, s:o*, s:o*}", "level", R->ops[o].levels[k], "cos", j2[0],
                                                    "euc", j2[1]));
     }
     json_t *lv = json_array();
-    for (int k = 0; k < K; k++) json_array_append_new(lv, json_real(S->P->ops[o].levels[k]));
+    for (int k = 0; k < K; k++) json_array_append_new(lv, json_real(R->ops[o].levels[k]));
     json_t *param = json_pack("{s:s, s:s, s:s, s:f, s:o*, s:b, s:b, s:b, s:o*}", "parameter", oi->param, "reference",
                               oi->reference, "description", oi->description, "min", oi->min, "max",
                               isinf(oi->max) ? json_null() : json_real(oi->max), "min_open", oi->min_open, "max_open",
@@ -549,59 +558,44 @@ static json_t *op_summary(const eval_run *S, int o, double *v, core_buf *csv) {
                      metrics, "per_level", per_level);
 }
 
-static json_t *summary_json(const eval_run *S, double *v, core_buf *csv) {
-    const wobble_eval_params *P = S->P;
+static json_t *summary_json(const eval_results *R, double *v, core_buf *csv) {
     json_t *ops_out = json_array();
-    for (int o = 0; o < S->O && ops_out; o++) {
-        json_t *oj = op_summary(S, o, v, csv);
+    for (int o = 0; o < R->O && ops_out; o++) {
+        json_t *oj = op_summary(R, o, v, csv);
         if (!oj || json_array_append_new(ops_out, oj)) {
             json_decref(ops_out);
             return NULL;
         }
     }
     json_t *failed = json_array();
-    for (int i = 0; i < S->N && failed; i++)
-        if (S->errors[i])
-            json_array_append_new(failed, json_pack("{s:s, s:s}", "image", wobble_dataset_item(S->ds, i), "error",
-                                                    S->errors[i]));
-    static const char *FILTERS[] = {"box", "bilinear", "hamming", "bicubic", "lanczos"};
-    wobble_model_info mi;
-    json_t *model_j;
-    if (!S->m) {
-        /* embeddings computed elsewhere: what is known of their source */
-        model_j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "path", P->data_path ? P->data_path : "", "source",
-                            "embeddings", "preset", "external", "arch", "external", "content_hash", S->mhs,
-                            "embed_dim", S->E);
-        goto pack;
+    for (int j = 0; j < R->n_items && failed; j++) {
+        const int i = res_item(R, j);
+        if (R->errors[i])
+            json_array_append_new(failed, json_pack("{s:s, s:s}", "image", R->names[i], "error", R->errors[i]));
     }
-    wobble_model_get_info(S->m, &mi);
-    model_j = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:[f,f,f], s:[f,f,f]}}", "path",
-        P->model_path ? P->model_path : mi.path, "preset", mi.preset, "arch", mi.arch, "naming", mi.naming,
-        "content_hash", S->mhs, "precision", mi.precision, "embed_dim", mi.embed_dim, "preprocessing_hash", S->phs, "preprocessing",
-        "resize_short", mi.resize_short, "resize_h", mi.resize_h, "resize_w", mi.resize_w, "crop_h", mi.crop_h, "crop_w",
-        mi.crop_w, "filter", FILTERS[mi.filter], "rescale", mi.rescale, "mean", (double)mi.mean[0], (double)mi.mean[1],
-        (double)mi.mean[2], "std", (double)mi.std[0], (double)mi.std[1], (double)mi.std[2]);
-pack:
-    return json_pack("{s:s, s:o*, s:{s:s, s:s, s:i, s:i, s:i, s:o*}, s:I, s:s, s:o*}", "wobble", wobble_version(),
-                     "model", model_j, "dataset", "path", P->data_path ? P->data_path : "", "kind",
-                     wobble_dataset_kind(S->ds), "images", S->N, "evaluated", S->n_ok, "failed_count", S->n_failed,
-                     "failed", failed, "seed", (json_int_t)P->seed, "metrics_doc",
-                     "docs/metrics.md: R_cos = max_k (1-cos)/2, R_euc = max_k ||e-e_k||/2, R_div = MEB radius; "
-                     "cos_mean/euc_mean average the per-level values",
-                     "ops", ops_out);
+    json_t *root = json_pack("{s:s, s:O, s:{s:s, s:s, s:i, s:i, s:i, s:o*}, s:I, s:s, s:o*}", "wobble",
+                             wobble_version(), "model", R->model, "dataset", "path", R->data_path ? R->data_path : "",
+                             "kind", R->kind, "images", R->n_items, "evaluated", R->n_ok, "failed_count", R->n_failed,
+                             "failed", failed, "seed", (json_int_t)R->seed, "metrics_doc",
+                             "docs/metrics.md: R_cos = max_k (1-cos)/2, R_euc = max_k ||e-e_k||/2, R_div = MEB radius; "
+                             "cos_mean/euc_mean average the per-level values",
+                             "ops", ops_out);
+    if (root && R->extra && json_object_update(root, R->extra)) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
 }
 
-/* The three result files, derived from the cache contents, staged in `set`. */
-static int eval_outputs(eval_run *S, core_outset *set) {
+int eval_results_stage(wobble_ctx *ctx, const eval_results *R, const char *out_dir, core_outset *set) {
     core_buf jl = {0}, csv = {0};
-    double *v = malloc(sizeof(double) * ((size_t)S->N + 1));
-    per_image_jsonl(S, &jl);
+    double *v = malloc(sizeof(double) * ((size_t)R->N + 1));
+    per_image_jsonl(R, &jl);
     core_buf_printf(&csv, "op,level,metric,n,mean,median,p10,p90,p99,min,max\n");
-    json_t *sum = v ? summary_json(S, v, &csv) : NULL;
-    int rc = eval_outset_buf(S->ctx, set, S->out_dir, "per_image.jsonl", &jl);
-    if (rc == WOBBLE_OK) rc = eval_outset_json(S->ctx, set, S->out_dir, "summary.json", sum);
-    if (rc == WOBBLE_OK) rc = eval_outset_buf(S->ctx, set, S->out_dir, "summary.csv", &csv);
+    json_t *sum = v && R->model ? summary_json(R, v, &csv) : NULL;
+    int rc = eval_outset_buf(ctx, set, out_dir, "per_image.jsonl", &jl);
+    if (rc == WOBBLE_OK) rc = eval_outset_json(ctx, set, out_dir, "summary.json", sum);
+    if (rc == WOBBLE_OK) rc = eval_outset_buf(ctx, set, out_dir, "summary.csv", &csv);
     json_decref(sum);
     core_buf_free(&jl);
     core_buf_free(&csv);
@@ -609,9 +603,73 @@ static int eval_outputs(eval_run *S, core_outset *set) {
     return rc;
 }
 
+/* summary.json's "model": the model's description, or an embedding folder's */
+static json_t *model_json(const eval_run *S) {
+    const wobble_eval_params *P = S->P;
+    if (!S->m)
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "path", P->data_path ? P->data_path : "", "source",
+                         "embeddings", "preset", "external", "arch", "external", "content_hash", S->mhs, "embed_dim",
+                         S->E);
+    static const char *FILTERS[] = {"box", "bilinear", "hamming", "bicubic", "lanczos"};
+    wobble_model_info mi;
+    wobble_model_get_info(S->m, &mi);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:[f,f,f], s:[f,f,f]}}", "path",
+        P->model_path ? P->model_path : mi.path, "preset", mi.preset, "arch", mi.arch, "naming", mi.naming,
+        "content_hash", S->mhs, "precision", mi.precision, "embed_dim", mi.embed_dim, "preprocessing_hash", S->phs,
+        "preprocessing", "resize_short", mi.resize_short, "resize_h", mi.resize_h, "resize_w", mi.resize_w, "crop_h",
+        mi.crop_h, "crop_w", mi.crop_w, "filter", FILTERS[mi.filter], "rescale", mi.rescale, "mean", (double)mi.mean[0],
+        (double)mi.mean[1], (double)mi.mean[2], "std", (double)mi.std[0], (double)mi.std[1], (double)mi.std[2]);
+}
+
+/* The three result files (and, for a shard, shard.json), staged in `set`. */
+static int eval_outputs(eval_run *S, core_outset *set) {
+    const wobble_eval_params *P = S->P;
+    const char **names = malloc(sizeof(char *) * ((size_t)S->N + 1));
+    int *labels = malloc(sizeof(int) * ((size_t)S->N + 1)), *items = NULL, n_items = S->N;
+    json_t *model = model_json(S), *extra = NULL;
+    int rc = names && labels && model ? WOBBLE_OK : core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    for (int i = 0; !rc && i < S->N; i++) {
+        names[i] = wobble_dataset_item(S->ds, i);
+        labels[i] = wobble_dataset_label(S->ds, i);
+    }
+    if (!rc && P->shard_count > 1) {
+        /* a shard: its own images, and shard.json saying which they are */
+        items = malloc(sizeof(int) * ((size_t)S->N + 1));
+        json_t *list = json_array();
+        n_items = 0;
+        for (int i = P->shard_index; items && list && i < S->N; i += P->shard_count) {
+            items[n_items++] = i;
+            json_array_append_new(list, json_pack("[i, s]", i, names[i]));
+        }
+        json_t *sh = items && list ? json_pack("{s:s, s:i, s:i, s:i, s:O}", "wobble", wobble_version(), "shard",
+                                               P->shard_index, "of", P->shard_count, "dataset_size", S->N, "items", list)
+                                   : NULL;
+        extra = json_pack("{s:{s:i, s:i}}", "shard", "index", P->shard_index, "of", P->shard_count);
+        rc = sh && extra ? eval_outset_json(S->ctx, set, S->out_dir, "shard.json", sh)
+                         : core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+        json_decref(sh);
+        json_decref(list);
+    }
+    if (!rc) {
+        const eval_results R = {S->N,        S->O,     S->Kmax,  P->ops,    S->info,     names,
+                                labels,      S->ihash, S->ok,    S->errors, S->rob,      S->lc,
+                                S->le,       items,    n_items,  S->n_ok,   S->n_failed, P->data_path,
+                                wobble_dataset_kind(S->ds), P->seed, model, extra};
+        rc = eval_results_stage(S->ctx, &R, S->out_dir, set);
+    }
+    free(names), free(labels), free(items);
+    json_decref(model), json_decref(extra);
+    return rc;
+}
+
 int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, const wobble_eval_params *params,
                     const char *out_dir, wobble_eval_summary *summary, core_outset *set) {
     if (!ds || !params || !out_dir || !set) return core_seterr(ctx, WOBBLE_EINVAL, "eval: NULL argument");
+    if (params->shard_count < 0 || (params->shard_count > 1 && (params->shard_index < 0 ||
+                                                                params->shard_index >= params->shard_count)))
+        return core_seterr(ctx, WOBBLE_EINVAL, "eval: shard %d of %d does not exist", params->shard_index,
+                           params->shard_count);
     if (!m && !data_embeddings(ds))
         return core_seterr(ctx, WOBBLE_EINVAL, "eval: no model (only an embedding folder can be evaluated without one)");
     if (m && data_embeddings(ds))
@@ -624,7 +682,8 @@ int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
     S.t_start = core_now_s();
     int rc = eval_setup(&S);
     if (rc == WOBBLE_OK) rc = eval_lock(&S);
-    for (int i = 0; i < S.N && rc == WOBBLE_OK; i++) rc = eval_image(&S, i);
+    const int step = params->shard_count > 1 ? params->shard_count : 1, first = step > 1 ? params->shard_index : 0;
+    for (int i = first; i < S.N && rc == WOBBLE_OK; i += step) rc = eval_image(&S, i);
     if (rc == WOBBLE_OK && params->progress) params->progress(params->user, S.N, S.N, "");
     if (rc == WOBBLE_OK && S.n_ok == 0)
         rc = core_seterr(ctx, WOBBLE_EINVAL, "eval: no image of %s could be read (%d failed)",
