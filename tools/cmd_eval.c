@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef WOBBLE_HAVE_MPI
+#include <mpi.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -457,6 +460,58 @@ out:
 
 /* wobble eval --embeddings DIR: the folder's columns (all, or those --op
  * selects) through the same pipeline, without a model. */
+#ifdef WOBBLE_HAVE_MPI
+/* Started by mpirun (Open MPI, or a PMI/PMIx launcher): MPI is initialised
+ * only then, so the MPI build still runs as one plain process. */
+static int mpi_launched(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+}
+
+/* mpirun -n N wobble eval: rank R evaluates shard R/N into OUT/shards/R-of-N
+ * (its own cache, so a killed job resumes), then rank 0 merges the shards
+ * into OUT: the bytes of a one-process run with the same --threads. */
+static int run_mpi(wobble_ctx *ctx, wobble_model *m, wobble_dataset *ds, wobble_eval_params *ep, cli_progress *prog,
+                   const char *out, int argc, char **argv, int no_report, int rank, int size) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/shards/%d-of-%d", out, rank, size);
+    ep->shard_index = rank;
+    ep->shard_count = size;
+    if (rank != 0) ep->progress = NULL; /* rank 0's progress stands for the job's; every rank reports its bad images */
+    wobble_eval_summary sum;
+    int rc = wobble_eval_run(ctx, m, ds, ep, dir, &sum);
+    if (rank == 0) cli_progress_end(prog);
+    if (rc != WOBBLE_OK) cli_error("rank %d: %s", rank, wobble_last_error(ctx));
+    /* every rank's outcome: a failed rank fails the job (its message is above) */
+    int mine[2] = {rc != WOBBLE_OK, sum.failed}, all[2] = {0, 0};
+    MPI_Allreduce(mine, all, 2, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (all[0]) return EXIT_FAIL;
+    int code = EXIT_OK;
+    if (rank == 0) {
+        char **dirs = malloc(sizeof(char *) * (size_t)size);
+        for (int r = 0; dirs && r < size; r++) {
+            dirs[r] = malloc(strlen(out) + 48);
+            if (dirs[r]) snprintf(dirs[r], strlen(out) + 48, "%s/shards/%d-of-%d", out, r, size);
+        }
+        wobble_eval_summary ms;
+        if (!dirs || wobble_eval_merge(ctx, (const char *const *)dirs, size, out, &ms) != WOBBLE_OK) {
+            cli_error("%s", dirs ? wobble_last_error(ctx) : "eval: out of memory");
+            code = EXIT_FAIL;
+        } else {
+            print_table(out);
+            ms.t_total = sum.t_total; /* rank 0's timings stand for the job's */
+            code = write_run_and_report(ctx, out, argc, argv, &ms, -1, -1, no_report);
+            fflush(stdout);
+            fprintf(stderr, "wobble: %d ranks: %d images evaluated, %d failed\n", size, ms.evaluated, ms.failed);
+            if (all[1]) code = EXIT_FAIL;
+        }
+        for (int r = 0; dirs && r < size; r++) free(dirs[r]);
+        free(dirs);
+    }
+    MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    return code;
+}
+#endif
+
 typedef struct {
     int task; /* -1: none */
     const char *train, *l2;
@@ -587,7 +642,22 @@ done:
     return exit_code;
 }
 
+static int cmd_eval_main(int argc, char **argv);
+
+/* Under mpirun, MPI lives for the whole command; otherwise it is never touched. */
 int cmd_eval(int argc, char **argv) {
+#ifdef WOBBLE_HAVE_MPI
+    if (mpi_launched()) {
+        MPI_Init(&argc, &argv);
+        int code = cmd_eval_main(argc, argv);
+        MPI_Finalize();
+        return code;
+    }
+#endif
+    return cmd_eval_main(argc, argv);
+}
+
+static int cmd_eval_main(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL;
     const char *task = NULL, *train = NULL, *train_labels = NULL, *l2 = NULL, *tokenizer = NULL, *templates = NULL,
                *classnames = NULL;
@@ -740,6 +810,18 @@ int cmd_eval(int argc, char **argv) {
         default: help(stderr); return EXIT_USAGE;
         }
     }
+    int mpi_rank = 0, mpi_size = 1;
+#ifdef WOBBLE_HAVE_MPI
+    if (mpi_launched()) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &mpi_size);
+    }
+    if (mpi_size > 1 && (shard_n || task || embeddings)) {
+        if (mpi_rank == 0)
+            cli_error("eval: under mpirun, eval runs the robustness evaluation (not --shard, --task or --embeddings)");
+        return EXIT_USAGE;
+    }
+#endif
     if (shard_n && (task || embeddings)) {
         cli_error("eval: --shard is for the robustness run (not --task or --embeddings)");
         return EXIT_USAGE;
@@ -892,6 +974,13 @@ int cmd_eval(int argc, char **argv) {
     ep.shard_count = shard_n;
     wobble_eval_summary sum;
     int rc;
+#ifdef WOBBLE_HAVE_MPI
+    if (mpi_size > 1) {
+        exit_code = run_mpi(ctx, m, ds, &ep, &prog, out, argc, argv, no_report, mpi_rank, mpi_size);
+        goto done;
+    }
+#endif
+    (void)mpi_rank;
     if (task_id >= 0) {
         exit_code = run_downstream(ctx, m, ds, &ep, &prog, task_id, train, NULL, train_labels, (int)train_limit, l2,
                                    (int)knn_k, temperature, tokenizer, templates, classnames, (int)bins, model, out, argc, argv, no_report);

@@ -272,6 +272,17 @@ int wobble_eval_merge(wobble_ctx *ctx, const char *const *dirs, int n, const cha
     for (int s = 0; s < n && !rc; s++) rc = take_shard(ctx, &sh[s], &M);
     core_outset set = {0};
     if (!rc && M.n_ok == 0) rc = core_seterr(ctx, WOBBLE_EINVAL, "merge: no image was evaluated in any shard");
+    if (!rc) { /* an output folder of another run is not overwritten */
+        char *cp = core_path_join(out_dir, "config.json");
+        json_error_t je;
+        json_t *old = cp ? json_load_file(cp, 0, &je) : NULL;
+        if (!cp) rc = core_seterr(ctx, WOBBLE_ENOMEM, "merge: out of memory");
+        else if (old && !json_equal(old, lock))
+            rc = core_seterr(ctx, WOBBLE_EINVAL, "%s holds results of another run (its config.json differs); use another "
+                             "output folder", out_dir);
+        json_decref(old);
+        free(cp);
+    }
     if (!rc) rc = wobble_mkdirs(ctx, out_dir);
     if (!rc) rc = eval_outset_json(ctx, &set, out_dir, "config.json", lock);
     if (!rc) {
