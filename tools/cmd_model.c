@@ -165,6 +165,20 @@ static void embed_help(FILE *f) {
             "loaded, 2 bad command line\n");
 }
 
+/* OUT.npy.json (the sidecar, taking `side`) staged beside OUT.npy. */
+static int stage_sidecar(wobble_ctx *ctx, core_outset *set, const char *out, json_t *side) {
+    char *txt = side ? json_dumps(side, JSON_INDENT(2)) : NULL;
+    const size_t sl = strlen(out) + 6;
+    char *sp = malloc(sl);
+    if (sp) snprintf(sp, sl, "%s.json", out);
+    int rc = txt && sp ? core_outset_add(ctx, set, sp, txt, strlen(txt))
+                       : core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", out);
+    free(sp);
+    free(txt);
+    json_decref(side);
+    return rc;
+}
+
 /* Texts to embed: each --text, then each non-empty line of each --text-file
  * (a trailing CR dropped); where[i] names text i's origin for messages
  * ("--text 2", "FILE:LINE"). Returns the count, -1 on error (printed). */
@@ -322,15 +336,7 @@ static int embed_texts(const char *model, const char *tokenizer, char **given, i
                                  info.naming, "rows", n, "dim", D, "context_length", L, "normalized", normalize,
                                  "precision", info.precision, "truncated", truncated, "seconds", "load",
                                  t_loaded - t_start, "embed", core_now_s() - t_loaded, "texts", list);
-        char *txt = side ? json_dumps(side, JSON_INDENT(2)) : NULL;
-        const size_t sl = strlen(out) + 6;
-        char *sp = malloc(sl);
-        if (sp) snprintf(sp, sl, "%s.json", out);
-        rc = txt && sp ? core_outset_add(ctx, &set, sp, txt, strlen(txt))
-                       : core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", out);
-        free(sp);
-        free(txt);
-        json_decref(side);
+        rc = stage_sidecar(ctx, &set, out, side);
     }
     if (rc == WOBBLE_OK) rc = core_outset_commit(ctx, &set);
     core_outset_abort(&set);
@@ -552,15 +558,7 @@ int cmd_embed(int argc, char **argv) {
                                      info.precision, "seconds", "load", t_loaded - t_start, "embed",
                                      core_now_s() - t_loaded, "model_info", info_json(&info), "inputs", inputs,
                                      "failed", json_incref(failed));
-            char *txt = side ? json_dumps(side, JSON_INDENT(2)) : NULL;
-            const size_t sl = strlen(out) + 6;
-            char *sp = malloc(sl);
-            if (sp) snprintf(sp, sl, "%s.json", out);
-            rc = txt && sp ? core_outset_add(ctx, &set, sp, txt, strlen(txt))
-                           : core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", out);
-            free(sp);
-            free(txt);
-            json_decref(side);
+            rc = stage_sidecar(ctx, &set, out, side);
         }
         if (rc == WOBBLE_OK && patch_out && patches) {
             const int64_t ps[3] = {nok, np, info.width};
