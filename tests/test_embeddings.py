@@ -23,24 +23,15 @@ import tempfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clitest import check, finish, runner  # noqa: E402
+
 W, REF = sys.argv[1], sys.argv[2]
 M = os.path.join(REF, "models", "clip-f32-openai")
 NAMES = ["photo_96x80.png", "syn_64x48.png", "tiny_10x7.png"]
 COLS = [("jpeg", 50.0), ("jpeg", 10.0), ("hue", 0.1), ("brightness", 1.0)]  # brightness 1 is the identity
-passes = fails = 0
 
-
-def check(cond, what):
-    global passes, fails
-    if cond:
-        passes += 1
-    else:
-        fails += 1
-        print("FAIL:", what)
-
-
-def run(*args):
-    return subprocess.run([W, *args], capture_output=True, text=True)
+run = runner(W)
 
 
 T = tempfile.mkdtemp(prefix="wobble_emb_")
@@ -278,5 +269,4 @@ for what, code, pat, args in [
 
 KEEP = os.environ.get("KEEP_T")
 if not KEEP: shutil.rmtree(T)
-print(f"{passes} passed, {fails} failed")
-sys.exit(1 if fails else 0)
+finish()

@@ -19,6 +19,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clitest import check, finish  # noqa: E402
+
 W, REF, SHARED = sys.argv[1], sys.argv[2], sys.argv[3]
 MPIRUN = shutil.which("mpirun")
 if not MPIRUN:
@@ -27,16 +30,6 @@ if not MPIRUN:
 M = os.path.join(REF, "models", "clip-f32-openai")
 kodak = os.path.join(SHARED, "data", "kodak")
 DATA = kodak if os.path.isdir(kodak) else os.path.join(REF, "data")
-passes = fails = 0
-
-
-def check(cond, what):
-    global passes, fails
-    if cond:
-        passes += 1
-    else:
-        fails += 1
-        print("FAIL:", what)
 
 
 MPI = [MPIRUN, "--oversubscribe", "--allow-run-as-root", "-n", "3"]
@@ -101,5 +94,4 @@ r = subprocess.run([*MPI, W, "eval", "--model", M, "--data", DATA, "--op", "jpeg
 check(r.returncode != 0 and "not --shard, --task or --embeddings" in r.stderr, f"--shard under mpirun: {r.stderr[-300:]!r}")
 
 shutil.rmtree(T)
-print(f"{passes} passed, {fails} failed")
-sys.exit(1 if fails else 0)
+finish()

@@ -19,22 +19,13 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clitest import check, finish, runner  # noqa: E402
+
 W, REF = sys.argv[1], sys.argv[2]
 M = os.path.join(REF, "models", "clip-f32-openai")
-passes = fails = 0
 
-
-def check(cond, what):
-    global passes, fails
-    if cond:
-        passes += 1
-    else:
-        fails += 1
-        print("FAIL:", what)
-
-
-def run(*args):
-    return subprocess.run([W, *args], capture_output=True, text=True)
+run = runner(W)
 
 
 def same(a, b, files=("per_image.jsonl", "summary.json", "summary.csv", "config.json")):
@@ -102,5 +93,4 @@ r = run("merge", "-o", d("x"))
 check(r.returncode == 2 and "no shard folders" in r.stderr, f"merge without folders: {r.stderr!r}")
 
 shutil.rmtree(T)
-print(f"{passes} passed, {fails} failed")
-sys.exit(1 if fails else 0)
+finish()
