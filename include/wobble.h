@@ -559,6 +559,9 @@ typedef struct wobble_eval_params {
      * shard_index (wobble eval --shard I/N; wobble_eval_merge combines the
      * shards' folders into the bytes of one run). Default 0: every image. */
     int shard_index, shard_count;
+    /* 1: compute and cache the embeddings only, write no result file (a
+     * rank filling the shared cache before one process uses it all). */
+    int cache_only;
 } wobble_eval_params;
 
 wobble_eval_params wobble_eval_default_params(void);

@@ -6,6 +6,7 @@ usage: test_mpi.py WOBBLE REF_DIR SHARED_DIR
 - 3 ranks on the Kodak photos (or, without ../shared, the test images):
   per_image.jsonl, summary.json, summary.csv and config.json byte-identical
   to one process with the same --threads;
+- --task linear with 3 ranks: the downstream files byte-identical too;
 - a rank killed mid-run ends the job (mpirun reports it, no result files);
   the re-run resumes from the ranks' caches and writes the same bytes;
 - without mpirun the MPI build runs as one process (the other tests).
@@ -88,10 +89,32 @@ else:
     check(not diff, f"resumed run differs from one process in {diff}")
     print(f"rank 1 killed with {cached} images in its cache; the re-run resumed: "
           f"{'byte-identical' if not diff else 'DIFFERENT'} to one process")
+# --task linear under mpirun: every rank embeds its shard of both sets into the
+# shared caches, rank 0 runs the task on them: the bytes of one process
+tree = {"tr/a": ["syn_3x5.png", "syn_33x17.png"], "tr/b": ["photo_96x80.png", "syn_64x48.png"],
+        "te/a": ["syn_33x17.png", "tiny_10x7.png"], "te/b": ["photo_96x80.png"]}
+for sub, files in tree.items():
+    os.makedirs(os.path.join(T, sub))
+    for f in files:
+        shutil.copy(os.path.join(REF, "data", f), os.path.join(T, sub, f))
+TASK = ["--task", "linear", "--model", M, "--train", os.path.join(T, "tr"), "--data", os.path.join(T, "te"), "--op",
+        "jpeg:10", "--op", "hue:0.2", "--threads", "1", "--no-report"]
+r1 = subprocess.run([W, "eval", *TASK, "-o", os.path.join(T, "task1")], capture_output=True, text=True)
+r3 = subprocess.run([*MPI, W, "eval", *TASK, "-o", os.path.join(T, "task3")], capture_output=True, text=True)
+check(r1.returncode == 0 and r3.returncode == 0 and "0 embeddings computed" in r3.stderr,
+      f"--task linear, 1 process and 3 ranks: {r1.returncode} {r3.returncode} {r3.stderr[-300:]!r}")
+TFILES = ("downstream.json", "downstream.csv", "downstream_per_image.jsonl", "per_image.jsonl", "summary.json",
+          "summary.csv", "train_embeddings.npy", "test_embeddings.npy")
+diff = [f for f in TFILES if r3.returncode or open(os.path.join(T, "task1", f), "rb").read() !=
+        open(os.path.join(T, "task3", f), "rb").read()]
+check(not diff, f"--task linear with 3 ranks differs from one process in {diff}")
+print(f"--task linear with 3 ranks: {'byte-identical' if not diff else 'DIFFERENT'} to one process")
+
 # refused under mpirun
 r = subprocess.run([*MPI, W, "eval", "--model", M, "--data", DATA, "--op", "jpeg:50", "--shard", "0/2", "-o",
                     os.path.join(T, "x")], capture_output=True, text=True)
-check(r.returncode != 0 and "not --shard, --task or --embeddings" in r.stderr, f"--shard under mpirun: {r.stderr[-300:]!r}")
+check(r.returncode != 0 and "not --shard, --embeddings or --task depth" in r.stderr,
+      f"--shard under mpirun: {r.stderr[-300:]!r}")
 
 shutil.rmtree(T)
 finish()

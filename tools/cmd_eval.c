@@ -285,12 +285,21 @@ static void print_downstream(const char *out) {
     json_decref(s);
 }
 
+#ifdef WOBBLE_HAVE_MPI
+/* Started by mpirun (Open MPI, or a PMI/PMIx launcher): MPI is initialised
+ * only then, so the MPI build still runs as one plain process. */
+static int mpi_launched(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+}
+#endif
+
 static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test, wobble_eval_params *ep,
                           cli_progress *prog, int task, const char *train, const char *train_split,
                           const char *train_labels, int train_limit, const char *l2, int k, double temperature,
                           const char *tokenizer, const char *templates, const char *classnames, int bins,
                           const char *model, const char *out, int argc, char **argv, int no_report) {
-    int exit_code = EXIT_OK, n_l2 = 0, n_tpl = 0, n_names = 0;
+    int exit_code = EXIT_OK, n_l2 = 0, n_tpl = 0, n_names = 0, mpi_bcast = 0;
+    (void)mpi_bcast; /* used by the MPI build only */
     double *grid = NULL;
     char **tpl = NULL, **names = NULL;
     wobble_dataset *tr = NULL;
@@ -367,6 +376,50 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
         dp.tokenizer = tok;
     }
     if (tr) prog->total = wobble_dataset_size(tr);
+#ifdef WOBBLE_HAVE_MPI
+    /* under mpirun: every rank embeds its shard of the training and test sets
+     * into the shared caches (OUT/train/cache, OUT/cache); then rank 0 runs the
+     * task on them, computing nothing again: the bytes of one process */
+    int rank = 0, size = 1;
+    mpi_bcast = 0;
+    if (mpi_launched()) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+    }
+    if (size > 1) {
+        int bad = 0;
+        if (tr) {
+            char *tdir = malloc(strlen(out) + 8);
+            if (tdir) snprintf(tdir, strlen(out) + 8, "%s/train", out);
+            wobble_eval_params tp = *ep;
+            tp.ops = NULL, tp.n_ops = 0, tp.data_path = train, tp.progress = NULL;
+            tp.shard_index = rank, tp.shard_count = size, tp.cache_only = 1;
+            if (!tdir || wobble_eval_run(ctx, m, tr, &tp, tdir, NULL) != WOBBLE_OK) {
+                cli_error("rank %d: %s", rank, tdir ? wobble_last_error(ctx) : "eval: out of memory");
+                bad = 1;
+            }
+            free(tdir);
+        }
+        wobble_eval_params vp = *ep;
+        vp.progress = NULL, vp.warn = NULL; /* the images' problems are reported by rank 0's run */
+        vp.shard_index = rank, vp.shard_count = size, vp.cache_only = 1;
+        if (!bad && wobble_eval_run(ctx, m, test, &vp, out, NULL) != WOBBLE_OK) {
+            cli_error("rank %d: %s", rank, wobble_last_error(ctx));
+            bad = 1;
+        }
+        int any = 0;
+        MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+        if (any) {
+            exit_code = EXIT_FAIL;
+            goto out;
+        }
+        if (rank != 0) { /* rank 0's outcome is the job's */
+            MPI_Bcast(&exit_code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+            goto out;
+        }
+        mpi_bcast = 1;
+    }
+#endif
     wobble_downstream_summary sum;
     int rc = wobble_downstream_run(ctx, m, test, ep, &dp, out, &sum);
     cli_progress_end(prog);
@@ -385,6 +438,9 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
             sum.t_train_classifier, sum.t_classify);
     if (sum.test.failed || sum.train.failed) exit_code = EXIT_FAIL;
 out:
+#ifdef WOBBLE_HAVE_MPI
+    if (mpi_bcast) MPI_Bcast(&exit_code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+#endif
     free(grid);
     for (int i = 0; i < n_tpl; i++) free(tpl[i]);
     free(tpl);
@@ -461,11 +517,6 @@ out:
 /* wobble eval --embeddings DIR: the folder's columns (all, or those --op
  * selects) through the same pipeline, without a model. */
 #ifdef WOBBLE_HAVE_MPI
-/* Started by mpirun (Open MPI, or a PMI/PMIx launcher): MPI is initialised
- * only then, so the MPI build still runs as one plain process. */
-static int mpi_launched(void) {
-    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
-}
 
 /* mpirun -n N wobble eval: rank R evaluates shard R/N into OUT/shards/R-of-N
  * (its own cache, so a killed job resumes), then rank 0 merges the shards
@@ -816,9 +867,10 @@ static int cmd_eval_main(int argc, char **argv) {
         MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
         MPI_Comm_size(MPI_COMM_WORLD, &mpi_size);
     }
-    if (mpi_size > 1 && (shard_n || task || embeddings)) {
+    if (mpi_size > 1 && (shard_n || embeddings || (task && !strcmp(task, "depth")))) {
         if (mpi_rank == 0)
-            cli_error("eval: under mpirun, eval runs the robustness evaluation (not --shard, --task or --embeddings)");
+            cli_error("eval: under mpirun, eval runs the robustness evaluation or a classification task (not "
+                      "--shard, --embeddings or --task depth)");
         return EXIT_USAGE;
     }
 #endif
@@ -975,7 +1027,7 @@ static int cmd_eval_main(int argc, char **argv) {
     wobble_eval_summary sum;
     int rc;
 #ifdef WOBBLE_HAVE_MPI
-    if (mpi_size > 1) {
+    if (mpi_size > 1 && task_id < 0) {
         exit_code = run_mpi(ctx, m, ds, &ep, &prog, out, argc, argv, no_report, mpi_rank, mpi_size);
         goto done;
     }

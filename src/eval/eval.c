@@ -211,7 +211,7 @@ static int eval_lock(eval_run *S) {
     if (cfg && S->m && strcmp(mi.precision, "fp32") != 0)
         json_object_set_new(cfg, "precision", json_string(mi.precision));
     /* a shard's folder holds that shard only (the key is absent for a whole run) */
-    if (cfg && P->shard_count > 1)
+    if (cfg && P->shard_count > 1 && !P->cache_only) /* a cache-only shard fills a folder shared by all */
         json_object_set_new(cfg, "shard", json_pack("[i, i]", P->shard_index, P->shard_count));
     char *cfg_path = core_path_join(S->out_dir, "config.json");
     int rc = WOBBLE_OK;
@@ -689,7 +689,7 @@ int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
         rc = core_seterr(ctx, WOBBLE_EINVAL, "eval: no image of %s could be read (%d failed)",
                            params->data_path ? params->data_path : "the dataset", S.n_failed);
     const double ta = core_now_s();
-    if (rc == WOBBLE_OK) rc = eval_outputs(&S, set);
+    if (rc == WOBBLE_OK && !params->cache_only) rc = eval_outputs(&S, set);
     S.T.t_io += core_now_s() - ta;
     if (summary) {
         *summary = S.T;
