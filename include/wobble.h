@@ -686,6 +686,9 @@ int64_t wobble_tuner_step(const wobble_tuner *tuner);
 /* Optimiser state (first and second moments, wobble_tuner_num_trainable
  * floats each, and the step count), for saving and restoring. */
 int wobble_tuner_state(wobble_tuner *tuner, float **m1, float **m2, int64_t **step);
+/* The accumulated gradient, flat over the trainable parameters
+ * (wobble_tuner_num_trainable floats; data-parallel reduction). */
+float *wobble_tuner_grad(wobble_tuner *tuner);
 
 typedef struct wobble_param_view {
     const char *name; /* "blocks.3.fc1.w", "pos", ... */
@@ -741,6 +744,15 @@ typedef struct wobble_finetune_params {
     int data_limit;                      /* recorded (the dataset's --limit, 0: none) */
     void (*progress)(void *user, const wobble_finetune_status *status);
     void *user;
+    /* Data parallelism (wobble finetune under mpirun; docs/scaling.md): with
+     * ranks > 1 this process takes the items i of each batch with i % ranks
+     * == rank, and allreduce(comm, data, n) sums n doubles in place over all
+     * processes, giving every process the same result (MPI_Allreduce). The
+     * summed gradient is the whole batch's, every process takes the same
+     * AdamW step, and only rank 0 writes files and validates. 0/1: off. */
+    int rank, ranks;
+    int (*allreduce)(void *comm, double *data, size_t n);
+    void *comm;
 } wobble_finetune_params;
 
 wobble_finetune_params wobble_finetune_default_params(void);

@@ -10,6 +10,22 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#ifdef WOBBLE_HAVE_MPI
+#include <mpi.h>
+
+/* the sum over every rank, the same on all (data-parallel fine-tuning) */
+static int mpi_sum(void *comm, double *v, size_t n) {
+    (void)comm;
+    return n <= (size_t)INT_MAX && MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) ==
+                                         MPI_SUCCESS
+               ? 0
+               : -1;
+}
+
+static int mpi_launched(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+}
+#endif
 
 static void help(FILE *f) {
     fprintf(f,
@@ -118,7 +134,23 @@ static int parse_op(const char *spec, wobble_finetune_op *o, cli_op_spec *sp) {
     return 0;
 }
 
+static int cmd_finetune_main(int argc, char **argv);
+
+/* Under mpirun: data-parallel fine-tuning (docs/scaling.md); MPI is
+ * initialised only then. */
 int cmd_finetune(int argc, char **argv) {
+#ifdef WOBBLE_HAVE_MPI
+    if (mpi_launched()) {
+        MPI_Init(&argc, &argv);
+        const int code = cmd_finetune_main(argc, argv);
+        MPI_Finalize();
+        return code;
+    }
+#endif
+    return cmd_finetune_main(argc, argv);
+}
+
+static int cmd_finetune_main(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *labels = NULL, *out = NULL, *resume = NULL, *scope = NULL,
                *objective = NULL;
     long long steps = LLONG_MIN, batch = LLONG_MIN, /* LLONG_MIN: not given */ threads = 0, limit = -1, warmup = -2, val = -1, val_every = -1, save_every = -1, views = -1;
@@ -346,14 +378,25 @@ int cmd_finetune(int argc, char **argv) {
     ui_t ui = {{0, 0, 0}, isatty(2)};
     P.progress = on_progress;
     P.user = &ui;
+    int rank = 0;
+#ifdef WOBBLE_HAVE_MPI
+    if (mpi_launched()) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &P.ranks);
+        P.rank = rank;
+        P.allreduce = mpi_sum;
+        if (rank) P.progress = NULL; /* rank 0 speaks for the job */
+    }
+#endif
     wobble_finetune_summary sum;
     int rc = wobble_finetune_run(ctx, m, ds, &P, out, &sum);
-    if (ui.tty) fprintf(stderr, "\r%*s\r", 140, "");
+    if (ui.tty && rank == 0) fprintf(stderr, "\r%*s\r", 140, "");
     if (rc != WOBBLE_OK) {
         cli_error("%s", wobble_last_error(ctx));
         exit_code = EXIT_FAIL;
         goto fail;
     }
+    if (rank != 0) goto fail; /* the summary is rank 0's to print */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("fine-tuned %s on %d images (%zu trainable parameters): steps %d..%d, last loss %.5f (L_rob %.5f, "

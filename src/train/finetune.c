@@ -75,6 +75,14 @@ static const char *scope_name(wobble_scope s) {
     return s == WOBBLE_SCOPE_ALL ? "all" : s == WOBBLE_SCOPE_LAST ? "last" : "norms";
 }
 
+/* Data parallelism: sum n doubles over the processes (the caller's MPI). */
+static int dp_sum(const wobble_finetune_params *P, wobble_ctx *ctx, double *v, size_t n) {
+    if (P->ranks <= 1) return WOBBLE_OK;
+    return P->allreduce(P->comm, v, n) == 0 ? WOBBLE_OK
+                                              : core_seterr(ctx, WOBBLE_EIO, "finetune: the reduction over %d processes failed",
+                                                            P->ranks);
+}
+
 int wobble_finetune_check_params(wobble_ctx *ctx, const wobble_model *m, const wobble_finetune_params *p) {
     if (!p) return core_seterr(ctx, WOBBLE_EINVAL, "finetune: NULL parameters");
     int rc = wobble_tune_check_params(ctx, m, &p->tune);
@@ -89,6 +97,9 @@ int wobble_finetune_check_params(wobble_ctx *ctx, const wobble_model *m, const w
                              p->steps);
     if (!(p->clip >= 0) || !isfinite(p->clip))
         return core_seterr(ctx, WOBBLE_EDOMAIN, "gradient clip %g: must be >= 0 (0: off)", p->clip);
+    if (p->ranks > 1 && (p->rank < 0 || p->rank >= p->ranks || !p->allreduce || p->batch < p->ranks))
+        return core_seterr(ctx, WOBBLE_EINVAL, "finetune: rank %d of %d (batch %d) needs a reduction and a batch of at "
+                           "least one image per process", p->rank, p->ranks, p->batch);
     if (p->views < 0 || p->views > 256)
         return core_seterr(ctx, WOBBLE_EDOMAIN, "views %d: must be in 1..256 (0: 1)", p->views);
     if (p->val < 0 || p->val_every < 1 || p->save_every < 1)
@@ -545,11 +556,12 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         wobble_image_free(img);
         if (rc) return rc;
     }
-    /* configuration lock */
+    /* configuration lock (data parallel: rank 0 keeps it, the others follow) */
+    const int dp = P->ranks > 1, writer = !dp || P->rank == 0;
     char path[4200];
-    if ((rc = wobble_mkdirs(ctx, out))) return rc;
+    if (writer && (rc = wobble_mkdirs(ctx, out))) return rc;
     snprintf(path, sizeof path, "%s/state", out);
-    if ((rc = wobble_mkdirs(ctx, path))) return rc;
+    if (writer && (rc = wobble_mkdirs(ctx, path))) return rc;
     json_t *cfg = config_json(&R, m);
     json_t *cfg_nothreads = json_deep_copy(cfg);
     json_object_del(cfg_nothreads, "threads");
@@ -558,7 +570,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
     const uint64_t cfg_hash = hash_str(cfg_s);
     free(cfg_s);
     snprintf(path, sizeof path, "%s/finetune.json", out);
-    const int have = access(path, F_OK) == 0;
+    const int have = writer && access(path, F_OK) == 0;
     if (have && !P->resume) {
         json_decref(cfg);
         return core_seterr(ctx, WOBBLE_EINVAL, "%s: already holds a fine-tuning run (continue it with --resume, or use another folder)", out);
@@ -578,7 +590,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
                                  "%s: holds a run of another model, dataset or setting (%s/finetune.json); use another folder",
                                  out, out);
         }
-    } else {
+    } else if (writer) {
         json_t *doc = json_pack("{s:s, s:O}", "wobble", wobble_version(), "config", cfg);
         rc = eval_write_json(ctx, path, doc);
         json_decref(doc);
@@ -599,6 +611,8 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
     int64_t step = 0, start_step = 0;
     double t_train = 0;
     int cur_epoch = -1;
+    double *red = NULL; /* data parallel: the gradient and the loss sums, reduced over the processes */
+    size_t ntr = 0;
     if (!R.perm_all || !R.targets || !perm || !x || !xp || !tg) {
         rc = core_seterr(ctx, WOBBLE_ENOMEM, "finetune: out of memory for batch %d", P->batch);
         goto done;
@@ -612,21 +626,27 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
     } else {
         start_step = 0;
     }
-    if ((rc = cut_log(&R, "train_log.jsonl", start_step)) || (rc = cut_log(&R, "val.jsonl", start_step)))
+    if (writer && ((rc = cut_log(&R, "train_log.jsonl", start_step)) || (rc = cut_log(&R, "val.jsonl", start_step))))
         goto done;
-    if (start_step == 0) {
+    if (writer && start_step == 0) {
         snprintf(path, sizeof path, "%s/train_log.jsonl", out);
         unlink(path);
         snprintf(path, sizeof path, "%s/val.jsonl", out);
         unlink(path);
     }
-    if (R.n_val && start_step == 0) {
+    if (writer && R.n_val && start_step == 0) {
         if ((rc = validate(&R, &val_first, 0))) goto done;
         if ((rc = append_line(&R, "val.jsonl", val_first))) goto done;
     }
+    ntr = wobble_tuner_num_trainable(R.t);
+    if (dp && !(red = malloc(sizeof(double) * (ntr + 4)))) {
+        rc = core_seterr(ctx, WOBBLE_ENOMEM, "finetune: out of memory for the gradient reduction");
+        goto done;
+    }
     for (step = start_step + 1; step <= P->steps; step++) {
         const double ts = core_now_s();
-        /* the batch */
+        /* the batch (data parallel: this process's items, packed) */
+        int nl = 0;
         for (int i = 0; i < P->batch && rc == WOBBLE_OK; i++) {
             const int64_t pos = (step - 1) * (int64_t)P->batch + i;
             const int epoch = (int)(pos / R.n_train);
@@ -639,13 +659,29 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
             const wobble_finetune_op *op = &P->ops[r % (uint64_t)P->n_ops];
             const double level = draw_level(op, mix(P->seed, (uint64_t)step, (uint64_t)i, 0x1E7E1));
             const int view = R.K > 1 ? (int)(mix(P->seed, (uint64_t)step, (uint64_t)i, 0x71E3) % (uint64_t)R.K) : 0;
+            if (dp && i % P->ranks != P->rank) continue;
             rc = load_pixels(&R, idx, view, op, level, mix(P->seed, (uint64_t)step, (uint64_t)i, 0x9015E),
-                             x + per * i, xp + per * i);
-            memcpy(tg + (size_t)i * R.E, R.targets + ((size_t)idx * R.K + view) * R.E, sizeof(float) * R.E);
+                             x + per * nl, xp + per * nl);
+            memcpy(tg + (size_t)nl * R.E, R.targets + ((size_t)idx * R.K + view) * R.E, sizeof(float) * R.E);
+            nl++;
         }
-        if (rc) goto done;
         wobble_tuner_zero_grad(R.t);
-        rc = wobble_tuner_loss_grad(ctx, R.t, x, xp, tg, P->batch, R.H, R.W, &P->tune, &last, NULL, NULL);
+        if (!rc) rc = wobble_tuner_loss_grad(ctx, R.t, x, xp, tg, nl, R.H, R.W, &P->tune, &last, NULL, NULL);
+        if (dp) {
+            /* the batch's mean: each process's mean weighted by its share; a
+             * failed process makes every process stop at the same step */
+            const double w = (double)nl / P->batch;
+            float *g = wobble_tuner_grad(R.t);
+            for (size_t k = 0; k < ntr; k++) red[k] = rc ? 0.0 : w * g[k];
+            red[ntr] = rc ? 0 : w * last.total, red[ntr + 1] = rc ? 0 : w * last.rob;
+            red[ntr + 2] = rc ? 0 : w * last.util, red[ntr + 3] = rc != 0;
+            const int rrc = dp_sum(P, ctx, red, ntr + 4);
+            if (!rc && rrc) rc = rrc;
+            if (!rc && red[ntr + 3] > 0)
+                rc = core_seterr(ctx, WOBBLE_EIO, "finetune: step %lld failed in another process", (long long)step);
+            for (size_t k = 0; !rc && k < ntr; k++) g[k] = (float)red[k];
+            last.total = red[ntr], last.rob = red[ntr + 1], last.util = red[ntr + 2];
+        }
         if (rc) goto done;
         if (!isfinite(last.total)) {
             rc = core_seterr(ctx, WOBBLE_EDOMAIN, "step %lld: the loss is not finite (lower the learning rate)", (long long)step);
@@ -663,15 +699,15 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         t_train += dt;
         json_t *line = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f}", "step", (json_int_t)step, "lr", lr, "loss", last.total,
                                  "L_rob", last.rob, "L_util", last.util, "grad_norm", gn, "images_per_s", P->batch / dt);
-        rc = append_line(&R, "train_log.jsonl", line);
+        if (writer) rc = append_line(&R, "train_log.jsonl", line);
         json_decref(line);
         if (rc) goto done;
-        if (R.n_val && (step % P->val_every == 0 || step == P->steps)) {
+        if (writer && R.n_val && (step % P->val_every == 0 || step == P->steps)) {
             json_decref(val_last);
             val_last = NULL;
             if ((rc = validate(&R, &val_last, step)) || (rc = append_line(&R, "val.jsonl", val_last))) goto done;
         }
-        if (step % P->save_every == 0 || step == P->steps)
+        if (writer && (step % P->save_every == 0 || step == P->steps))
             if ((rc = save_state(&R, cfg_hash))) goto done;
         if (P->progress) {
             wobble_finetune_status st = {0};
@@ -688,9 +724,9 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
     }
     /* the model */
     snprintf(path, sizeof path, "%s/%s", out, "model.safetensors");
-    if ((rc = copy_side_files(&R))) goto done;
-    if ((rc = wobble_tuner_save_weights(ctx, R.t, path))) goto done;
-    if (R.n_val && !val_first) {
+    if (writer && (rc = copy_side_files(&R))) goto done;
+    if (writer && (rc = wobble_tuner_save_weights(ctx, R.t, path))) goto done;
+    if (writer && R.n_val && !val_first) {
         /* resumed: the step-0 line is in val.jsonl */
         snprintf(path, sizeof path, "%s/val.jsonl", out);
         FILE *f = fopen(path, "r");
@@ -699,7 +735,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         if (f) fclose(f);
     }
     const double wall = core_now_s() - t0, cpu = core_cpu_s() - c0;
-    {
+    if (writer) {
         json_t *doc = json_pack("{s:s, s:O}", "wobble", wobble_version(), "config", cfg);
         json_t *res = json_object();
         json_object_set_new(res, "steps_done", json_integer(P->steps));
@@ -739,6 +775,7 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         }
     }
 done:
+    free(red);
     json_decref(cfg);
     json_decref(val_first);
     json_decref(val_last);

@@ -438,6 +438,8 @@ int wobble_tuner_save_weights(wobble_ctx *ctx, const wobble_tuner *t, const char
 /* Optimiser state for resuming: step, then m1 and m2. */
 int64_t wobble_tuner_step(const wobble_tuner *t) { return t->step; }
 
+float *wobble_tuner_grad(wobble_tuner *t) { return t ? t->grad : NULL; }
+
 int wobble_tuner_state(wobble_tuner *t, float **m1, float **m2, int64_t **step) {
     *m1 = t->m1;
     *m2 = t->m2;
