@@ -32,7 +32,7 @@ build/fuzz/Makefile: CMakeLists.txt tests/fuzz/CMakeLists.txt
 # libFuzzer harnesses under ASan+UBSan, FUZZ_TIME seconds each (docs/reliability.md)
 FUZZ_TIME ?= 60
 fuzz-build: fuzz-deps release build/fuzz/Makefile
-	cmake --build build/fuzz -j $(JOBS) --target fuzz_image fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_npy fuzz_dataset fuzz_opspec fuzz_cache fuzz_embeddings
+	cmake --build build/fuzz -j $(JOBS) --target fuzz_image fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_npy fuzz_dataset fuzz_opspec fuzz_cache fuzz_embeddings fuzz_merge
 
 fuzz: fuzz-build
 	tests/fuzz/run.sh build/fuzz $(FUZZ_TIME) $(FUZZ_HARNESSES)

@@ -6,7 +6,7 @@ set -u
 B=$1 S=$2
 shift 2
 HERE=$(cd "$(dirname "$0")" && pwd)
-hs=${*:-image safetensors config tokenizer npy dataset opspec cache embeddings}
+hs=${*:-image safetensors config tokenizer npy dataset opspec cache embeddings merge}
 mkdir -p "$B/corpus" "$B/artifacts"
 [ -d "$B/seeds" ] || "$HERE/seeds.sh" "$B/../release/wobble" "$B/seeds" >/dev/null
 failed=0

@@ -7,7 +7,7 @@ W=$1 OUT=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
 REF=$HERE/../ref
 mkdir -p "$OUT"
-for h in image safetensors config tokenizer npy dataset opspec cache embeddings; do mkdir -p "$OUT/$h"; done
+for h in image safetensors config tokenizer npy dataset opspec cache embeddings merge; do mkdir -p "$OUT/$h"; done
 # images: the decoder goldens and the bad-input files of the io tests
 for f in "$REF"/data/*.png "$REF"/data/io/* "$REF"/depth/*.png; do
     [ -f "$f" ] && [ "$(wc -c < "$f")" -le 200000 ] && cp "$f" "$OUT/image/"
@@ -89,12 +89,30 @@ def npy(descr, shape, fmt, values):  # NumPy's .npy format 1.0, written by hand 
 w("clean64", 3, npy("<f8", (3, 4), "d", [float(i) for i in range(12)]))
 w("pert", 4, npy("<f4", (3, 2, 4), "f", [1.0] * 24))
 PY
+# merge: byte 0 picks the file of the two hand-made shards the rest replaces
+# (0-3: config.json, shard.json, summary.json, per_image.jsonl of shard 0;
+# 4-7: of shard 1); the seeds are the valid files themselves
+python3 - "$OUT/merge" <<'PY'
+import json, os, sys
+o = sys.argv[1]
+lock = {"model_hash": "0123456789abcdef", "preprocessing_hash": "fedcba9876543210", "data": "d", "dataset_kind": "folder",
+        "seed": 0, "ops": [{"op": "jpeg", "levels": [50.0, 10.0]}, {"op": "hue", "levels": [0.1]}], "shard": [1, 2]}
+rec = {"image": "b.png", "image_hash": "00000000000000bb", "label": 2, "op": "hue", "levels": [0.1], "cos": [0.5],
+       "euc": [0.6], "R_cos": 0.5, "R_euc": 0.6, "R_div": 0.6, "cos_mean": 0.5, "euc_mean": 0.6}
+seeds = {"config": (4, json.dumps(lock)),
+         "shard": (1, json.dumps({"shard": 0, "of": 2, "dataset_size": 3, "items": [[0, "a.png"], [2, "c.png"]]})),
+         "summary": (2, json.dumps({"model": {"path": "m"}, "dataset": {"failed": [{"image": "c.png", "error": "x"}]}})),
+         "records": (7, json.dumps(dict(rec, op="jpeg", levels=[50.0, 10.0], cos=[0.1, 0.2], euc=[0.3, 0.4])) + "\n" +
+                     json.dumps(rec) + "\n")}
+for name, (k, text) in seeds.items():
+    open(os.path.join(o, name), "wb").write(bytes([k]) + text.encode())
+PY
 # eval cache: the records of a real run on a tiny image
 T=$(mktemp -d)
 "$W" eval --model "$REF/models/clip-f32-openai" --data "$REF/data/tiny_10x7.png" --op jpeg:50,90 --op hue:0.1 \
     -o "$T/ev" >/dev/null 2>&1 || true
 for f in "$T"/ev/cache/*.bin; do [ -f "$f" ] && cp "$f" "$OUT/cache/"; done
 rm -rf "$T"
-for h in image safetensors config tokenizer npy dataset opspec cache embeddings; do
+for h in image safetensors config tokenizer npy dataset opspec cache embeddings merge; do
     printf '%-12s %3d seeds\n' "$h" "$(ls "$OUT/$h" | wc -l)"
 done
