@@ -158,6 +158,26 @@ static int write_embedding_folder(wobble_ctx *ctx) {
     if (!rc) rc = wobble_write_file_atomic(ctx, p, index, strlen(index));
     return rc;
 }
+/* The eval scenario's run (all allocations succeeding) into tmp/name, or
+ * its shard `index` of `count`: the inputs of the merge and report scenarios. */
+static int setup_eval(wobble_ctx *ctx, const char *name, int index, int count) {
+    char data[700], out[700];
+    snprintf(data, sizeof data, "%s/data", tmp);
+    snprintf(out, sizeof out, "%s/%s", tmp, name);
+    wobble_dataset *ds = NULL;
+    static const double lv[2] = {0.5, 1.5};
+    wobble_eval_op op = {"brightness", lv, 2};
+    wobble_eval_params ep = wobble_eval_default_params();
+    ep.ops = &op;
+    ep.n_ops = 1;
+    ep.shard_index = index;
+    ep.shard_count = count;
+    int rc = wobble_dataset_open(ctx, data, NULL, &ds);
+    if (rc == WOBBLE_OK) rc = wobble_eval_run(ctx, model, ds, &ep, out, NULL);
+    wobble_dataset_free(ds);
+    return rc;
+}
+
 /* wobble_eval_merge of the two shards of that eval into a fresh folder */
 static int sc_merge(wobble_ctx *ctx, int run) {
     char a[700], b[700], out[700];
@@ -341,39 +361,13 @@ int main(void) {
     CHECK(write_embedding_folder(ctx) == WOBBLE_OK, "embedding folder: %s", wobble_last_error(ctx));
     run_scenario("embeddings", sc_embeddings, ctx);
     for (int sh = 0; sh < 2; sh++) { /* two shards of the eval scenario's run, for the merge scenario */
-        char data[700], out[700];
-        snprintf(data, sizeof data, "%s/data", tmp);
-        snprintf(out, sizeof out, "%s/shard%d", tmp, sh);
-        wobble_dataset *ds = NULL;
-        static const double lv[2] = {0.5, 1.5};
-        wobble_eval_op op = {"brightness", lv, 2};
-        wobble_eval_params ep = wobble_eval_default_params();
-        ep.ops = &op;
-        ep.n_ops = 1;
-        ep.shard_index = sh;
-        ep.shard_count = 2;
-        CHECK(wobble_dataset_open(ctx, data, NULL, &ds) == WOBBLE_OK && wobble_eval_run(ctx, model, ds, &ep, out, NULL) ==
-                  WOBBLE_OK,
-              "shard %d for the merge scenario: %s", sh, wobble_last_error(ctx));
-        wobble_dataset_free(ds);
+        char name[32];
+        snprintf(name, sizeof name, "shard%d", sh);
+        CHECK(setup_eval(ctx, name, sh, 2) == WOBBLE_OK, "shard %d for the merge scenario: %s", sh, wobble_last_error(ctx));
     }
     run_scenario("merge", sc_merge, ctx);
-    {
-        char data[700], out[700];
-        snprintf(data, sizeof data, "%s/data", tmp);
-        snprintf(out, sizeof out, "%s/report-run", tmp);
-        wobble_dataset *ds = NULL;
-        static const double lv[2] = {0.5, 1.5};
-        wobble_eval_op op = {"brightness", lv, 2};
-        wobble_eval_params ep = wobble_eval_default_params();
-        ep.ops = &op;
-        ep.n_ops = 1;
-        CHECK(wobble_dataset_open(ctx, data, NULL, &ds) == WOBBLE_OK && wobble_eval_run(ctx, model, ds, &ep, out, NULL) ==
-                  WOBBLE_OK,
-              "eval for the report scenario: %s", wobble_last_error(ctx));
-        wobble_dataset_free(ds);
-        run_scenario("report", sc_report, ctx);
-    }
+    CHECK(setup_eval(ctx, "report-run", 0, 0) == WOBBLE_OK, "eval for the report scenario: %s", wobble_last_error(ctx));
+    run_scenario("report", sc_report, ctx);
     wobble_image_free(photo);
     wobble_model_free(model);
     wobble_free(jpg);

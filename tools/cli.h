@@ -53,6 +53,10 @@ int cli_is_image_path(const char *p);
  * folder (or the folder of a .safetensors file). */
 void cli_tokenizer_dir(const char *model, const char *tokenizer, char *dir, size_t size);
 
+/* 1 when started by mpirun (Open MPI's, or a PMI/PMIx launcher's
+ * environment): only then does the MPI build initialise MPI. */
+int cli_mpi_launched(void);
+
 /* Progress on stderr when it is a terminal; silent otherwise. */
 typedef struct cli_progress {
     int enabled;

@@ -283,3 +283,5 @@ void cli_tokenizer_dir(const char *model, const char *tokenizer, char *dir, size
         else snprintf(dir, size, ".");
     }
 }
+
+int cli_mpi_launched(void) { return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK"); }

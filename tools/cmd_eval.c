@@ -121,6 +121,21 @@ static void on_warn(void *u, const char *msg) {
     cli_error("%s (skipped)", msg);
 }
 
+/* The eval parameters every command path sets: operations, seed, the paths
+ * recorded in the outputs, and progress on the terminal. */
+static wobble_eval_params eval_params(const wobble_eval_op *ops, int n_ops, uint64_t seed, const char *model,
+                                      const char *data, cli_progress *prog) {
+    wobble_eval_params ep = wobble_eval_default_params();
+    ep.ops = ops;
+    ep.n_ops = n_ops;
+    ep.seed = seed;
+    ep.model_path = model;
+    ep.data_path = data;
+    ep.progress = on_progress;
+    ep.user = prog;
+    return ep;
+}
+
 static void print_table(const char *out) {
     char p[4096];
     snprintf(p, sizeof p, "%s/summary.json", out);
@@ -285,14 +300,6 @@ static void print_downstream(const char *out) {
     json_decref(s);
 }
 
-#ifdef WOBBLE_HAVE_MPI
-/* Started by mpirun (Open MPI, or a PMI/PMIx launcher): MPI is initialised
- * only then, so the MPI build still runs as one plain process. */
-static int mpi_launched(void) {
-    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
-}
-#endif
-
 static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test, wobble_eval_params *ep,
                           cli_progress *prog, int task, const char *train, const char *train_split,
                           const char *train_labels, int train_limit, const char *l2, int k, double temperature,
@@ -382,7 +389,7 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
      * task on them, computing nothing again: the bytes of one process */
     int rank = 0, size = 1;
     mpi_bcast = 0;
-    if (mpi_launched()) {
+    if (cli_mpi_launched()) {
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
         MPI_Comm_size(MPI_COMM_WORLD, &size);
     }
@@ -477,14 +484,7 @@ static int run_depth(wobble_ctx *ctx, const char *model, long long batch, wobble
     }
     cli_progress prog;
     cli_progress_start(&prog, wobble_depth_set_size(tr));
-    wobble_eval_params ep = wobble_eval_default_params();
-    ep.ops = ops;
-    ep.n_ops = n_ops;
-    ep.seed = seed;
-    ep.model_path = model;
-    ep.data_path = test;
-    ep.progress = on_progress;
-    ep.user = &prog;
+    wobble_eval_params ep = eval_params(ops, n_ops, seed, model, test, &prog);
     wobble_depth_summary sum;
     const double t0 = core_now_s();
     int rc = wobble_depth_run(ctx, m, tr, te, &ep, dp, out, &sum);
@@ -658,15 +658,8 @@ static int run_embeddings(const char *dir, char **op_specs, int n_specs, int lim
     }
     cli_progress prog;
     cli_progress_start(&prog, wobble_dataset_size(ds));
-    wobble_eval_params ep = wobble_eval_default_params();
-    ep.ops = ops;
-    ep.n_ops = n_ops;
-    ep.seed = t->seed;
-    ep.model_path = dir;
-    ep.data_path = dir;
-    ep.progress = on_progress;
+    wobble_eval_params ep = eval_params(ops, n_ops, t->seed, dir, dir, &prog);
     ep.warn = on_warn;
-    ep.user = &prog;
     if (t->task >= 0) {
         /* the training set: the folder's train rows, or another embedding folder */
         exit_code = run_downstream(ctx, NULL, ds, &ep, &prog, t->task, t->train ? t->train : dir,
@@ -698,7 +691,7 @@ static int cmd_eval_main(int argc, char **argv);
 /* Under mpirun, MPI lives for the whole command; otherwise it is never touched. */
 int cmd_eval(int argc, char **argv) {
 #ifdef WOBBLE_HAVE_MPI
-    if (mpi_launched()) {
+    if (cli_mpi_launched()) {
         MPI_Init(&argc, &argv);
         int code = cmd_eval_main(argc, argv);
         MPI_Finalize();
@@ -863,7 +856,7 @@ static int cmd_eval_main(int argc, char **argv) {
     }
     int mpi_rank = 0, mpi_size = 1;
 #ifdef WOBBLE_HAVE_MPI
-    if (mpi_launched()) {
+    if (cli_mpi_launched()) {
         MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
         MPI_Comm_size(MPI_COMM_WORLD, &mpi_size);
     }
@@ -1012,16 +1005,9 @@ static int cmd_eval_main(int argc, char **argv) {
     }
     cli_progress prog;
     cli_progress_start(&prog, wobble_dataset_size(ds));
-    wobble_eval_params ep = wobble_eval_default_params();
-    ep.ops = ops;
-    ep.n_ops = n_ops;
-    ep.seed = seed;
+    wobble_eval_params ep = eval_params(ops, n_ops, seed, model, data, &prog);
     ep.batch = (int)batch;
-    ep.model_path = model;
-    ep.data_path = data;
-    ep.progress = on_progress;
     ep.warn = on_warn;
-    ep.user = &prog;
     ep.shard_index = shard_i;
     ep.shard_count = shard_n;
     wobble_eval_summary sum;

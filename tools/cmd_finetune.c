@@ -21,10 +21,6 @@ static int mpi_sum(void *comm, double *v, size_t n) {
                ? 0
                : -1;
 }
-
-static int mpi_launched(void) {
-    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
-}
 #endif
 
 static void help(FILE *f) {
@@ -140,7 +136,7 @@ static int cmd_finetune_main(int argc, char **argv);
  * initialised only then. */
 int cmd_finetune(int argc, char **argv) {
 #ifdef WOBBLE_HAVE_MPI
-    if (mpi_launched()) {
+    if (cli_mpi_launched()) {
         MPI_Init(&argc, &argv);
         const int code = cmd_finetune_main(argc, argv);
         MPI_Finalize();
@@ -380,7 +376,7 @@ static int cmd_finetune_main(int argc, char **argv) {
     P.user = &ui;
     int rank = 0;
 #ifdef WOBBLE_HAVE_MPI
-    if (mpi_launched()) {
+    if (cli_mpi_launched()) {
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
         MPI_Comm_size(MPI_COMM_WORLD, &P.ranks);
         P.rank = rank;

@@ -31,6 +31,15 @@ struct wobble_image {
 
 /* SplitMix64 (Steele, Lea and Flood): the golden-ratio increment, then the
  * finaliser. The noise generator and the probe's held-out split use it. */
+/* 64-bit FNV-1a over n bytes, continuing from h (start with CORE_FNV_INIT):
+ * the content ids of images, embedding folders and configurations. */
+#define CORE_FNV_INIT 1469598103934665603ull
+static inline uint64_t core_fnv1a(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = (const uint8_t *)p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
 static inline uint64_t core_splitmix64(uint64_t z) {
     z += 0x9E3779B97F4A7C15ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;

@@ -30,12 +30,6 @@ void data_emb_free(data_emb *e) {
     free(e);
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
-
 /* An .npy of float32 or float64 as float32, with its shape checked against
  * want (-1: any) and every value finite. */
 static int read_matrix(wobble_ctx *ctx, const char *dir, const char *name, int ndim, const int64_t *want,
@@ -306,14 +300,13 @@ int data_emb_open(wobble_ctx *ctx, const char *dir, data_emb **out, char ***ids,
         return rc;
     }
     /* content hash: the arrays and the columns (what an eval cache lock compares) */
-    uint64_t h = 1469598103934665603ull;
     const int dims[3] = {e->n, e->k, e->d};
-    h = fnv(h, dims, sizeof dims);
-    h = fnv(h, e->clean, sizeof(float) * (size_t)e->n * e->d);
-    if (e->pert) h = fnv(h, e->pert, sizeof(float) * (size_t)e->n * e->k * e->d);
+    uint64_t h = core_fnv1a(CORE_FNV_INIT, dims, sizeof dims);
+    h = core_fnv1a(h, e->clean, sizeof(float) * (size_t)e->n * e->d);
+    if (e->pert) h = core_fnv1a(h, e->pert, sizeof(float) * (size_t)e->n * e->k * e->d);
     for (int c = 0; c < e->k; c++) {
-        h = fnv(h, e->col_op[c], strlen(e->col_op[c]) + 1);
-        h = fnv(h, &e->col_level[c], sizeof(double));
+        h = core_fnv1a(h, e->col_op[c], strlen(e->col_op[c]) + 1);
+        h = core_fnv1a(h, &e->col_level[c], sizeof(double));
     }
     e->hash = h;
     *n = e->n;

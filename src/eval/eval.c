@@ -153,8 +153,7 @@ static int eval_setup(eval_run *S) {
     S->mh = S->X ? S->X->hash : model_content_hash(S->m);
     for (int i = 0; S->X && i < S->N; i++) { /* and which rows (a split) */
         const int r = data_emb_row(S->ds, i);
-        const uint8_t *b = (const uint8_t *)&r;
-        for (size_t q = 0; q < sizeof r; q++) S->mh = (S->mh ^ b[q]) * 1099511628211ull;
+        S->mh = core_fnv1a(S->mh, &r, sizeof r);
     }
     S->ph = S->X ? 0 : model_preprocessing_hash(S->m);
     snprintf(S->mhs, sizeof S->mhs, "%016llx", (unsigned long long)S->mh);
@@ -377,9 +376,7 @@ static int eval_external(eval_run *S, int i, eval_cache *c) {
     const data_emb *X = S->X;
     const size_t E = (size_t)S->E, Km = (size_t)S->Kmax, row = (size_t)data_emb_row(S->ds, i);
     const char *id = wobble_dataset_item(S->ds, i);
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = id; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    S->ihash[i] = h;
+    S->ihash[i] = core_fnv1a(CORE_FNV_INIT, id, strlen(id));
     if (eval_cache_add(c, "clean", 0.0, X->clean + row * E))
         return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
     for (int o = 0; o < S->O; o++)
@@ -393,64 +390,60 @@ static int eval_external(eval_run *S, int i, eval_cache *c) {
     return WOBBLE_OK;
 }
 
-/* One image. An unreadable image, or one an operation refuses (too small for
- * an ImageNet-C corruption), is recorded and skipped (WOBBLE_OK); a model,
- * memory or disk failure stops the run (the cache keeps what was done). */
-static int eval_image(eval_run *S, int i) {
-    const wobble_eval_params *P = S->P;
+/* Image i's embeddings into c from the model: decode, cache lookup, the
+ * missing ones computed and the cache saved. An unreadable image, or one an
+ * operation refuses (too small for an ImageNet-C corruption), is recorded and
+ * skipped (returns 1); a model, memory or disk failure stops the run (the
+ * cache keeps what was done). */
+static int eval_from_model(eval_run *S, int i, eval_cache *c) {
     wobble_ctx *ctx = S->ctx;
-    if (P->progress) P->progress(P->user, i, S->N, wobble_dataset_item(S->ds, i));
-    if (S->X) {
-        eval_cache c;
-        eval_cache_init(&c, S->E);
-        int rc = eval_external(S, i, &c);
-        double ta = core_now_s();
-        if (rc == WOBBLE_OK) rc = eval_metrics(S, i, &c);
-        S->T.t_metrics += core_now_s() - ta;
-        if (rc == WOBBLE_OK && P->embedding) {
-            P->embedding(P->user, i, -1, 0, eval_cache_find(&c, "clean", 0.0), S->E);
-            for (int o = 0; o < S->O; o++)
-                for (int k = 0; k < P->ops[o].n_levels; k++)
-                    P->embedding(P->user, i, o, k, level_vec(S, &c, o, k), S->E);
-        }
-        eval_cache_clear(&c);
-        if (rc == WOBBLE_OK) {
-            S->ok[i] = 1;
-            S->n_ok++;
-        }
-        return rc;
-    }
     wobble_image *img = NULL;
     double ta = core_now_s();
     int rc = wobble_dataset_load(ctx, S->ds, i, &img);
     S->T.t_decode += core_now_s() - ta;
     if (rc == WOBBLE_ENOMEM) return rc;
-    if (rc != WOBBLE_OK) return eval_skip(S, i, 0); /* the decoder's message names the file */
+    if (rc != WOBBLE_OK) { /* the decoder's message names the file */
+        const int sk = eval_skip(S, i, 0);
+        return sk ? sk : 1;
+    }
     S->ihash[i] = wobble_image_hash(img);
     char name[64];
     snprintf(name, sizeof name, "%016llx.bin", (unsigned long long)S->ihash[i]);
     char *cpath = core_path_join(S->cache_dir, name);
-    eval_cache c;
-    eval_cache_init(&c, S->E);
     ta = core_now_s();
-    rc = cpath ? eval_cache_load(ctx, &c, cpath, S->mh, S->ph) : core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    rc = cpath ? eval_cache_load(ctx, c, cpath, S->mh, S->ph) : core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
     S->T.t_io += core_now_s() - ta;
-    const int before = c.n;
-    if (rc == WOBBLE_OK) rc = eval_embed_missing(S, img, S->ihash[i], &c);
+    const int before = c->n;
+    if (rc == WOBBLE_OK) rc = eval_embed_missing(S, img, S->ihash[i], c);
     wobble_image_free(img);
     if (rc == WOBBLE_EDOMAIN) {
         /* the levels were checked up front, so this is the image's own
          * problem (smaller than an ImageNet-C corruption accepts): skip it */
-        eval_cache_clear(&c);
         free(cpath);
-        return eval_skip(S, i, 1);
+        const int sk = eval_skip(S, i, 1);
+        return sk ? sk : 1;
     }
     ta = core_now_s();
-    if (rc == WOBBLE_OK && c.n > before) rc = eval_cache_save(ctx, &c, cpath, S->mh, S->ph);
+    if (rc == WOBBLE_OK && c->n > before) rc = eval_cache_save(ctx, c, cpath, S->mh, S->ph);
     S->T.t_io += core_now_s() - ta;
-    if (rc == WOBBLE_OK && c.n == before) S->from_cache++;
+    if (rc == WOBBLE_OK && c->n == before) S->from_cache++;
     free(cpath);
-    ta = core_now_s();
+    return rc;
+}
+
+/* One image: its embeddings (from the model, or an embedding folder's
+ * arrays), then the metrics and the embedding callback. */
+static int eval_image(eval_run *S, int i) {
+    const wobble_eval_params *P = S->P;
+    if (P->progress) P->progress(P->user, i, S->N, wobble_dataset_item(S->ds, i));
+    eval_cache c;
+    eval_cache_init(&c, S->E);
+    int rc = S->X ? eval_external(S, i, &c) : eval_from_model(S, i, &c);
+    if (rc == 1) { /* skipped */
+        eval_cache_clear(&c);
+        return WOBBLE_OK;
+    }
+    const double ta = core_now_s();
     if (rc == WOBBLE_OK) rc = eval_metrics(S, i, &c);
     S->T.t_metrics += core_now_s() - ta;
     if (rc == WOBBLE_OK && P->embedding) {

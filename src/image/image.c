@@ -56,15 +56,10 @@ const uint8_t *wobble_image_data(const wobble_image *img) { return img ? img->da
 uint8_t *wobble_image_data_mut(wobble_image *img) { return img ? img->data : NULL; }
 
 uint64_t wobble_image_hash(const wobble_image *img) {
-    uint64_t h = 1469598103934665603ull;
-    if (!img) return h;
-    const uint64_t prime = 1099511628211ull;
-    uint32_t dims[2] = {(uint32_t)img->width, (uint32_t)img->height};
-    const uint8_t *d = (const uint8_t *)dims;
-    for (size_t i = 0; i < sizeof dims; i++) h = (h ^ d[i]) * prime;
-    size_t n = (size_t)img->width * (size_t)img->height * 3u;
-    for (size_t i = 0; i < n; i++) h = (h ^ img->data[i]) * prime;
-    return h;
+    if (!img) return CORE_FNV_INIT;
+    const uint32_t dims[2] = {(uint32_t)img->width, (uint32_t)img->height};
+    return core_fnv1a(core_fnv1a(CORE_FNV_INIT, dims, sizeof dims), img->data,
+                      (size_t)img->width * (size_t)img->height * 3u);
 }
 
 wobble_format wobble_detect_format(const void *data, size_t size) {

@@ -34,8 +34,7 @@ typedef struct {
 } smap;
 
 static uint64_t shash(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    const uint64_t h = core_fnv1a(CORE_FNV_INIT, s, n);
     return h ^ (h >> 29);
 }
 

@@ -526,11 +526,7 @@ static json_t *config_json(run_t *R, wobble_model *m) {
     return c;
 }
 
-static uint64_t hash_str(const char *s) {
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001B3ull;
-    return h;
-}
+static uint64_t hash_str(const char *s) { return core_fnv1a(CORE_FNV_INIT, s, strlen(s)); }
 
 int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, const wobble_finetune_params *P,
                         const char *out, wobble_finetune_summary *sum) {
