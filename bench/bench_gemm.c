@@ -2,7 +2,9 @@
  * GEMM candidates on the linear layers of ViT-Ti/16, ViT-B/16 and ViT-L/14
  * at batch 16 (rows = 16 x tokens), C = A W^T with A fp32 activations and
  * W PyTorch's [out, in] weights:
- *   sgemm      OpenBLAS cblas_sgemm, fp32 (wobble's fp32 path)
+ *   sgemm      OpenBLAS cblas_sgemm, fp32 (wobble's fp32 path without AVX-512)
+ *   f32        wobble's AVX-512 fp32 kernel (src/model/gemm_f32.c, its fp32
+ *              path on AVX-512 CPUs): W packed once, A in place
  *   bf16       wobble's AVX512_BF16 kernel (src/model/gemm_bf16.c): A rounded
  *              per call, W packed once
  *   dnnl-bf16  oneDNN matmul, bf16 src (rounded per call by a oneDNN
@@ -14,7 +16,7 @@
  *
  * usage: bench_gemm [THREADS] [REPEATS]
  */
-#include "../src/model/gemm_bf16.h"
+#include "../src/model/gemm_f32.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -121,6 +123,7 @@ typedef struct {
     const float *A, *W;
     float *C;
     const model_bf16_packed *P;
+    const model_f32_packed *F;
     uint16_t *scratch;
 #ifdef WOBBLE_BENCH_DNNL
     dnnl_case *d;
@@ -131,6 +134,8 @@ static void run_sgemm(const job *j) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, j->N, j->K, 1.0f, j->A, j->K, j->W, j->K, 0.0f, j->C,
                 j->N);
 }
+
+static void run_f32(const job *j) { model_f32_gemm(j->A, j->M, j->K, j->F, NULL, 0, j->C, j->N, j->threads); }
 
 static void run_bf16(const job *j) { model_bf16_gemm(j->A, j->M, j->K, j->P, NULL, 0, j->C, j->N, j->scratch, j->threads); }
 
@@ -176,23 +181,27 @@ int main(int argc, char **argv) {
     };
     printf("threads %d, best of %d; OpenBLAS core %s; GFLOP/s (2 M N K / time)\n", threads, reps,
            openblas_get_corename());
-    printf("%-10s %-5s %5s %5s %5s %9s %9s %9s %10s %10s %9s\n", "model", "layer", "M", "N", "K", "sgemm", "bf16",
-           "dnnl-bf16", "bf16/sgemm", "bf16/dnnl", "max|err|");
+    printf("%-10s %-5s %5s %5s %5s %9s %9s %9s %9s %10s %10s %10s %9s %9s\n", "model", "layer", "M", "N", "K", "sgemm",
+           "f32", "bf16", "dnnl-bf16", "f32/sgemm", "bf16/sgemm", "bf16/dnnl", "f32 err", "bf16 err");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int M = cases[c].M, N = cases[c].N, K = cases[c].K;
         float *A = malloc(sizeof(float) * (size_t)M * K), *W = malloc(sizeof(float) * (size_t)N * K);
         float *C0 = malloc(sizeof(float) * (size_t)M * N), *C1 = malloc(sizeof(float) * (size_t)M * N);
         uint16_t *s = aligned_alloc(64, ((model_bf16_scratch_elems(M, K) * 2) + 63) & ~(size_t)63);
         model_bf16_packed P;
+        model_f32_packed F;
         if (!A || !W || !C0 || !C1 || !s) return 1;
         unsigned seed = 1;
         for (size_t i = 0; i < (size_t)M * K; i++) A[i] = frand(&seed);
         for (size_t i = 0; i < (size_t)N * K; i++) W[i] = frand(&seed) * 0.05f;
-        if (model_bf16_pack_dense(&P, W, N, K)) return 1;
+        if (model_bf16_pack_dense(&P, W, N, K) || model_f32_pack_dense(&F, W, N, K)) return 1;
         const double fl = 2.0 * M * N * K * 1e-9;
-        job j = {.M = M, .N = N, .K = K, .threads = threads, .A = A, .W = W, .C = C0, .P = &P, .scratch = s};
+        job j = {.M = M, .N = N, .K = K, .threads = threads, .A = A, .W = W, .C = C0, .P = &P, .F = &F, .scratch = s};
         const double ts = best_of(reps, run_sgemm, &j);
         j.C = C1;
+        const double tf = best_of(reps, run_f32, &j);
+        double errf = 0;
+        for (size_t i = 0; i < (size_t)M * N; i++) errf = fmax(errf, fabs((double)C1[i] - C0[i]));
         const double tb = best_of(reps, run_bf16, &j);
         double err = 0;
         for (size_t i = 0; i < (size_t)M * N; i++) err = fmax(err, fabs((double)C1[i] - C0[i]));
@@ -207,9 +216,10 @@ int main(int argc, char **argv) {
         dnnl_teardown(&d);
         free(C2);
 #endif
-        printf("%-10s %-5s %5d %5d %5d %9.1f %9.1f %9.1f %10.2f %10.2f %9.2g\n", cases[c].model, cases[c].layer, M, N,
-               K, fl / ts, fl / tb, fl / td, ts / tb, td / tb, err);
+        printf("%-10s %-5s %5d %5d %5d %9.1f %9.1f %9.1f %9.1f %10.2f %10.2f %10.2f %9.2g %9.2g\n", cases[c].model,
+               cases[c].layer, M, N, K, fl / ts, fl / tf, fl / tb, fl / td, ts / tf, ts / tb, td / tb, errf, err);
         model_bf16_free(&P);
+        model_f32_free(&F);
         free(A), free(W), free(C0), free(C1), free(s);
     }
     return 0;

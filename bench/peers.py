@@ -13,6 +13,31 @@ import os
 import platform
 import re
 import subprocess
+import sys
+
+# glibc malloc returns every block over 32 MB to the kernel when freed
+# (mmap), so a PyTorch layer whose output is that large (ViT-B/16's fc1 at
+# batch 16: 38.7 MB) page-faults the whole output in again on every call:
+# on this project's VM, where page faults are dear, PyTorch's fp32 matmul then
+# runs at ~95 GFLOP/s against 173 with the settings below (sgemm's zeroing
+# pass and the kernel's fault handler take a third of its time). PyTorch's
+# performance guide recommends a caching allocator (jemalloc / tcmalloc) for
+# this; these two glibc variables do the same. The PyTorch benches run the
+# peer so by default; --default-malloc keeps glibc's defaults.
+TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+
+
+def tune_malloc():
+    """Re-run this script with TUNED_MALLOC in its environment (for the
+    PyTorch peer), unless it is already there or --default-malloc is given
+    (removed from sys.argv here)."""
+    if "--default-malloc" in sys.argv:
+        sys.argv.remove("--default-malloc")
+        return
+    if all(os.environ.get(k) == v for k, v in TUNED_MALLOC.items()):
+        return
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, **TUNED_MALLOC})
 
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_tile")
 
@@ -60,9 +85,12 @@ def describe(threads, peers=()):
     print(f"# {datetime.date.today().isoformat()}, {platform.node() or 'this machine'}: {model}, "
           f"{os.cpu_count()} cores, flags {' '.join(flags) or 'none of ' + '/'.join(FLAGS)}")
     env = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
-                                            "OPENBLAS_NUM_THREADS") if k in os.environ]
+                                            "OPENBLAS_NUM_THREADS", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+           if k in os.environ]
     print(f"# wobble and peers: {threads} threads; wobble links {openblas()}; environment: {' '.join(env) or 'no BLAS variables'}")
     print(f"# libblas.so.3 alternative (what generic-BLAS peers load): {blas_alternative()}")
+    tuned = all(os.environ.get(k) == v for k, v in TUNED_MALLOC.items())
+    print(f"# malloc: glibc, {'large blocks kept (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_; see peers.py)' if tuned else 'defaults (blocks over 32 MB go back to the kernel when freed)'}")
     for p in peers:
         try:
             if p == "torch":

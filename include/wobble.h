@@ -288,6 +288,8 @@ typedef struct wobble_model_info {
     uint64_t arena_bytes; /* activation memory currently reserved */
     const char *precision;  /* "fp32" or "bf16" */
     uint64_t bf16_bytes;    /* packed bf16 weights (0 in fp32) */
+    uint64_t f32_bytes;     /* the weights again in the AVX-512 fp32 kernel's layout (precision fp32 on
+                             * AVX-512 CPUs; 0 elsewhere, in bf16 and once fine-tuning changed them) */
     /* CLIP text tower (has_text 0: none) */
     int has_text, text_width, text_depth, text_heads, text_context, text_vocab;
     double logit_scale; /* exp(logit_scale); 0 if absent */

@@ -4,6 +4,7 @@
 
 #include <getopt.h>
 #include <jansson.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,6 +361,35 @@ done:
     return exit_code;
 }
 
+/* One input image decoded, preprocessed and normalised for the model
+ * ([3, h, w] floats in px), or the one-line reason it could not be (err). */
+typedef struct {
+    float *px;
+    int h, w;
+    int failed;
+    char *err; /* NULL when even the message could not be kept */
+} prepped;
+
+static void prep_image(wobble_ctx *ctx, const wobble_model *m, const char *path, prepped *out) {
+    wobble_image *img = NULL, *u = NULL;
+    int rc = wobble_image_read(ctx, path, &img);
+    if (rc == WOBBLE_OK) rc = wobble_model_preprocess_u8(ctx, m, img, &u);
+    if (rc == WOBBLE_OK) {
+        out->h = wobble_image_height(u);
+        out->w = wobble_image_width(u);
+        out->px = malloc(sizeof(float) * 3 * (size_t)out->h * out->w);
+        rc = out->px ? wobble_model_normalize(m, u, out->px) : WOBBLE_ENOMEM;
+    }
+    if (rc != WOBBLE_OK) {
+        free(out->px);
+        out->px = NULL;
+        out->failed = 1;
+        out->err = strdup(out->h && rc == WOBBLE_ENOMEM ? "embed: out of memory" : wobble_last_error(ctx));
+    }
+    wobble_image_free(img);
+    wobble_image_free(u);
+}
+
 int cmd_embed(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *patch_out = NULL, *tokenizer = NULL;
     long long batch = wobble_model_default_params().max_batch, threads = 0, maxpix = -1;
@@ -450,93 +480,114 @@ int cmd_embed(int argc, char **argv) {
         cli_free_list(rel, n);
         return rc;
     }
-    if (maxpix >= 0) {
-        /* the pixel limit lives in the context */
-        wobble_ctx_free(ctx);
-        wobble_ctx_params cp = wobble_ctx_default_params();
-        cp.threads = (int)threads;
-        cp.max_pixels = (uint64_t)maxpix;
-        wobble_ctx_create(&cp, &ctx);
-    }
     wobble_model_info info;
     wobble_model_get_info(m, &info);
     const int D = info.embed_dim;
     float *emb = malloc(sizeof(float) * (size_t)n * D);
     int *ok = calloc((size_t)n, sizeof(int));
     json_t *failed = json_array();
-    wobble_image **imgs = calloc((size_t)batch, sizeof(wobble_image *));
-    int *idx = calloc((size_t)batch, sizeof(int));
+    prepped *pp = calloc((size_t)batch, sizeof *pp);
+    float *group = NULL; /* consecutive images of one preprocessed size, [g, 3, H, W] */
+    size_t cap_group = 0;
     float *patches = NULL;
     int np = 0, ph = 0, pw = 0;
     size_t patch_rows = 0;
     wobble_embed_params ep = wobble_embed_default_params();
     ep.normalize = normalize;
     int nok = 0, failures = 0;
+    /* decoding and preprocessing run on the context's threads, one image
+     * each, with a context per thread for the error messages */
+    const int workers = wobble_ctx_threads(ctx);
+    wobble_ctx **tctx = calloc((size_t)workers, sizeof *tctx);
+    int ctx_ok = tctx != NULL;
+    for (int t = 0; ctx_ok && t < workers; t++) {
+        wobble_ctx_params cp = wobble_ctx_default_params();
+        cp.threads = 1;
+        if (maxpix >= 0) cp.max_pixels = (uint64_t)maxpix;
+        ctx_ok = wobble_ctx_create(&cp, &tctx[t]) == WOBBLE_OK;
+    }
     cli_progress prog;
     cli_progress_start(&prog, n);
-    if (!emb || !ok || !imgs || !idx) {
+    if (!emb || !ok || !pp || !ctx_ok) {
         cli_error("embed: out of memory");
         return EXIT_FAIL;
     }
     for (int s = 0; s < n;) {
-        int k = 0;
-        while (s < n && k < batch) {
-            cli_progress_update(&prog, s, rel[s]);
-            wobble_image *img = NULL;
-            if (wobble_image_read(ctx, paths[s], &img) != WOBBLE_OK) {
+        const int k = n - s < batch ? n - s : (int)batch;
+        cli_progress_update(&prog, s, rel[s]);
+#pragma omp parallel for num_threads(workers) schedule(dynamic, 1)
+        for (int j = 0; j < k; j++) prep_image(tctx[omp_get_thread_num()], m, paths[s + j], &pp[j]);
+        /* in input order: report the failures, then forward runs of equal size */
+        rc = WOBBLE_OK;
+        for (int j = 0; j < k && rc == WOBBLE_OK;) {
+            if (pp[j].failed) {
+                const char *why = pp[j].err ? pp[j].err : "out of memory";
                 cli_progress_end(&prog);
-                cli_error("%s", wobble_last_error(ctx));
-                json_array_append_new(failed, json_pack("{s:s, s:s}", "path", paths[s], "error", wobble_last_error(ctx)));
+                cli_error("%s", why);
+                json_array_append_new(failed, json_pack("{s:s, s:s}", "path", paths[s + j], "error", why));
                 failures++;
+                j++;
+                continue;
+            }
+            const int H = pp[j].h, W = pp[j].w;
+            int g = j + 1;
+            while (g < k && !pp[g].failed && pp[g].h == H && pp[g].w == W) g++;
+            if (patch_out && ph && (H != ph || W != pw)) {
+                cli_error("embed: --patch-tokens needs one preprocessed size for every image");
+                rc = WOBBLE_EINVAL;
+                break;
+            }
+            const size_t per = (size_t)3 * H * W;
+            const float *px = pp[j].px;
+            if (g - j > 1) { /* one contiguous [g - j, 3, H, W] input */
+                if ((size_t)(g - j) * per > cap_group) {
+                    float *ng = realloc(group, sizeof(float) * (size_t)(g - j) * per);
+                    if (!ng) {
+                        rc = WOBBLE_ENOMEM;
+                        cli_error("embed: out of memory");
+                        break;
+                    }
+                    group = ng;
+                    cap_group = (size_t)(g - j) * per;
+                }
+                for (int i = j; i < g; i++) memcpy(group + (size_t)(i - j) * per, pp[i].px, sizeof(float) * per);
+                px = group;
+            }
+            float *e = emb + (size_t)nok * D;
+            if (patch_out) {
+                ph = H, pw = W;
+                np = wobble_model_num_patches(m, H, W);
+                float *np2 = realloc(patches, sizeof(float) * (patch_rows + (size_t)(g - j) * np) * info.width);
+                if (!np2) {
+                    rc = WOBBLE_ENOMEM;
+                    cli_error("embed: out of memory");
+                    break;
+                }
+                patches = np2;
+                rc = wobble_model_forward(ctx, m, px, g - j, H, W, &ep, e, patches + patch_rows * (size_t)info.width);
+                patch_rows += (size_t)(g - j) * np;
             } else {
-                imgs[k] = img;
-                idx[k++] = s;
+                rc = wobble_model_forward(ctx, m, px, g - j, H, W, &ep, e, NULL);
             }
-            s++;
+            if (rc != WOBBLE_OK) {
+                cli_progress_end(&prog);
+                cli_error("embed: %s", wobble_last_error(ctx));
+                break;
+            }
+            for (int i = j; i < g; i++) ok[s + i] = 1;
+            nok += g - j;
+            j = g;
         }
-        if (!k) continue;
-        float *e = emb + (size_t)nok * D;
-        if (patch_out) {
-            /* patch tokens need one input size: preprocess explicitly, once per image */
-            float *px = NULL;
-            rc = WOBBLE_OK;
-            for (int j = 0; j < k && rc == WOBBLE_OK; j++) {
-                wobble_image *u = NULL;
-                rc = wobble_model_preprocess_u8(ctx, m, imgs[j], &u);
-                if (rc == WOBBLE_OK && ph && (wobble_image_height(u) != ph || wobble_image_width(u) != pw)) {
-                    cli_error("embed: --patch-tokens needs one preprocessed size for every image");
-                    rc = WOBBLE_EINVAL;
-                }
-                if (rc == WOBBLE_OK) {
-                    ph = wobble_image_height(u);
-                    pw = wobble_image_width(u);
-                    if (!px) px = malloc(sizeof(float) * (size_t)k * 3 * ph * pw);
-                    rc = px ? wobble_model_normalize(m, u, px + (size_t)j * 3 * ph * pw) : WOBBLE_ENOMEM;
-                }
-                wobble_image_free(u);
-            }
-            if (rc == WOBBLE_OK) {
-                np = wobble_model_num_patches(m, ph, pw);
-                float *np2 = realloc(patches, sizeof(float) * (patch_rows + (size_t)k * np) * info.width);
-                if (np2) patches = np2;
-                rc = np2 ? wobble_model_forward(ctx, m, px, k, ph, pw, &ep, e,
-                                                patches + patch_rows * (size_t)info.width)
-                         : WOBBLE_ENOMEM;
-                patch_rows += (size_t)k * np;
-            }
-            free(px);
-        } else {
-            rc = wobble_model_embed(ctx, m, (const wobble_image *const *)imgs, k, &ep, e);
+        for (int j = 0; j < k; j++) {
+            free(pp[j].px);
+            free(pp[j].err);
+            memset(&pp[j], 0, sizeof pp[j]);
         }
-        for (int j = 0; j < k; j++) wobble_image_free(imgs[j]);
+        s += k;
         if (rc != WOBBLE_OK) {
-            cli_progress_end(&prog);
-            cli_error("embed: %s", wobble_last_error(ctx));
             failures = -1;
             break;
         }
-        for (int j = 0; j < k; j++) ok[idx[j]] = 1;
-        nok += k;
     }
     cli_progress_update(&prog, n, "");
     cli_progress_end(&prog);
@@ -583,8 +634,10 @@ int cmd_embed(int argc, char **argv) {
     free(patches);
     free(emb);
     free(ok);
-    free(imgs);
-    free(idx);
+    free(pp);
+    free(group);
+    for (int t = 0; tctx && t < workers; t++) wobble_ctx_free(tctx[t]);
+    free(tctx);
     cli_free_list(paths, n);
     cli_free_list(rel, n);
     wobble_model_free(m);

@@ -4,8 +4,10 @@
  * Layout: activations are [batch * tokens, width] row-major floats in an
  * arena owned by the model and grown only when a larger batch or input is
  * seen, so no allocation happens per layer or per image. Linear layers are
- * OpenBLAS sgemm calls (x W^T with PyTorch's [out, in] weights, used in place
- * from the mmapped checkpoint); attention runs one (image, head) pair per
+ * wobble's own AVX-512 fp32 kernel on weights packed at load (gemm_f32.h),
+ * or, without AVX-512, OpenBLAS sgemm calls (x W^T with PyTorch's [out, in]
+ * weights, used in place from the mmapped checkpoint); at precision bf16 the
+ * bf16 kernel (gemm_bf16.h). Attention runs one (image, head) pair per
  * OpenMP thread with single-threaded sgemm inside.
  *
  * Each step is a separate function with explicit inputs and outputs
@@ -29,11 +31,16 @@
  * OpenBLAS's zeroing pass; callers that pass the output through another
  * element-wise step (activation, residual) add the bias there instead.
  * Layers packed in bf16 (L->bp) run the bf16 kernel instead, with the bias
- * added in its epilogue, using the arena's bf16 scratch. */
+ * added in its epilogue, using the arena's bf16 scratch; layers packed for
+ * the AVX-512 fp32 kernel (L->fp) run that one, bias in its epilogue too. */
 static void linear_fwd(const float *x, int rows, const linear_t *L, float *y, int with_bias, arena_t *a,
                        int threads) {
     if (L->bp) {
         model_bf16_gemm(x, rows, L->in, L->bp, with_bias ? L->b : NULL, 0, y, L->out, a->bf16s, threads);
+        return;
+    }
+    if (L->fp) {
+        model_f32_gemm(x, rows, L->in, L->fp, with_bias ? L->b : NULL, 0, y, L->out, threads);
         return;
     }
     float beta = 0.0f;
@@ -79,7 +86,7 @@ WB_CLONES static void norm_row(const float *x, float *y, const float *g, const f
 /* qkv[rows, 3D] = x W_qkv^T + b, from one packed matrix or from three
  * separate ones written side by side (ldc = 3D), without copying weights. */
 static void qkv_fwd(const float *x, int rows, const block_t *bk, float *y, arena_t *a, int threads) {
-    if (bk->qkv.w || bk->qkv.bp) { /* bf16 packs separate q, k, v as one matrix */
+    if (bk->qkv.w || bk->qkv.bp || bk->qkv.fp) { /* the packs hold separate q, k, v as one matrix */
         linear_fwd(x, rows, &bk->qkv, y, 1, a, threads);
         return;
     }
@@ -479,11 +486,14 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
     float *u = r ? r->u : a->mlp;
     const float *b1 = bk->fc1.b ? bk->fc1.b : a->zeros;
     float *act;
-    if (bk->fc1.bp && !r && xs->act != ACT_SWIGLU) {
-        /* bf16: bias and activation applied to each finished tile of the GEMM
-         * while it is in L1 (the same operations as act_fwd's pass) */
-        model_bf16_gemm_post(h2, rows, D, bk->fc1.bp, NULL, 0, u, Hd, a->bf16s, th,
-                             xs->act == ACT_GELU ? gelu_row : quick_gelu_row, b1);
+    if ((bk->fc1.bp || bk->fc1.fp) && !r && xs->act != ACT_SWIGLU) {
+        /* packed layers: bias and activation applied to each finished tile of
+         * the GEMM while it is in L1 (the same operations as act_fwd's pass) */
+        const model_bf16_post_fn post = xs->act == ACT_GELU ? gelu_row : quick_gelu_row;
+        if (bk->fc1.bp)
+            model_bf16_gemm_post(h2, rows, D, bk->fc1.bp, NULL, 0, u, Hd, a->bf16s, th, post, b1);
+        else
+            model_f32_gemm_post(h2, rows, D, bk->fc1.fp, NULL, 0, u, Hd, th, post, b1);
         act = u;
     } else {
         linear_fwd(h2, rows, &bk->fc1, u, 0, a, th);
@@ -624,7 +634,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
                         memcpy(dst + ((size_t)c * P + ky) * P, s, sizeof(float) * P);
                     }
             }
-    linear_t pe = {m->patch_w, NULL, D, K, m->patch_bp};
+    linear_t pe = {m->patch_w, NULL, D, K, m->patch_bp, m->patch_fp};
     /* write patch embeddings straight after the cls (+ register) slots of each image */
     float *tmp = a->h; /* [n*np, D] fits: rows >= n*np */
     linear_fwd(patches, n * np, &pe, tmp, 0, a, th);
@@ -721,6 +731,7 @@ int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
 }
 
 void model_params_changed(wobble_model *m) {
+    model_drop_f32(m); /* the packed copies hold the old values */
     free(m->arena.pos);
     m->arena.pos = NULL;
     m->arena.pos_h = m->arena.pos_w = 0;

@@ -835,13 +835,85 @@ static int pack_bf16(wobble_ctx *ctx, wobble_model *m) {
     if (!model_bf16_supported())
         return core_seterr(ctx, WOBBLE_EINVAL,
                            "%s: precision bf16 needs a CPU with AVX512_BF16, which this one lacks; use fp32", m->path);
-    linear_t pe = {m->patch_w, NULL, m->dim, 3 * m->patch * m->patch, NULL};
+    linear_t pe = {m->patch_w, NULL, m->dim, 3 * m->patch * m->patch, NULL, NULL};
     if (pack_linear(m, &pe) || pack_blocks(m, m->blocks, m->depth) ||
         (m->text && pack_blocks(m, m->text->blocks, m->text->depth)))
         return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the bf16 weights", m->path);
     m->patch_bp = pe.bp;
     m->precision = WOBBLE_PRECISION_BF16;
     return WOBBLE_OK;
+}
+
+/* The fp32 kernel's packs: one array (fixed once made, so linear_t.fp can
+ * point into it) of the patch embedding and every block's four layers. */
+static int pack_f32_one(wobble_model *m, const float *const *rows, int n, int k, const model_f32_packed **out) {
+    model_f32_packed *b = &m->f32[m->n_f32];
+    if (model_f32_pack(b, rows, n, k) != 0) return -1;
+    m->n_f32++;
+    m->f32_bytes += model_f32_packed_bytes(b);
+    *out = b;
+    return 0;
+}
+
+static int pack_f32_linear(wobble_model *m, linear_t *L) {
+    if (!L->w) return 0;
+    const float **rows = malloc(sizeof(*rows) * (size_t)(L->out ? L->out : 1));
+    if (!rows) return -1;
+    for (int j = 0; j < L->out; j++) rows[j] = L->w + (size_t)j * L->in;
+    const int rc = pack_f32_one(m, rows, L->out, L->in, &L->fp);
+    free(rows);
+    return rc;
+}
+
+static int pack_f32_blocks(wobble_model *m, block_t *blocks, int depth) {
+    for (int l = 0; l < depth; l++) {
+        block_t *bk = &blocks[l];
+        if (bk->qkv.w) {
+            if (pack_f32_linear(m, &bk->qkv)) return -1;
+        } else { /* separate q, k, v become one matrix */
+            const int d = bk->qkv.in;
+            const float **rows = malloc(sizeof(*rows) * 3 * (size_t)d);
+            if (!rows) return -1;
+            const float *w[3] = {bk->wq, bk->wk, bk->wv};
+            for (int j = 0; j < 3 * d; j++) rows[j] = w[j / d] + (size_t)(j % d) * d;
+            const int rc = pack_f32_one(m, rows, 3 * d, d, &bk->qkv.fp);
+            free(rows);
+            if (rc) return -1;
+        }
+        if (pack_f32_linear(m, &bk->proj) || pack_f32_linear(m, &bk->fc1) || pack_f32_linear(m, &bk->fc2)) return -1;
+    }
+    return 0;
+}
+
+static void unlink_f32(block_t *blocks, int depth) {
+    for (int l = 0; l < depth; l++) blocks[l].qkv.fp = blocks[l].proj.fp = blocks[l].fc1.fp = blocks[l].fc2.fp = NULL;
+}
+
+void model_drop_f32(wobble_model *m) {
+    if (!m->f32) return;
+    m->patch_fp = NULL;
+    unlink_f32(m->blocks, m->depth);
+    if (m->text) unlink_f32(m->text->blocks, m->text->depth);
+    for (int i = 0; i < m->n_f32; i++) model_f32_free(&m->f32[i]);
+    free(m->f32);
+    m->f32 = NULL;
+    m->n_f32 = 0;
+    m->f32_bytes = 0;
+}
+
+int model_pack_f32(wobble_model *m) {
+    if (m->f32 || m->precision != WOBBLE_PRECISION_FP32 || !model_f32_kernel_supported()) return 0;
+    const size_t n = 1 + 4 * (size_t)m->depth + (m->text ? 4 * (size_t)m->text->depth : 0);
+    m->f32 = calloc(n, sizeof *m->f32);
+    if (!m->f32) return -1;
+    linear_t pe = {m->patch_w, NULL, m->dim, 3 * m->patch * m->patch, NULL, NULL};
+    if (pack_f32_linear(m, &pe) || pack_f32_blocks(m, m->blocks, m->depth) ||
+        (m->text && pack_f32_blocks(m, m->text->blocks, m->text->depth))) {
+        model_drop_f32(m);
+        return -1;
+    }
+    m->patch_fp = pe.fp;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- entry */
@@ -948,6 +1020,8 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
         rc = apply_preprocessor_config(ctx, m, pp, ppath);
     }
     if (rc == WOBBLE_OK && p.precision == WOBBLE_PRECISION_BF16) rc = pack_bf16(ctx, m);
+    if (rc == WOBBLE_OK && model_pack_f32(m) != 0)
+        rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the fp32 kernel's weights", m->path);
     json_decref(cfg);
     json_decref(pp);
     free(dir);
@@ -978,6 +1052,7 @@ static void arena_free(arena_t *a) {
 
 void wobble_model_free(wobble_model *m) {
     if (!m) return;
+    model_drop_f32(m);
     arena_free(&m->arena);
     if (m->text) arena_free(&m->text->arena);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
@@ -1068,5 +1143,6 @@ int wobble_model_get_info(const wobble_model *m, wobble_model_info *info) {
                        sizeof(uint16_t) * (a->cap_bf16s + a->cap_bf16a);
     info->precision = wobble_precision_name(m->precision);
     info->bf16_bytes = m->bf16_bytes;
+    info->f32_bytes = m->f32_bytes;
     return WOBBLE_OK;
 }

@@ -4,6 +4,7 @@
 #include "../core/internal.h"
 #include "safetensors.h"
 #include "gemm_bf16.h"
+#include "gemm_f32.h"
 
 typedef enum { ARCH_CLIP = 0, ARCH_DINOV2 = 1, ARCH_VIT = 2 } arch_t;
 typedef enum { NAMING_HF = 0, NAMING_OPENAI = 1, NAMING_FB = 2 } naming_t;
@@ -14,6 +15,7 @@ typedef struct {
     const float *b; /* [out] or NULL */
     int out, in;
     const model_bf16_packed *bp; /* the weights packed in bf16 (precision bf16), else NULL */
+    const model_f32_packed *fp;  /* the weights packed for the AVX-512 fp32 kernel (precision fp32), else NULL */
 } linear_t;
 
 typedef struct {
@@ -90,6 +92,10 @@ struct wobble_model {
     const model_bf16_packed *patch_bp; /* patch_w in bf16 (precision bf16), else NULL */
     wobble_precision precision;
     uint64_t bf16_bytes;  /* packed bf16 weights */
+    const model_f32_packed *patch_fp; /* patch_w for the fp32 kernel, else NULL */
+    model_f32_packed *f32;  /* every layer packed for the fp32 kernel (model_pack_f32), n_f32 of them */
+    int n_f32;
+    uint64_t f32_bytes;
     const float *cls;     /* [D] */
     const float *pos;     /* [(1 + grid^2), D] */
     const float *reg;     /* [n_reg, D] or NULL */
@@ -184,6 +190,11 @@ int model_save_safetensors(wobble_ctx *ctx, const wobble_model *m, const char *p
 
 /* Keep a malloc'ed buffer alive as long as the model. */
 int model_own(wobble_model *m, void *p);
+/* The fp32 kernel's copies of the weights (gemm_f32.h): made at load at
+ * precision fp32 where the kernel runs; dropped (back to sgemm on the
+ * weights themselves) when the parameters change, as fine-tuning does. */
+int model_pack_f32(wobble_model *m);
+void model_drop_f32(wobble_model *m);
 
 /* Content hash of the weights (src/model/identity.c): every tensor's name,
  * dtype, shape and bytes in name order, so the same weights give the same

@@ -614,6 +614,10 @@ int wobble_finetune_run(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *
         goto done;
     }
     permute(R.perm_all, R.n, mix(P->seed, 0x5EED5, 0, 0));
+    /* the targets f(x) through the same arithmetic as the trained f'(x), so
+     * that f' starts exactly at f (training leaves the fp32 kernel's packed
+     * copies, which hold the weights as loaded) */
+    model_drop_f32(m);
     if ((rc = compute_targets(&R))) goto done;
     if ((rc = wobble_tuner_create(ctx, m, &P->tune, &R.t))) goto done;
     snprintf(path, sizeof path, "%s/state/state.bin", out);

@@ -1,0 +1,167 @@
+/*
+ * fp32 GEMM on AVX-512F (see gemm_f32.h).
+ *
+ * Packed W: panels of NR = 64 output columns (N padded with zero columns);
+ * in panel q, row kk holds the 64 columns' W values:
+ *     p[q][kk][j] = W[64 q + j][kk]
+ * so four 64-byte loads give one K step of the panel. A is read in place:
+ * A[i][kk] is broadcast to the 16 lanes.
+ *
+ * Micro-kernel: MR = 6 rows x 64 columns, 24 zmm accumulators, over a slice
+ * of KC steps of K (32 KB of the panel, which stays in L1 while the task's
+ * 16 tiles pass over it; later slices add onto C). Tasks are (panel, block
+ * of MB rows), spread over OpenMP threads: the same structure as the bf16
+ * kernel (gemm_bf16.c), whose operands it shares.
+ */
+#include "gemm_f32.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NR 64
+#define MR 6
+#define MB 96 /* rows per task: 16 micro-tiles */
+#ifndef KC
+#define KC 128 /* K steps per block: the panel's 32 KB slice stays in L1 across a task's tiles */
+#endif
+
+int model_f32_kernel_supported(void) {
+    const char *no = getenv("WOBBLE_SGEMM");
+    if (no && *no) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+static size_t panels(int n) { return ((size_t)n + NR - 1) / NR; }
+
+int model_f32_pack(model_f32_packed *out, const float *const *rows, int n, int k) {
+    memset(out, 0, sizeof *out);
+    const size_t elems = panels(n) * NR * (size_t)k;
+    float *p = aligned_alloc(64, (elems * sizeof(float) + 63) & ~(size_t)63);
+    if (!p) return -1;
+    if (n % NR) memset(p + (panels(n) - 1) * NR * (size_t)k, 0, sizeof(float) * NR * (size_t)k);
+    for (int j = 0; j < n; j++) {
+        float *col = p + (size_t)(j / NR) * NR * k + j % NR;
+        const float *w = rows[j];
+        for (int kk = 0; kk < k; kk++) col[(size_t)kk * NR] = w[kk];
+    }
+    out->p = p;
+    out->n = n;
+    out->k = k;
+    return 0;
+}
+
+int model_f32_pack_dense(model_f32_packed *out, const float *w, int n, int k) {
+    const float **rows = malloc(sizeof(*rows) * (size_t)(n ? n : 1));
+    if (!rows) return -1;
+    for (int j = 0; j < n; j++) rows[j] = w + (size_t)j * k;
+    int rc = model_f32_pack(out, rows, n, k);
+    free(rows);
+    return rc;
+}
+
+void model_f32_free(model_f32_packed *b) {
+    if (!b) return;
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+size_t model_f32_packed_bytes(const model_f32_packed *b) {
+    return b->p ? panels(b->n) * NR * (size_t)b->k * sizeof(float) : 0;
+}
+
+#define F32_TARGET __attribute__((target("avx512f")))
+
+/* Micro-tile of mr (<= MR) rows over `steps` K steps; ncols (<= NR) columns written. */
+F32_TARGET static inline __attribute__((always_inline)) void tile(const int mr, int steps, const float *a, size_t lda,
+                                                                  const float *b, float *c, size_t ldc,
+                                                                  const float *bias, int accumulate, int ncols,
+                                                                  model_bf16_post_fn post, const float *pbias) {
+    /* bias: added on the first K slice only; accumulate: C += (later slices, or beta = 1) */
+    __m512 acc[MR][4];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int kk = 0; kk < steps; kk++) {
+        const float *bp = b + (size_t)kk * NR;
+        const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+        const __m512 b2 = _mm512_load_ps(bp + 32), b3 = _mm512_load_ps(bp + 48);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            if (i >= mr) break;
+            const __m512 av = _mm512_set1_ps(a[i * lda + (size_t)kk]);
+            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(av, b2, acc[i][2]);
+            acc[i][3] = _mm512_fmadd_ps(av, b3, acc[i][3]);
+        }
+    }
+    for (int j = 0; j < 4; j++) {
+        const int left = ncols - 16 * j;
+        if (left <= 0) break;
+        const __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        const __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * j) : _mm512_setzero_ps();
+        for (int i = 0; i < mr; i++) {
+            float *ci = c + i * ldc + 16 * j;
+            __m512 v = bias ? _mm512_add_ps(acc[i][j], bv) : acc[i][j];
+            if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, ci), v);
+            _mm512_mask_storeu_ps(ci, mk, v);
+        }
+    }
+    if (post)
+        for (int i = 0; i < mr; i++) post(c + i * ldc, pbias, ncols);
+}
+
+F32_TARGET static void tile_any(int mr, int steps, const float *a, size_t lda, const float *b, float *c, size_t ldc,
+                                const float *bias, int accumulate, int ncols, model_bf16_post_fn post,
+                                const float *pbias) {
+    switch (mr) {
+    case 6: tile(6, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    case 5: tile(5, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    case 4: tile(4, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    case 3: tile(3, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    case 2: tile(2, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    default: tile(1, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    }
+}
+
+void model_f32_gemm_post(const float *A, int m, int lda, const model_f32_packed *W, const float *bias, int accumulate,
+                         float *C, int ldc, int threads, model_bf16_post_fn post, const float *post_bias) {
+    const int k = W->k, n = W->n;
+    if (m <= 0 || n <= 0) return;
+    if (threads < 1) threads = 1;
+    const int np = (int)panels(n), mb = (m + MB - 1) / MB;
+    const int tasks = np * mb;
+    if (k == 0) { /* an empty sum: C = bias (+ C), then post */
+        for (int i = 0; i < m; i++) {
+            float *ci = C + (size_t)i * ldc;
+            for (int j = 0; j < n; j++) ci[j] = (accumulate ? ci[j] : 0.0f) + (bias ? bias[j] : 0.0f);
+            if (post) post(ci, post_bias, n);
+        }
+        return;
+    }
+    /* panel-major order: consecutive tasks of a thread share the panel */
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && (long)m * k > 16384)
+    for (int t = 0; t < tasks; t++) {
+        const int q = t / mb, r0 = (t % mb) * MB;
+        const int r1 = r0 + MB < m ? r0 + MB : m;
+        const int ncols = n - q * NR < NR ? n - q * NR : NR;
+        const float *b = W->p + (size_t)q * NR * k;
+        for (int k0 = 0; k0 < k; k0 += KC) {
+            const int steps = k - k0 < KC ? k - k0 : KC;
+            for (int i = r0; i < r1; i += MR) {
+                const int mr = r1 - i < MR ? r1 - i : MR;
+                tile_any(mr, steps, A + (size_t)i * lda + k0, (size_t)lda, b + (size_t)k0 * NR,
+                         C + (size_t)i * ldc + (size_t)q * NR, (size_t)ldc, k0 == 0 && bias ? bias + q * NR : NULL,
+                         k0 > 0 || accumulate, ncols, k0 + steps == k ? post : NULL,
+                         post_bias ? post_bias + q * NR : NULL);
+            }
+        }
+    }
+}
+
+void model_f32_gemm(const float *A, int m, int lda, const model_f32_packed *W, const float *bias, int accumulate,
+                    float *C, int ldc, int threads) {
+    model_f32_gemm_post(A, m, lda, W, bias, accumulate, C, ldc, threads, NULL, NULL);
+}
