@@ -1,12 +1,14 @@
 /*
  * Encoder throughput of wobble on one model: images/s for a batch size,
  * achieved GFLOP/s (forward FLOPs counted from the architecture), the
- * OpenBLAS sgemm GFLOP/s of a large square product on the same machine, and
- * peak memory. Prints one JSON object. bench/embed runs it beside PyTorch.
+ * OpenBLAS sgemm GFLOP/s of a large square product on the same machine (and
+ * that of wobble's own fp32 kernel, which the fp32 forward pass uses on
+ * AVX-512 CPUs; bf16: its bf16 kernel), and peak memory. Prints one JSON object. bench/embed runs it beside PyTorch.
  *
  * usage: bench_embed --model M [--batch B] [--threads T] [--seconds S] [--size HxW] [--precision fp32|bf16]
  */
 #include "wobble.h"
+#include "../src/model/gemm_f32.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -36,6 +38,32 @@ static double sgemm_gflops(int n, int threads) {
     free(a);
     free(b);
     free(c);
+    return best;
+}
+
+/* wobble's own kernel on the same product (0 where it does not run): fp32,
+ * or bf16 with the per-call rounding of A. */
+static double kernel_gflops(int n, int threads, int bf16) {
+    if (bf16 ? !model_bf16_supported() : !model_f32_kernel_supported()) return 0;
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
+    uint16_t *s = aligned_alloc(64, (model_bf16_scratch_elems(n, n) * 2 + 63) & ~(size_t)63);
+    for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+    model_f32_packed F = {0};
+    model_bf16_packed P = {0};
+    if (bf16 ? model_bf16_pack_dense(&P, b, n, n) : model_f32_pack_dense(&F, b, n, n)) return 0;
+    double best = 0;
+    for (int r = 0; r < 6; r++) {
+        double t0 = now_s();
+        if (bf16)
+            model_bf16_gemm(a, n, n, &P, NULL, 0, c, n, s, threads);
+        else
+            model_f32_gemm(a, n, n, &F, NULL, 0, c, n, threads);
+        double g = 2.0 * n * n * (double)n / (now_s() - t0) / 1e9;
+        if (r && g > best) best = g; /* the first run warms up */
+    }
+    model_f32_free(&F);
+    model_bf16_free(&P);
+    free(a), free(b), free(c), free(s);
     return best;
 }
 
@@ -112,10 +140,12 @@ int main(int argc, char **argv) {
         if (!strncmp(line, "VmHWM:", 6)) hwm_kb = atof(line + 6);
     if (st) fclose(st);
     const double sg = sgemm_gflops(2048, wobble_ctx_threads(ctx));
-    printf("{\"images_per_s\": %.3f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"gflop_per_image\": %.4f, "
+    const double kg = kernel_gflops(2048, wobble_ctx_threads(ctx), prec == WOBBLE_PRECISION_BF16);
+    printf("{\"images_per_s\": %.3f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"kernel_gflops\": %.2f, "
+           "\"gflop_per_image\": %.4f, "
            "\"peak_rss_mb\": %.1f, \"base_rss_mb\": %.1f, \"input_mb\": %.1f, \"weights_mb\": %.1f, "
            "\"arena_mb\": %.1f, \"threads\": %d, \"batch\": %d}\n",
-           ips, ips * flops / 1e9, sg, flops / 1e9, hwm_kb / 1024.0, base_kb / 1024.0, per * batch * 4.0 / 1048576.0, in.weight_bytes / 1048576.0,
+           ips, ips * flops / 1e9, sg, kg, flops / 1e9, hwm_kb / 1024.0, base_kb / 1024.0, per * batch * 4.0 / 1048576.0, in.weight_bytes / 1048576.0,
            in.arena_bytes / 1048576.0, wobble_ctx_threads(ctx), batch);
     wobble_model_free(m);
     wobble_ctx_free(ctx);

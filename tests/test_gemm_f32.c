@@ -2,7 +2,7 @@
  * The AVX-512 fp32 GEMM kernel (src/model/gemm_f32.c) against a
  * double-precision product, on shapes that hit every edge: rows not a
  * multiple of the 6-row micro-tile or of the 96-row task, columns not a
- * multiple of 16 or 64, K not a multiple of the 128-step slice, a leading
+ * multiple of 16 or 64, K not a multiple of the 256-step slice, a leading
  * dimension wider than the matrix, with and without bias and accumulation,
  * one and several threads.
  *
@@ -100,7 +100,7 @@ int main(void) {
     static const int shapes[][3] = {
         {1, 1, 1},     {1, 16, 2},      {5, 17, 3},      {6, 64, 64},     {7, 65, 33},
         {13, 100, 192}, {96, 128, 2},   {97, 63, 31},    {197, 576, 192}, {200, 192, 768},
-        {50, 130, 129}, {103, 257, 300}, {12, 64, 128},  {12, 64, 256},
+        {50, 130, 129}, {103, 257, 300}, {12, 64, 256},  {12, 64, 513},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];

@@ -804,7 +804,9 @@ static int keep_packed(wobble_model *m, model_bf16_packed *b, int packed, const 
 static int pack_linear(wobble_model *m, linear_t *L) {
     if (!L->w) return 0;
     model_bf16_packed *b = malloc(sizeof *b);
-    return keep_packed(m, b, b ? model_bf16_pack_dense(b, L->w, L->out, L->in) : -1, &L->bp);
+    const int rc = keep_packed(m, b, b ? model_bf16_pack_dense(b, L->w, L->out, L->in) : -1, &L->bp);
+    if (rc == 0) st_release(m->st, L->w, sizeof(float) * (size_t)L->out * L->in); /* the pack is read instead */
+    return rc;
 }
 
 /* Every linear layer of a stack; separate q, k, v matrices become one. */
@@ -825,6 +827,7 @@ static int pack_blocks(wobble_model *m, block_t *blocks, int depth) {
             }
             free(rows);
             if (keep_packed(m, b, rc, &bk->qkv.bp)) return -1;
+            for (int j = 0; j < 3; j++) st_release(m->st, j ? (j == 1 ? bk->wk : bk->wv) : bk->wq, sizeof(float) * (size_t)d * d);
         }
         if (pack_linear(m, &bk->proj) || pack_linear(m, &bk->fc1) || pack_linear(m, &bk->fc2)) return -1;
     }
@@ -862,6 +865,8 @@ static int pack_f32_linear(wobble_model *m, linear_t *L) {
     for (int j = 0; j < L->out; j++) rows[j] = L->w + (size_t)j * L->in;
     const int rc = pack_f32_one(m, rows, L->out, L->in, &L->fp);
     free(rows);
+    /* the forward pass now reads the pack only: the checkpoint's pages can go */
+    if (rc == 0) st_release(m->st, L->w, sizeof(float) * (size_t)L->out * L->in);
     return rc;
 }
 
@@ -879,6 +884,7 @@ static int pack_f32_blocks(wobble_model *m, block_t *blocks, int depth) {
             const int rc = pack_f32_one(m, rows, 3 * d, d, &bk->qkv.fp);
             free(rows);
             if (rc) return -1;
+            for (int j = 0; j < 3; j++) st_release(m->st, w[j], sizeof(float) * (size_t)d * d);
         }
         if (pack_f32_linear(m, &bk->proj) || pack_f32_linear(m, &bk->fc1) || pack_f32_linear(m, &bk->fc2)) return -1;
     }

@@ -204,6 +204,19 @@ static int load_shard(wobble_ctx *ctx, st_file *st, const char *path) {
     return parse_shard(ctx, st, path, base, size, 1);
 }
 
+void st_release(const st_file *st, const void *p, size_t bytes) {
+    if (!st || !p) return;
+    const uintptr_t a = (uintptr_t)p, page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < st->nmaps; i++) {
+        const st_map *m = &st->maps[i];
+        const uintptr_t b = (uintptr_t)m->base;
+        if (!m->mapped || a < b || a - b >= m->size || bytes > m->size - (a - b)) continue;
+        const uintptr_t lo = (a + page - 1) & ~(page - 1), hi = (a + bytes) & ~(page - 1);
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        return;
+    }
+}
+
 int st_open_memory(wobble_ctx *ctx, const char *name, const uint8_t *data, size_t size, st_file **out) {
     *out = NULL;
     name = core_name_or(name);

@@ -31,6 +31,10 @@ const st_tensor *st_find(const st_file *st, const char *name);
 const char *st_path(const st_file *st);
 /* total bytes of tensor data */
 uint64_t st_data_bytes(const st_file *st);
+/* Hand the whole pages of [p, p + bytes) back to the kernel when they lie
+ * in a file this handle mapped (no-op for anything else): the model copied
+ * them elsewhere; a later read faults them in again from the file. */
+void st_release(const st_file *st, const void *p, size_t bytes);
 
 /* F32 view of a tensor: points into the mapping when the tensor is F32 and
  * aligned, otherwise converts into *owned (caller frees). Fails with a
