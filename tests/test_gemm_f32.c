@@ -92,6 +92,38 @@ static void one_case(int m, int n, int k, int lda, int ldc, int with_bias, int a
     free(A), free(W), free(b), free(C), free(C0), free(C1), free(pb);
 }
 
+/* model_f32_pack_into (attention's keys and values, packed per call from a
+ * strided source, row-major and transposed) gives the bytes of packing the
+ * materialised matrix, padding included, whatever dst held before. */
+static void pack_into_case(int n, int k) {
+    const size_t ld = (size_t)k + 7, ldt = (size_t)n + 3;
+    float *src = malloc(sizeof(float) * (size_t)n * ld), *srct = malloc(sizeof(float) * (size_t)k * ldt);
+    float *W = malloc(sizeof(float) * (size_t)n * k);
+    for (int j = 0; j < n; j++)
+        for (int t = 0; t < k; t++) {
+            const float v = frand();
+            W[(size_t)j * k + t] = src[(size_t)j * ld + t] = srct[(size_t)t * ldt + j] = v;
+        }
+    model_f32_packed P;
+    CHECK(model_f32_pack_dense(&P, W, n, k) == 0, "pack %dx%d", n, k);
+    const size_t e = model_f32_pack_elems(n, k);
+    CHECK(e * sizeof(float) == model_f32_packed_bytes(&P), "n%d k%d: elements", n, k);
+    float *d = aligned_alloc(64, (e * sizeof(float) + 63) & ~(size_t)63);
+    for (int pass = 0; pass < 2; pass++) {
+        memset(d, 0xff, e * sizeof(float));
+        model_f32_packed v;
+        if (pass == 0)
+            model_f32_pack_into(&v, d, src, n, k, ld, 0);
+        else
+            model_f32_pack_into(&v, d, srct, n, k, ldt, 1);
+        CHECK(v.p == d && v.n == n && v.k == k, "n%d k%d: view", n, k);
+        CHECK(memcmp(d, P.p, e * sizeof(float)) == 0, "n%d k%d: %s source packs differently from the dense matrix", n,
+              k, pass ? "transposed" : "row-strided");
+    }
+    model_f32_free(&P);
+    free(src), free(srct), free(W), free(d);
+}
+
 int main(void) {
     if (!model_f32_kernel_supported()) {
         printf("skipped: this CPU has no AVX-512F (or WOBBLE_SGEMM is set)\n");
@@ -102,6 +134,8 @@ int main(void) {
         {13, 100, 192}, {96, 128, 2},   {97, 63, 31},    {197, 576, 192}, {200, 192, 768},
         {50, 130, 129}, {103, 257, 300}, {12, 64, 256},  {12, 64, 513},
     };
+    static const int packs[][2] = {{1, 1}, {64, 197}, {197, 64}, {64, 64}, {65, 33}, {130, 7}, {3, 2}, {70, 300}};
+    for (size_t i = 0; i < sizeof packs / sizeof packs[0]; i++) pack_into_case(packs[i][0], packs[i][1]);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
         for (int v = 0; v < 4; v++) one_case(m, n, k, k + (v & 1) * 5, n + (v & 2) * 3, v & 1, (v >> 1) & 1, 1 + (v & 1));

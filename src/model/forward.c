@@ -199,19 +199,28 @@ static size_t attn_bf16_elems(int T, int dh) {
            attn_bf16_piece(model_bf16_scratch_elems(T, T > dh ? T : dh));
 }
 
+/* Per-thread fp32-kernel attention scratch (floats; pieces of 16 floats,
+ * 64 bytes): the keys packed for S = Q K^T and the values for O = P V. */
+static size_t attn_f32_piece(size_t e) { return (e + 15) & ~(size_t)15; }
+static size_t attn_f32_elems(int T, int dh) {
+    return attn_f32_piece(model_f32_pack_elems(T, dh)) + attn_f32_piece(model_f32_pack_elems(dh, T));
+}
+
 /* Multi-head self-attention from packed qkv [n*T, 3D] into out [n*T, D]. */
 /* With keep, the softmax probabilities of job (image b, head h) stay in
  * scores + (b * heads + h) * T * T for the backward pass; otherwise scores is
  * one T x T scratch per thread. With bf (precision bf16, attn_bf16_elems per
  * thread), both products take bf16-rounded operands with fp32 accumulation,
  * as the linear layers do: S = bf16(Q) bf16(K)^T, then scaled in fp32, and
- * O = bf16(P) bf16(V); the softmax stays fp32. */
+ * O = bf16(P) bf16(V); the softmax stays fp32. With fk (the fp32 kernel's
+ * scratch, attn_f32_elems per thread), both products run on wobble's fp32
+ * kernel: S = Q K^T then scaled, O = P V; otherwise OpenBLAS sgemm. */
 static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int causal, float *out, float *scores,
-                          int keep, uint16_t *bf, int threads) {
+                          int keep, uint16_t *bf, float *fk, int threads) {
     const int dh = D / heads;
     const float scale = 1.0f / sqrtf((float)dh);
     const int jobs = n * heads;
-    const size_t bfe = bf ? attn_bf16_elems(T, dh) : 0;
+    const size_t bfe = bf ? attn_bf16_elems(T, dh) : 0, fke = fk ? attn_f32_elems(T, dh) : 0;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (jobs > 1)
     for (int job = 0; job < jobs; job++) {
         const int b = job / heads, hh = job % heads;
@@ -227,6 +236,11 @@ static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int 
             model_bf16_packed kv;
             model_bf16_pack_into(&kv, kb, k, T, dh, (size_t)3 * D, 0);
             model_bf16_gemm(q, T, 3 * D, &kv, NULL, 0, S, T, ab, 1);
+            for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
+        } else if (fk) {
+            model_f32_packed kv;
+            model_f32_pack_into(&kv, fk + (size_t)omp_get_thread_num() * fke, k, T, dh, (size_t)3 * D, 0);
+            model_f32_gemm(q, T, 3 * D, &kv, NULL, 0, S, T, 1);
             for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
@@ -244,6 +258,11 @@ static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int 
             model_bf16_packed vv; /* W[j][t] = V[t][j]: dh output columns over T keys */
             model_bf16_pack_into(&vv, vb, v, dh, T, (size_t)3 * D, 1);
             model_bf16_gemm(S, T, T, &vv, NULL, 0, o, D, ab, 1);
+        } else if (fk) {
+            model_f32_packed vv; /* W[j][t] = V[t][j] */
+            model_f32_pack_into(&vv, fk + (size_t)omp_get_thread_num() * fke + attn_f32_piece(model_f32_pack_elems(T, dh)),
+                                v, dh, T, (size_t)3 * D, 1);
+            model_f32_gemm(S, T, T, &vv, NULL, 0, o, D, 1);
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f, S, T, v, 3 * D, 0.0f, o, D);
         }
@@ -395,7 +414,7 @@ static int grow(float **p, size_t n) {
 /* Buffers for rows = batch * tokens of a stack of width D and MLP width H;
  * patch_k > 0 also reserves the image tower's im2col buffer. */
 static int arena_reserve(arena_t *a, int dim, int hidden, int heads, act_t act, size_t rows, size_t npatch_rows,
-                         int patch_k, int T, int bf16, int threads) {
+                         int patch_k, int T, int bf16, int f32k, int threads) {
     const size_t D = (size_t)dim, H = (size_t)hidden;
     if (rows > a->cap_rows) {
         size_t h1 = act == ACT_SWIGLU ? 2 * H : H;
@@ -447,6 +466,16 @@ static int arena_reserve(arena_t *a, int dim, int hidden, int heads, act_t act, 
             a->cap_bf16a = na;
         }
     }
+    if (f32k) {
+        const size_t na = (size_t)threads * attn_f32_elems(T, dim / heads);
+        if (na > a->cap_f32a) {
+            float *s = aligned_alloc(64, na * sizeof(float));
+            if (!s) return -1;
+            free(a->f32a);
+            a->f32a = s;
+            a->cap_f32a = na;
+        }
+    }
     return 0;
 }
 
@@ -476,7 +505,7 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
     layernorm_fwd(x, rows, D, &bk->ln1, xs->eps, h1, th);
     qkv_fwd(h1, rows, bk, qkv, a, th);
     attention_fwd(qkv, n, T, D, xs->heads, causal, o, r ? r->probs : a->scores, r != NULL,
-                  bk->proj.bp && !r ? a->bf16a : NULL, th);
+                  bk->proj.bp && !r ? a->bf16a : NULL, bk->proj.fp && !r ? a->f32a : NULL, th);
     float *y1 = r && bk->ls1 ? r->y1 : a->h;
     linear_fwd(o, rows, &bk->proj, y1, 0, a, th);
     residual_fwd(x, y1, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
@@ -610,7 +639,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     int rc = patch_pos(ctx, m, gh, gw, &ppos);
     if (rc) return rc;
     if (arena_reserve(&m->arena, m->dim, m->hidden, m->heads, m->act, (size_t)rows, tape ? 0 : (size_t)n * np, 3 * P * P, T,
-                      m->precision == WOBBLE_PRECISION_BF16, th) != 0)
+                      m->precision == WOBBLE_PRECISION_BF16, m->f32 != NULL, th) != 0)
         return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for activations (%d images x %d tokens)", m->path,
                              n, T);
     if (tape) {
@@ -905,7 +934,7 @@ int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *m, const int32_t *id
         }
         arena_t *a = &m->text->arena;
         if (arena_reserve(a, D, t->hidden, t->heads, t->act, (size_t)c * T, 0, 0, T, m->precision == WOBBLE_PRECISION_BF16,
-                          th) != 0) {
+                          m->f32 != NULL, th) != 0) {
             free(eot);
             return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for text activations", m->path);
         }

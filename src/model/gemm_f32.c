@@ -74,6 +74,36 @@ size_t model_f32_packed_bytes(const model_f32_packed *b) {
     return b->p ? panels(b->n) * NR * (size_t)b->k * sizeof(float) : 0;
 }
 
+size_t model_f32_pack_elems(int n, int k) { return panels(n) * NR * (size_t)k; }
+
+void model_f32_pack_into(model_f32_packed *view, float *dst, const float *src, int n, int k, size_t ld,
+                         int transposed) {
+    const size_t np = panels(n);
+    /* the last panel's padding columns read as zero */
+    if (n % NR) {
+        float *last = dst + (np - 1) * NR * (size_t)k;
+        const int used = n % NR;
+        for (int kk = 0; kk < k; kk++) memset(last + (size_t)kk * NR + used, 0, sizeof(float) * (NR - used));
+    }
+    if (!transposed) {
+        for (int j = 0; j < n; j++) {
+            float *col = dst + (size_t)(j / NR) * NR * k + j % NR;
+            const float *w = src + (size_t)j * ld;
+            for (int kk = 0; kk < k; kk++) col[(size_t)kk * NR] = w[kk];
+        }
+    } else { /* source rows run along j: 64 columns of a row are one panel row */
+        for (size_t q = 0; q < np; q++) {
+            const int cols = n - (int)q * NR < NR ? n - (int)q * NR : NR;
+            float *panel = dst + q * NR * (size_t)k;
+            for (int kk = 0; kk < k; kk++)
+                memcpy(panel + (size_t)kk * NR, src + (size_t)kk * ld + q * NR, sizeof(float) * (size_t)cols);
+        }
+    }
+    view->p = dst;
+    view->n = n;
+    view->k = k;
+}
+
 #define F32_TARGET __attribute__((target("avx512f")))
 
 /* Micro-tile of mr (<= MR) rows over `steps` K steps; ncols (<= NR) columns written. */

@@ -34,6 +34,15 @@ int model_f32_pack_dense(model_f32_packed *out, const float *w, int n, int k);
 void model_f32_free(model_f32_packed *b);
 size_t model_f32_packed_bytes(const model_f32_packed *b);
 
+/* Packing into caller storage (a view: free nothing), for operands made per
+ * call, such as attention's keys and values: W[j][kk] = src[j * ld + kk] or,
+ * transposed, src[kk * ld + j], for j < n, kk < k. dst holds
+ * model_f32_pack_elems(n, k) floats, 64-byte aligned. The same bytes as
+ * model_f32_pack of the materialised matrix. */
+size_t model_f32_pack_elems(int n, int k);
+void model_f32_pack_into(model_f32_packed *view, float *dst, const float *src, int n, int k, size_t ld,
+                         int transposed);
+
 /* C = A W^T (+ bias) (+ C if accumulate), lda and ldc in floats; then
  * post(row, post_bias + first column, columns) on each finished row piece
  * of C while it is in L1 (post may be NULL). */

@@ -1053,6 +1053,7 @@ static void arena_free(arena_t *a) {
     free(a->zeros);
     free(a->bf16s);
     free(a->bf16a);
+    free(a->f32a);
     memset(a, 0, sizeof *a);
 }
 
@@ -1146,7 +1147,7 @@ int wobble_model_get_info(const wobble_model *m, wobble_model_info *info) {
     info->arena_bytes = sizeof(float) * (a->cap_rows * D * 4 + a->cap_rows * 3 * D +
                                          a->cap_rows * (m->act == ACT_SWIGLU ? 3 * H : H) + a->cap_scores +
                                          a->cap_patches + (a->pos ? (size_t)a->pos_h * a->pos_w * D : 0)) +
-                       sizeof(uint16_t) * (a->cap_bf16s + a->cap_bf16a);
+                       sizeof(uint16_t) * (a->cap_bf16s + a->cap_bf16a) + sizeof(float) * a->cap_f32a;
     info->precision = wobble_precision_name(m->precision);
     info->bf16_bytes = m->bf16_bytes;
     info->f32_bytes = m->f32_bytes;

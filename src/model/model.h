@@ -44,6 +44,8 @@ typedef struct {
     size_t cap_bf16s;  /* elements */
     uint16_t *bf16a;   /* bf16 attention scratch, one slice per thread (precision bf16) */
     size_t cap_bf16a;  /* elements */
+    float *f32a;       /* fp32-kernel attention scratch, one slice per thread (packed fp32 layers) */
+    size_t cap_f32a;   /* floats */
 } arena_t;
 
 /* A stack of pre-norm transformer blocks (image or text tower). */
