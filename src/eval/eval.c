@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,8 @@ typedef struct {
     size_t pend_cap;
     float *px, *emb, *pert;
     size_t px_cap, emb_cap;
+    wobble_ctx **tctx; /* the worker threads' contexts (eval_thread_ctxs) */
+    int n_tctx;
     int n_ok, n_failed, embedded, from_cache;
     wobble_eval_summary T;
     double t_start;
@@ -137,6 +140,8 @@ static void eval_run_free(eval_run *S) {
     for (int i = 0; S->errors && i < S->N; i++) free(S->errors[i]);
     free(S->errors), free(S->ok), free(S->lc), free(S->le), free(S->rob), free(S->ihash);
     free(S->pend), free(S->px), free(S->emb), free(S->pert);
+    for (int t = 0; t < S->n_tctx; t++) wobble_ctx_free(S->tctx[t]);
+    free(S->tctx);
     free(S->info), free(S->cache_dir), free(S->col);
 }
 
@@ -209,6 +214,8 @@ static int eval_lock(eval_run *S) {
     if (S->m) wobble_model_get_info(S->m, &mi);
     if (cfg && S->m && strcmp(mi.precision, "fp32") != 0)
         json_object_set_new(cfg, "precision", json_string(mi.precision));
+    /* so are a GPU's (other GEMMs, other summation orders): "cuda" only then */
+    if (cfg && S->m && strcmp(mi.device, "cpu") != 0) json_object_set_new(cfg, "device", json_string("cuda"));
     /* a shard's folder holds that shard only (the key is absent for a whole run) */
     if (cfg && P->shard_count > 1 && !P->cache_only) /* a cache-only shard fills a folder shared by all */
         json_object_set_new(cfg, "shard", json_pack("[i, i]", P->shard_index, P->shard_count));
@@ -224,10 +231,12 @@ static int eval_lock(eval_run *S) {
         } else if (!old) {
             rc = core_seterr(ctx, WOBBLE_ECORRUPT, "%s: unreadable (%s); use another output folder", cfg_path, je.text);
         } else {
-            static const char *keys[] = {"model_hash", "preprocessing_hash", "data", "seed", "ops", "precision", "shard"};
+            static const char *keys[] = {"model_hash", "preprocessing_hash", "data",  "seed",
+                                         "ops",        "precision",          "device", "shard"};
             static const char *what[] = {"another model", "another preprocessing", "another dataset", "another seed",
-                                         "other operations or levels", "another precision", "another shard"};
-            for (int k = 0; k < 7 && !rc; k++) {
+                                         "other operations or levels", "another precision", "another device",
+                                         "another shard"};
+            for (int k = 0; k < 8 && !rc; k++) {
                 json_t *a = json_object_get(old, keys[k]), *b = json_object_get(cfg, keys[k]);
                 if (a != b && !(a && b && json_equal(a, b))) /* absent in both is equal */
                     rc = core_seterr(ctx, WOBBLE_EINVAL,
@@ -244,28 +253,6 @@ static int eval_lock(eval_run *S) {
     return rc;
 }
 
-/* Preprocess one image into slot j of the input buffer (all slots of one
- * source image have the same size). */
-static int eval_prep_slot(eval_run *S, const wobble_image *img, int j, int *H, int *W) {
-    wobble_image *u = NULL;
-    int rc = wobble_model_preprocess_u8(S->ctx, S->m, img, &u);
-    if (rc) return rc;
-    if (j == 0) {
-        *H = u->height;
-        *W = u->width;
-    } else if (u->height != *H || u->width != *W) {
-        wobble_image_free(u);
-        return core_seterr(S->ctx, WOBBLE_EINTERNAL, "eval: perturbed images differ in size");
-    }
-    const size_t plane = (size_t)3 * (*H) * (*W);
-    if (core_grow(&S->px, &S->px_cap, (size_t)(j + 1) * plane, sizeof(float))) {
-        wobble_image_free(u);
-        return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
-    }
-    wobble_model_normalize(S->m, u, S->px + (size_t)j * plane);
-    wobble_image_free(u);
-    return WOBBLE_OK;
-}
 
 static int is_identity(const wobble_op_info *oi, double lv) { return oi->has_identity && lv == oi->identity; }
 
@@ -275,42 +262,110 @@ static const float *level_vec(const eval_run *S, const eval_cache *c, int o, int
     return is_identity(S->info[o], lv) ? eval_cache_find(c, "clean", 0.0) : eval_cache_find(c, S->info[o]->name, lv);
 }
 
-/* Work list of image i: clean, then every (op, level) not cached (identities
- * reuse clean), each perturbed and preprocessed at once, so memory holds
- * model-sized inputs only; then one forward pass per balanced chunk. */
+/* Work item j of the pending list: perturbed (unless clean) and
+ * preprocessed straight into its slot of the input buffer, on context tc.
+ * The first item (first != 0) sets the size; the others must match it and
+ * find the buffer already sized. Adds its stage times to tp and tq. */
+static int eval_item(eval_run *S, wobble_ctx *tc, const wobble_image *img, uint64_t image_id, int j, int first,
+                     int *H, int *W, double *tp, double *tq) {
+    const int o = S->pend[j].op;
+    const double lv = S->pend[j].level;
+    wobble_perturb_params pp = wobble_perturb_default_params();
+    pp.seed = S->P->seed;
+    pp.image_id = image_id;
+    wobble_image *x = NULL, *u = NULL;
+    const double ta = core_now_s();
+    int rc = o >= 0 ? wobble_perturb(tc, S->info[o]->name, img, lv, &pp, &x) : WOBBLE_OK;
+    const double tb = core_now_s();
+    *tp += tb - ta;
+    if (rc == WOBBLE_OK) rc = wobble_model_preprocess_u8(tc, S->m, o < 0 ? img : x, &u);
+    wobble_image_free(x);
+    if (rc == WOBBLE_OK) {
+        if (first) {
+            *H = u->height;
+            *W = u->width;
+            if (core_grow(&S->px, &S->px_cap, (size_t)3 * (*H) * (*W), sizeof(float)))
+                rc = core_seterr(tc, WOBBLE_ENOMEM, "eval: out of memory");
+        } else if (u->height != *H || u->width != *W) {
+            rc = core_seterr(tc, WOBBLE_EINTERNAL, "eval: perturbed images differ in size");
+        }
+    }
+    if (rc == WOBBLE_OK) wobble_model_normalize(S->m, u, S->px + (size_t)j * 3 * (*H) * (*W));
+    wobble_image_free(u);
+    *tq += core_now_s() - tb;
+    return rc;
+}
+
+/* Contexts for the worker threads (their own error messages and scratch),
+ * made once per run: the caller's pixel limit, one thread each. */
+static int eval_thread_ctxs(eval_run *S, int n) {
+    if (S->n_tctx >= n) return WOBBLE_OK;
+    wobble_ctx **t = realloc(S->tctx, sizeof *t * (size_t)n);
+    if (!t) return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    S->tctx = t;
+    for (; S->n_tctx < n; S->n_tctx++) {
+        wobble_ctx_params cp = wobble_ctx_default_params();
+        cp.threads = 1;
+        cp.max_pixels = S->ctx->max_pixels;
+        if (wobble_ctx_create(&cp, &S->tctx[S->n_tctx]) != WOBBLE_OK)
+            return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    }
+    return WOBBLE_OK;
+}
+
+/* Work list of image i: clean, then every (op, level) not cached
+ * (identities reuse clean). The first item fixes the model input's size;
+ * the others are perturbed and preprocessed on the context's threads, one
+ * item each, straight into their slots, so memory holds model-sized inputs
+ * only. Then one forward pass per balanced chunk. Every item's arithmetic
+ * is independent of the others' and of the thread that runs it (each
+ * perturbation's seed comes from the image, op and level). */
 static int eval_embed_missing(eval_run *S, const wobble_image *img, uint64_t image_id, eval_cache *c) {
     const wobble_eval_params *P = S->P;
     wobble_ctx *ctx = S->ctx;
-    wobble_perturb_params pp = wobble_perturb_default_params();
-    pp.seed = P->seed;
-    pp.image_id = image_id;
     int np = 0, H = 0, W = 0, rc = WOBBLE_OK;
-    for (int o = -1; o < S->O && rc == WOBBLE_OK; o++) {
+    for (int o = -1; o < S->O; o++) {
         const int K = o < 0 ? 1 : P->ops[o].n_levels;
-        for (int k = 0; k < K && rc == WOBBLE_OK; k++) {
+        for (int k = 0; k < K; k++) {
             const char *opn = o < 0 ? "clean" : S->info[o]->name;
             const double lv = o < 0 ? 0.0 : P->ops[o].levels[k];
             if (eval_cache_find(c, opn, lv) || (o >= 0 && is_identity(S->info[o], lv))) continue;
-            wobble_image *x = NULL;
-            double ta = core_now_s();
-            if (o >= 0) rc = wobble_perturb(ctx, opn, img, lv, &pp, &x);
-            const double tb = core_now_s();
-            S->T.t_perturb += tb - ta;
-            if (rc) break;
-            rc = eval_prep_slot(S, o < 0 ? img : x, np, &H, &W);
-            S->T.t_preprocess += core_now_s() - tb;
-            wobble_image_free(x);
-            if (rc) break;
             if (core_grow(&S->pend, &S->pend_cap, (size_t)np + 1, sizeof *S->pend) ||
-                core_grow(&S->emb, &S->emb_cap, ((size_t)np + 1) * S->E, sizeof(float))) {
-                rc = core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-                break;
-            }
+                core_grow(&S->emb, &S->emb_cap, ((size_t)np + 1) * S->E, sizeof(float)))
+                return core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
             S->pend[np].op = o;
             S->pend[np].level = lv;
             np++;
         }
     }
+    if (!np) return WOBBLE_OK;
+    const double t0 = core_now_s();
+    double tp = 0, tq = 0;
+    rc = eval_item(S, ctx, img, image_id, 0, 1, &H, &W, &tp, &tq);
+    if (rc == WOBBLE_OK && core_grow(&S->px, &S->px_cap, (size_t)np * 3 * H * W, sizeof(float)))
+        rc = core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    int workers = wobble_ctx_threads(ctx);
+    if (workers > np - 1) workers = np - 1;
+    if (rc == WOBBLE_OK && workers > 1) rc = eval_thread_ctxs(S, workers);
+    if (rc == WOBBLE_OK && np > 1) {
+        int bad = np; /* the first failing item, reported as a serial run would */
+#pragma omp parallel for num_threads(workers > 1 ? workers : 1) schedule(dynamic, 1) reduction(+ : tp, tq)
+        for (int j = 1; j < np; j++) {
+            wobble_ctx *tc = workers > 1 ? S->tctx[omp_get_thread_num()] : ctx;
+            const int r = eval_item(S, tc, img, image_id, j, 0, &H, &W, &tp, &tq);
+            if (r != WOBBLE_OK) {
+#pragma omp critical(eval_item_failure)
+                if (j < bad) {
+                    bad = j;
+                    rc = tc == ctx ? r : core_seterr(ctx, r, "%s", wobble_last_error(tc));
+                }
+            }
+        }
+    }
+    /* the stages' share of the wall time (the threads' sums can exceed it) */
+    const double wall = core_now_s() - t0;
+    S->T.t_perturb += tp + tq > 0 ? wall * tp / (tp + tq) : 0;
+    S->T.t_preprocess += tp + tq > 0 ? wall * tq / (tp + tq) : 0;
     if (rc || !np) return rc;
     const int chunks = (np + S->batch - 1) / S->batch;
     const double ta = core_now_s();
