@@ -69,7 +69,7 @@ static double kernel_gflops(int n, int threads, int bf16) {
 
 int main(int argc, char **argv) {
     const char *model = NULL;
-    int batch = 1, threads = 0, H = 0, W = 0, prec = WOBBLE_PRECISION_FP32;
+    int batch = 1, threads = 0, H = 0, W = 0, prec = WOBBLE_PRECISION_FP32, cuda = -1, tf32 = 0;
     double seconds = 3;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model = argv[i + 1];
@@ -78,10 +78,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--size")) sscanf(argv[i + 1], "%dx%d", &H, &W);
         else if (!strcmp(argv[i], "--precision")) prec = wobble_precision_parse(argv[i + 1]);
+        else if (!strcmp(argv[i], "--device")) cuda = !strcmp(argv[i + 1], "cpu") ? -1
+                                                    : !strncmp(argv[i + 1], "cuda:", 5) ? atoi(argv[i + 1] + 5) : 0;
+        else if (!strcmp(argv[i], "--tf32")) tf32 = atoi(argv[i + 1]);
     }
     if (!model || prec < 0) {
         fprintf(stderr, "usage: bench_embed --model M [--batch B] [--threads T] [--seconds S] [--size HxW] "
-                        "[--precision fp32|bf16]\n");
+                        "[--precision fp32|bf16] [--device cpu|cuda[:N]] [--tf32 0|1]\n");
         return 2;
     }
     double base_kb = 0; /* RSS before anything is loaded: code and libraries */
@@ -99,6 +102,11 @@ int main(int argc, char **argv) {
     wobble_model_params mp = wobble_model_default_params();
     mp.max_batch = batch;
     mp.precision = (wobble_precision)prec;
+    if (cuda >= 0) {
+        mp.device = WOBBLE_DEVICE_CUDA;
+        mp.device_index = cuda;
+        mp.tf32 = tf32;
+    }
     wobble_model *m;
     if (wobble_model_load(ctx, model, &mp, &m) != WOBBLE_OK) {
         fprintf(stderr, "bench_embed: %s\n", wobble_last_error(ctx));
@@ -119,6 +127,8 @@ int main(int argc, char **argv) {
     const double flops = 2 * np * 3 * P * P * D + in.depth * (2 * T * D * 3 * D + 2 * T * D * D + mlp + 4 * T * T * D) +
                          (in.has_projection ? 2 * D * in.embed_dim : 0);
     wobble_model_forward(ctx, m, px, batch, H, W, NULL, emb, NULL); /* warm-up */
+    wobble_model_get_info(m, &in);
+    const double gpu0 = in.device_seconds;
     int iters = 0;
     double t0 = now_s(), el = 0;
     while (el < seconds || iters < 3) {
@@ -131,6 +141,7 @@ int main(int argc, char **argv) {
     }
     const double ips = iters * batch / el;
     wobble_model_get_info(m, &in);
+    const double gpu_busy = (in.device_seconds - gpu0) / el; /* share of the time the GPU computed */
     /* peak RSS from /proc: getrusage's ru_maxrss survives exec and would
      * report the parent's (e.g. a Python process with PyTorch loaded) */
     double hwm_kb = 0;
@@ -139,14 +150,17 @@ int main(int argc, char **argv) {
     while (st && fgets(line, sizeof line, st))
         if (!strncmp(line, "VmHWM:", 6)) hwm_kb = atof(line + 6);
     if (st) fclose(st);
-    const double sg = sgemm_gflops(2048, wobble_ctx_threads(ctx));
-    const double kg = kernel_gflops(2048, wobble_ctx_threads(ctx), prec == WOBBLE_PRECISION_BF16);
+    const int on_gpu = strcmp(in.device, "cpu") != 0;
+    const double sg = on_gpu ? 0 : sgemm_gflops(2048, wobble_ctx_threads(ctx));
+    const double kg = on_gpu ? 0 : kernel_gflops(2048, wobble_ctx_threads(ctx), prec == WOBBLE_PRECISION_BF16);
     printf("{\"images_per_s\": %.3f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"kernel_gflops\": %.2f, "
            "\"gflop_per_image\": %.4f, "
            "\"peak_rss_mb\": %.1f, \"base_rss_mb\": %.1f, \"input_mb\": %.1f, \"weights_mb\": %.1f, "
-           "\"arena_mb\": %.1f, \"threads\": %d, \"batch\": %d}\n",
+           "\"arena_mb\": %.1f, \"threads\": %d, \"batch\": %d, \"device\": \"%s\", \"gpu_busy\": %.3f, "
+           "\"device_mb\": %.1f}\n",
            ips, ips * flops / 1e9, sg, kg, flops / 1e9, hwm_kb / 1024.0, base_kb / 1024.0, per * batch * 4.0 / 1048576.0, in.weight_bytes / 1048576.0,
-           in.arena_bytes / 1048576.0, wobble_ctx_threads(ctx), batch);
+           in.arena_bytes / 1048576.0, wobble_ctx_threads(ctx), batch, in.device, gpu_busy,
+           in.device_bytes / 1048576.0);
     wobble_model_free(m);
     wobble_ctx_free(ctx);
     free(px);

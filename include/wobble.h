@@ -249,10 +249,26 @@ const char *wobble_precision_name(wobble_precision p);
 /* Parse "fp32" / "bf16"; -1 when s is neither. */
 int wobble_precision_parse(const char *s);
 
+/* Where the image tower's forward pass runs. WOBBLE_DEVICE_CUDA needs a
+ * wobble built with the CUDA toolkit (wobble_cuda_built) and an NVIDIA GPU:
+ * the weights are uploaded at load, the GEMMs run in cuBLAS (fp32, TF32 when
+ * asked, or bf16 with fp32 accumulation at precision bf16, whatever the
+ * CPU), LayerNorm, attention, activations and residuals in wobble's kernels.
+ * The CLIP text tower, per-layer outputs and fine-tuning stay on the CPU. */
+typedef enum { WOBBLE_DEVICE_CPU = 0, WOBBLE_DEVICE_CUDA = 1 } wobble_device;
+
 typedef struct wobble_model_params {
     int max_batch;              /* images per forward call the arena is sized for (default 16) */
     wobble_precision precision; /* default WOBBLE_PRECISION_FP32 */
+    wobble_device device;       /* default WOBBLE_DEVICE_CPU */
+    int device_index;           /* CUDA device ordinal (default 0) */
+    int tf32;                   /* CUDA, fp32: let cuBLAS use TF32 tensor cores (default 0: exact fp32) */
 } wobble_model_params;
+
+/* 1 when this wobble was built with CUDA. */
+int wobble_cuda_built(void);
+/* CUDA devices usable now (0 without CUDA, without a GPU or driver). */
+int wobble_cuda_device_count(void);
 
 wobble_model_params wobble_model_default_params(void);
 
@@ -288,6 +304,9 @@ typedef struct wobble_model_info {
     uint64_t arena_bytes; /* activation memory currently reserved */
     const char *precision;  /* "fp32" or "bf16" */
     uint64_t bf16_bytes;    /* packed bf16 weights (0 in fp32) */
+    const char *device;     /* "cpu" or "cuda:N" */
+    uint64_t device_bytes;  /* GPU memory held (weights and activations; 0 on the CPU) */
+    double device_seconds;  /* GPU time of this model's forward passes so far (0 on the CPU) */
     uint64_t f32_bytes;     /* the weights again in the AVX-512 fp32 kernel's layout (precision fp32 on
                              * AVX-512 CPUs; 0 elsewhere, in bf16 and once fine-tuning changed them) */
     /* CLIP text tower (has_text 0: none) */

@@ -23,8 +23,13 @@ int cli_parse_real(const char *s, double lo, double hi, double *out);
 int cli_opt_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out);
 int cli_opt_u64(const char *cmd, const char *opt, const char *s, uint64_t *out);
 int cli_opt_real(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
-/* --precision fp32|bf16; bf16 also needs this CPU to run it. */
+/* --precision fp32|bf16 (whether this machine runs it: cli_check_device). */
 int cli_opt_precision(const char *cmd, const char *s, wobble_precision *out);
+/* --device cpu | cuda | cuda:N */
+int cli_opt_device(const char *cmd, const char *s, wobble_device *dev, int *index);
+/* After parsing: bf16 on a CPU without AVX512_BF16, or cuda in a build
+ * without it, is a command-line error (one line, -1). */
+int cli_check_device(const char *cmd, wobble_precision prec, wobble_device dev);
 
 /* An --op spec: "name", "name:a,b,c", or (allow_range) "name:lo-hi" (e.g.
  * "hue:-0.2-0.2"). name is malloc'ed; levels is malloc'ed (NULL without a

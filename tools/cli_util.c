@@ -96,11 +96,38 @@ int cli_opt_precision(const char *cmd, const char *s, wobble_precision *out) {
         cli_error("%s: --precision '%s' is neither fp32 nor bf16", cmd, s);
         return -1;
     }
-    if (p == WOBBLE_PRECISION_BF16 && !wobble_bf16_supported()) {
-        cli_error("%s: --precision bf16 needs a CPU with AVX512_BF16, which this one lacks; use fp32", cmd);
+    *out = (wobble_precision)p;
+    return 0;
+}
+
+int cli_opt_device(const char *cmd, const char *s, wobble_device *dev, int *index) {
+    if (!strcmp(s, "cpu")) {
+        *dev = WOBBLE_DEVICE_CPU;
+        *index = 0;
+        return 0;
+    }
+    if (!strncmp(s, "cuda", 4) && (s[4] == 0 || s[4] == ':')) {
+        long long i = 0;
+        if (s[4] == ':' && cli_opt_int(cmd, "--device cuda:N", s + 5, 0, 1023, &i)) return -1;
+        *dev = WOBBLE_DEVICE_CUDA;
+        *index = (int)i;
+        return 0;
+    }
+    cli_error("%s: --device '%s' is not cpu, cuda or cuda:N", cmd, s);
+    return -1;
+}
+
+int cli_check_device(const char *cmd, wobble_precision prec, wobble_device dev) {
+    if (dev == WOBBLE_DEVICE_CPU && prec == WOBBLE_PRECISION_BF16 && !wobble_bf16_supported()) {
+        cli_error("%s: --precision bf16 needs a CPU with AVX512_BF16, which this one lacks; use fp32 (or --device cuda)",
+                  cmd);
         return -1;
     }
-    *out = (wobble_precision)p;
+    if (dev == WOBBLE_DEVICE_CUDA && !wobble_cuda_built()) {
+        cli_error("%s: --device cuda: this wobble was built without CUDA (build it where the CUDA toolkit is installed)",
+                  cmd);
+        return -1;
+    }
     return 0;
 }
 

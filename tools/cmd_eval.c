@@ -53,8 +53,12 @@ static void help(FILE *f) {
             "  --batch N          images per forward pass at most (default 64; each image's\n"
             "                     embeddings are split into equal chunks)\n"
             "  --threads N        worker threads (default: all cores)\n"
-            "  --precision P      fp32 (default) or bf16 forward pass (needs AVX512_BF16;\n"
-            "                     recorded in the outputs and the folder's lock)\n"
+            "  --precision P      fp32 (default) or bf16 forward pass (needs AVX512_BF16 on\n"
+            "                     the CPU; recorded in the outputs and the folder's lock)\n"
+            "  --device D         cpu (default), cuda or cuda:N: the image tower on an NVIDIA\n"
+            "                     GPU (recorded like the precision); --task depth runs on\n"
+            "                     the CPU\n"
+            "  --tf32             with --device cuda in fp32: cuBLAS may use TF32\n"
             "  -o, --output DIR   output folder: config.json, cache/, per_image.jsonl,\n"
             "                     summary.json, summary.csv, run.json (date, command,\n"
             "                     timings) and report.html (see 'wobble report --help')\n"
@@ -717,6 +721,8 @@ static int cmd_eval_main(int argc, char **argv) {
     long long limit = 0, batch = ed.batch, threads = 0, train_limit = 0, knn_k = dd.knn.k, bins = dd.bins;
     double temperature = dd.knn.temperature;
     wobble_precision prec = WOBBLE_PRECISION_FP32;
+    wobble_device device = WOBBLE_DEVICE_CPU;
+    int device_index = 0, tf32 = 0;
     char *op_specs[64];
     int n_specs = 0;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
@@ -733,6 +739,7 @@ static int cmd_eval_main(int argc, char **argv) {
                                        {"precision", required_argument, 0, 'Q'}, {"suite", required_argument, 0, 'S'},
                                        {"no-report", no_argument, 0, 'X'}, {"embeddings", required_argument, 0, 'E'},
                                        {"shard", required_argument, 0, 1010},
+                                       {"device", required_argument, 0, 1011}, {"tf32", no_argument, 0, 1012},
                                        {"frames", required_argument, 0, 1001}, {"train-frames", required_argument, 0, 1002},
                                        {"depth-scale", required_argument, 0, 1003}, {"d-min", required_argument, 0, 1004},
                                        {"d-max", required_argument, 0, 1005}, {"steps", required_argument, 0, 1006},
@@ -813,6 +820,10 @@ static int cmd_eval_main(int argc, char **argv) {
         case 'Q':
             if (cli_opt_precision("eval", optarg, &prec)) return EXIT_USAGE;
             break;
+        case 1011:
+            if (cli_opt_device("eval", optarg, &device, &device_index)) return EXIT_USAGE;
+            break;
+        case 1012: tf32 = 1; break;
         case 'S': suite = optarg; break;
         case 'T': task = optarg; break;
         case 'R': train = optarg; break;
@@ -873,14 +884,16 @@ static int cmd_eval_main(int argc, char **argv) {
     }
     if (embeddings) {
         const char *clash = model ? "--model" : data ? "--data" : suite ? "--suite" : labels ? "--labels"
-                          : prec != WOBBLE_PRECISION_FP32 ? "--precision" : train_labels ? "--train-labels"
+                          : prec != WOBBLE_PRECISION_FP32 ? "--precision" : device || tf32 ? "--device"
+                          : train_labels ? "--train-labels"
                           : tokenizer || templates || classnames ? "--tokenizer" : NULL;
         emb_task et = {-1, train, l2, (int)train_limit, (int)knn_k, (int)bins, temperature, seed};
         if (task) et.task = !strcmp(task, "linear") ? WOBBLE_TASK_LINEAR : !strcmp(task, "knn") ? WOBBLE_TASK_KNN : -2;
         if (clash || !out || optind < argc) {
             cli_error("eval: %s", !out ? "-o OUT_DIR is required" : optind < argc ? "unexpected argument"
                                                                   : "--embeddings takes no --model, --data, --suite, "
-                                                                    "--labels, --precision or zero-shot options");
+                                                                    "--labels, --precision, --device or zero-shot "
+                                                                    "options");
             return EXIT_USAGE;
         }
         if (et.task == -2 || (et.task < 0 && (train || l2 || train_limit))) {
@@ -900,6 +913,15 @@ static int cmd_eval_main(int argc, char **argv) {
         cli_error("eval: unexpected argument '%s'", argv[optind]);
         return EXIT_USAGE;
     }
+    if (tf32 && (device != WOBBLE_DEVICE_CUDA || prec != WOBBLE_PRECISION_FP32)) {
+        cli_error("eval: --tf32 needs --device cuda and fp32");
+        return EXIT_USAGE;
+    }
+    if (task && !strcmp(task, "depth") && device != WOBBLE_DEVICE_CPU) {
+        cli_error("eval: --task depth runs on the CPU (no --device)");
+        return EXIT_USAGE;
+    }
+    if (cli_check_device("eval", prec, device)) return EXIT_USAGE;
     int task_id = -1;
     if (task) {
         task_id = !strcmp(task, "linear") ? WOBBLE_TASK_LINEAR : !strcmp(task, "knn") ? WOBBLE_TASK_KNN
@@ -998,6 +1020,9 @@ static int cmd_eval_main(int argc, char **argv) {
     wobble_model_params mp = wobble_model_default_params();
     mp.max_batch = (int)batch;
     mp.precision = prec;
+    mp.device = device;
+    mp.device_index = device_index;
+    mp.tf32 = tf32;
     if (wobble_model_load(ctx, model, &mp, &m) != WOBBLE_OK) {
         cli_error("%s", wobble_last_error(ctx));
         exit_code = EXIT_FAIL;

@@ -66,6 +66,8 @@ static void help(FILE *f) {
             "  --save-every K     save the training state every K steps (default 50)\n"
             "  --seed S           batches, levels and noise (default 0)\n"
             "  --threads N        worker threads (default: all cores)\n"
+            "  --device cpu       where it runs: the CPU only in this version (cuda is\n"
+            "                     refused: no CUDA backward pass yet)\n"
             "  -o, --output DIR   output folder\n"
             "  --resume DIR       continue the run in DIR from its last saved state (the\n"
             "                     settings come from DIR/finetune.json; any given must match)\n"
@@ -156,7 +158,7 @@ static int cmd_finetune_main(int argc, char **argv) {
     char *op_specs[64];
     int n_specs = 0;
     enum { O_STEPS = 256, O_BATCH, O_LR, O_LAMBDA, O_SCOPE, O_OBJ, O_SEED, O_WARM, O_CLIP, O_WD, O_REC, O_VAL, O_VALE,
-           O_SAVE, O_RESUME, O_LIMIT, O_LABELS, O_THREADS, O_VIEWS };
+           O_SAVE, O_RESUME, O_LIMIT, O_LABELS, O_THREADS, O_VIEWS, O_DEVICE };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},     {"data", required_argument, 0, 'd'},
         {"op", required_argument, 0, 'p'},        {"output", required_argument, 0, 'o'},
@@ -170,6 +172,7 @@ static int cmd_finetune_main(int argc, char **argv) {
         {"views", required_argument, 0, O_VIEWS},
         {"resume", required_argument, 0, O_RESUME}, {"limit", required_argument, 0, O_LIMIT},
         {"labels", required_argument, 0, O_LABELS}, {"threads", required_argument, 0, O_THREADS},
+        {"device", required_argument, 0, O_DEVICE},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     optind = 1;
     int c;
@@ -213,6 +216,18 @@ static int cmd_finetune_main(int argc, char **argv) {
             if (cli_opt_u64("finetune", "--seed", optarg, &seed)) return EXIT_USAGE;
             have_seed = 1;
             break;
+        case O_DEVICE: {
+            wobble_device dev;
+            int idx;
+            if (cli_opt_device("finetune", optarg, &dev, &idx)) return EXIT_USAGE;
+            if (dev != WOBBLE_DEVICE_CPU) {
+                cli_error("finetune: --device %s: fine-tuning runs on the CPU in this version (the CUDA backward "
+                          "pass is not built yet)",
+                          optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
         case 'h': help(stdout); return EXIT_OK;
         default: help(stderr); return EXIT_USAGE;
         }

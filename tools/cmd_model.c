@@ -33,8 +33,14 @@ static json_t *info_json(const wobble_model_info *i) {
                                  : json_null());
 }
 
-static int load_model(const char *path, int batch, int threads, wobble_precision prec, wobble_ctx **ctx,
-                      wobble_model **m) {
+/* Where and how the model runs (--precision, --device, --tf32). */
+typedef struct {
+    wobble_precision prec;
+    wobble_device device;
+    int index, tf32;
+} run_on;
+
+static int load_model(const char *path, int batch, int threads, run_on on, wobble_ctx **ctx, wobble_model **m) {
     wobble_ctx_params cp = wobble_ctx_default_params();
     cp.threads = threads;
     if (wobble_ctx_create(&cp, ctx) != WOBBLE_OK) {
@@ -43,7 +49,10 @@ static int load_model(const char *path, int batch, int threads, wobble_precision
     }
     wobble_model_params mp = wobble_model_default_params();
     mp.max_batch = batch;
-    mp.precision = prec;
+    mp.precision = on.prec;
+    mp.device = on.device;
+    mp.device_index = on.index;
+    mp.tf32 = on.tf32;
     if (wobble_model_load(*ctx, path, &mp, m) != WOBBLE_OK) {
         cli_error("%s", wobble_last_error(*ctx));
         wobble_ctx_free(*ctx);
@@ -88,7 +97,7 @@ int cmd_info(int argc, char **argv) {
     }
     wobble_ctx *ctx;
     wobble_model *m;
-    int rc = load_model(model, 1, 1, WOBBLE_PRECISION_FP32, &ctx, &m);
+    int rc = load_model(model, 1, 1, (run_on){WOBBLE_PRECISION_FP32, WOBBLE_DEVICE_CPU, 0, 0}, &ctx, &m);
     if (rc) return rc;
     wobble_model_info i;
     wobble_model_get_info(m, &i);
@@ -151,7 +160,10 @@ static void embed_help(FILE *f) {
             "  --threads N       worker threads (default: all cores)\n"
             "  --precision P     fp32 (default) or bf16: bf16 weights and GEMM inputs with\n"
             "                    fp32 accumulation, norms and softmax (needs AVX512_BF16;\n"
-            "                    see docs/models.md for speed and fidelity)\n"
+            "                    see docs/models.md for speed and fidelity; on a GPU, any CPU)\n"
+            "  --device D        cpu (default), cuda or cuda:N: the image tower on an NVIDIA\n"
+            "                    GPU (a build with the CUDA toolkit; docs/models.md)\n"
+            "  --tf32            with --device cuda in fp32: let cuBLAS use TF32 tensor cores\n"
             "  --normalize       L2-normalise the embeddings\n"
             "  --patch-tokens F  also write the patch tokens [N, P, width] to F (.npy)\n"
             "  --max-pixels N    refuse larger images (default 89478485; 0 = no limit)\n"
@@ -249,11 +261,11 @@ static int collect_texts(wobble_ctx *ctx, char **given, int ng, char **files, in
 
 /* wobble embed --text ...: the CLIP text tower on tokenized texts. */
 static int embed_texts(const char *model, const char *tokenizer, char **given, int ng, char **files, int nf,
-                       const char *out, int batch, int threads, wobble_precision prec, int normalize) {
+                       const char *out, int batch, int threads, run_on on, int normalize) {
     wobble_ctx *ctx;
     wobble_model *m;
     const double t_start = core_now_s();
-    int rc = load_model(model, batch, threads, prec, &ctx, &m);
+    int rc = load_model(model, batch, threads, on, &ctx, &m);
     if (rc) return rc;
     const double t_loaded = core_now_s();
     int exit_code = EXIT_FAIL;
@@ -396,9 +408,10 @@ int cmd_embed(int argc, char **argv) {
     char **texts = NULL, **text_files = NULL;
     int ntexts = 0, nfiles = 0;
     int normalize = 0;
-    wobble_precision prec = WOBBLE_PRECISION_FP32;
+    run_on on = {WOBBLE_PRECISION_FP32, WOBBLE_DEVICE_CPU, 0, 0};
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},  {"output", required_argument, 0, 'o'},
                                        {"precision", required_argument, 0, 'P'},
+                                       {"device", required_argument, 0, 'D'}, {"tf32", no_argument, 0, 'G'},
                                        {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 't'},
                                        {"normalize", no_argument, 0, 'n'},    {"patch-tokens", required_argument, 0, 'p'},
                                        {"max-pixels", required_argument, 0, 'x'}, {"help", no_argument, 0, 'h'},
@@ -422,7 +435,13 @@ int cmd_embed(int argc, char **argv) {
             if (cli_opt_int("embed", "--max-pixels", optarg, 0, (long long)1 << 50, &maxpix)) return EXIT_USAGE;
             break;
         case 'P':
-            if (cli_opt_precision("embed", optarg, &prec)) return EXIT_USAGE;
+            if (cli_opt_precision("embed", optarg, &on.prec)) return EXIT_USAGE;
+            break;
+        case 'D':
+            if (cli_opt_device("embed", optarg, &on.device, &on.index)) return EXIT_USAGE;
+            break;
+        case 'G':
+            on.tf32 = 1;
             break;
         case 'T':
         case 'F': {
@@ -448,13 +467,21 @@ int cmd_embed(int argc, char **argv) {
     if (!usage && (ntexts || nfiles) && patch_out) usage = "--patch-tokens is for images, not --text";
     if (!usage && (ntexts || nfiles) && maxpix >= 0) usage = "--max-pixels is for images, not --text";
     if (!usage && tokenizer && !ntexts && !nfiles) usage = "--tokenizer needs --text or --text-file";
+    if (!usage && on.tf32 && on.device != WOBBLE_DEVICE_CUDA) usage = "--tf32 needs --device cuda";
+    if (!usage && on.tf32 && on.prec != WOBBLE_PRECISION_FP32) usage = "--tf32 is for fp32, not bf16";
+    if (!usage && (ntexts || nfiles) && on.device != WOBBLE_DEVICE_CPU)
+        usage = "--device is for images (the text tower runs on the CPU)";
+    if (!usage && cli_check_device("embed", on.prec, on.device)) {
+        free(texts), free(text_files);
+        return EXIT_USAGE;
+    }
     if (usage) {
         free(texts), free(text_files);
         cli_error("embed: %s (see 'wobble embed --help')", usage);
         return EXIT_USAGE;
     }
     if (ntexts || nfiles) {
-        int rc = embed_texts(model, tokenizer, texts, ntexts, text_files, nfiles, out, (int)batch, (int)threads, prec,
+        int rc = embed_texts(model, tokenizer, texts, ntexts, text_files, nfiles, out, (int)batch, (int)threads, on,
                              normalize);
         free(texts), free(text_files);
         return rc;
@@ -473,7 +500,7 @@ int cmd_embed(int argc, char **argv) {
     wobble_ctx *ctx;
     wobble_model *m;
     const double t_start = core_now_s();
-    int rc = load_model(model, (int)batch, (int)threads, prec, &ctx, &m);
+    int rc = load_model(model, (int)batch, (int)threads, on, &ctx, &m);
     const double t_loaded = core_now_s();
     if (rc) {
         cli_free_list(paths, n);
@@ -603,12 +630,15 @@ int cmd_embed(int argc, char **argv) {
             json_t *inputs = json_array();
             for (int i = 0; i < n; i++)
                 if (ok[i]) json_array_append_new(inputs, json_string(paths[i]));
-            json_t *side = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:s, s:{s:f, s:f}, s:o, s:o, s:o}",
+            wobble_model_get_info(m, &info); /* the GPU time so far */
+            json_t *side = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:s, s:s, s:{s:f, s:f}, s:o, s:o, s:o}",
                                      "wobble", wobble_version(), "model", model, "arch", info.arch, "naming",
                                      info.naming, "rows", nok, "dim", D, "normalized", normalize, "precision",
-                                     info.precision, "seconds", "load", t_loaded - t_start, "embed",
-                                     core_now_s() - t_loaded, "model_info", info_json(&info), "inputs", inputs,
-                                     "failed", json_incref(failed));
+                                     info.precision, "device", info.device, "seconds", "load", t_loaded - t_start,
+                                     "embed", core_now_s() - t_loaded, "model_info", info_json(&info), "inputs",
+                                     inputs, "failed", json_incref(failed));
+            if (side && strcmp(info.device, "cpu") != 0)
+                json_object_set_new(json_object_get(side, "seconds"), "gpu", json_real(info.device_seconds));
             rc = stage_sidecar(ctx, &set, out, side);
         }
         if (rc == WOBBLE_OK && patch_out && patches) {

@@ -222,10 +222,12 @@ int wobble_eval_merge(wobble_ctx *ctx, const char *const *dirs, int n, const cha
             rc = core_seterr(ctx, WOBBLE_EINVAL, "%s is a shard of %d, %s of %d", dirs[s], N, dirs[0], of);
             break;
         }
-        static const char *keys[] = {"model_hash", "preprocessing_hash", "data", "dataset_kind", "seed", "ops", "precision"};
+        static const char *keys[] = {"model_hash", "preprocessing_hash", "data",      "dataset_kind",
+                                     "seed",       "ops",                "precision", "device"};
         static const char *what[] = {"another model", "another preprocessing", "another dataset", "another dataset",
-                                     "another seed", "other operations or levels", "another precision"};
-        for (int k = 0; k < 7 && !rc; k++) {
+                                     "another seed", "other operations or levels", "another precision",
+                                     "another device"};
+        for (int k = 0; k < 8 && !rc; k++) {
             json_t *a = json_object_get(lock, keys[k]), *b = json_object_get(sh[s].config, keys[k]);
             if (a != b && !(a && b && json_equal(a, b)))
                 rc = core_seterr(ctx, WOBBLE_EINVAL, "%s holds a shard of %s than %s (%s differs)", dirs[s], what[k],

@@ -20,6 +20,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -629,6 +630,28 @@ typedef struct {
     float *cls, *patch;
 } layer_taps;
 
+/* Each image's embedding from its final-norm CLS row (rows + b * stride):
+ * the projection, summed in double, and the optional L2 normalisation. */
+static void read_out(const wobble_model *m, const float *rows, size_t stride, int n, const wobble_embed_params *p,
+                     float *emb) {
+    const int D = m->dim;
+    for (int b = 0; b < n; b++) {
+        const float *cls = rows + (size_t)b * stride;
+        float *e = emb + (size_t)b * m->embed_dim;
+        if (m->head.w) {
+            for (int o = 0; o < m->head.out; o++) {
+                double s = 0;
+                const float *wr = m->head.w + (size_t)o * D;
+                for (int j = 0; j < D; j++) s += (double)wr[j] * cls[j];
+                e[o] = (float)s;
+            }
+        } else {
+            memcpy(e, cls, sizeof(float) * D);
+        }
+        if (p && p->normalize) core_l2_normalize(e, m->embed_dim);
+    }
+}
+
 static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
                          const wobble_embed_params *p, float *emb, float *patch_out, float *cls_out, fwd_tape *tape,
                          const layer_taps *lt) {
@@ -638,6 +661,18 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     const float *ppos = NULL;
     int rc = patch_pos(ctx, m, gh, gw, &ppos);
     if (rc) return rc;
+    if (m->device && !tape && !lt) {
+        /* on the GPU: the final-norm CLS rows come back, the read-out runs here */
+        float *cls = malloc(sizeof(float) * (size_t)n * D);
+        if (!cls) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", m->path);
+        rc = model_device_forward(ctx, m, pixels, n, H, W, ppos, cls, patch_out);
+        if (rc == WOBBLE_OK) {
+            if (cls_out) memcpy(cls_out, cls, sizeof(float) * (size_t)n * D);
+            read_out(m, cls, D, n, p, emb);
+        }
+        free(cls);
+        return rc;
+    }
     if (arena_reserve(&m->arena, m->dim, m->hidden, m->heads, m->act, (size_t)rows, tape ? 0 : (size_t)n * np, 3 * P * P, T,
                       m->precision == WOBBLE_PRECISION_BF16, m->f32 != NULL, th) != 0)
         return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for activations (%d images x %d tokens)", m->path,
@@ -717,21 +752,10 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
         const float *cls = a->h + (size_t)b * T * D;
         if (tape) memcpy(tape->ncls + (size_t)b * D, cls, sizeof(float) * D);
         if (cls_out) memcpy(cls_out + (size_t)b * D, cls, sizeof(float) * D);
-        float *e = emb + (size_t)b * m->embed_dim;
-        if (m->head.w) {
-            for (int o = 0; o < m->head.out; o++) {
-                double s = 0;
-                const float *wr = m->head.w + (size_t)o * D;
-                for (int j = 0; j < D; j++) s += (double)wr[j] * cls[j];
-                e[o] = (float)s;
-            }
-        } else {
-            memcpy(e, cls, sizeof(float) * D);
-        }
-        if (p && p->normalize) core_l2_normalize(e, m->embed_dim);
         if (patch_out)
             memcpy(patch_out + (size_t)b * np * D, a->h + ((size_t)b * T + 1 + R) * D, sizeof(float) * (size_t)np * D);
     }
+    read_out(m, a->h, (size_t)T * D, n, p, emb);
     return WOBBLE_OK;
 }
 
@@ -760,7 +784,9 @@ int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
 }
 
 void model_params_changed(wobble_model *m) {
-    model_drop_f32(m); /* the packed copies hold the old values */
+    model_drop_f32(m);    /* the packed copies hold the old values */
+    model_device_free(m); /* so does the GPU's: the CPU runs from now on */
+    snprintf(m->device_name, sizeof m->device_name, "cpu");
     free(m->arena.pos);
     m->arena.pos = NULL;
     m->arena.pos_h = m->arena.pos_w = 0;

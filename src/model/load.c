@@ -1025,9 +1025,17 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
         snprintf(ppath, sizeof ppath, "%s/preprocessor_config.json", dir ? dir : ".");
         rc = apply_preprocessor_config(ctx, m, pp, ppath);
     }
-    if (rc == WOBBLE_OK && p.precision == WOBBLE_PRECISION_BF16) rc = pack_bf16(ctx, m);
-    if (rc == WOBBLE_OK && model_pack_f32(m) != 0)
-        rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the fp32 kernel's weights", m->path);
+    if (rc == WOBBLE_OK && p.device != WOBBLE_DEVICE_CPU) {
+        /* the image tower runs on the device: no CPU packs (the CPU path,
+         * kept for the text tower and per-layer outputs, uses sgemm) */
+        rc = model_device_attach(ctx, m, &p);
+        if (rc == WOBBLE_OK) m->precision = p.precision;
+    } else {
+        snprintf(m->device_name, sizeof m->device_name, "cpu");
+        if (rc == WOBBLE_OK && p.precision == WOBBLE_PRECISION_BF16) rc = pack_bf16(ctx, m);
+        if (rc == WOBBLE_OK && model_pack_f32(m) != 0)
+            rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the fp32 kernel's weights", m->path);
+    }
     json_decref(cfg);
     json_decref(pp);
     free(dir);
@@ -1059,6 +1067,7 @@ static void arena_free(arena_t *a) {
 
 void wobble_model_free(wobble_model *m) {
     if (!m) return;
+    model_device_free(m);
     model_drop_f32(m);
     arena_free(&m->arena);
     if (m->text) arena_free(&m->text->arena);
@@ -1151,5 +1160,8 @@ int wobble_model_get_info(const wobble_model *m, wobble_model_info *info) {
     info->precision = wobble_precision_name(m->precision);
     info->bf16_bytes = m->bf16_bytes;
     info->f32_bytes = m->f32_bytes;
+    info->device = m->device_name[0] ? m->device_name : "cpu";
+    info->device_bytes = model_device_bytes(m);
+    info->device_seconds = m->device_ms / 1000.0;
     return WOBBLE_OK;
 }

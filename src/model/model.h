@@ -98,6 +98,11 @@ struct wobble_model {
     model_f32_packed *f32;  /* every layer packed for the fp32 kernel (model_pack_f32), n_f32 of them */
     int n_f32;
     uint64_t f32_bytes;
+    /* the forward pass on a GPU (src/model/device.c), or NULL */
+    void *device;           /* cuda_model * */
+    int device_index;
+    char device_name[24];   /* "cpu" or "cuda:N" */
+    double device_ms;       /* GPU time of the forward passes so far */
     const float *cls;     /* [D] */
     const float *pos;     /* [(1 + grid^2), D] */
     const float *reg;     /* [n_reg, D] or NULL */
@@ -196,6 +201,14 @@ int model_own(wobble_model *m, void *p);
  * precision fp32 where the kernel runs; dropped (back to sgemm on the
  * weights themselves) when the parameters change, as fine-tuning does. */
 int model_pack_f32(wobble_model *m);
+/* src/model/device.c: put the image tower on the device params ask for
+ * (nothing for the CPU); run one chunk there, giving the final-norm CLS
+ * rows [n, D] (and patch rows [n, np, D] when patch_out); free it. */
+int model_device_attach(wobble_ctx *ctx, wobble_model *m, const wobble_model_params *p);
+int model_device_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W, const float *ppos,
+                         float *cls, float *patch_out);
+void model_device_free(wobble_model *m);
+uint64_t model_device_bytes(const wobble_model *m);
 void model_drop_f32(wobble_model *m);
 
 /* Content hash of the weights (src/model/identity.c): every tensor's name,
