@@ -283,12 +283,27 @@ static void model_dealloc(ModelObject *m) {
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
 
-/* Model(path, precision="fp32", max_batch=16, threads=0) */
+/* Model(path, precision="fp32", max_batch=16, threads=0, device="cpu") */
 static int model_init(ModelObject *m, PyObject *args, PyObject *kw) {
-    static char *kws[] = {"path", "precision", "max_batch", "threads", NULL};
-    const char *path, *prec = "fp32";
+    static char *kws[] = {"path", "precision", "max_batch", "threads", "device", NULL};
+    const char *path, *prec = "fp32", *device = "cpu";
     int batch = wobble_model_default_params().max_batch, threads = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sii", kws, &path, &prec, &batch, &threads)) return -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|siis", kws, &path, &prec, &batch, &threads, &device)) return -1;
+    wobble_device dev = WOBBLE_DEVICE_CPU;
+    int dev_index = 0;
+    if (!strncmp(device, "cuda", 4) && (device[4] == 0 || device[4] == ':')) {
+        char *end = NULL;
+        const long ix = device[4] == ':' ? strtol(device + 5, &end, 10) : 0;
+        if (device[4] == ':' && (end == device + 5 || *end || ix < 0 || ix > 1023)) {
+            PyErr_Format(PyExc_ValueError, "device '%s' is not cpu, cuda or cuda:N", device);
+            return -1;
+        }
+        dev = WOBBLE_DEVICE_CUDA;
+        dev_index = (int)ix;
+    } else if (strcmp(device, "cpu") != 0) {
+        PyErr_Format(PyExc_ValueError, "device '%s' is not cpu, cuda or cuda:N", device);
+        return -1;
+    }
     if (m->model) {
         PyErr_SetString(PyExc_RuntimeError, "Model is already initialised");
         return -1;
@@ -298,7 +313,7 @@ static int model_init(ModelObject *m, PyObject *args, PyObject *kw) {
         PyErr_Format(PyExc_ValueError, "precision '%s' is neither fp32 nor bf16", prec);
         return -1;
     }
-    if (p == WOBBLE_PRECISION_BF16 && !wobble_bf16_supported()) {
+    if (p == WOBBLE_PRECISION_BF16 && dev == WOBBLE_DEVICE_CPU && !wobble_bf16_supported()) {
         raise_status(WOBBLE_EINVAL, "precision bf16 needs a CPU with AVX512_BF16, which this one lacks; use fp32");
         return -1;
     }
@@ -315,6 +330,8 @@ static int model_init(ModelObject *m, PyObject *args, PyObject *kw) {
     wobble_model_params mp = wobble_model_default_params();
     mp.max_batch = batch;
     mp.precision = (wobble_precision)p;
+    mp.device = dev;
+    mp.device_index = dev_index;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = wobble_model_load(m->ctx, path, &mp, &m->model);
@@ -352,7 +369,7 @@ static PyObject *model_info(ModelObject *m, PyObject *args) {
     const char *filter = (unsigned)i.filter < sizeof filter_names / sizeof *filter_names ? filter_names[i.filter] : "?";
     return Py_BuildValue(
         "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:d, s:O, s:O, s:{s:i, s:i, s:i, s:s, "
-        "s:i, s:i, s:d, s:(ddd), s:(ddd)}, s:K, s:K, s:s, s:O, s:i, s:i, s:d}",
+        "s:i, s:i, s:d, s:(ddd), s:(ddd)}, s:K, s:K, s:s, s:s, s:O, s:i, s:i, s:d}",
         "arch", i.arch, "naming", i.naming, "activation", i.activation, "preset", i.preset, "path", i.path, "width",
         i.width, "depth", i.depth, "heads", i.heads, "mlp_hidden", i.mlp_hidden, "patch", i.patch, "native_grid",
         i.native_grid, "registers", i.registers, "embed_dim", i.embed_dim, "layer_norm_eps", (double)i.layer_norm_eps,
@@ -361,7 +378,7 @@ static PyObject *model_info(ModelObject *m, PyObject *args) {
         filter, "crop_h", i.crop_h, "crop_w", i.crop_w, "rescale", i.rescale, "mean", (double)i.mean[0],
         (double)i.mean[1], (double)i.mean[2], "std", (double)i.std[0], (double)i.std[1], (double)i.std[2],
         "parameters", (unsigned long long)i.n_params, "weight_bytes", (unsigned long long)i.weight_bytes, "precision",
-        i.precision, "has_text", i.has_text ? Py_True : Py_False, "text_context", i.text_context, "text_width",
+        i.precision, "device", i.device, "has_text", i.has_text ? Py_True : Py_False, "text_context", i.text_context, "text_width",
         i.text_width, "logit_scale", i.logit_scale);
 }
 

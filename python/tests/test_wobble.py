@@ -228,6 +228,28 @@ def test_encode_text_upstream_fixture():
     assert cut == [(77, True)]
 
 
+def test_device():
+    """device="cpu" is the default; a bad name is a ValueError; "cuda" either
+    runs (a GPU and a CUDA build) or raises WobbleError with one line naming
+    the model and why (no CUDA in the build, no GPU or driver)."""
+    assert wobble.Model(TINY_CLIP).info["device"] == "cpu"
+    assert wobble.Model(TINY_CLIP, device="cpu").info["device"] == "cpu"
+    for bad in ("gpu", "cuda:x", "cuda:-1", "cuda0"):
+        with pytest.raises(ValueError, match="not cpu, cuda or cuda:N"):
+            wobble.Model(TINY_CLIP, device=bad)
+    imgs = [load("photo_96x80.png"), load("syn_64x48.png")]
+    try:
+        g = wobble.Model(TINY_CLIP, device="cuda")
+    except wobble.WobbleError as e:
+        msg = str(e)
+        assert "\n" not in msg and TINY_CLIP in msg and ("without CUDA" in msg or "cuda:0" in msg), msg
+        return
+    assert g.info["device"] == "cuda:0"
+    a, b = wobble.Model(TINY_CLIP).embed(imgs), g.embed(imgs)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() >= 0.99999
+
+
 def test_bf16_model():
     if not wobble.bf16_supported():
         with pytest.raises(wobble.WobbleError, match="AVX512_BF16"):

@@ -146,15 +146,16 @@ def fit(x, y):
 class Model:
     """An image encoder (and, for a whole CLIP checkpoint, its text tower).
 
-    Model(path, precision="fp32", max_batch=16, threads=0): path is a Hugging
-    Face folder or a .safetensors file (OpenAI CLIP, DINOv2, ViT in any of
-    their namings, docs/models.md). One Model runs one call at a time (calls
+    Model(path, precision="fp32", max_batch=16, threads=0, device="cpu"): path
+    is a Hugging Face folder or a .safetensors file (OpenAI CLIP, DINOv2, ViT in
+    any of their namings, docs/models.md); device "cuda" or "cuda:N" runs the
+    image tower on an NVIDIA GPU (a build with CUDA; docs/models.md). One Model runs one call at a time (calls
     from other threads wait); use one Model per thread to run in parallel.
     """
 
-    def __init__(self, path, precision="fp32", max_batch=16, threads=0, tokenizer=None):
+    def __init__(self, path, precision="fp32", max_batch=16, threads=0, tokenizer=None, device="cpu"):
         self.path = os.fspath(path)
-        self._m = _wobble.Model(self.path, precision, int(max_batch), int(threads))
+        self._m = _wobble.Model(self.path, precision, int(max_batch), int(threads), str(device))
         self.info = self._m.info()
         self.embed_dim = self._m.embed_dim
         self.tokenizer = tokenizer
