@@ -301,6 +301,9 @@ int upload_linear(cuda_model *g, const float *w, const float *const *parts, int 
     const size_t n = (size_t)out * in;
     float *w32 = nullptr;
     CU(cudaMalloc(&w32, n * sizeof(float)), "allocating the weights");
+    g->weights.push_back(w32); /* freed with the model, whatever fails below */
+    const size_t slot = g->weights.size() - 1;
+    g->weight_bytes += n * sizeof(float);
     if (w) {
         CU(cudaMemcpy(w32, w, n * sizeof(float), cudaMemcpyHostToDevice), "uploading the weights");
     } else {
@@ -309,22 +312,18 @@ int upload_linear(cuda_model *g, const float *w, const float *const *parts, int 
             CU(cudaMemcpy(w32 + i * part, parts[i], part * sizeof(float), cudaMemcpyHostToDevice),
                "uploading the weights");
     }
-    if (g->bf16) {
+    if (g->bf16) { /* keep the bf16 copy only */
         void *p = nullptr;
-        const int rc = cu_fail(cudaMalloc(&p, n * sizeof(__nv_bfloat16)), "allocating the bf16 weights", msg, len);
-        if (rc) {
-            cudaFree(w32);
-            return rc;
-        }
+        CU(cudaMalloc(&p, n * sizeof(__nv_bfloat16)), "allocating the bf16 weights");
         g->weights.push_back(p);
         g->weight_bytes += n * sizeof(__nv_bfloat16);
         L->wb = (__nv_bfloat16 *)p;
         k_to_bf16<<<blocks_for(n), 256, 0, g->st>>>(w32, L->wb, n);
         CU(cudaStreamSynchronize(g->st), "converting the weights to bf16");
         cudaFree(w32);
+        g->weights[slot] = nullptr;
+        g->weight_bytes -= n * sizeof(float);
     } else {
-        g->weights.push_back(w32);
-        g->weight_bytes += n * sizeof(float);
         L->w = w32;
     }
     return upload(g, b, (size_t)out, &L->b, msg, len);
@@ -606,7 +605,8 @@ void cuda_model_free(cuda_model *g) {
     if (!g) return;
     cudaSetDevice(g->dev);
     if (g->st) cudaStreamSynchronize(g->st);
-    for (void *p : g->weights) cudaFree(p);
+    for (void *p : g->weights)
+        if (p) cudaFree(p);
     float *bufs[] = {g->x, g->h, g->qkv, g->att, g->mlp, g->mlp2, g->patches, g->pix, g->ppos};
     for (float *p : bufs)
         if (p) cudaFree(p);
