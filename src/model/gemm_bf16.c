@@ -70,11 +70,16 @@ int model_bf16_pack(model_bf16_packed *out, const float *const *rows, int n, int
     return 0;
 }
 
+const float **model_rows_of(const float *w, int n, int k) {
+    const float **rows = malloc(sizeof(*rows) * (size_t)(n > 0 ? n : 1));
+    if (rows)
+        for (int j = 0; j < n; j++) rows[j] = w + (size_t)j * k;
+    return rows;
+}
+
 int model_bf16_pack_dense(model_bf16_packed *out, const float *w, int n, int k) {
-    const float **rows = malloc(sizeof(*rows) * (size_t)(n ? n : 1));
-    if (!rows) return -1;
-    for (int j = 0; j < n; j++) rows[j] = w + (size_t)j * k;
-    int rc = model_bf16_pack(out, rows, n, k);
+    const float **rows = model_rows_of(w, n, k);
+    const int rc = rows ? model_bf16_pack(out, rows, n, k) : -1;
     free(rows);
     return rc;
 }

@@ -29,6 +29,9 @@ typedef struct {
 } model_bf16_packed;
 
 int model_bf16_pack(model_bf16_packed *out, const float *const *rows, int n, int k);
+/* The row pointers of a contiguous [n, k] matrix, for the packers that take
+ * rows (malloc'ed: free it; NULL when out of memory). */
+const float **model_rows_of(const float *w, int n, int k);
 /* Contiguous [n, k] W. */
 int model_bf16_pack_dense(model_bf16_packed *out, const float *w, int n, int k);
 void model_bf16_free(model_bf16_packed *b);

@@ -56,10 +56,8 @@ int model_f32_pack(model_f32_packed *out, const float *const *rows, int n, int k
 }
 
 int model_f32_pack_dense(model_f32_packed *out, const float *w, int n, int k) {
-    const float **rows = malloc(sizeof(*rows) * (size_t)(n ? n : 1));
-    if (!rows) return -1;
-    for (int j = 0; j < n; j++) rows[j] = w + (size_t)j * k;
-    int rc = model_f32_pack(out, rows, n, k);
+    const float **rows = model_rows_of(w, n, k);
+    const int rc = rows ? model_f32_pack(out, rows, n, k) : -1;
     free(rows);
     return rc;
 }

@@ -860,9 +860,8 @@ static int pack_f32_one(wobble_model *m, const float *const *rows, int n, int k,
 
 static int pack_f32_linear(wobble_model *m, linear_t *L) {
     if (!L->w) return 0;
-    const float **rows = malloc(sizeof(*rows) * (size_t)(L->out ? L->out : 1));
+    const float **rows = model_rows_of(L->w, L->out, L->in);
     if (!rows) return -1;
-    for (int j = 0; j < L->out; j++) rows[j] = L->w + (size_t)j * L->in;
     const int rc = pack_f32_one(m, rows, L->out, L->in, &L->fp);
     free(rows);
     /* the forward pass now reads the pack only: the checkpoint's pages can go */
