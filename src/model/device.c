@@ -112,7 +112,6 @@ int model_device_attach(wobble_ctx *ctx, wobble_model *m, const wobble_model_par
         const block_t *b = &m->blocks[l];
         bd[l] = (cuda_block_desc){b->ln1.g, b->ln1.b, b->ln2.g, b->ln2.b, lin(&b->qkv), {b->wq, b->wk, b->wv},
                                   lin(&b->proj), lin(&b->fc1), lin(&b->fc2), b->ls1, b->ls2};
-        if (!b->qkv.w) bd[l].qkv = (cuda_linear_desc){NULL, b->qkv.b, 3 * m->dim, m->dim};
     }
     const cuda_model_desc d = {m->dim, m->depth, m->heads, m->hidden, m->patch, m->n_reg, (int)m->act, m->eps,
                                p->precision == WOBBLE_PRECISION_BF16, p->tf32 != 0, m->patch_w, m->patch_b, m->cls,

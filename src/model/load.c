@@ -801,92 +801,71 @@ static int keep_packed(wobble_model *m, model_bf16_packed *b, int packed, const 
     return 0;
 }
 
-static int pack_linear(wobble_model *m, linear_t *L) {
-    if (!L->w) return 0;
-    model_bf16_packed *b = malloc(sizeof *b);
-    const int rc = keep_packed(m, b, b ? model_bf16_pack_dense(b, L->w, L->out, L->in) : -1, &L->bp);
-    if (rc == 0) st_release(m->st, L->w, sizeof(float) * (size_t)L->out * L->in); /* the pack is read instead */
+/* A packer: W of layer L, given as n rows of k floats, into the layer's
+ * pack (bf16 or fp32 kernel); 0, or -1 out of memory. */
+typedef int (*pack_fn)(wobble_model *m, linear_t *L, const float *const *rows, int n, int k);
+
+/* Pack layer L, whose weights are the nm matrices mats (L->out / nm rows
+ * each: one [out, in] matrix, or separate q, k, v packed as one), then hand
+ * their checkpoint pages back: the forward pass reads the pack only. */
+static int pack_layer(wobble_model *m, linear_t *L, const float *const *mats, int nm, pack_fn fn) {
+    if (!mats[0]) return 0; /* no such layer */
+    const int per = L->out / nm, k = L->in;
+    const float **rows = malloc(sizeof(*rows) * (size_t)(L->out > 0 ? L->out : 1));
+    if (!rows) return -1;
+    for (int j = 0; j < L->out; j++) rows[j] = mats[j / per] + (size_t)(j % per) * k;
+    const int rc = fn(m, L, rows, L->out, k);
+    free(rows);
+    if (rc == 0)
+        for (int i = 0; i < nm; i++) st_release(m->st, mats[i], sizeof(float) * (size_t)per * k);
     return rc;
 }
 
-/* Every linear layer of a stack; separate q, k, v matrices become one. */
-static int pack_blocks(wobble_model *m, block_t *blocks, int depth) {
-    for (int l = 0; l < depth; l++) {
-        block_t *bk = &blocks[l];
-        if (bk->qkv.w) {
-            if (pack_linear(m, &bk->qkv)) return -1;
-        } else {
-            const int d = bk->qkv.in;
-            const float **rows = malloc(sizeof(*rows) * 3 * (size_t)d);
-            model_bf16_packed *b = malloc(sizeof *b);
-            int rc = -1;
-            if (rows && b) {
-                const float *w[3] = {bk->wq, bk->wk, bk->wv};
-                for (int j = 0; j < 3 * d; j++) rows[j] = w[j / d] + (size_t)(j % d) * d;
-                rc = model_bf16_pack(b, rows, 3 * d, d);
-            }
-            free(rows);
-            if (keep_packed(m, b, rc, &bk->qkv.bp)) return -1;
-            for (int j = 0; j < 3; j++) st_release(m->st, j ? (j == 1 ? bk->wk : bk->wv) : bk->wq, sizeof(float) * (size_t)d * d);
+/* The patch embedding (its descriptor returned in *pe) and every linear
+ * layer of the image and text stacks, through fn. */
+static int pack_model(wobble_model *m, linear_t *pe, pack_fn fn) {
+    *pe = (linear_t){m->patch_w, NULL, m->dim, 3 * m->patch * m->patch, NULL, NULL};
+    if (pack_layer(m, pe, &pe->w, 1, fn)) return -1;
+    for (int s = 0; s < (m->text ? 2 : 1); s++) {
+        block_t *blocks = s ? m->text->blocks : m->blocks;
+        for (int l = 0; l < (s ? m->text->depth : m->depth); l++) {
+            block_t *bk = &blocks[l];
+            const float *qkv[3] = {bk->wq, bk->wk, bk->wv};
+            if ((bk->qkv.w ? pack_layer(m, &bk->qkv, &bk->qkv.w, 1, fn) : pack_layer(m, &bk->qkv, qkv, 3, fn)) ||
+                pack_layer(m, &bk->proj, &bk->proj.w, 1, fn) || pack_layer(m, &bk->fc1, &bk->fc1.w, 1, fn) ||
+                pack_layer(m, &bk->fc2, &bk->fc2.w, 1, fn))
+                return -1;
         }
-        if (pack_linear(m, &bk->proj) || pack_linear(m, &bk->fc1) || pack_linear(m, &bk->fc2)) return -1;
     }
     return 0;
+}
+
+static int pack_bf16_layer(wobble_model *m, linear_t *L, const float *const *rows, int n, int k) {
+    model_bf16_packed *b = malloc(sizeof *b);
+    return keep_packed(m, b, b ? model_bf16_pack(b, rows, n, k) : -1, &L->bp);
 }
 
 static int pack_bf16(wobble_ctx *ctx, wobble_model *m) {
     if (!model_bf16_supported())
         return core_seterr(ctx, WOBBLE_EINVAL,
                            "%s: precision bf16 needs a CPU with AVX512_BF16, which this one lacks; use fp32", m->path);
-    linear_t pe = {m->patch_w, NULL, m->dim, 3 * m->patch * m->patch, NULL, NULL};
-    if (pack_linear(m, &pe) || pack_blocks(m, m->blocks, m->depth) ||
-        (m->text && pack_blocks(m, m->text->blocks, m->text->depth)))
+    linear_t pe;
+    if (pack_model(m, &pe, pack_bf16_layer))
         return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the bf16 weights", m->path);
     m->patch_bp = pe.bp;
     m->precision = WOBBLE_PRECISION_BF16;
     return WOBBLE_OK;
 }
 
-/* The fp32 kernel's packs: one array (fixed once made, so linear_t.fp can
- * point into it) of the patch embedding and every block's four layers. */
-static int pack_f32_one(wobble_model *m, const float *const *rows, int n, int k, const model_f32_packed **out) {
+/* The fp32 kernel's packs live in one array (fixed once made, so
+ * linear_t.fp can point into it): the patch embedding and every block's
+ * four layers. */
+static int pack_f32_layer(wobble_model *m, linear_t *L, const float *const *rows, int n, int k) {
     model_f32_packed *b = &m->f32[m->n_f32];
     if (model_f32_pack(b, rows, n, k) != 0) return -1;
     m->n_f32++;
     m->f32_bytes += model_f32_packed_bytes(b);
-    *out = b;
-    return 0;
-}
-
-static int pack_f32_linear(wobble_model *m, linear_t *L) {
-    if (!L->w) return 0;
-    const float **rows = model_rows_of(L->w, L->out, L->in);
-    if (!rows) return -1;
-    const int rc = pack_f32_one(m, rows, L->out, L->in, &L->fp);
-    free(rows);
-    /* the forward pass now reads the pack only: the checkpoint's pages can go */
-    if (rc == 0) st_release(m->st, L->w, sizeof(float) * (size_t)L->out * L->in);
-    return rc;
-}
-
-static int pack_f32_blocks(wobble_model *m, block_t *blocks, int depth) {
-    for (int l = 0; l < depth; l++) {
-        block_t *bk = &blocks[l];
-        if (bk->qkv.w) {
-            if (pack_f32_linear(m, &bk->qkv)) return -1;
-        } else { /* separate q, k, v become one matrix */
-            const int d = bk->qkv.in;
-            const float **rows = malloc(sizeof(*rows) * 3 * (size_t)d);
-            if (!rows) return -1;
-            const float *w[3] = {bk->wq, bk->wk, bk->wv};
-            for (int j = 0; j < 3 * d; j++) rows[j] = w[j / d] + (size_t)(j % d) * d;
-            const int rc = pack_f32_one(m, rows, 3 * d, d, &bk->qkv.fp);
-            free(rows);
-            if (rc) return -1;
-            for (int j = 0; j < 3; j++) st_release(m->st, w[j], sizeof(float) * (size_t)d * d);
-        }
-        if (pack_f32_linear(m, &bk->proj) || pack_f32_linear(m, &bk->fc1) || pack_f32_linear(m, &bk->fc2)) return -1;
-    }
+    L->fp = b;
     return 0;
 }
 
@@ -911,9 +890,8 @@ int model_pack_f32(wobble_model *m) {
     const size_t n = 1 + 4 * (size_t)m->depth + (m->text ? 4 * (size_t)m->text->depth : 0);
     m->f32 = calloc(n, sizeof *m->f32);
     if (!m->f32) return -1;
-    linear_t pe = {m->patch_w, NULL, m->dim, 3 * m->patch * m->patch, NULL, NULL};
-    if (pack_f32_linear(m, &pe) || pack_f32_blocks(m, m->blocks, m->depth) ||
-        (m->text && pack_f32_blocks(m, m->text->blocks, m->text->depth))) {
+    linear_t pe;
+    if (pack_model(m, &pe, pack_f32_layer)) {
         model_drop_f32(m);
         return -1;
     }
