@@ -269,6 +269,9 @@ static int compute_targets(run_t *R) {
     }
     free(x);
     if (rc) return rc;
+    /* data parallel: rank 0 keeps the cache (it alone made the state folder;
+     * another rank writing there could run before it exists) */
+    if (R->P->ranks > 1 && R->P->rank != 0) return WOBBLE_OK;
     const int64_t shape[2] = {nv, R->E};
     return wobble_npy_write_f32(R->ctx, path, R->targets, 2, shape);
 }
