@@ -1084,7 +1084,7 @@ static void merge_help(FILE *f) {
                "into OUT_DIR: config.json, per_image.jsonl, summary.json and summary.csv, the\n"
                "same bytes as one 'wobble eval' over every image, then run.json and report.html.\n"
                "Needs no model and no images. Refuses shards of other models, preprocessing,\n"
-               "data, seeds, operations or precisions, and missing or repeated shards.\n"
+               "data, seeds, operations, precisions or devices, and missing or repeated shards.\n"
                "\n"
                "exit status: 0 merged, 1 bad or inconsistent shards (nothing written),\n"
                "2 bad command line\n");

@@ -22,11 +22,12 @@ grep "CUDA backend" "$OUT/cmake.log" | tee -a "$OUT/check.log"
 log "parity (tests/test_cuda.py)"
 WOBBLE_SHARED=$SHARED WOBBLE_TEST_REF=$(pwd)/tests/ref python3 tests/test_cuda.py build/gpu/wobble 2>&1 | tee -a "$OUT/check.log"
 log "speed"
-python3 bench/gpu/weights.py /tmp/wobble-gpu-models > /dev/null
+MODELS=$(mktemp -d)
+python3 bench/gpu/weights.py "$MODELS" > /dev/null
 for m in clip-vit-b16 clip-vit-l14 dinov2-vit-l14; do
   for b in 64 256; do
     for p in bf16 fp32; do
-      r=$(build/gpu/bench_embed --model /tmp/wobble-gpu-models/$m --batch $b --device cuda --precision $p --seconds 5 2>&1)
+      r=$(build/gpu/bench_embed --model "$MODELS/$m" --batch $b --device cuda --precision $p --seconds 5 2>&1)
       echo "$m batch $b $p: $r" | tee -a "$OUT/check.log"
     done
   done

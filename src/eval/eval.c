@@ -264,9 +264,9 @@ static const float *level_vec(const eval_run *S, const eval_cache *c, int o, int
 
 /* Work item j of the pending list: perturbed (unless clean) and
  * preprocessed straight into its slot of the input buffer, on context tc.
- * The first item (first != 0) sets the size; the others must match it and
- * find the buffer already sized. Adds its stage times to tp and tq. */
-static int eval_item(eval_run *S, wobble_ctx *tc, const wobble_image *img, uint64_t image_id, int j, int first,
+ * The first item (items > 0) sets the size and sizes the buffer for that
+ * many items; the others must match it. Adds its stage times to tp and tq. */
+static int eval_item(eval_run *S, wobble_ctx *tc, const wobble_image *img, uint64_t image_id, int j, int items,
                      int *H, int *W, double *tp, double *tq) {
     const int o = S->pend[j].op;
     const double lv = S->pend[j].level;
@@ -281,10 +281,10 @@ static int eval_item(eval_run *S, wobble_ctx *tc, const wobble_image *img, uint6
     if (rc == WOBBLE_OK) rc = wobble_model_preprocess_u8(tc, S->m, o < 0 ? img : x, &u);
     wobble_image_free(x);
     if (rc == WOBBLE_OK) {
-        if (first) {
+        if (items > 0) {
             *H = u->height;
             *W = u->width;
-            if (core_grow(&S->px, &S->px_cap, (size_t)3 * (*H) * (*W), sizeof(float)))
+            if (core_grow(&S->px, &S->px_cap, (size_t)items * 3 * (*H) * (*W), sizeof(float)))
                 rc = core_seterr(tc, WOBBLE_ENOMEM, "eval: out of memory");
         } else if (u->height != *H || u->width != *W) {
             rc = core_seterr(tc, WOBBLE_EINTERNAL, "eval: perturbed images differ in size");
@@ -341,9 +341,7 @@ static int eval_embed_missing(eval_run *S, const wobble_image *img, uint64_t ima
     if (!np) return WOBBLE_OK;
     const double t0 = core_now_s();
     double tp = 0, tq = 0;
-    rc = eval_item(S, ctx, img, image_id, 0, 1, &H, &W, &tp, &tq);
-    if (rc == WOBBLE_OK && core_grow(&S->px, &S->px_cap, (size_t)np * 3 * H * W, sizeof(float)))
-        rc = core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    rc = eval_item(S, ctx, img, image_id, 0, np, &H, &W, &tp, &tq);
     int workers = wobble_ctx_threads(ctx);
     if (workers > np - 1) workers = np - 1;
     if (rc == WOBBLE_OK && workers > 1) rc = eval_thread_ctxs(S, workers);

@@ -92,7 +92,6 @@ static cuda_linear_desc lin(const linear_t *L) { return (cuda_linear_desc){L->w,
 #endif
 
 int model_device_attach(wobble_ctx *ctx, wobble_model *m, const wobble_model_params *p) {
-    snprintf(m->device_name, sizeof m->device_name, "cpu");
     if (p->device == WOBBLE_DEVICE_CPU) return WOBBLE_OK;
     if (p->device != WOBBLE_DEVICE_CUDA)
         return core_seterr(ctx, WOBBLE_EINVAL, "model: device %d is neither cpu (0) nor cuda (1)", (int)p->device);

@@ -237,15 +237,15 @@ static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int 
             model_bf16_packed kv;
             model_bf16_pack_into(&kv, kb, k, T, dh, (size_t)3 * D, 0);
             model_bf16_gemm(q, T, 3 * D, &kv, NULL, 0, S, T, ab, 1);
-            for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
         } else if (fk) {
             model_f32_packed kv;
             model_f32_pack_into(&kv, fk + (size_t)omp_get_thread_num() * fke, k, T, dh, (size_t)3 * D, 0);
             model_f32_gemm(q, T, 3 * D, &kv, NULL, 0, S, T, 1);
-            for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
         }
+        if (bf || fk) /* wobble's kernels have no alpha: the scores are scaled after, in fp32 */
+            for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
         if (causal) {
             /* token i attends to tokens 0..i: the masked scores weigh exactly 0 */
             for (int i = 0; i < T; i++) {
@@ -653,7 +653,7 @@ static void read_out(const wobble_model *m, const float *rows, size_t stride, in
 }
 
 static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
-                         const wobble_embed_params *p, float *emb, float *patch_out, float *cls_out, fwd_tape *tape,
+                         const wobble_embed_params *p, float *emb, float *patch_out, fwd_tape *tape,
                          const layer_taps *lt) {
     const int P = m->patch, D = m->dim, gh = H / P, gw = W / P, np = gh * gw;
     const int R = m->n_reg, T = 1 + R + np, rows = n * T;
@@ -666,10 +666,7 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
         float *cls = malloc(sizeof(float) * (size_t)n * D);
         if (!cls) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", m->path);
         rc = model_device_forward(ctx, m, pixels, n, H, W, ppos, cls, patch_out);
-        if (rc == WOBBLE_OK) {
-            if (cls_out) memcpy(cls_out, cls, sizeof(float) * (size_t)n * D);
-            read_out(m, cls, D, n, p, emb);
-        }
+        if (rc == WOBBLE_OK) read_out(m, cls, D, n, p, emb);
         free(cls);
         return rc;
     }
@@ -751,7 +748,6 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     for (int b = 0; b < n; b++) {
         const float *cls = a->h + (size_t)b * T * D;
         if (tape) memcpy(tape->ncls + (size_t)b * D, cls, sizeof(float) * D);
-        if (cls_out) memcpy(cls_out + (size_t)b * D, cls, sizeof(float) * D);
         if (patch_out)
             memcpy(patch_out + (size_t)b * np * D, a->h + ((size_t)b * T + 1 + R) * D, sizeof(float) * (size_t)np * D);
     }
@@ -780,13 +776,12 @@ int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     int rc = check_input(ctx, m, pixels, n, H, W);
     if (rc) return rc;
     openblas_set_num_threads(wobble_ctx_threads(ctx));
-    return forward_chunk(ctx, m, pixels, n, H, W, NULL, emb, NULL, NULL, tape, NULL);
+    return forward_chunk(ctx, m, pixels, n, H, W, NULL, emb, NULL, tape, NULL);
 }
 
 void model_params_changed(wobble_model *m) {
     model_drop_f32(m);    /* the packed copies hold the old values */
     model_device_free(m); /* so does the GPU's: the CPU runs from now on */
-    snprintf(m->device_name, sizeof m->device_name, "cpu");
     free(m->arena.pos);
     m->arena.pos = NULL;
     m->arena.pos_h = m->arena.pos_w = 0;
@@ -855,7 +850,7 @@ int wobble_model_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     for (int s = 0; s < n; s += m->max_batch) {
         int c = n - s < m->max_batch ? n - s : m->max_batch;
         rc = forward_chunk(ctx, m, pixels + per * s, c, H, W, p, emb + (size_t)s * m->embed_dim,
-                           patch_tokens ? patch_tokens + (size_t)s * np * m->dim : NULL, NULL, NULL, NULL);
+                           patch_tokens ? patch_tokens + (size_t)s * np * m->dim : NULL, NULL, NULL);
         if (rc) return rc;
     }
     return WOBBLE_OK;
@@ -872,7 +867,7 @@ int model_forward_tokens(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     if (rc) return rc;
     openblas_set_num_threads(wobble_ctx_threads(ctx));
     const layer_taps lt = {layers, n_layers, cls, patch};
-    return forward_chunk(ctx, m, pixels, 1, H, W, NULL, emb, NULL, NULL, NULL, &lt);
+    return forward_chunk(ctx, m, pixels, 1, H, W, NULL, emb, NULL, NULL, &lt);
 }
 
 

@@ -1002,14 +1002,13 @@ int wobble_model_load(wobble_ctx *ctx, const char *path, const wobble_model_para
         snprintf(ppath, sizeof ppath, "%s/preprocessor_config.json", dir ? dir : ".");
         rc = apply_preprocessor_config(ctx, m, pp, ppath);
     }
-    if (rc == WOBBLE_OK && p.device != WOBBLE_DEVICE_CPU) {
+    if (rc == WOBBLE_OK) rc = model_device_attach(ctx, m, &p); /* nothing to do for the CPU */
+    if (rc == WOBBLE_OK && m->device) {
         /* the image tower runs on the device: no CPU packs (the CPU path,
          * kept for the text tower and per-layer outputs, uses sgemm) */
-        rc = model_device_attach(ctx, m, &p);
-        if (rc == WOBBLE_OK) m->precision = p.precision;
-    } else {
-        snprintf(m->device_name, sizeof m->device_name, "cpu");
-        if (rc == WOBBLE_OK && p.precision == WOBBLE_PRECISION_BF16) rc = pack_bf16(ctx, m);
+        m->precision = p.precision;
+    } else if (rc == WOBBLE_OK) {
+        if (p.precision == WOBBLE_PRECISION_BF16) rc = pack_bf16(ctx, m);
         if (rc == WOBBLE_OK && model_pack_f32(m) != 0)
             rc = core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the fp32 kernel's weights", m->path);
     }
@@ -1137,7 +1136,7 @@ int wobble_model_get_info(const wobble_model *m, wobble_model_info *info) {
     info->precision = wobble_precision_name(m->precision);
     info->bf16_bytes = m->bf16_bytes;
     info->f32_bytes = m->f32_bytes;
-    info->device = m->device_name[0] ? m->device_name : "cpu";
+    info->device = m->device ? m->device_name : "cpu";
     info->device_bytes = model_device_bytes(m);
     info->device_seconds = m->device_ms / 1000.0;
     return WOBBLE_OK;

@@ -101,7 +101,7 @@ struct wobble_model {
     /* the forward pass on a GPU (src/model/device.c), or NULL */
     void *device;           /* cuda_model * */
     int device_index;
-    char device_name[24];   /* "cpu" or "cuda:N" */
+    char device_name[24];   /* "cuda:N" while device is set */
     double device_ms;       /* GPU time of the forward passes so far */
     const float *cls;     /* [D] */
     const float *pos;     /* [(1 + grid^2), D] */
