@@ -57,10 +57,6 @@ r = run("embed", "--model", MODEL, "--tf32", "-o", f"{tmp}/x.npy", *IMGS)
 check(r.returncode == 2 and "--tf32 needs --device cuda" in r.stderr, f"--tf32 on the CPU: {r.stderr}")
 r = run("embed", "--model", MODEL, "--device", "cuda", "--text", "a dog", "-o", f"{tmp}/x.npy")
 check(r.returncode == 2 and "--device is for images" in r.stderr, f"--device with --text: {r.stderr}")
-r = run("finetune", "--model", MODEL, "--data", os.path.join(REF, "data"), "--op", "jpeg:50", "--device", "cuda",
-        "-o", f"{tmp}/ft")
-check(r.returncode == 2 and "fine-tuning runs on the CPU" in r.stderr and not os.path.exists(f"{tmp}/ft"),
-      f"finetune --device cuda: {r.returncode} {r.stderr}")
 r = run("eval", "--embeddings", tmp, "--device", "cuda", "-o", f"{tmp}/ev")
 check(r.returncode == 2 and "--device" in r.stderr, f"eval --embeddings --device: {r.stderr}")
 check(not os.path.exists(f"{tmp}/x.npy"), "nothing written by the refusals")
@@ -71,6 +67,10 @@ if "built without CUDA" in r.stderr:
     r = run("eval", "--model", MODEL, "--data", IMGS[0], "--op", "jpeg:50", "--device", "cuda", "-o", f"{tmp}/ev")
     check(r.returncode == 2 and "built without CUDA" in r.stderr and not os.path.exists(f"{tmp}/ev"),
           f"eval, CPU-only build: {r.stderr}")
+    r = run("finetune", "--model", MODEL, "--data", DATA, "--op", "jpeg:50", "--steps", "1", "--device", "cuda",
+            "-o", f"{tmp}/ft")
+    check(r.returncode == 2 and "built without CUDA" in r.stderr and not os.path.exists(f"{tmp}/ft"),
+          f"finetune, CPU-only build: {r.stderr}")
     print("this build has no CUDA: the GPU checks are skipped")
     finish()
 
@@ -88,6 +88,10 @@ if r.returncode != 0:
     r = run("eval", "--model", MODEL, "--data", IMGS[0], "--op", "jpeg:50", "--device", "cuda", "-o", f"{tmp}/ev")
     check(r.returncode == 1 and one_line(r) and "cuda:0" in r.stderr, f"eval, no GPU: {r.returncode} {r.stderr}")
     check(not os.path.exists(f"{tmp}/ev/summary.json"), "eval, no GPU: no results")
+    r = run("finetune", "--model", MODEL, "--data", DATA, "--op", "jpeg:50", "--steps", "1", "--batch", "2",
+            "--device", "cuda", "-o", f"{tmp}/ft")
+    check(r.returncode == 1 and one_line(r) and "cuda:0" in r.stderr and not os.path.exists(f"{tmp}/ft/model.safetensors"),
+          f"finetune, no GPU: {r.returncode} {r.stderr}")
     print(f"CUDA build, no usable GPU here ({r.stderr.strip()}): the GPU checks are skipped")
     finish()
 

@@ -66,8 +66,9 @@ static void help(FILE *f) {
             "  --save-every K     save the training state every K steps (default 50)\n"
             "  --seed S           batches, levels and noise (default 0)\n"
             "  --threads N        worker threads (default: all cores)\n"
-            "  --device cpu       where it runs: the CPU only in this version (cuda is\n"
-            "                     refused: no CUDA backward pass yet)\n"
+            "  --device D         cpu (default), cuda or cuda:N: forward and backward passes\n"
+            "                     on an NVIDIA GPU (fp32, cuBLAS; the optimiser, the loss and\n"
+            "                     the data stay on the CPU)\n"
             "  -o, --output DIR   output folder\n"
             "  --resume DIR       continue the run in DIR from its last saved state (the\n"
             "                     settings come from DIR/finetune.json; any given must match)\n"
@@ -154,6 +155,8 @@ static int cmd_finetune_main(int argc, char **argv) {
     long long steps = LLONG_MIN, batch = LLONG_MIN, /* LLONG_MIN: not given */ threads = 0, limit = -1, warmup = -2, val = -1, val_every = -1, save_every = -1, views = -1;
     double lr = NAN, lambda = NAN, clip = NAN, wd = NAN;
     int recompute = -1, have_seed = 0;
+    wobble_device device = WOBBLE_DEVICE_CPU;
+    int device_index = 0;
     uint64_t seed = 0;
     char *op_specs[64];
     int n_specs = 0;
@@ -216,18 +219,11 @@ static int cmd_finetune_main(int argc, char **argv) {
             if (cli_opt_u64("finetune", "--seed", optarg, &seed)) return EXIT_USAGE;
             have_seed = 1;
             break;
-        case O_DEVICE: {
-            wobble_device dev;
-            int idx;
-            if (cli_opt_device("finetune", optarg, &dev, &idx)) return EXIT_USAGE;
-            if (dev != WOBBLE_DEVICE_CPU) {
-                cli_error("finetune: --device %s: fine-tuning runs on the CPU in this version (the CUDA backward "
-                          "pass is not built yet)",
-                          optarg);
+        case O_DEVICE:
+            if (cli_opt_device("finetune", optarg, &device, &device_index) ||
+                cli_check_device("finetune", WOBBLE_PRECISION_FP32, device))
                 return EXIT_USAGE;
-            }
             break;
-        }
         case 'h': help(stdout); return EXIT_OK;
         default: help(stderr); return EXIT_USAGE;
         }
@@ -381,7 +377,10 @@ static int cmd_finetune_main(int argc, char **argv) {
     wobble_dataset_params dp = wobble_dataset_default_params();
     dp.labels_path = labels;
     dp.limit = P.data_limit;
-    if (wobble_dataset_open(ctx, data, &dp, &ds) != WOBBLE_OK || wobble_model_load(ctx, model, NULL, &m) != WOBBLE_OK) {
+    wobble_model_params mp = wobble_model_default_params();
+    mp.device = device;
+    mp.device_index = device_index;
+    if (wobble_dataset_open(ctx, data, &dp, &ds) != WOBBLE_OK || wobble_model_load(ctx, model, &mp, &m) != WOBBLE_OK) {
         cli_error("%s", wobble_last_error(ctx));
         exit_code = EXIT_FAIL;
         goto fail;

@@ -5,7 +5,9 @@
 #   2. tests/test_cuda.py: parity with the CPU backend on every fixture of
 #      ../shared/fixtures/arch (or shared/ in the tree) and the real ViT-Ti/16,
 #      fp32 / bf16 / TF32, and eval on the GPU against the CPU;
-#   3. speed: full-size CLIP ViT-B/16, ViT-L/14 and DINOv2 ViT-L/14
+#   3. tests/test_cuda_grad.c: fine-tuning gradients on the GPU against the
+#      CPU backward pass (every fixture and ViT-Ti/16; relative error <= 1e-3);
+#   4. speed: full-size CLIP ViT-B/16, ViT-L/14 and DINOv2 ViT-L/14
 #      (bench/gpu/weights.py; pattern weights) at batch 64 and 256, bf16 and
 #      fp32: images/s, GFLOP/s, the GPU's busy share.
 # usage: bash bench/gpu/check.sh [SHARED_DIR]
@@ -15,12 +17,14 @@ SHARED=${1:-${WOBBLE_SHARED:-$(pwd)/../shared}}
 log() { echo "== $*" | tee -a "$OUT/check.log"; }
 log "$(date -u) $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1)"
 export PATH=$PATH:/usr/local/cuda/bin
-cmake -S . -B build/gpu -DCMAKE_BUILD_TYPE=Release -DWOBBLE_PYTHON=OFF -DBUILD_TESTING=OFF > "$OUT/cmake.log" 2>&1 &&
-  cmake --build build/gpu -j"$(nproc)" --target wobble_cli bench_embed >> "$OUT/cmake.log" 2>&1 ||
+cmake -S . -B build/gpu -DCMAKE_BUILD_TYPE=Release -DWOBBLE_PYTHON=OFF > "$OUT/cmake.log" 2>&1 &&
+  cmake --build build/gpu -j"$(nproc)" --target wobble_cli bench_embed test_cuda_grad >> "$OUT/cmake.log" 2>&1 ||
   { log "build failed"; tail -30 "$OUT/cmake.log"; exit 1; }
 grep "CUDA backend" "$OUT/cmake.log" | tee -a "$OUT/check.log"
 log "parity (tests/test_cuda.py)"
 WOBBLE_SHARED=$SHARED WOBBLE_TEST_REF=$(pwd)/tests/ref python3 tests/test_cuda.py build/gpu/wobble 2>&1 | tee -a "$OUT/check.log"
+log "fine-tuning gradients (tests/test_cuda_grad.c)"
+WOBBLE_SHARED=$SHARED build/gpu/tests/test_cuda_grad 2>&1 | tail -40 | tee -a "$OUT/check.log"
 log "speed"
 MODELS=$(mktemp -d)
 python3 bench/gpu/weights.py "$MODELS" > /dev/null
@@ -32,4 +36,8 @@ for m in clip-vit-b16 clip-vit-l14 dinov2-vit-l14; do
     done
   done
 done
+log "fine-tuning speed: CLIP ViT-B/16, batch 32, 5 steps, jpeg (GPU)"
+mkdir -p "$OUT/ft"
+( time build/gpu/wobble finetune --model "$MODELS/clip-vit-b16" --data "$SHARED/data/imagenet-sample" --limit 160 \
+    --op jpeg:10,90 --steps 5 --batch 32 --warmup 0 --device cuda -o "$OUT/ft/run" ) 2>&1 | tail -5 | tee -a "$OUT/check.log"
 log "done"

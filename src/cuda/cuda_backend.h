@@ -74,6 +74,41 @@ int cuda_model_create(const cuda_model_desc *d, int device, cuda_model **out, ch
 int cuda_model_forward(cuda_model *g, const float *pixels, int n, int H, int W, const float *ppos, float *cls_out,
                        float *patch_out, double *gpu_ms, char *msg, size_t len);
 
+/* ---- training (fp32 models only; train.cuh) ----
+ *
+ * A recorded forward pass keeps every activation the backward pass needs on
+ * the device (with checkpoint, only each block's input: the backward pass
+ * recomputes the block). xcls gets the stack output's CLS rows [n, D],
+ * before the final norm: the final norm, the projection and the loss run
+ * on the host, which hands the gradient at those rows back to
+ * cuda_model_backward. */
+int cuda_model_forward_record(cuda_model *g, const float *pixels, int n, int H, int W, const float *ppos,
+                              int checkpoint, float *xcls, double *gpu_ms, char *msg, size_t len);
+
+/* Host gradient buffers of the backward pass: added to (+=), NULL where not
+ * needed. Per block, CUDA_BLOCK_GRADS pointers in this order: ln1_g, ln1_b,
+ * qkv_w ([3D, D], q then k then v rows), qkv_b, proj_w, proj_b, ln2_g,
+ * ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls1, ls2. cls and pos0 both receive
+ * the sum of the CLS rows' gradients; ppos ([np, D], overwritten) the
+ * gradient of the interpolated position rows summed over the images (the
+ * host maps it back to the position table). Blocks below lowest, and the
+ * embedding when lowest > 0 or embed is 0, are skipped. */
+#define CUDA_BLOCK_GRADS 14
+typedef struct {
+    float *const *blk; /* depth * CUDA_BLOCK_GRADS pointers, or NULL */
+    float *patch_w, *patch_b, *cls, *pos0, *reg, *pre_g, *pre_b, *ppos;
+    int lowest, embed;
+} cuda_grads;
+
+/* Backward pass of the last recorded forward pass from dxcls [n, D];
+ * dpixels, unless NULL, receives the input gradient [n, 3, H, W]. */
+int cuda_model_backward(cuda_model *g, const float *dxcls, const cuda_grads *grads, float *dpixels, double *gpu_ms,
+                        char *msg, size_t len);
+
+/* Copy the weights again from the host (same shapes as at creation): after
+ * an optimiser step, or any change of the model's values. */
+int cuda_model_refresh(cuda_model *g, const cuda_model_desc *d, char *msg, size_t len);
+
 /* Device memory held (weights and activation buffers). */
 size_t cuda_model_bytes(const cuda_model *g);
 void cuda_model_free(cuda_model *g);

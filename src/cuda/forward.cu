@@ -1,6 +1,8 @@
 /*
  * CUDA forward pass of the image tower (see cuda_backend.h): weights on the
- * device, cuBLAS GEMMs, wobble's own kernels for everything else.
+ * device, cuBLAS GEMMs, wobble's own kernels for everything else. The
+ * training half (recorded pass, backward, weight refresh) is train.cuh,
+ * part of this translation unit.
  */
 #include "cuda_backend.h"
 
@@ -54,6 +56,7 @@ struct cuda_model {
     size_t cap_pinned = 0;
     size_t act_bytes = 0; /* all activation buffers */
     size_t row_bytes = 0; /* of which the per-row ones (x, h, qkv, att, mlp, mlp2) */
+    struct dtrain *tr = nullptr; /* training state (train.cuh), made by the first recorded pass */
 };
 
 namespace {
@@ -531,6 +534,8 @@ int forward(cuda_model *g, const float *pixels, int n, int H, int W, const float
 
 } // namespace
 
+#include "train.cuh"
+
 extern "C" {
 
 int cuda_device_count(int *count, char *msg, size_t len) {
@@ -605,6 +610,7 @@ void cuda_model_free(cuda_model *g) {
     if (!g) return;
     cudaSetDevice(g->dev);
     if (g->st) cudaStreamSynchronize(g->st);
+    train_release(g);
     for (void *p : g->weights)
         if (p) cudaFree(p);
     float *bufs[] = {g->x, g->h, g->qkv, g->att, g->mlp, g->mlp2, g->patches, g->pix, g->ppos};

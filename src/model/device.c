@@ -26,6 +26,9 @@ static struct {
                    size_t);
     size_t (*bytes)(const cuda_model *);
     void (*release)(cuda_model *);
+    int (*record)(cuda_model *, const float *, int, int, int, const float *, int, float *, double *, char *, size_t);
+    int (*backward)(cuda_model *, const float *, const cuda_grads *, float *, double *, char *, size_t);
+    int (*refresh)(cuda_model *, const cuda_model_desc *, char *, size_t);
     int loaded;
     char err[600];
 } api;
@@ -51,7 +54,11 @@ static void api_load(void) {
     *(void **)&api.forward = dlsym(h, "cuda_model_forward");
     *(void **)&api.bytes = dlsym(h, "cuda_model_bytes");
     *(void **)&api.release = dlsym(h, "cuda_model_free");
-    if (!api.device_count || !api.create || !api.forward || !api.bytes || !api.release) {
+    *(void **)&api.record = dlsym(h, "cuda_model_forward_record");
+    *(void **)&api.backward = dlsym(h, "cuda_model_backward");
+    *(void **)&api.refresh = dlsym(h, "cuda_model_refresh");
+    if (!api.device_count || !api.create || !api.forward || !api.bytes || !api.release || !api.record ||
+        !api.backward || !api.refresh) {
         snprintf(api.err, sizeof api.err, "the CUDA backend library lacks its entry points (another version?)");
         dlclose(h);
         return;
@@ -89,6 +96,33 @@ static int status_of(int rc) {
 }
 
 static cuda_linear_desc lin(const linear_t *L) { return (cuda_linear_desc){L->w, L->b, L->out, L->in}; }
+
+/* The model's current values as the backend's description (bd: depth
+ * entries, caller-owned). */
+static cuda_model_desc describe(const wobble_model *m, cuda_block_desc *bd, int bf16, int tf32) {
+    for (int l = 0; l < m->depth; l++) {
+        const block_t *b = &m->blocks[l];
+        bd[l] = (cuda_block_desc){b->ln1.g, b->ln1.b, b->ln2.g, b->ln2.b, lin(&b->qkv), {b->wq, b->wk, b->wv},
+                                  lin(&b->proj), lin(&b->fc1), lin(&b->fc2), b->ls1, b->ls2};
+    }
+    return (cuda_model_desc){m->dim, m->depth, m->heads, m->hidden, m->patch, m->n_reg, (int)m->act, m->eps,
+                             bf16, tf32, m->patch_w, m->patch_b, m->cls, m->pos, m->reg, m->pre_norm.g,
+                             m->pre_norm.b, m->final_norm.g, m->final_norm.b, bd};
+}
+
+/* Copy the values again when they changed since the device copy was made. */
+static int refresh_if_stale(wobble_ctx *ctx, wobble_model *m) {
+    if (!m->device_stale) return WOBBLE_OK;
+    cuda_block_desc *bd = calloc((size_t)(m->depth ? m->depth : 1), sizeof *bd);
+    if (!bd) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", m->path);
+    const cuda_model_desc d = describe(m, bd, m->precision == WOBBLE_PRECISION_BF16, m->device_tf32);
+    char msg[512] = "";
+    const int rc = api.refresh(m->device, &d, msg, sizeof msg);
+    free(bd);
+    if (rc != CUDA_B_OK) return core_seterr(ctx, status_of(rc), "%s: %s: %s", m->path, m->device_name, msg);
+    m->device_stale = 0;
+    return WOBBLE_OK;
+}
 #endif
 
 int model_device_attach(wobble_ctx *ctx, wobble_model *m, const wobble_model_params *p) {
@@ -107,14 +141,7 @@ int model_device_attach(wobble_ctx *ctx, wobble_model *m, const wobble_model_par
         return core_seterr(ctx, WOBBLE_EINVAL, "%s: device cuda: %s", m->path, api.err);
     cuda_block_desc *bd = calloc((size_t)(m->depth ? m->depth : 1), sizeof *bd);
     if (!bd) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", m->path);
-    for (int l = 0; l < m->depth; l++) {
-        const block_t *b = &m->blocks[l];
-        bd[l] = (cuda_block_desc){b->ln1.g, b->ln1.b, b->ln2.g, b->ln2.b, lin(&b->qkv), {b->wq, b->wk, b->wv},
-                                  lin(&b->proj), lin(&b->fc1), lin(&b->fc2), b->ls1, b->ls2};
-    }
-    const cuda_model_desc d = {m->dim, m->depth, m->heads, m->hidden, m->patch, m->n_reg, (int)m->act, m->eps,
-                               p->precision == WOBBLE_PRECISION_BF16, p->tf32 != 0, m->patch_w, m->patch_b, m->cls,
-                               m->pos, m->reg, m->pre_norm.g, m->pre_norm.b, m->final_norm.g, m->final_norm.b, bd};
+    const cuda_model_desc d = describe(m, bd, p->precision == WOBBLE_PRECISION_BF16, p->tf32 != 0);
     char msg[512] = "";
     cuda_model *g = NULL;
     const int rc = api.create(&d, p->device_index, &g, msg, sizeof msg);
@@ -122,6 +149,8 @@ int model_device_attach(wobble_ctx *ctx, wobble_model *m, const wobble_model_par
     if (rc != CUDA_B_OK) return core_seterr(ctx, status_of(rc), "%s: device cuda:%d: %s", m->path, p->device_index, msg);
     m->device = g;
     m->device_index = p->device_index;
+    m->device_tf32 = p->tf32 != 0;
+    m->device_stale = 0;
     snprintf(m->device_name, sizeof m->device_name, "cuda:%d", p->device_index);
     return WOBBLE_OK;
 #endif
@@ -131,11 +160,43 @@ int model_device_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
                          float *cls, float *patch_out) {
 #ifdef WOBBLE_HAVE_CUDA
     char msg[512] = "";
-    const int rc = api.forward(m->device, pixels, n, H, W, ppos, cls, patch_out, &m->device_ms, msg, sizeof msg);
+    int rc = refresh_if_stale(ctx, m);
+    if (rc) return rc;
+    rc = api.forward(m->device, pixels, n, H, W, ppos, cls, patch_out, &m->device_ms, msg, sizeof msg);
     if (rc != CUDA_B_OK) return core_seterr(ctx, status_of(rc), "%s: %s: %s", m->path, m->device_name, msg);
     return WOBBLE_OK;
 #else
     (void)pixels, (void)n, (void)H, (void)W, (void)ppos, (void)cls, (void)patch_out;
+    return core_seterr(ctx, WOBBLE_EINTERNAL, "%s: no device backend in this build", m->path);
+#endif
+}
+
+int model_device_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
+                                const float *ppos, int checkpoint, float *xcls) {
+#ifdef WOBBLE_HAVE_CUDA
+    char msg[512] = "";
+    int rc = refresh_if_stale(ctx, m);
+    if (rc) return rc;
+    rc = api.record(m->device, pixels, n, H, W, ppos, checkpoint, xcls, &m->device_ms, msg, sizeof msg);
+    if (rc != CUDA_B_OK) return core_seterr(ctx, status_of(rc), "%s: %s: %s", m->path, m->device_name, msg);
+    return WOBBLE_OK;
+#else
+    (void)pixels, (void)n, (void)H, (void)W, (void)ppos, (void)checkpoint, (void)xcls;
+    return core_seterr(ctx, WOBBLE_EINTERNAL, "%s: no device backend in this build", m->path);
+#endif
+}
+
+int model_device_backward(wobble_ctx *ctx, wobble_model *m, const float *dxcls, const model_device_grads *g,
+                          float *dpixels) {
+#ifdef WOBBLE_HAVE_CUDA
+    const cuda_grads cg = {g->blk,   g->patch_w, g->patch_b, g->cls,    g->pos0,  g->reg,
+                           g->pre_g, g->pre_b,   g->ppos,    g->lowest, g->embed};
+    char msg[512] = "";
+    const int rc = api.backward(m->device, dxcls, &cg, dpixels, &m->device_ms, msg, sizeof msg);
+    if (rc != CUDA_B_OK) return core_seterr(ctx, status_of(rc), "%s: %s: %s", m->path, m->device_name, msg);
+    return WOBBLE_OK;
+#else
+    (void)dxcls, (void)g, (void)dpixels;
     return core_seterr(ctx, WOBBLE_EINTERNAL, "%s: no device backend in this build", m->path);
 #endif
 }

@@ -555,6 +555,21 @@ void model_block_forward(wobble_model *m, int l, float *x, int n, int T, block_r
 }
 
 
+/* The host part of a device tape: the CLS rows before and after the final norm. */
+static int device_tape_reserve(fwd_tape *t, int n, int D) {
+    const size_t need = 2 * (size_t)n * D;
+    if (need > t->cap) {
+        free(t->buf);
+        t->buf = malloc(sizeof(float) * need);
+        t->cap = t->buf ? need : 0;
+        if (!t->buf) return -1;
+    }
+    t->bytes = sizeof(float) * need;
+    t->xcls = t->buf;
+    t->ncls = t->buf + (size_t)n * D;
+    return 0;
+}
+
 /* Tape buffers for n images of T tokens (grown, never shrunk). */
 static int tape_reserve(wobble_model *m, fwd_tape *t, int n, int T, int np, int checkpoint) {
     const size_t D = (size_t)m->dim, H = (size_t)m->hidden, rows = (size_t)n * T, K = (size_t)3 * m->patch * m->patch;
@@ -670,6 +685,18 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
         free(cls);
         return rc;
     }
+    if (m->device && tape) {
+        /* fine-tuning on the GPU: the tape stays there; the CLS rows of the
+         * stack output come back for the final norm and read-out here */
+        if (device_tape_reserve(tape, n, D) != 0)
+            return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", m->path);
+        tape->n = n, tape->H = H, tape->W = W, tape->gh = gh, tape->gw = gw, tape->T = T, tape->rows = rows;
+        rc = model_device_forward_record(ctx, m, pixels, n, H, W, ppos, tape->checkpoint, tape->xcls);
+        if (rc) return rc;
+        layernorm_fwd(tape->xcls, n, D, &m->final_norm, m->eps, tape->ncls, 1);
+        read_out(m, tape->ncls, D, n, p, emb);
+        return WOBBLE_OK;
+    }
     if (arena_reserve(&m->arena, m->dim, m->hidden, m->heads, m->act, (size_t)rows, tape ? 0 : (size_t)n * np, 3 * P * P, T,
                       m->precision == WOBBLE_PRECISION_BF16, m->f32 != NULL, th) != 0)
         return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for activations (%d images x %d tokens)", m->path,
@@ -780,8 +807,8 @@ int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
 }
 
 void model_params_changed(wobble_model *m) {
-    model_drop_f32(m);    /* the packed copies hold the old values */
-    model_device_free(m); /* so does the GPU's: the CPU runs from now on */
+    model_drop_f32(m); /* the packed copies hold the old values */
+    if (m->device) m->device_stale = 1; /* so does the GPU's: copied again before its next pass */
     free(m->arena.pos);
     m->arena.pos = NULL;
     m->arena.pos_h = m->arena.pos_w = 0;

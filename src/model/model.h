@@ -102,6 +102,8 @@ struct wobble_model {
     void *device;           /* cuda_model * */
     int device_index;
     char device_name[24];   /* "cuda:N" while device is set */
+    int device_tf32;        /* the device's fp32 GEMMs may use TF32 */
+    int device_stale;       /* the values changed since the device copy was made (model_params_changed) */
     double device_ms;       /* GPU time of the forward passes so far */
     const float *cls;     /* [D] */
     const float *pos;     /* [(1 + grid^2), D] */
@@ -208,6 +210,24 @@ int model_device_attach(wobble_ctx *ctx, wobble_model *m, const wobble_model_par
 int model_device_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W, const float *ppos,
                          float *cls, float *patch_out);
 void model_device_free(wobble_model *m);
+/* Fine-tuning on the device (fp32): a recorded forward pass whose tape
+ * stays on the device (xcls: the stack output's CLS rows [n, D], before the
+ * final norm), and its backward pass from the gradient at those rows. */
+int model_device_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, int n, int H, int W,
+                                const float *ppos, int checkpoint, float *xcls);
+/* Host gradient buffers of a device backward pass (+=; NULL: not needed).
+ * blk: depth * MODEL_BLOCK_GRADS pointers per block, in this order: ln1_g,
+ * ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_g, ln2_b, fc1_w, fc1_b, fc2_w,
+ * fc2_b, ls1, ls2. cls and pos0 both get the CLS rows' sum; ppos ([np, D],
+ * overwritten) the gradient of the interpolated patch positions. */
+#define MODEL_BLOCK_GRADS 14
+typedef struct {
+    float *const *blk;
+    float *patch_w, *patch_b, *cls, *pos0, *reg, *pre_g, *pre_b, *ppos;
+    int lowest, embed;
+} model_device_grads;
+int model_device_backward(wobble_ctx *ctx, wobble_model *m, const float *dxcls, const model_device_grads *g,
+                          float *dpixels);
 uint64_t model_device_bytes(const wobble_model *m);
 void model_drop_f32(wobble_model *m);
 

@@ -255,17 +255,11 @@ static void block_bwd(const wobble_model *m, const block_t *bk, const block_rec 
                   b->rs, th);
 }
 
-int train_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const float *demb, const grads_t *g, bwd_ws *ws,
-                   float *dpixels) {
-    const int th = wobble_ctx_threads(ctx);
-    const int n = t->n, T = t->T, D = m->dim, rows = t->rows, R = m->n_reg, np = t->gh * t->gw;
-    const int P = m->patch, K = 3 * P * P, E = m->embed_dim;
-    bwd_bufs b;
-    if (ws_reserve(ws, m, n, T, th, &b) != 0)
-        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the backward pass (%d images)", m->path, n);
-    openblas_set_num_threads(th);
-    /* head and final norm, CLS rows only */
-    float *dn = b.dz, *dcls = b.dh; /* [n, D] each */
+/* The head and the final norm on the host, n CLS rows: demb -> dL/dxcls
+ * (dn, dcls, mu, rs: [n, D], [n, D], [n], [n]). */
+static void head_bwd(wobble_model *m, const fwd_tape *t, const float *demb, const grads_t *g, float *dn, float *dcls,
+                     float *mu, float *rs, int th) {
+    const int n = t->n, D = m->dim, E = m->embed_dim;
     if (m->head.w) {
         if (g->head_w)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, E, D, n, 1.0f, demb, E, t->ncls, D, 1.0f, g->head_w, D);
@@ -274,7 +268,55 @@ int train_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const float *d
         memcpy(dn, demb, sizeof(float) * (size_t)n * D);
     }
     memset(dcls, 0, sizeof(float) * (size_t)n * D);
-    layernorm_bwd(t->xcls, n, D, m->eps, m->final_norm.g, dn, dcls, g->fin_g, g->fin_b, b.mu, b.rs, th);
+    layernorm_bwd(t->xcls, n, D, m->eps, m->final_norm.g, dn, dcls, g->fin_g, g->fin_b, mu, rs, th);
+}
+
+/* The blocks and the embedding on the GPU (src/model/device.c): the tape
+ * is there; the gradients come back into g's host buffers. */
+static int device_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const float *demb, const grads_t *g,
+                           float *dpixels) {
+    const int th = wobble_ctx_threads(ctx);
+    const int n = t->n, D = m->dim, np = t->gh * t->gw, L = m->depth;
+    float *buf = malloc(sizeof(float) * ((size_t)2 * n * D + 2 * (size_t)n + (size_t)np * D));
+    float **blk = calloc((size_t)(L ? L : 1) * MODEL_BLOCK_GRADS, sizeof *blk);
+    if (!buf || !blk) {
+        free(buf);
+        free(blk);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the backward pass", m->path);
+    }
+    float *dn = buf, *dcls = dn + (size_t)n * D, *mu = dcls + (size_t)n * D, *rs = mu + n, *dppos = rs + n;
+    openblas_set_num_threads(th);
+    head_bwd(m, t, demb, g, dn, dcls, mu, rs, th);
+    if (g->blk)
+        for (int l = 0; l < L; l++) {
+            const gblock_t *b = &g->blk[l];
+            float *const p[MODEL_BLOCK_GRADS] = {b->ln1_g, b->ln1_b, b->qkv_w, b->qkv_b, b->proj_w, b->proj_b, b->ln2_g,
+                                                 b->ln2_b, b->fc1_w, b->fc1_b, b->fc2_w, b->fc2_b, b->ls1,  b->ls2};
+            memcpy(blk + (size_t)l * MODEL_BLOCK_GRADS, p, sizeof p);
+        }
+    const int below = g->lowest == 0 && (g->embed || dpixels);
+    const model_device_grads dg = {g->blk ? blk : NULL, g->patch_w, g->patch_b, g->cls, g->pos, g->reg, g->pre_g,
+                                   g->pre_b, below && g->pos ? dppos : NULL, g->lowest, g->embed};
+    int rc = model_device_backward(ctx, m, dcls, &dg, dpixels);
+    if (rc == WOBBLE_OK && below && g->pos) rc = model_pos_backward(ctx, m, t->gh, t->gw, dppos, g->pos + D);
+    free(buf);
+    free(blk);
+    return rc;
+}
+
+int train_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const float *demb, const grads_t *g, bwd_ws *ws,
+                   float *dpixels) {
+    if (m->device) return device_backward(ctx, m, t, demb, g, dpixels);
+    const int th = wobble_ctx_threads(ctx);
+    const int n = t->n, T = t->T, D = m->dim, rows = t->rows, R = m->n_reg, np = t->gh * t->gw;
+    const int P = m->patch, K = 3 * P * P;
+    bwd_bufs b;
+    if (ws_reserve(ws, m, n, T, th, &b) != 0)
+        return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the backward pass (%d images)", m->path, n);
+    openblas_set_num_threads(th);
+    /* head and final norm, CLS rows only */
+    float *dcls = b.dh; /* [n, D] */
+    head_bwd(m, t, demb, g, b.dz, dcls, b.mu, b.rs, th);
     memset(b.dx, 0, sizeof(float) * (size_t)rows * D);
     for (int i = 0; i < n; i++) memcpy(b.dx + (size_t)i * T * D, dcls + (size_t)i * D, sizeof(float) * D);
     /* blocks, top down */

@@ -76,11 +76,6 @@ wobble_tune_params wobble_tune_default_params(void) {
 }
 
 int wobble_tune_check_params(wobble_ctx *ctx, const wobble_model *m, const wobble_tune_params *p) {
-    if (m && m->device)
-        return core_seterr(ctx, WOBBLE_EINVAL,
-                           "%s: fine-tuning runs on the CPU in this version (no CUDA backward pass yet); load the "
-                           "model without device cuda",
-                           m->path);
     if (m && m->precision != WOBBLE_PRECISION_FP32)
         return core_seterr(ctx, WOBBLE_EINVAL, "%s: fine-tuning runs in fp32; load the model with precision fp32",
                            m->path);
