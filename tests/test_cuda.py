@@ -61,6 +61,25 @@ r = run("eval", "--embeddings", tmp, "--device", "cuda", "-o", f"{tmp}/ev")
 check(r.returncode == 2 and "--device" in r.stderr, f"eval --embeddings --device: {r.stderr}")
 check(not os.path.exists(f"{tmp}/x.npy"), "nothing written by the refusals")
 
+# the pipelined embed loop (forward of batch i on its own thread while batch
+# i + 1 is prepared; on a GPU by default), forced on the CPU: same bytes, same
+# failure report, as the serial loop
+bad = os.path.join(tmp, "bad.png")
+with open(bad, "wb") as f:
+    f.write(b"\x89PNG\r\n\x1a\n not a png")
+seq = [IMGS[0], bad, IMGS[1], IMGS[2], IMGS[0]]
+import subprocess  # noqa: E402
+outs = []
+for env in ({}, {"WOBBLE_PIPELINE": "1"}):
+    for b in ("1", "2"):
+        rp = subprocess.run([W, "embed", "--model", MODEL, "--batch", b, "-o", f"{tmp}/p{len(outs)}.npy", *seq],
+                            capture_output=True, text=True, env={**os.environ, **env})
+        check(rp.returncode == 1 and rp.stderr.count("bad.png") == 1, f"embed with a bad file {env} batch {b}: {rp.stderr}")
+        outs.append((open(f"{tmp}/p{len(outs)}.npy", "rb").read(),
+                     json.load(open(f"{tmp}/p{len(outs)}.npy.json"))["failed"]))
+check(all(o == outs[0] for o in outs), "pipelined and serial embed: the same embeddings and failures")
+check(np.load(f"{tmp}/p0.npy").shape[0] == 4, "four of five images embedded")
+
 r = run("embed", "--model", MODEL, "--device", "cuda", "-o", f"{tmp}/g.npy", *IMGS)
 if "built without CUDA" in r.stderr:
     check(r.returncode == 2 and one_line(r), f"CPU-only build: {r.returncode} {r.stderr}")
@@ -75,7 +94,6 @@ if "built without CUDA" in r.stderr:
     finish()
 
 # a CUDA build: the backend library is loaded on demand; a missing one is one line
-import subprocess  # noqa: E402
 rb = subprocess.run([W, "embed", "--model", MODEL, "--device", "cuda", "-o", f"{tmp}/b.npy", *IMGS],
                     capture_output=True, text=True, env={**os.environ, "WOBBLE_CUDA_LIB": f"{tmp}/none.so"})
 check(rb.returncode == 1 and one_line(rb) and "cannot load the CUDA backend" in rb.stderr and "none.so" in rb.stderr

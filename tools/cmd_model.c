@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,6 +403,116 @@ static void prep_image(wobble_ctx *ctx, const wobble_model *m, const char *path,
     wobble_image_free(u);
 }
 
+/* Images s .. s + k - 1 prepared on the workers (one context each). */
+static void prep_batch(wobble_ctx **tctx, int workers, const wobble_model *m, char **paths, int s, int k,
+                       prepped *pp) {
+#pragma omp parallel for num_threads(workers) schedule(dynamic, 1)
+    for (int j = 0; j < k; j++) prep_image(tctx[omp_get_thread_num()], m, paths[s + j], &pp[j]);
+}
+
+static void free_batch(prepped *pp, int k) {
+    for (int j = 0; j < k; j++) {
+        free(pp[j].px);
+        free(pp[j].err);
+        memset(&pp[j], 0, sizeof pp[j]);
+    }
+}
+
+/* What a batch's forward runs read and write (embed's state). */
+typedef struct {
+    wobble_ctx *ctx;
+    wobble_model *m;
+    char **paths;
+    const wobble_embed_params *ep;
+    int D;
+    float *emb;
+    int *ok;
+    json_t *failed;
+    int *failures, *nok;
+    float **group;
+    size_t *cap_group;
+    const char *patch_out;
+    float **patches;
+    size_t *patch_rows;
+    int *np, *ph, *pw, width;
+    cli_progress *prog;
+} embed_state;
+
+/* A prepared batch (images s .. s + k - 1), in input order: report the
+ * failures, then one forward pass per run of equal size. */
+static int run_batch(embed_state *S, prepped *pp, int s, int k) {
+    int rc = WOBBLE_OK;
+    for (int j = 0; j < k && rc == WOBBLE_OK;) {
+        if (pp[j].failed) {
+            const char *why = pp[j].err ? pp[j].err : "out of memory";
+            cli_progress_end(S->prog);
+            cli_error("%s", why);
+            json_array_append_new(S->failed, json_pack("{s:s, s:s}", "path", S->paths[s + j], "error", why));
+            (*S->failures)++;
+            j++;
+            continue;
+        }
+        const int H = pp[j].h, W = pp[j].w;
+        int g = j + 1;
+        while (g < k && !pp[g].failed && pp[g].h == H && pp[g].w == W) g++;
+        if (S->patch_out && *S->ph && (H != *S->ph || W != *S->pw)) {
+            cli_error("embed: --patch-tokens needs one preprocessed size for every image");
+            return WOBBLE_EINVAL;
+        }
+        const size_t per = (size_t)3 * H * W;
+        const float *px = pp[j].px;
+        if (g - j > 1) { /* one contiguous [g - j, 3, H, W] input */
+            if ((size_t)(g - j) * per > *S->cap_group) {
+                float *ng = realloc(*S->group, sizeof(float) * (size_t)(g - j) * per);
+                if (!ng) {
+                    cli_error("embed: out of memory");
+                    return WOBBLE_ENOMEM;
+                }
+                *S->group = ng;
+                *S->cap_group = (size_t)(g - j) * per;
+            }
+            for (int i = j; i < g; i++) memcpy(*S->group + (size_t)(i - j) * per, pp[i].px, sizeof(float) * per);
+            px = *S->group;
+        }
+        float *e = S->emb + (size_t)*S->nok * S->D;
+        if (S->patch_out) {
+            *S->ph = H, *S->pw = W;
+            *S->np = wobble_model_num_patches(S->m, H, W);
+            float *np2 = realloc(*S->patches, sizeof(float) * (*S->patch_rows + (size_t)(g - j) * *S->np) * S->width);
+            if (!np2) {
+                cli_error("embed: out of memory");
+                return WOBBLE_ENOMEM;
+            }
+            *S->patches = np2;
+            rc = wobble_model_forward(S->ctx, S->m, px, g - j, H, W, S->ep, e, *S->patches + *S->patch_rows * (size_t)S->width);
+            *S->patch_rows += (size_t)(g - j) * *S->np;
+        } else {
+            rc = wobble_model_forward(S->ctx, S->m, px, g - j, H, W, S->ep, e, NULL);
+        }
+        if (rc != WOBBLE_OK) {
+            cli_progress_end(S->prog);
+            cli_error("embed: %s", wobble_last_error(S->ctx));
+            break;
+        }
+        for (int i = j; i < g; i++) S->ok[s + i] = 1;
+        *S->nok += g - j;
+        j = g;
+    }
+    return rc;
+}
+
+typedef struct {
+    embed_state *S;
+    prepped *pp;
+    int s, k, rc;
+} batch_job;
+
+static void *run_batch_thread(void *arg) {
+    batch_job *b = arg;
+    b->rc = run_batch(b->S, b->pp, b->s, b->k);
+    return NULL;
+}
+
 int cmd_embed(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *patch_out = NULL, *tokenizer = NULL;
     long long batch = wobble_model_default_params().max_batch, threads = 0, maxpix = -1;
@@ -513,7 +624,7 @@ int cmd_embed(int argc, char **argv) {
     float *emb = malloc(sizeof(float) * (size_t)n * D);
     int *ok = calloc((size_t)n, sizeof(int));
     json_t *failed = json_array();
-    prepped *pp = calloc((size_t)batch, sizeof *pp);
+    prepped *pp = calloc((size_t)batch, sizeof *pp), *pp2 = calloc((size_t)batch, sizeof *pp2);
     float *group = NULL; /* consecutive images of one preprocessed size, [g, 3, H, W] */
     size_t cap_group = 0;
     float *patches = NULL;
@@ -535,83 +646,42 @@ int cmd_embed(int argc, char **argv) {
     }
     cli_progress prog;
     cli_progress_start(&prog, n);
-    if (!emb || !ok || !pp || !ctx_ok) {
+    if (!emb || !ok || !pp || !pp2 || !ctx_ok) {
         cli_error("embed: out of memory");
         return EXIT_FAIL;
     }
+    /* On a GPU, batch i's forward pass runs on a thread of its own while
+     * the workers decode and preprocess batch i + 1 (two sets of prepared
+     * images), so the GPU does not wait for the CPU. On the CPU the forward
+     * pass takes every core: one batch after the other (WOBBLE_PIPELINE=1
+     * pipelines it anyway: the tests' way to run this path without a GPU). */
+    embed_state st = {ctx, m, paths, &ep, D, emb, ok, failed, &failures, &nok, &group, &cap_group,
+                      patch_out, &patches, &patch_rows, &np, &ph, &pw, info.width, &prog};
+    const char *pipe_env = getenv("WOBBLE_PIPELINE");
+    const int pipelined = strcmp(info.device, "cpu") != 0 || (pipe_env && !strcmp(pipe_env, "1"));
+    prepped *cur = pp, *next = pp2;
+    const int k0 = n < batch ? n : (int)batch;
+    cli_progress_update(&prog, 0, rel[0]);
+    prep_batch(tctx, workers, m, paths, 0, k0, cur);
     for (int s = 0; s < n;) {
         const int k = n - s < batch ? n - s : (int)batch;
-        cli_progress_update(&prog, s, rel[s]);
-#pragma omp parallel for num_threads(workers) schedule(dynamic, 1)
-        for (int j = 0; j < k; j++) prep_image(tctx[omp_get_thread_num()], m, paths[s + j], &pp[j]);
-        /* in input order: report the failures, then forward runs of equal size */
-        rc = WOBBLE_OK;
-        for (int j = 0; j < k && rc == WOBBLE_OK;) {
-            if (pp[j].failed) {
-                const char *why = pp[j].err ? pp[j].err : "out of memory";
-                cli_progress_end(&prog);
-                cli_error("%s", why);
-                json_array_append_new(failed, json_pack("{s:s, s:s}", "path", paths[s + j], "error", why));
-                failures++;
-                j++;
-                continue;
-            }
-            const int H = pp[j].h, W = pp[j].w;
-            int g = j + 1;
-            while (g < k && !pp[g].failed && pp[g].h == H && pp[g].w == W) g++;
-            if (patch_out && ph && (H != ph || W != pw)) {
-                cli_error("embed: --patch-tokens needs one preprocessed size for every image");
-                rc = WOBBLE_EINVAL;
-                break;
-            }
-            const size_t per = (size_t)3 * H * W;
-            const float *px = pp[j].px;
-            if (g - j > 1) { /* one contiguous [g - j, 3, H, W] input */
-                if ((size_t)(g - j) * per > cap_group) {
-                    float *ng = realloc(group, sizeof(float) * (size_t)(g - j) * per);
-                    if (!ng) {
-                        rc = WOBBLE_ENOMEM;
-                        cli_error("embed: out of memory");
-                        break;
-                    }
-                    group = ng;
-                    cap_group = (size_t)(g - j) * per;
-                }
-                for (int i = j; i < g; i++) memcpy(group + (size_t)(i - j) * per, pp[i].px, sizeof(float) * per);
-                px = group;
-            }
-            float *e = emb + (size_t)nok * D;
-            if (patch_out) {
-                ph = H, pw = W;
-                np = wobble_model_num_patches(m, H, W);
-                float *np2 = realloc(patches, sizeof(float) * (patch_rows + (size_t)(g - j) * np) * info.width);
-                if (!np2) {
-                    rc = WOBBLE_ENOMEM;
-                    cli_error("embed: out of memory");
-                    break;
-                }
-                patches = np2;
-                rc = wobble_model_forward(ctx, m, px, g - j, H, W, &ep, e, patches + patch_rows * (size_t)info.width);
-                patch_rows += (size_t)(g - j) * np;
-            } else {
-                rc = wobble_model_forward(ctx, m, px, g - j, H, W, &ep, e, NULL);
-            }
-            if (rc != WOBBLE_OK) {
-                cli_progress_end(&prog);
-                cli_error("embed: %s", wobble_last_error(ctx));
-                break;
-            }
-            for (int i = j; i < g; i++) ok[s + i] = 1;
-            nok += g - j;
-            j = g;
+        const int s2 = s + k, k2 = n - s2 < batch ? n - s2 : (int)batch;
+        batch_job job = {&st, cur, s, k, WOBBLE_OK};
+        pthread_t th;
+        const int threaded = pipelined && k2 > 0 && pthread_create(&th, NULL, run_batch_thread, &job) == 0;
+        if (!threaded) job.rc = run_batch(&st, cur, s, k);
+        if (k2 > 0) {
+            cli_progress_update(&prog, s2, rel[s2]);
+            prep_batch(tctx, workers, m, paths, s2, k2, next);
         }
-        for (int j = 0; j < k; j++) {
-            free(pp[j].px);
-            free(pp[j].err);
-            memset(&pp[j], 0, sizeof pp[j]);
-        }
-        s += k;
+        if (threaded) pthread_join(th, NULL);
+        rc = job.rc;
+        free_batch(cur, k);
+        prepped *t = cur;
+        cur = next, next = t;
+        s = s2;
         if (rc != WOBBLE_OK) {
+            free_batch(cur, k2);
             failures = -1;
             break;
         }
@@ -665,6 +735,7 @@ int cmd_embed(int argc, char **argv) {
     free(emb);
     free(ok);
     free(pp);
+    free(pp2);
     free(group);
     for (int t = 0; tctx && t < workers; t++) wobble_ctx_free(tctx[t]);
     free(tctx);
