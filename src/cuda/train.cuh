@@ -503,7 +503,7 @@ int grads_reserve(cuda_model *g, const cuda_grads *gr, int np, std::vector<dgrad
     if (gr->lowest == 0) {
         add(gr->patch_w, D * K);
         add(gr->patch_b, D);
-        add(gr->cls, D); /* also pos0's: both get the CLS rows' sum */
+        add(gr->cls ? gr->cls : gr->pos0, D); /* the CLS rows' sum: cls's and pos0's gradient */
         add(gr->reg, R * D);
         add(gr->pre_g, D);
         add(gr->pre_b, D);
@@ -604,7 +604,7 @@ int backward(cuda_model *g, const float *dxcls, const cuda_grads *gr, float *dpi
             dx0 = w.dz;
         }
         /* tokens: row 0 = cls + pos0, rows 1..R registers, then patch rows */
-        TRY(colsum(g, dx0, n, D, T * D, dev_of(map, gr->cls), msg, len));
+        TRY(colsum(g, dx0, n, D, T * D, dev_of(map, gr->cls ? gr->cls : gr->pos0), msg, len));
         if (float *dr = dev_of(map, gr->reg))
             for (int k = 0; k < R; k++) TRY(colsum(g, dx0 + (size_t)(1 + k) * D, n, D, T * D, dr + (size_t)k * D, msg, len));
         float *dpe = w.dh; /* [n * np, D] */
@@ -640,7 +640,7 @@ int backward(cuda_model *g, const float *dxcls, const cuda_grads *gr, float *dpi
             memcpy(d.host, s, d.n * sizeof(float));
         } else {
             for (size_t i = 0; i < d.n; i++) d.host[i] += s[i];
-            if (d.host == gr->cls && gr->pos0)
+            if (d.host == gr->cls && gr->cls && gr->pos0)
                 for (size_t i = 0; i < d.n; i++) gr->pos0[i] += s[i];
         }
         s += (d.n + 63) & ~(size_t)63;
