@@ -80,6 +80,37 @@ for env in ({}, {"WOBBLE_PIPELINE": "1"}):
 check(all(o == outs[0] for o in outs), "pipelined and serial embed: the same embeddings and failures")
 check(np.load(f"{tmp}/p0.npy").shape[0] == 4, "four of five images embedded")
 
+# the pipelined eval loop (image i's forward passes on their own thread while
+# image i + 1 is prepared; on a GPU by default), forced on the CPU: the same
+# files, messages and cache as the serial loop, with an unreadable image, one
+# too small for an ImageNet-C op, a shard, and a rerun from the cache
+ED = os.path.join(tmp, "edata")
+os.mkdir(ED)
+for f in seq[:4]:
+    os.symlink(f, os.path.join(ED, os.path.basename(f)))
+EOPS = ["--op", "jpeg:30,70", "--op", "brightness:0.7", "--op", "imagenet_c.gaussian_noise:1", "--no-report",
+        "--batch", "2"]
+
+
+def eval_files(d):
+    names = ["per_image.jsonl", "summary.json", "summary.csv"] + [os.path.join("cache", c) for c in
+                                                                    sorted(os.listdir(os.path.join(d, "cache")))]
+    return {n: open(os.path.join(d, n), "rb").read() for n in names}
+
+
+for extra in ([], ["--shard", "1/2"]):
+    res = []
+    for env in ({}, {"WOBBLE_PIPELINE": "1"}):
+        d = f"{tmp}/e{len(res)}{'s' if extra else ''}"
+        for rerun in (0, 1):
+            re_ = subprocess.run([W, "eval", "--model", MODEL, "--data", ED, *EOPS, *extra, "-o", d], capture_output=True,
+                                 text=True, env={**os.environ, **env})
+        res.append((re_.returncode, re_.stderr, eval_files(d)))
+    check(res[0][0] == res[1][0] and res[0][1] == res[1][1] and res[0][2] == res[1][2],
+          f"pipelined and serial eval {extra}: same files and messages: {res[0][1]} | {res[1][1]}")
+    if not extra:
+        check("bad.png" in res[0][1] and "33x17" in res[0][1], f"both skips reported: {res[0][1]}")
+
 r = run("embed", "--model", MODEL, "--device", "cuda", "-o", f"{tmp}/g.npy", *IMGS)
 if "built without CUDA" in r.stderr:
     check(r.returncode == 2 and one_line(r), f"CPU-only build: {r.returncode} {r.stderr}")

@@ -32,6 +32,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,24 @@ int wobble_eval_check_ops(wobble_ctx *ctx, const wobble_eval_op *ops, int n_ops)
 }
 
 /* ------------------------------------------------------------ run state */
+/* One image's work: the pending (op, level) list, the model inputs and the
+ * embeddings (two of these when a GPU's forward pass overlaps the next
+ * image's preparation). */
+typedef struct {
+    struct pending {
+        int op; /* -1: clean */
+        double level;
+    } *pend;
+    size_t pend_cap;
+    float *px, *emb;
+    size_t px_cap, emb_cap;
+} eval_bufs;
+
+static void eval_bufs_free(eval_bufs *b) {
+    free(b->pend), free(b->px), free(b->emb);
+    memset(b, 0, sizeof *b);
+}
+
 typedef struct {
     wobble_ctx *ctx;
     wobble_model *m;
@@ -122,13 +141,8 @@ typedef struct {
     char **errors;
     uint64_t *ihash;
     /* per-image work: the pending (op, level) list, inputs, embeddings */
-    struct pending {
-        int op; /* -1: clean */
-        double level;
-    } *pend;
-    size_t pend_cap;
-    float *px, *emb, *pert;
-    size_t px_cap, emb_cap;
+    eval_bufs b;
+    float *pert;
     wobble_ctx **tctx; /* the worker threads' contexts (eval_thread_ctxs) */
     int n_tctx;
     int n_ok, n_failed, embedded, from_cache;
@@ -139,7 +153,8 @@ typedef struct {
 static void eval_run_free(eval_run *S) {
     for (int i = 0; S->errors && i < S->N; i++) free(S->errors[i]);
     free(S->errors), free(S->ok), free(S->lc), free(S->le), free(S->rob), free(S->ihash);
-    free(S->pend), free(S->px), free(S->emb), free(S->pert);
+    eval_bufs_free(&S->b);
+    free(S->pert);
     for (int t = 0; t < S->n_tctx; t++) wobble_ctx_free(S->tctx[t]);
     free(S->tctx);
     free(S->info), free(S->cache_dir), free(S->col);
@@ -268,8 +283,8 @@ static const float *level_vec(const eval_run *S, const eval_cache *c, int o, int
  * many items; the others must match it. Adds its stage times to tp and tq. */
 static int eval_item(eval_run *S, wobble_ctx *tc, const wobble_image *img, uint64_t image_id, int j, int items,
                      int *H, int *W, double *tp, double *tq) {
-    const int o = S->pend[j].op;
-    const double lv = S->pend[j].level;
+    const int o = S->b.pend[j].op;
+    const double lv = S->b.pend[j].level;
     wobble_perturb_params pp = wobble_perturb_default_params();
     pp.seed = S->P->seed;
     pp.image_id = image_id;
@@ -284,13 +299,13 @@ static int eval_item(eval_run *S, wobble_ctx *tc, const wobble_image *img, uint6
         if (items > 0) {
             *H = u->height;
             *W = u->width;
-            if (core_grow(&S->px, &S->px_cap, (size_t)items * 3 * (*H) * (*W), sizeof(float)))
+            if (core_grow(&S->b.px, &S->b.px_cap, (size_t)items * 3 * (*H) * (*W), sizeof(float)))
                 rc = core_seterr(tc, WOBBLE_ENOMEM, "eval: out of memory");
         } else if (u->height != *H || u->width != *W) {
             rc = core_seterr(tc, WOBBLE_EINTERNAL, "eval: perturbed images differ in size");
         }
     }
-    if (rc == WOBBLE_OK) wobble_model_normalize(S->m, u, S->px + (size_t)j * 3 * (*H) * (*W));
+    if (rc == WOBBLE_OK) wobble_model_normalize(S->m, u, S->b.px + (size_t)j * 3 * (*H) * (*W));
     wobble_image_free(u);
     *tq += core_now_s() - tb;
     return rc;
@@ -320,21 +335,23 @@ static int eval_thread_ctxs(eval_run *S, int n) {
  * only. Then one forward pass per balanced chunk. Every item's arithmetic
  * is independent of the others' and of the thread that runs it (each
  * perturbation's seed comes from the image, op and level). */
-static int eval_embed_missing(eval_run *S, const wobble_image *img, uint64_t image_id, eval_cache *c) {
+static int eval_prepare(eval_run *S, const wobble_image *img, uint64_t image_id, eval_cache *c, int *np_out,
+                        int *H_out, int *W_out) {
     const wobble_eval_params *P = S->P;
     wobble_ctx *ctx = S->ctx;
     int np = 0, H = 0, W = 0, rc = WOBBLE_OK;
+    *np_out = 0;
     for (int o = -1; o < S->O; o++) {
         const int K = o < 0 ? 1 : P->ops[o].n_levels;
         for (int k = 0; k < K; k++) {
             const char *opn = o < 0 ? "clean" : S->info[o]->name;
             const double lv = o < 0 ? 0.0 : P->ops[o].levels[k];
             if (eval_cache_find(c, opn, lv) || (o >= 0 && is_identity(S->info[o], lv))) continue;
-            if (core_grow(&S->pend, &S->pend_cap, (size_t)np + 1, sizeof *S->pend) ||
-                core_grow(&S->emb, &S->emb_cap, ((size_t)np + 1) * S->E, sizeof(float)))
+            if (core_grow(&S->b.pend, &S->b.pend_cap, (size_t)np + 1, sizeof *S->b.pend) ||
+                core_grow(&S->b.emb, &S->b.emb_cap, ((size_t)np + 1) * S->E, sizeof(float)))
                 return core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-            S->pend[np].op = o;
-            S->pend[np].level = lv;
+            S->b.pend[np].op = o;
+            S->b.pend[np].level = lv;
             np++;
         }
     }
@@ -364,22 +381,43 @@ static int eval_embed_missing(eval_run *S, const wobble_image *img, uint64_t ima
     const double wall = core_now_s() - t0;
     S->T.t_perturb += tp + tq > 0 ? wall * tp / (tp + tq) : 0;
     S->T.t_preprocess += tp + tq > 0 ? wall * tq / (tp + tq) : 0;
-    if (rc || !np) return rc;
+    if (rc) return rc;
+    *np_out = np, *H_out = H, *W_out = W;
+    return WOBBLE_OK;
+}
+
+/* The forward passes of np prepared inputs (b), one per balanced chunk, on
+ * context ctx; adds to t (the forward time). */
+static int eval_forward(eval_run *S, wobble_ctx *ctx, eval_bufs *b, int np, int H, int W, double *t) {
     const int chunks = (np + S->batch - 1) / S->batch;
     const double ta = core_now_s();
+    int rc = WOBBLE_OK;
     for (int ch = 0, s0 = 0; ch < chunks && rc == WOBBLE_OK; ch++) {
         const int len = np / chunks + (ch < np % chunks);
-        rc = wobble_model_forward(ctx, S->m, S->px + (size_t)s0 * 3 * H * W, len, H, W, NULL, S->emb + (size_t)s0 * S->E,
+        rc = wobble_model_forward(ctx, S->m, b->px + (size_t)s0 * 3 * H * W, len, H, W, NULL, b->emb + (size_t)s0 * S->E,
                                   NULL);
         s0 += len;
     }
-    S->T.t_forward += core_now_s() - ta;
-    for (int j = 0; j < np && rc == WOBBLE_OK; j++)
-        if (eval_cache_add(c, S->pend[j].op < 0 ? "clean" : S->info[S->pend[j].op]->name, S->pend[j].level,
-                           S->emb + (size_t)j * S->E))
-            rc = core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-    if (rc == WOBBLE_OK) S->embedded += np;
+    *t += core_now_s() - ta;
     return rc;
+}
+
+/* The np new embeddings of b into the image's cache. */
+static int eval_store(eval_run *S, eval_cache *c, const eval_bufs *b, int np) {
+    for (int j = 0; j < np; j++)
+        if (eval_cache_add(c, b->pend[j].op < 0 ? "clean" : S->info[b->pend[j].op]->name, b->pend[j].level,
+                           b->emb + (size_t)j * S->E))
+            return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    S->embedded += np;
+    return WOBBLE_OK;
+}
+
+static int eval_embed_missing(eval_run *S, const wobble_image *img, uint64_t image_id, eval_cache *c) {
+    int np = 0, H = 0, W = 0;
+    int rc = eval_prepare(S, img, image_id, c, &np, &H, &W);
+    if (rc || !np) return rc;
+    rc = eval_forward(S, S->ctx, &S->b, np, H, W, &S->T.t_forward);
+    return rc ? rc : eval_store(S, c, &S->b, np);
 }
 
 static int eval_metrics(eval_run *S, int i, const eval_cache *c) {
@@ -484,6 +522,30 @@ static int eval_from_model(eval_run *S, int i, eval_cache *c) {
     return rc;
 }
 
+/* Image i's metrics and embedding callback, from its cache c (rc: how
+ * getting the embeddings went; 1: skipped). Clears c. */
+static int eval_finish(eval_run *S, int i, eval_cache *c, int rc) {
+    const wobble_eval_params *P = S->P;
+    if (rc == 1) { /* skipped */
+        eval_cache_clear(c);
+        return WOBBLE_OK;
+    }
+    const double ta = core_now_s();
+    if (rc == WOBBLE_OK) rc = eval_metrics(S, i, c);
+    S->T.t_metrics += core_now_s() - ta;
+    if (rc == WOBBLE_OK && P->embedding) {
+        P->embedding(P->user, i, -1, 0, eval_cache_find(c, "clean", 0.0), S->E);
+        for (int o = 0; o < S->O; o++)
+            for (int k = 0; k < P->ops[o].n_levels; k++) P->embedding(P->user, i, o, k, level_vec(S, c, o, k), S->E);
+    }
+    eval_cache_clear(c);
+    if (rc == WOBBLE_OK) {
+        S->ok[i] = 1;
+        S->n_ok++;
+    }
+    return rc;
+}
+
 /* One image: its embeddings (from the model, or an embedding folder's
  * arrays), then the metrics and the embedding callback. */
 static int eval_image(eval_run *S, int i) {
@@ -491,24 +553,156 @@ static int eval_image(eval_run *S, int i) {
     if (P->progress) P->progress(P->user, i, S->N, wobble_dataset_item(S->ds, i));
     eval_cache c;
     eval_cache_init(&c, S->E);
-    int rc = S->X ? eval_external(S, i, &c) : eval_from_model(S, i, &c);
-    if (rc == 1) { /* skipped */
-        eval_cache_clear(&c);
-        return WOBBLE_OK;
+    const int rc = S->X ? eval_external(S, i, &c) : eval_from_model(S, i, &c);
+    return eval_finish(S, i, &c, rc);
+}
+
+/* ------------------------------------------------ the pipelined run (GPU)
+ * With the model on a GPU, image i's forward passes run on a thread of
+ * their own while the CPU threads decode, perturb and preprocess image
+ * i + step into a second set of buffers; image i is then finished (cache,
+ * metrics, callbacks) before image i + step's forward passes start. Every
+ * result, message and file is the serial loop's, in the same order: what
+ * preparing an image finds (a skip, a fatal error) is kept with it and acted
+ * on in turn. */
+typedef struct {
+    int i;       /* image, or -1: none */
+    int prc;     /* preparation: WOBBLE_OK, 1 (skip: name_it in skip_named), or a fatal status */
+    int skip_named;
+    char *msg;   /* the skip's or the fatal error's message */
+    eval_cache c;
+    char *cpath;
+    int before, np, H, W;
+    eval_bufs b;
+    int frc;     /* the forward passes' status */
+    double tf;   /* their time */
+} eval_slot;
+
+static void slot_keep_error(eval_run *S, eval_slot *sl, int prc, int named) {
+    sl->prc = prc;
+    sl->skip_named = named;
+    free(sl->msg);
+    sl->msg = strdup(wobble_last_error(S->ctx));
+}
+
+/* Decode image i, look up its cache, prepare its missing items into sl->b. */
+static void slot_prepare(eval_run *S, eval_slot *sl, int i) {
+    wobble_ctx *ctx = S->ctx;
+    const wobble_eval_params *P = S->P;
+    if (P->progress) P->progress(P->user, i, S->N, wobble_dataset_item(S->ds, i));
+    sl->i = i, sl->prc = WOBBLE_OK, sl->np = 0, sl->frc = WOBBLE_OK, sl->tf = 0;
+    eval_cache_init(&sl->c, S->E);
+    free(sl->cpath);
+    sl->cpath = NULL;
+    wobble_image *img = NULL;
+    double ta = core_now_s();
+    int rc = wobble_dataset_load(ctx, S->ds, i, &img);
+    S->T.t_decode += core_now_s() - ta;
+    if (rc != WOBBLE_OK) { /* out of memory stops the run; otherwise the decoder's message names the file */
+        slot_keep_error(S, sl, rc == WOBBLE_ENOMEM ? rc : 1, 0);
+        return;
     }
-    const double ta = core_now_s();
-    if (rc == WOBBLE_OK) rc = eval_metrics(S, i, &c);
-    S->T.t_metrics += core_now_s() - ta;
-    if (rc == WOBBLE_OK && P->embedding) {
-        P->embedding(P->user, i, -1, 0, eval_cache_find(&c, "clean", 0.0), S->E);
-        for (int o = 0; o < S->O; o++)
-            for (int k = 0; k < P->ops[o].n_levels; k++) P->embedding(P->user, i, o, k, level_vec(S, &c, o, k), S->E);
-    }
-    eval_cache_clear(&c);
+    S->ihash[i] = wobble_image_hash(img);
+    char name[64];
+    snprintf(name, sizeof name, "%016llx.bin", (unsigned long long)S->ihash[i]);
+    sl->cpath = core_path_join(S->cache_dir, name);
+    ta = core_now_s();
+    rc = sl->cpath ? eval_cache_load(ctx, &sl->c, sl->cpath, S->mh, S->ph)
+                   : core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    S->T.t_io += core_now_s() - ta;
+    sl->before = sl->c.n;
     if (rc == WOBBLE_OK) {
-        S->ok[i] = 1;
-        S->n_ok++;
+        eval_bufs t = S->b; /* eval_prepare fills S->b: lend it the slot's buffers */
+        S->b = sl->b;
+        rc = eval_prepare(S, img, S->ihash[i], &sl->c, &sl->np, &sl->H, &sl->W);
+        sl->b = S->b;
+        S->b = t;
     }
+    wobble_image_free(img);
+    if (rc == WOBBLE_EDOMAIN) /* the image's own problem (see eval_from_model): skip it */
+        slot_keep_error(S, sl, 1, 1);
+    else if (rc != WOBBLE_OK)
+        slot_keep_error(S, sl, rc, 0);
+}
+
+typedef struct {
+    eval_run *S;
+    wobble_ctx *ctx;
+    eval_slot *sl;
+} forward_job;
+
+static void *slot_forward(void *arg) {
+    forward_job *f = arg;
+    eval_slot *sl = f->sl;
+    sl->frc = eval_forward(f->S, f->ctx, &sl->b, sl->np, sl->H, sl->W, &sl->tf);
+    if (sl->frc) {
+        free(sl->msg);
+        sl->msg = strdup(wobble_last_error(f->ctx));
+    }
+    return NULL;
+}
+
+/* Image sl->i after its forward passes: the serial loop's steps. */
+static int slot_finish(eval_run *S, eval_slot *sl) {
+    wobble_ctx *ctx = S->ctx;
+    const int i = sl->i;
+    int rc = sl->prc;
+    S->T.t_forward += sl->tf;
+    if (rc == 1 || (rc != WOBBLE_OK)) {
+        core_seterr(ctx, rc == 1 ? WOBBLE_EIO : rc, "%s", sl->msg ? sl->msg : "eval: out of memory");
+        if (rc == 1) {
+            const int sk = eval_skip(S, i, sl->skip_named);
+            rc = sk ? sk : 1;
+        }
+        return eval_finish(S, i, &sl->c, rc);
+    }
+    if (sl->frc) {
+        core_seterr(ctx, sl->frc, "%s", sl->msg ? sl->msg : "eval: forward pass failed");
+        eval_cache_clear(&sl->c);
+        return sl->frc;
+    }
+    if (sl->np) rc = eval_store(S, &sl->c, &sl->b, sl->np);
+    const double ta = core_now_s();
+    if (rc == WOBBLE_OK && sl->c.n > sl->before) rc = eval_cache_save(ctx, &sl->c, sl->cpath, S->mh, S->ph);
+    S->T.t_io += core_now_s() - ta;
+    if (rc == WOBBLE_OK && sl->c.n == sl->before) S->from_cache++;
+    return eval_finish(S, i, &sl->c, rc);
+}
+
+static int eval_pipelined(eval_run *S, int first, int step) {
+    wobble_ctx_params cp = wobble_ctx_default_params();
+    cp.threads = wobble_ctx_threads(S->ctx);
+    cp.max_pixels = S->ctx->max_pixels;
+    wobble_ctx *fctx = NULL;
+    if (wobble_ctx_create(&cp, &fctx) != WOBBLE_OK) return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    eval_slot sl[2];
+    memset(sl, 0, sizeof sl);
+    sl[0].i = sl[1].i = -1;
+    int rc = WOBBLE_OK, cur = 0;
+    if (first < S->N) slot_prepare(S, &sl[0], first);
+    while (rc == WOBBLE_OK && sl[cur].i >= 0) {
+        eval_slot *A = &sl[cur], *B = &sl[1 - cur];
+        forward_job job = {S, fctx, A};
+        pthread_t th;
+        const int work = A->prc == WOBBLE_OK && A->np > 0;
+        const int threaded = work && pthread_create(&th, NULL, slot_forward, &job) == 0;
+        if (work && !threaded) slot_forward(&job);
+        const int next = A->i + step;
+        B->i = -1;
+        if (A->prc == WOBBLE_OK || A->prc == 1) /* a fatal preparation ends the run at A */
+            if (next < S->N) slot_prepare(S, B, next);
+        if (threaded) pthread_join(th, NULL);
+        rc = slot_finish(S, A);
+        A->i = -1;
+        cur = 1 - cur;
+    }
+    for (int k = 0; k < 2; k++) {
+        if (sl[k].i >= 0) eval_cache_clear(&sl[k].c);
+        free(sl[k].msg);
+        free(sl[k].cpath);
+        eval_bufs_free(&sl[k].b);
+    }
+    wobble_ctx_free(fctx);
     return rc;
 }
 
@@ -729,7 +923,12 @@ int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
     int rc = eval_setup(&S);
     if (rc == WOBBLE_OK) rc = eval_lock(&S);
     const int step = params->shard_count > 1 ? params->shard_count : 1, first = step > 1 ? params->shard_index : 0;
-    for (int i = first; i < S.N && rc == WOBBLE_OK; i += step) rc = eval_image(&S, i);
+    const char *pipe = getenv("WOBBLE_PIPELINE"); /* "1": pipelined on the CPU too (the tests' way to run it) */
+    const int pipelined = S.m && !S.X && (S.m->device || (pipe && !strcmp(pipe, "1")));
+    if (rc == WOBBLE_OK && pipelined)
+        rc = eval_pipelined(&S, first, step);
+    else
+        for (int i = first; i < S.N && rc == WOBBLE_OK; i += step) rc = eval_image(&S, i);
     if (rc == WOBBLE_OK && params->progress) params->progress(params->user, S.N, S.N, "");
     if (rc == WOBBLE_OK && S.n_ok == 0)
         rc = core_seterr(ctx, WOBBLE_EINVAL, "eval: no image of %s could be read (%d failed)",
