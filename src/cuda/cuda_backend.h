@@ -50,6 +50,8 @@ typedef struct {
     const float *pre_g, *pre_b;     /* pre-norm (CLIP ln_pre) or NULL */
     const float *fin_g, *fin_b;
     const cuda_block_desc *blocks;
+    const float *head_w; /* projection [embed_dim, dim] (CLIP) or NULL */
+    int embed_dim;
 } cuda_model_desc;
 
 typedef struct cuda_model cuda_model;
@@ -67,10 +69,11 @@ int cuda_device_describe(int device, char *out, size_t len);
 int cuda_model_create(const cuda_model_desc *d, int device, cuda_model **out, char *msg, size_t len);
 
 /* pixels: host [n, 3, H, W] (normalised); ppos: host [np, D], the position
- * embeddings of the (H / P) x (W / P) patch grid. Writes the final-norm CLS
- * tokens to cls_out [n, D] and, unless NULL, the patch tokens to patch_out
- * [n, np, D]. Adds the time the GPU spent on this call to *gpu_ms when
- * not NULL. */
+ * embeddings of the (H / P) x (W / P) patch grid. Writes the embeddings to
+ * cls_out: the final-norm CLS tokens [n, D], or with a projection
+ * (head_w) their projection [n, embed_dim] (an fp32 GEMM on the GPU); and,
+ * unless NULL, the patch tokens to patch_out [n, np, D]. Adds the time the
+ * GPU spent on this call to *gpu_ms when not NULL. */
 int cuda_model_forward(cuda_model *g, const float *pixels, int n, int H, int W, const float *ppos, float *cls_out,
                        float *patch_out, double *gpu_ms, char *msg, size_t len);
 

@@ -45,6 +45,7 @@ struct cuda_model {
     float *cls = nullptr, *pos0 = nullptr, *reg = nullptr, *pre_g = nullptr, *pre_b = nullptr, *fin_g = nullptr,
           *fin_b = nullptr;
     std::vector<dblock> blocks;
+    dlinear head; /* projection (fp32 always: a small GEMM), w null if none */
     std::vector<void *> weights; /* every weight allocation */
     size_t weight_bytes = 0;
     /* activations, grown on demand */
@@ -357,6 +358,10 @@ int create(const cuda_model_desc *d, int device, cuda_model *g, char *msg, size_
     TRY(upload(g, d->pre_b, D, &g->pre_b, msg, len));
     TRY(upload(g, d->fin_g, D, &g->fin_g, msg, len));
     TRY(upload(g, d->fin_b, D, &g->fin_b, msg, len));
+    if (d->head_w) {
+        g->head.out = d->embed_dim, g->head.in = D;
+        TRY(upload(g, d->head_w, (size_t)d->embed_dim * D, &g->head.w, msg, len));
+    }
     g->blocks.resize((size_t)d->depth);
     for (int l = 0; l < d->depth; l++) {
         const cuda_block_desc *s = &d->blocks[l];
@@ -514,10 +519,24 @@ int forward(cuda_model *g, const float *pixels, int n, int H, int W, const float
     layernorm(g, g->x, g->h, g->fin_g, g->fin_b, rows);
     CU(cudaGetLastError(), "launching a kernel");
     CU(cudaEventRecord(g->ev1, g->st), "recording an event");
-    /* the CLS row of each image, then its patch rows */
-    CU(cudaMemcpy2DAsync(cls_out, (size_t)D * sizeof(float), g->h, (size_t)T * D * sizeof(float),
-                         (size_t)D * sizeof(float), (size_t)n, cudaMemcpyDeviceToHost, g->st),
-       "downloading the embeddings");
+    /* the CLS row of each image (projected), then its patch rows */
+    if (g->head.w) {
+        float *cls = g->att, *emb = g->qkv; /* [n, D] and [n, E]: both free by now */
+        const float one = 1.0f, zero = 0.0f;
+        CU(cudaMemcpy2DAsync(cls, (size_t)D * sizeof(float), g->h, (size_t)T * D * sizeof(float),
+                             (size_t)D * sizeof(float), (size_t)n, cudaMemcpyDeviceToDevice, g->st),
+           "gathering the CLS rows");
+        CB(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, g->head.out, n, D, &one, g->head.w, CUDA_R_32F, D, cls,
+                        CUDA_R_32F, D, &zero, emb, CUDA_R_32F, g->head.out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+           "projection");
+        CU(cudaEventRecord(g->ev1, g->st), "recording an event");
+        CU(cudaMemcpyAsync(cls_out, emb, (size_t)n * g->head.out * sizeof(float), cudaMemcpyDeviceToHost, g->st),
+           "downloading the embeddings");
+    } else {
+        CU(cudaMemcpy2DAsync(cls_out, (size_t)D * sizeof(float), g->h, (size_t)T * D * sizeof(float),
+                             (size_t)D * sizeof(float), (size_t)n, cudaMemcpyDeviceToHost, g->st),
+           "downloading the embeddings");
+    }
     if (patch_out)
         CU(cudaMemcpy2DAsync(patch_out, (size_t)np * D * sizeof(float), g->h + (size_t)(1 + g->R) * D,
                              (size_t)T * D * sizeof(float), (size_t)np * D * sizeof(float), (size_t)n,

@@ -690,6 +690,7 @@ int refresh(cuda_model *g, const cuda_model_desc *d, char *msg, size_t len) {
     TRY(refresh_buf(g, g->pre_b, d->pre_b, D, msg, len));
     TRY(refresh_buf(g, g->fin_g, d->fin_g, D, msg, len));
     TRY(refresh_buf(g, g->fin_b, d->fin_b, D, msg, len));
+    TRY(refresh_buf(g, g->head.w, d->head_w, (size_t)g->head.out * D, msg, len));
     for (int l = 0; l < g->depth; l++) {
         const cuda_block_desc *s = &d->blocks[l];
         const dblock &t = g->blocks[l];

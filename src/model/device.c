@@ -107,7 +107,7 @@ static cuda_model_desc describe(const wobble_model *m, cuda_block_desc *bd, int 
     }
     return (cuda_model_desc){m->dim, m->depth, m->heads, m->hidden, m->patch, m->n_reg, (int)m->act, m->eps,
                              bf16, tf32, m->patch_w, m->patch_b, m->cls, m->pos, m->reg, m->pre_norm.g,
-                             m->pre_norm.b, m->final_norm.g, m->final_norm.b, bd};
+                             m->pre_norm.b, m->final_norm.g, m->final_norm.b, bd, m->head.w, m->embed_dim};
 }
 
 /* Copy the values again when they changed since the device copy was made. */

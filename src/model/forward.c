@@ -677,12 +677,10 @@ static int forward_chunk(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     int rc = patch_pos(ctx, m, gh, gw, &ppos);
     if (rc) return rc;
     if (m->device && !tape && !lt) {
-        /* on the GPU: the final-norm CLS rows come back, the read-out runs here */
-        float *cls = malloc(sizeof(float) * (size_t)n * D);
-        if (!cls) return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory", m->path);
-        rc = model_device_forward(ctx, m, pixels, n, H, W, ppos, cls, patch_out);
-        if (rc == WOBBLE_OK) read_out(m, cls, D, n, p, emb);
-        free(cls);
+        /* on the GPU, projection included: the embeddings come back, to be normalised here */
+        rc = model_device_forward(ctx, m, pixels, n, H, W, ppos, emb, patch_out);
+        if (rc == WOBBLE_OK && p && p->normalize)
+            for (int b = 0; b < n; b++) core_l2_normalize(emb + (size_t)b * m->embed_dim, m->embed_dim);
         return rc;
     }
     if (m->device && tape) {
