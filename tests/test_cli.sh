@@ -33,6 +33,14 @@ check '! ls "$T"/*.tmp.* >/dev/null 2>&1' "no temp files left"
 "$W" perturb --op brightness --levels 0.5,0.75,1.5 "$IMG" "$T/lv"; check '[ $? -eq 0 ]' "levels exit 0"
 check '[ -f "$T/lv/syn_33x17__brightness-0.5.png" ] && [ -f "$T/lv/syn_33x17__brightness-1.5.png" ]' "level files"
 check '[ $(ls "$T/lv" | wc -l) -eq 3 ]' "three files"
+# wobble's own PNG writer: Pillow (libpng underneath) reads the pixels wobble computed
+"$W" perturb --op brightness --level 1 "$IMG" "$T/id.png"
+check '/usr/bin/python3 -c "
+import sys
+from PIL import Image
+a = Image.open(sys.argv[1]); b = Image.open(sys.argv[2]).convert(\"RGB\")
+a.load()
+sys.exit(0 if a.mode == \"RGB\" and a.tobytes() == b.tobytes() else 1)" "$T/id.png" "$IMG"' "Pillow reads wobble PNG"
 # default grid
 "$W" perturb --op hue "$IMG" "$T/grid"; check '[ $? -eq 0 ] && [ $(ls "$T/grid" | wc -l) -eq 5 ]' "default grid: 5 files"
 # several inputs and a folder (recursive, relative paths kept)

@@ -1,6 +1,8 @@
 /* Decoding parity with Pillow's convert("RGB") and bad-input handling. */
 #include "testutil.h"
 
+void image_png_set_idat_max(size_t n); /* src/core/internal.h: the encoder's test hook */
+
 static int read_file(const char *path, uint8_t **buf, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
@@ -129,6 +131,45 @@ int main(void) {
     wobble_image_free(img);
     img = NULL;
     wobble_free(buf);
+    /* the encoder's own chunks and filters: lossless at every small shape (one
+     * pixel, one row, one column) and on smooth content, where the filters
+     * other than None win */
+    const int shapes[5][2] = {{1, 1}, {5, 1}, {1, 6}, {2, 3}, {64, 40}};
+    for (int k = 0; k < 5; k++) {
+        wobble_image *sm = NULL, *back = NULL;
+        const int sw = shapes[k][0], sh = shapes[k][1];
+        wobble_image_create(ctx, sw, sh, &sm);
+        for (int y = 0; y < sh; y++)
+            for (int x = 0; x < sw; x++)
+                for (int c = 0; c < 3; c++)
+                    wobble_image_data_mut(sm)[((size_t)y * sw + x) * 3 + c] = (uint8_t)(k == 4 ? x * 3 + y * 2 + c * 40 : rand());
+        uint8_t *sb = NULL;
+        size_t sn = 0;
+        CHECK(wobble_image_encode_png(ctx, sm, &sb, &sn) == WOBBLE_OK, "encode png %dx%d", sw, sh);
+        CHECK(sb && wobble_image_decode(ctx, sb, sn, "mem", &back) == WOBBLE_OK && t_same(back, sm), "png %dx%d lossless",
+              sw, sh);
+        if (k == 4) {
+            CHECK(sn < (size_t)sw * sh, "a smooth 64x40 gradient compresses (%zu bytes)", sn);
+            /* split into IDAT chunks of 100 bytes (the encoder's path past 1 GiB) */
+            image_png_set_idat_max(100);
+            uint8_t *mb = NULL;
+            size_t mn = 0;
+            wobble_image *mback = NULL;
+            CHECK(wobble_image_encode_png(ctx, sm, &mb, &mn) == WOBBLE_OK, "encode png in 100-byte IDATs");
+            int idats = 0;
+            for (size_t q = 0; mb && q + 4 <= mn; q++) idats += !memcmp(mb + q, "IDAT", 4);
+            CHECK(idats == (int)((sn - 57 + 99) / 100) && mn == sn + 12 * (size_t)(idats - 1),
+                  "%d IDAT chunks, %zu bytes (one chunk: %zu)", idats, mn, sn);
+            CHECK(mb && wobble_image_decode(ctx, mb, mn, "mem", &mback) == WOBBLE_OK && t_same(mback, sm),
+                  "png in many IDATs lossless");
+            image_png_set_idat_max(0);
+            wobble_image_free(mback);
+            wobble_free(mb);
+        }
+        wobble_image_free(back);
+        wobble_image_free(sm);
+        wobble_free(sb);
+    }
     CHECK(wobble_image_encode_jpeg(ctx, rnd, 0, &buf, &n) == WOBBLE_EDOMAIN, "quality 0");
     CHECK(wobble_image_encode_jpeg(ctx, rnd, 101, &buf, &n) == WOBBLE_EDOMAIN, "quality 101");
     CHECK(wobble_image_encode_jpeg(ctx, rnd, 75, &buf, &n) == WOBBLE_OK, "encode jpeg");

@@ -73,6 +73,8 @@ int image_alloc(wobble_ctx *ctx, int width, int height, wobble_image **out);
  * malloc'ed); any other PNG is refused (src/image/png.c). */
 int image_png_decode_gray16(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name, uint16_t **out, int *w,
                             int *h);
+/* The largest IDAT chunk the PNG encoder writes (default 1 GiB; 0 restores it): a test hook. */
+void image_png_set_idat_max(size_t n);
 
 /* Read a whole file into a malloc'ed buffer. */
 int core_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *size);

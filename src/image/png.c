@@ -1,6 +1,7 @@
-/* PNG decoding and encoding with libpng, matching Pillow's convert("RGB"). */
+/* PNG decoding with libpng, matching Pillow's convert("RGB"); encoding with libdeflate. */
 #include "../core/internal.h"
 
+#include <libdeflate.h>
 #include <png.h>
 #include <setjmp.h>
 #include <stdlib.h>
@@ -159,58 +160,102 @@ int image_png_decode_gray16(wobble_ctx *ctx, const uint8_t *data, size_t size, c
     return png_decode(ctx, data, size, name, NULL, out, w, h);
 }
 
-struct png_sink {
-    uint8_t *buf;
-    size_t len, cap;
-    int oom;
-};
+/*
+ * Encoding: 8-bit RGB, written here chunk by chunk, the image data
+ * compressed by libdeflate (level 6, zlib format) instead of libpng's zlib
+ * path: 2.8x faster on 224 x 224 ImageNet-C outputs (14.7 -> 5.2 ms, files
+ * 1% smaller; docs/imagenet-c.md), which is most of a `wobble perturb` run.
+ * Each row takes the filter with the smallest sum of absolute (signed)
+ * filtered bytes, libpng's default heuristic for such images.
+ */
 
-static void png_sink_write(png_structp png, png_bytep data, size_t n) {
-    struct png_sink *s = png_get_io_ptr(png);
-    if (core_grow(&s->buf, &s->cap, s->len + n, 1)) {
-        s->oom = 1;
-        png_error(png, "out of memory");
-    }
-    memcpy(s->buf + s->len, data, n);
-    s->len += n;
+static void be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
 }
 
-static void png_sink_flush(png_structp png) { (void)png; }
+/* a chunk of n data bytes at p + 8 (length and type written here, CRC after) */
+static size_t put_chunk(uint8_t *p, const char type[4], size_t n) {
+    be32(p, (uint32_t)n);
+    memcpy(p + 4, type, 4);
+    be32(p + 8 + n, libdeflate_crc32(0, p + 4, n + 4));
+    return n + 12;
+}
+
+static uint8_t paeth(int a, int b, int c) {
+    const int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+    return (uint8_t)(pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
+}
+
+/* Row r (rb bytes, 3 per pixel; up: the row above or NULL) filtered into
+ * out[0] (the filter type) and out[1 .. rb]; cand: 4 * rb scratch. */
+static void filter_row(const uint8_t *r, const uint8_t *up, int rb, uint8_t *out, uint8_t *cand) {
+    uint8_t *sub = cand, *upf = cand + rb, *avg = cand + 2 * (size_t)rb, *pae = cand + 3 * (size_t)rb;
+    long sum[5] = {0, 0, 0, 0, 0};
+    for (int i = 0; i < rb; i++) {
+        const int a = i >= 3 ? r[i - 3] : 0, b = up ? up[i] : 0, c = i >= 3 && up ? up[i - 3] : 0;
+        sub[i] = (uint8_t)(r[i] - a);
+        upf[i] = (uint8_t)(r[i] - b);
+        avg[i] = (uint8_t)(r[i] - ((a + b) >> 1));
+        pae[i] = (uint8_t)(r[i] - paeth(a, b, c));
+        sum[0] += abs((int8_t)r[i]);
+        sum[1] += abs((int8_t)sub[i]);
+        sum[2] += abs((int8_t)upf[i]);
+        sum[3] += abs((int8_t)avg[i]);
+        sum[4] += abs((int8_t)pae[i]);
+    }
+    int best = 0;
+    for (int f = 1; f < 5; f++)
+        if (sum[f] < sum[best]) best = f;
+    out[0] = (uint8_t)best;
+    memcpy(out + 1, best ? cand + (size_t)(best - 1) * rb : r, (size_t)rb);
+}
+
+static size_t png_idat_max = (size_t)1 << 30;
+
+void image_png_set_idat_max(size_t n) { png_idat_max = n ? n : (size_t)1 << 30; }
 
 int wobble_image_encode_png(wobble_ctx *ctx, const wobble_image *img, uint8_t **buf, size_t *size) {
     if (!img || !buf || !size) return core_seterr(ctx, WOBBLE_EINVAL, "encode png: NULL argument");
-    struct png_src err = {0};
-    struct png_sink sink = {0};
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, png_on_error, png_on_warning);
-    if (!png) return core_seterr(ctx, WOBBLE_ENOMEM, "encode png: out of memory");
-    png_infop info = png_create_info_struct(png);
-    if (!info) {
-        png_destroy_write_struct(&png, NULL);
+    const int w = img->width, h = img->height, rb = 3 * w;
+    const size_t raw = (size_t)h * (rb + 1);
+    uint8_t *filt = malloc(raw ? raw : 1), *cand = malloc(4 * (size_t)rb + 1);
+    struct libdeflate_compressor *z = libdeflate_alloc_compressor(6);
+    const size_t bound = z ? libdeflate_zlib_compress_bound(z, raw) : 0;
+    /* signature (8), IHDR (25), the IDAT chunks (at most 1 GiB of data each), IEND (12) */
+    const size_t idat_max = png_idat_max, nidat = bound / idat_max + 1, head = 8 + 25 + 8;
+    uint8_t *o = z ? malloc(head + bound + 12 * nidat + 12) : NULL;
+    if (!filt || !cand || !z || !o) {
+        free(filt), free(cand), free(o);
+        if (z) libdeflate_free_compressor(z);
         return core_seterr(ctx, WOBBLE_ENOMEM, "encode png: out of memory");
     }
-    png_bytep *volatile rows = NULL;
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        free(rows);
-        free(sink.buf);
-        if (sink.oom) return core_seterr(ctx, WOBBLE_ENOMEM, "encode png: out of memory");
-        return core_seterr(ctx, WOBBLE_EINTERNAL, "encode png: %s", err.msg[0] ? err.msg : "libpng error");
+    for (int y = 0; y < h; y++)
+        filter_row(img->data + (size_t)y * rb, y ? img->data + (size_t)(y - 1) * rb : NULL, rb,
+                   filt + (size_t)y * (rb + 1), cand);
+    /* compressed straight to where the first IDAT's data goes */
+    const size_t zn = libdeflate_zlib_compress(z, filt, raw, o + head, bound);
+    libdeflate_free_compressor(z);
+    free(filt), free(cand);
+    if (!zn) {
+        free(o);
+        return core_seterr(ctx, WOBBLE_EINTERNAL, "encode png: the compressed data did not fit its bound");
     }
-    png_set_write_fn(png, &sink, png_sink_write, png_sink_flush);
-    png_set_IHDR(png, info, (png_uint_32)img->width, (png_uint_32)img->height, 8, PNG_COLOR_TYPE_RGB,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_set_compression_level(png, 6);
-    rows = malloc(sizeof(png_bytep) * (size_t)img->height);
-    if (!rows) {
-        sink.oom = 1;
-        png_error(png, "out of memory");
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    memcpy(o, sig, 8);
+    be32(o + 16, (uint32_t)w);
+    be32(o + 20, (uint32_t)h);
+    memcpy(o + 24, (const uint8_t[5]){8, 2, 0, 0, 0}, 5); /* 8 bits, RGB, deflate, adaptive filters, no interlace */
+    size_t n = 8 + put_chunk(o + 8, "IHDR", 13);
+    /* IDAT chunks in place: past 1 GiB, the rest moves up 12 bytes for this
+     * chunk's CRC and the next one's header */
+    for (size_t left = zn; left;) {
+        const size_t part = left < idat_max ? left : idat_max;
+        if (left > part) memmove(o + n + 8 + part + 12, o + n + 8 + part, left - part);
+        n += put_chunk(o + n, "IDAT", part);
+        left -= part;
     }
-    for (int y = 0; y < img->height; y++) rows[y] = img->data + (size_t)y * img->width * 3u;
-    png_set_rows(png, info, rows);
-    png_write_png(png, info, PNG_TRANSFORM_IDENTITY, NULL);
-    png_destroy_write_struct(&png, &info);
-    free(rows);
-    *buf = sink.buf;
-    *size = sink.len;
+    n += put_chunk(o + n, "IEND", 0);
+    *buf = o;
+    *size = n;
     return WOBBLE_OK;
 }
