@@ -26,7 +26,7 @@ static int mpi_sum(void *comm, double *v, size_t n) {
 static void help(FILE *f) {
     fprintf(f,
             "usage: wobble finetune --model M --data DATA --op OP[:LEVELS] [options] -o OUT_DIR\n"
-            "       wobble finetune --resume OUT_DIR [--threads N]\n"
+            "       wobble finetune --resume OUT_DIR [--threads N] [--device D]\n"
             "\n"
             "Fine-tune the image tower so that its embeddings hold still under the\n"
             "operations while staying close to the original model (docs/finetuning.md):\n"
