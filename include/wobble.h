@@ -593,6 +593,7 @@ typedef struct wobble_eval_summary {
     int from_cache; /* images fully served by the cache */
     /* wall-clock seconds by stage */
     double t_decode, t_perturb, t_preprocess, t_forward, t_metrics, t_io, t_total;
+    double t_gpu; /* with the model on a GPU: the GPU's busy time in the forward passes (0 on the CPU) */
 } wobble_eval_summary;
 
 /* Check an operation list: known names, none twice, at least one level

@@ -184,6 +184,9 @@ for dev in ("cpu", "cuda"):
     check(r.returncode == 0, f"eval --device {dev}: {r.stderr}")
 cfg = json.load(open(f"{tmp}/ev_cuda/config.json"))
 check(cfg.get("device") == "cuda", f"config.json records the device: {cfg.get('device')}")
+sec = json.load(open(f"{tmp}/ev_cuda/run.json"))["seconds"]
+check(0 < sec.get("gpu", 0) <= sec["total"], f"run.json records the GPU's busy time: {sec}")
+check("gpu" not in json.load(open(f"{tmp}/ev_cpu/run.json"))["seconds"], "no GPU time on the CPU")
 
 
 def per_image(d):

@@ -195,6 +195,8 @@ static int write_run_and_report(wobble_ctx *ctx, const char *out, int argc, char
                           "date", date, "command", cmd, "cwd", cwd, "threads", wobble_ctx_threads(ctx), "seconds", "total",
                           t->t_total, "decode", t->t_decode, "perturb", t->t_perturb, "preprocess", t->t_preprocess,
                           "forward", t->t_forward, "metrics", t->t_metrics, "io", t->t_io);
+    if (j && t->t_gpu > 0) /* the GPU's busy time: against "forward", its busy share */
+        json_object_set_new(json_object_get(j, "seconds"), "gpu", json_real(t->t_gpu));
     if (j && t_classifier >= 0) {
         json_t *sec = json_object_get(j, "seconds");
         json_object_set_new(sec, "train_classifier", json_real(t_classifier));

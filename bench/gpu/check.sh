@@ -39,7 +39,7 @@ done
 log "eval: 500 ImageNet images, the nine editing ops at their grids, CLIP ViT-B/16 bf16 on the GPU"
 ( time build/gpu/wobble eval --model "$MODELS/clip-vit-b16" --data "$SHARED/data/imagenet-sample" --device cuda \
     --precision bf16 --batch 64 --no-report -o "$OUT/eval" ) 2>&1 | tail -4 | tee -a "$OUT/check.log"
-python3 -c "import json,sys; print('eval seconds:', json.load(open(sys.argv[1]))['seconds'])" "$OUT/eval/run.json" 2>&1 |
+python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['seconds']; print('eval seconds:', s, 'GPU busy share %.2f' % (s.get('gpu', 0) / s['total']))" "$OUT/eval/run.json" 2>&1 |
   tee -a "$OUT/check.log"
 log "embed: the same 500 images, pipelined (seconds.gpu / seconds.embed is the GPU's busy share)"
 build/gpu/wobble embed --model "$MODELS/clip-vit-b16" --device cuda --precision bf16 --batch 64 \

@@ -920,6 +920,7 @@ int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
     S.ctx = ctx, S.m = m, S.ds = ds, S.P = params, S.out_dir = out_dir;
     S.X = data_embeddings(ds);
     S.t_start = core_now_s();
+    const double gpu_ms0 = m ? m->device_ms : 0;
     int rc = eval_setup(&S);
     if (rc == WOBBLE_OK) rc = eval_lock(&S);
     const int step = params->shard_count > 1 ? params->shard_count : 1, first = step > 1 ? params->shard_index : 0;
@@ -944,6 +945,7 @@ int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
         summary->failed = S.n_failed;
         summary->embedded = S.embedded;
         summary->from_cache = S.from_cache;
+        summary->t_gpu = m && m->device ? (m->device_ms - gpu_ms0) / 1000.0 : 0;
     }
     eval_run_free(&S);
     return rc;
