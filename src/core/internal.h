@@ -89,6 +89,11 @@ const char *core_name_or(const char *name);
  * least `need` items. Returns 0, or -1 on overflow or out of memory, leaving
  * *p and *cap untouched (p is the address of the array pointer). */
 int core_grow(void *p, size_t *cap, size_t need, size_t elem);
+/* bytes of storage, 64-byte aligned; from 4 MiB up, 2 MiB aligned and
+ * marked for transparent huge pages (fewer page faults and TLB misses on
+ * the model's weights and activations). Free with free(); NULL when out of
+ * memory. */
+void *core_alloc_big(size_t bytes);
 
 /* A growable byte buffer, NUL-terminated once non-empty. A failed append
  * sets `failed` and makes every later one a no-op, so a builder checks once

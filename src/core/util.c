@@ -3,6 +3,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
 
+#include <sys/mman.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -133,4 +135,15 @@ void core_l2_normalize(float *e, int d) {
     for (int j = 0; j < d; j++) s += (double)e[j] * e[j];
     const float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
     for (int j = 0; j < d; j++) e[j] *= inv;
+}
+
+void *core_alloc_big(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < 2 * huge) return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    const size_t n = (bytes + huge - 1) & ~(huge - 1);
+    void *p = aligned_alloc(huge, n);
+#ifdef MADV_HUGEPAGE
+    if (p) madvise(p, n, MADV_HUGEPAGE); /* advice only: without THP the pages stay small */
+#endif
+    return p;
 }

@@ -405,11 +405,11 @@ static int patch_pos(wobble_ctx *ctx, wobble_model *m, int gh, int gw, const flo
 
 /* ------------------------------------------------------------------ arena */
 
+/* a scratch buffer of n floats (the old contents are not kept) */
 static int grow(float **p, size_t n) {
-    float *q = realloc(*p, sizeof(float) * (n ? n : 1));
-    if (!q) return -1;
-    *p = q;
-    return 0;
+    free(*p);
+    *p = core_alloc_big(sizeof(float) * (n ? n : 1));
+    return *p ? 0 : -1;
 }
 
 /* Buffers for rows = batch * tokens of a stack of width D and MLP width H;
@@ -421,8 +421,10 @@ static int arena_reserve(arena_t *a, int dim, int hidden, int heads, act_t act, 
         size_t h1 = act == ACT_SWIGLU ? 2 * H : H;
         if (grow(&a->x, rows * D) || grow(&a->h, rows * D) || grow(&a->qkv, rows * 3 * D) ||
             grow(&a->attn, rows * D) || grow(&a->mlp, rows * h1) ||
-            (act == ACT_SWIGLU && grow(&a->mlp2, rows * H)))
+            (act == ACT_SWIGLU && grow(&a->mlp2, rows * H))) {
+            a->cap_rows = 0; /* some buffers are gone: the next call allocates them all again */
             return -1;
+        }
         a->cap_rows = rows;
     }
     if (!a->ones) {
@@ -438,12 +440,18 @@ static int arena_reserve(arena_t *a, int dim, int hidden, int heads, act_t act, 
     }
     size_t sc = (size_t)threads * T * T;
     if (sc > a->cap_scores) {
-        if (grow(&a->scores, sc)) return -1;
+        if (grow(&a->scores, sc)) {
+            a->cap_scores = 0;
+            return -1;
+        }
         a->cap_scores = sc;
     }
     size_t pr = npatch_rows * (size_t)patch_k;
     if (pr > a->cap_patches) {
-        if (grow(&a->patches, pr)) return -1;
+        if (grow(&a->patches, pr)) {
+            a->cap_patches = 0;
+            return -1;
+        }
         a->cap_patches = pr;
     }
     if (bf16) {
@@ -452,7 +460,7 @@ static int arena_reserve(arena_t *a, int dim, int hidden, int heads, act_t act, 
         if (patch_k > kmax) kmax = patch_k;
         const size_t need = model_bf16_scratch_elems((int)(rows > npatch_rows ? rows : npatch_rows), kmax);
         if (need > a->cap_bf16s) {
-            uint16_t *s = aligned_alloc(64, (need * sizeof(uint16_t) + 63) & ~(size_t)63);
+            uint16_t *s = core_alloc_big(need * sizeof(uint16_t));
             if (!s) return -1;
             free(a->bf16s);
             a->bf16s = s;
@@ -460,7 +468,7 @@ static int arena_reserve(arena_t *a, int dim, int hidden, int heads, act_t act, 
         }
         const size_t na = (size_t)threads * attn_bf16_elems(T, dim / heads);
         if (na > a->cap_bf16a) {
-            uint16_t *s = aligned_alloc(64, na * sizeof(uint16_t));
+            uint16_t *s = core_alloc_big(na * sizeof(uint16_t));
             if (!s) return -1;
             free(a->bf16a);
             a->bf16a = s;
@@ -470,7 +478,7 @@ static int arena_reserve(arena_t *a, int dim, int hidden, int heads, act_t act, 
     if (f32k) {
         const size_t na = (size_t)threads * attn_f32_elems(T, dim / heads);
         if (na > a->cap_f32a) {
-            float *s = aligned_alloc(64, na * sizeof(float));
+            float *s = core_alloc_big(na * sizeof(float));
             if (!s) return -1;
             free(a->f32a);
             a->f32a = s;

@@ -16,6 +16,8 @@
  */
 #include "gemm_bf16.h"
 
+#include "../core/internal.h"
+
 #include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -53,7 +55,7 @@ int model_bf16_pack(model_bf16_packed *out, const float *const *rows, int n, int
     memset(out, 0, sizeof *out);
     const int kp = (k + 1) & ~1;
     const size_t elems = panels(n) * NR * (size_t)kp;
-    uint16_t *p = aligned_alloc(64, (elems * 2 + 63) & ~(size_t)63);
+    uint16_t *p = core_alloc_big(elems * 2);
     if (!p) return -1;
     /* zero only what no weight fills: the last panel's padding rows, and the pad column of an odd K below */
     if (n % NR) memset(p + (panels(n) - 1) * NR * (size_t)kp, 0, (size_t)NR * kp * 2);

@@ -17,6 +17,8 @@
  */
 #include "gemm_f32.h"
 
+#include "../core/internal.h"
+
 #include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -41,7 +43,7 @@ static size_t panels(int n) { return ((size_t)n + NR - 1) / NR; }
 int model_f32_pack(model_f32_packed *out, const float *const *rows, int n, int k) {
     memset(out, 0, sizeof *out);
     const size_t elems = panels(n) * NR * (size_t)k;
-    float *p = aligned_alloc(64, (elems * sizeof(float) + 63) & ~(size_t)63);
+    float *p = core_alloc_big(elems * sizeof(float));
     if (!p) return -1;
     if (n % NR) memset(p + (panels(n) - 1) * NR * (size_t)k, 0, sizeof(float) * NR * (size_t)k);
     for (int j = 0; j < n; j++) {
