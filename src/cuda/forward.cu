@@ -121,16 +121,20 @@ __global__ void k_to_bf16(const float *x, __nv_bfloat16 *y, size_t n) {
     FOR_EACH(i, n) y[i] = __float2bfloat16_rn(x[i]);
 }
 
-/* patches[b * np + py * gw + px][(c * P + ky) * P + kx] = pix[b][c][py P + ky][px P + kx] */
+/* the pixel of patch element i: patches[b * np + py * gw + px][(c * P + ky) * P + kx]
+ * is pix[b][c][py P + ky][px P + kx] */
+__device__ size_t im2col_pixel(size_t i, int H, int W, int P, int gh, int gw) {
+    const size_t K = (size_t)3 * P * P;
+    const int k = (int)(i % K);
+    const size_t pr = i / K;
+    const int px = (int)(pr % gw), py = (int)(pr / gw % gh), b = (int)(pr / gw / gh);
+    const int c = k / (P * P), r = k % (P * P), ky = r / P, kx = r % P;
+    return (((size_t)b * 3 + c) * H + (size_t)py * P + ky) * W + (size_t)px * P + kx;
+}
+
 __global__ void k_im2col(const float *pix, float *patches, int n, int H, int W, int P, int gh, int gw) {
-    const size_t K = (size_t)3 * P * P, total = (size_t)n * gh * gw * K;
-    FOR_EACH(i, total) {
-        const int k = (int)(i % K);
-        const size_t pr = i / K;
-        const int px = (int)(pr % gw), py = (int)(pr / gw % gh), b = (int)(pr / gw / gh);
-        const int c = k / (P * P), r = k % (P * P), ky = r / P, kx = r % P;
-        patches[i] = pix[(((size_t)b * 3 + c) * H + (size_t)py * P + ky) * W + (size_t)px * P + kx];
-    }
+    const size_t total = (size_t)n * gh * gw * 3 * P * P;
+    FOR_EACH(i, total) patches[i] = pix[im2col_pixel(i, H, W, P, gh, gw)];
 }
 
 /* tokens of image b: [cls + pos0, registers, (patch + bias) + position] */
@@ -164,20 +168,28 @@ __device__ float block_sum(float v, float *red) {
     return s;
 }
 
-/* one row per block; two passes as the CPU's (mean, then variance); y may be x */
+/* a row's mean and 1 / sqrt(var + eps), two passes as the CPU's (mean,
+ * then variance), by the whole block */
+__device__ void row_stats(const float *xr, int D, float eps, float *red, float *mu, float *rstd) {
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < D; j += blockDim.x) s += xr[j];
+    const float m = block_sum(s, red) / (float)D;
+    float v = 0.0f;
+    for (int j = threadIdx.x; j < D; j += blockDim.x) {
+        const float t = xr[j] - m;
+        v += t * t;
+    }
+    *mu = m;
+    *rstd = 1.0f / sqrtf(block_sum(v, red) / (float)D + eps);
+}
+
+/* one row per block; y may be x */
 __global__ void k_layernorm(const float *x, float *y, const float *g, const float *b, int D, float eps) {
     __shared__ float red[32];
     const float *xr = x + (size_t)blockIdx.x * D;
     float *yr = y + (size_t)blockIdx.x * D;
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < D; j += blockDim.x) s += xr[j];
-    const float mu = block_sum(s, red) / (float)D;
-    float v = 0.0f;
-    for (int j = threadIdx.x; j < D; j += blockDim.x) {
-        const float t = xr[j] - mu;
-        v += t * t;
-    }
-    const float rstd = 1.0f / sqrtf(block_sum(v, red) / (float)D + eps);
+    float mu, rstd;
+    row_stats(xr, D, eps, red, &mu, &rstd);
     for (int j = threadIdx.x; j < D; j += blockDim.x) yr[j] = (xr[j] - mu) * rstd * g[j] + b[j];
 }
 
@@ -475,6 +487,29 @@ void attention(cuda_model *g, const float *qkv, float *out, int n, int T) {
         k_attention<128><<<grid, QB, 0, g->st>>>(qkv, out, T, g->D, g->heads, dh, scale);
 }
 
+/* pixels (through the pinned staging buffer) and the position rows up,
+ * then the start event */
+int upload_inputs(cuda_model *g, const float *pixels, size_t npix, const float *ppos, size_t nppos, char *msg,
+                  size_t len) {
+    memcpy(g->pinned, pixels, npix * sizeof(float));
+    CU(cudaMemcpyAsync(g->pix, g->pinned, npix * sizeof(float), cudaMemcpyHostToDevice, g->st), "uploading pixels");
+    CU(cudaMemcpyAsync(g->ppos, ppos, nppos * sizeof(float), cudaMemcpyHostToDevice, g->st),
+       "uploading position embeddings");
+    CU(cudaEventRecord(g->ev0, g->st), "recording an event");
+    return CUDA_B_OK;
+}
+
+/* wait for the stream; add the time between the two events to *gpu_ms */
+int finish_timed(cuda_model *g, double *gpu_ms, const char *what, char *msg, size_t len) {
+    CU(cudaStreamSynchronize(g->st), what);
+    if (gpu_ms) {
+        float ms = 0;
+        CU(cudaEventElapsedTime(&ms, g->ev0, g->ev1), "timing the GPU's work");
+        *gpu_ms += ms;
+    }
+    return CUDA_B_OK;
+}
+
 int forward(cuda_model *g, const float *pixels, int n, int H, int W, const float *ppos, float *cls_out,
             float *patch_out, double *gpu_ms, char *msg, size_t len) {
     CU(cudaSetDevice(g->dev), "selecting the device");
@@ -483,11 +518,7 @@ int forward(cuda_model *g, const float *pixels, int n, int H, int W, const float
     const size_t npix = (size_t)n * 3 * H * W;
     TRY(reserve(g, (size_t)rows, (size_t)n * np, npix, (size_t)np * D, msg, len));
     /* upload through pinned memory (an asynchronous copy on the stream) */
-    memcpy(g->pinned, pixels, npix * sizeof(float));
-    CU(cudaMemcpyAsync(g->pix, g->pinned, npix * sizeof(float), cudaMemcpyHostToDevice, g->st), "uploading pixels");
-    CU(cudaMemcpyAsync(g->ppos, ppos, (size_t)np * D * sizeof(float), cudaMemcpyHostToDevice, g->st),
-       "uploading position embeddings");
-    CU(cudaEventRecord(g->ev0, g->st), "recording an event");
+    TRY(upload_inputs(g, pixels, npix, ppos, (size_t)np * D, msg, len));
     const size_t K = (size_t)3 * P * P;
     k_im2col<<<blocks_for((size_t)n * np * K), 256, 0, g->st>>>(g->pix, g->patches, n, H, W, P, gh, gw);
     TRY(gemm(g, g->patches, n * np, g->patch, g->h, msg, len));
@@ -542,13 +573,7 @@ int forward(cuda_model *g, const float *pixels, int n, int H, int W, const float
                              (size_t)T * D * sizeof(float), (size_t)np * D * sizeof(float), (size_t)n,
                              cudaMemcpyDeviceToHost, g->st),
            "downloading the patch tokens");
-    CU(cudaStreamSynchronize(g->st), "running the forward pass");
-    if (gpu_ms) {
-        float ms = 0;
-        CU(cudaEventElapsedTime(&ms, g->ev0, g->ev1), "timing the forward pass");
-        *gpu_ms += ms;
-    }
-    return CUDA_B_OK;
+    return finish_timed(g, gpu_ms, "running the forward pass", msg, len);
 }
 
 } // namespace

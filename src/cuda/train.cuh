@@ -152,15 +152,8 @@ __global__ void k_ln_bwd(const float *x, const float *g, const float *dy, float 
     __shared__ float red[32];
     const size_t off = (size_t)blockIdx.x * D;
     const float *xr = x + off, *dr = dy + off;
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < D; j += blockDim.x) s += xr[j];
-    const float mu = block_sum(s, red) / (float)D;
-    float v = 0.0f;
-    for (int j = threadIdx.x; j < D; j += blockDim.x) {
-        const float c = xr[j] - mu;
-        v += c * c;
-    }
-    const float rstd = 1.0f / sqrtf(block_sum(v, red) / (float)D + eps);
+    float mu, rstd;
+    row_stats(xr, D, eps, red, &mu, &rstd);
     float s1 = 0.0f, s2 = 0.0f;
     for (int j = threadIdx.x; j < D; j += blockDim.x) {
         const float gd = dr[j] * g[j], xh = (xr[j] - mu) * rstd;
@@ -176,16 +169,10 @@ __global__ void k_ln_bwd(const float *x, const float *g, const float *dy, float 
     }
 }
 
-/* dpix[b][c][py P + ky][px P + kx] = dpatch[b * np + py * gw + px][(c * P + ky) * P + kx] */
+/* im2col's transpose (patches do not overlap: a plain scatter) */
 __global__ void k_col2im(const float *dpatch, float *dpix, int n, int H, int W, int P, int gh, int gw) {
-    const size_t K = (size_t)3 * P * P, total = (size_t)n * gh * gw * K;
-    FOR_EACH(i, total) {
-        const int k = (int)(i % K);
-        const size_t pr = i / K;
-        const int px = (int)(pr % gw), py = (int)(pr / gw % gh), b = (int)(pr / gw / gh);
-        const int c = k / (P * P), r = k % (P * P), ky = r / P, kx = r % P;
-        dpix[(((size_t)b * 3 + c) * H + (size_t)py * P + ky) * W + (size_t)px * P + kx] = dpatch[i];
-    }
+    const size_t total = (size_t)n * gh * gw * 3 * P * P;
+    FOR_EACH(i, total) dpix[im2col_pixel(i, H, W, P, gh, gw)] = dpatch[i];
 }
 
 __global__ void k_fill(float *x, float v, size_t n) {
@@ -326,11 +313,7 @@ int forward_record(cuda_model *g, const float *pixels, int n, int H, int W, cons
     TRY(reserve(g, (size_t)rows, (size_t)n * np, npix, (size_t)np * D, msg, len));
     TRY(tape_reserve(g, n, T, np, ckpt, msg, len));
     t->n = n, t->H = H, t->W = W, t->gh = gh, t->gw = gw, t->T = T, t->rows = rows, t->ckpt = ckpt;
-    memcpy(g->pinned, pixels, npix * sizeof(float));
-    CU(cudaMemcpyAsync(g->pix, g->pinned, npix * sizeof(float), cudaMemcpyHostToDevice, g->st), "uploading pixels");
-    CU(cudaMemcpyAsync(g->ppos, ppos, (size_t)np * D * sizeof(float), cudaMemcpyHostToDevice, g->st),
-       "uploading position embeddings");
-    CU(cudaEventRecord(g->ev0, g->st), "recording an event");
+    TRY(upload_inputs(g, pixels, npix, ppos, (size_t)np * D, msg, len));
     k_im2col<<<blocks_for((size_t)n * np * K), 256, 0, g->st>>>(g->pix, t->patches, n, H, W, P, gh, gw);
     TRY(gemm(g, t->patches, n * np, g->patch, g->h, msg, len));
     k_tokens<<<blocks_for((size_t)rows * D), 256, 0, g->st>>>(g->x, g->h, g->cls, g->pos0, g->reg, g->patch.b, g->ppos,
@@ -354,13 +337,7 @@ int forward_record(cuda_model *g, const float *pixels, int n, int H, int W, cons
     CU(cudaMemcpy2DAsync(xcls, (size_t)D * sizeof(float), g->x, (size_t)T * D * sizeof(float), (size_t)D * sizeof(float),
                          (size_t)n, cudaMemcpyDeviceToHost, g->st),
        "downloading the CLS rows");
-    CU(cudaStreamSynchronize(g->st), "running the recorded forward pass");
-    if (gpu_ms) {
-        float ms = 0;
-        CU(cudaEventElapsedTime(&ms, g->ev0, g->ev1), "timing the forward pass");
-        *gpu_ms += ms;
-    }
-    return CUDA_B_OK;
+    return finish_timed(g, gpu_ms, "running the recorded forward pass", msg, len);
 }
 
 /* ----------------------------------------------------------- backward */
@@ -633,7 +610,7 @@ int backward(cuda_model *g, const float *dxcls, const cuda_grads *gr, float *dpi
     if (below && dpixels)
         CU(cudaMemcpyAsync(dpixels, t->dpix, (size_t)n * 3 * t->H * t->W * sizeof(float), cudaMemcpyDeviceToHost, g->st),
            "downloading input gradients");
-    CU(cudaStreamSynchronize(g->st), "running the backward pass");
+    TRY(finish_timed(g, gpu_ms, "running the backward pass", msg, len));
     const float *s = t->staging;
     for (const dgrad &d : map) {
         if (d.host == gr->ppos) {
@@ -644,11 +621,6 @@ int backward(cuda_model *g, const float *dxcls, const cuda_grads *gr, float *dpi
                 for (size_t i = 0; i < d.n; i++) gr->pos0[i] += s[i];
         }
         s += (d.n + 63) & ~(size_t)63;
-    }
-    if (gpu_ms) {
-        float ms = 0;
-        CU(cudaEventElapsedTime(&ms, g->ev0, g->ev1), "timing the backward pass");
-        *gpu_ms += ms;
     }
     return CUDA_B_OK;
 }

@@ -15,6 +15,7 @@
  * MB rows), spread over OpenMP threads.
  */
 #include "gemm_bf16.h"
+#include "gemm_tile.h"
 
 #include "../core/internal.h"
 
@@ -25,6 +26,7 @@
 
 #define NR 64
 #define MR 6
+_Static_assert(MR == GEMM_TILE_MR && NR == 64, "the shared epilogue (gemm_tile.h) is for 6 x 64 tiles");
 #define MB 96 /* rows per task: 16 micro-tiles */
 #ifndef KCP
 #define KCP 128 /* K pairs per block: the panel's 16 KB slice stays in L1 across a task's tiles */
@@ -186,28 +188,7 @@ BF16_TARGET static inline __attribute__((always_inline)) void tile(const int mr,
             acc[i][3] = _mm512_dpbf16_ps(acc[i][3], av, b3);
         }
     }
-    if (ncols == NR) { /* a whole panel: plain loads and stores, accumulators kept in registers */
-        for (int i = 0; i < mr; i++)
-            for (int j = 0; j < 4; j++) {
-                float *ci = c + i * ldc + 16 * j;
-                __m512 v = bias ? _mm512_add_ps(acc[i][j], _mm512_loadu_ps(bias + 16 * j)) : acc[i][j];
-                if (accumulate) v = _mm512_add_ps(_mm512_loadu_ps(ci), v);
-                _mm512_storeu_ps(ci, v);
-            }
-    } else {
-        for (int j = 0; j < 4; j++) {
-            const int left = ncols - 16 * j;
-            if (left <= 0) break;
-            const __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-            const __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * j) : _mm512_setzero_ps();
-            for (int i = 0; i < mr; i++) {
-                float *ci = c + i * ldc + 16 * j;
-                __m512 v = bias ? _mm512_add_ps(acc[i][j], bv) : acc[i][j];
-                if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, ci), v);
-                _mm512_mask_storeu_ps(ci, mk, v);
-            }
-        }
-    }
+    gemm_tile_store(acc, mr, c, ldc, bias, accumulate, ncols);
     if (post)
         for (int i = 0; i < mr; i++) post(c + i * ldc, pbias, ncols);
 }
