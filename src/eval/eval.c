@@ -6,14 +6,16 @@
  *   eval_setup     operations, hashes, the cache folder and buffers
  *   eval_lock      OUT/config.json: written on the first run, compared on a
  *                  re-run (model, preprocessing, data, seed, operations)
- *   eval_image     per image: decode, cache lookup, perturb + preprocess what
- *                  is missing, forward in balanced chunks, cache save,
- *                  metrics, the embedding callback
+ *   per image      slot_prepare (decode, cache lookup, perturb + preprocess
+ *                  what is missing), slot_forward (forward in balanced
+ *                  chunks), slot_finish (cache save, metrics, the embedding
+ *                  callback); with the model on a GPU the forward passes
+ *                  overlap the next image's preparation (eval_model_images)
  *   eval_outputs   per_image.jsonl, summary.json, summary.csv from the
  *                  cache contents, all three committed together or none
  *
  * Embedding folders (docs/embeddings.md): with a NULL model and an
- * "embeddings" dataset, eval_image takes each image's clean and perturbed
+ * "embeddings" dataset, eval_folder_image takes each image's clean and perturbed
  * embeddings from the folder's arrays instead of decoding, perturbing and
  * embedding; everything after (metrics, callbacks, outputs) is shared.
  *
@@ -116,9 +118,29 @@ typedef struct {
     size_t px_cap, emb_cap;
 } eval_bufs;
 
-static void eval_bufs_free(eval_bufs *b) {
-    free(b->pend), free(b->px), free(b->emb);
-    memset(b, 0, sizeof *b);
+/* An image from the model, from preparation to its finish (the slot_*
+ * steps; two of these when a GPU's forward pass overlaps the next image's
+ * preparation): what preparing it found (a skip, a fatal error) is kept
+ * with it and acted on in turn. */
+typedef struct {
+    int i;       /* image, or -1: none */
+    int prc;     /* preparation: WOBBLE_OK, 1 (skip: name_it in skip_named), or a fatal status */
+    int skip_named;
+    char *msg;   /* the skip's or the fatal error's message */
+    eval_cache c;
+    char *cpath;
+    int before, np, H, W;
+    eval_bufs b;
+    int frc;     /* the forward passes' status */
+    double tf;   /* their time */
+} eval_slot;
+
+static void eval_slot_free(eval_slot *sl) {
+    if (sl->i >= 0) eval_cache_clear(&sl->c);
+    free(sl->msg), free(sl->cpath);
+    free(sl->b.pend), free(sl->b.px), free(sl->b.emb);
+    memset(sl, 0, sizeof *sl);
+    sl->i = -1;
 }
 
 typedef struct {
@@ -140,8 +162,8 @@ typedef struct {
     int *ok;
     char **errors;
     uint64_t *ihash;
-    /* per-image work: the pending (op, level) list, inputs, embeddings */
-    eval_bufs b;
+    /* per-image work (eval_slot) */
+    eval_slot slot[2];
     float *pert;
     wobble_ctx **tctx; /* the worker threads' contexts (eval_thread_ctxs) */
     int n_tctx;
@@ -153,7 +175,7 @@ typedef struct {
 static void eval_run_free(eval_run *S) {
     for (int i = 0; S->errors && i < S->N; i++) free(S->errors[i]);
     free(S->errors), free(S->ok), free(S->lc), free(S->le), free(S->rob), free(S->ihash);
-    eval_bufs_free(&S->b);
+    for (int k = 0; k < 2; k++) eval_slot_free(&S->slot[k]);
     free(S->pert);
     for (int t = 0; t < S->n_tctx; t++) wobble_ctx_free(S->tctx[t]);
     free(S->tctx);
@@ -281,10 +303,10 @@ static const float *level_vec(const eval_run *S, const eval_cache *c, int o, int
  * preprocessed straight into its slot of the input buffer, on context tc.
  * The first item (items > 0) sets the size and sizes the buffer for that
  * many items; the others must match it. Adds its stage times to tp and tq. */
-static int eval_item(eval_run *S, wobble_ctx *tc, const wobble_image *img, uint64_t image_id, int j, int items,
-                     int *H, int *W, double *tp, double *tq) {
-    const int o = S->b.pend[j].op;
-    const double lv = S->b.pend[j].level;
+static int eval_item(eval_run *S, eval_bufs *b, wobble_ctx *tc, const wobble_image *img, uint64_t image_id, int j,
+                     int items, int *H, int *W, double *tp, double *tq) {
+    const int o = b->pend[j].op;
+    const double lv = b->pend[j].level;
     wobble_perturb_params pp = wobble_perturb_default_params();
     pp.seed = S->P->seed;
     pp.image_id = image_id;
@@ -299,13 +321,13 @@ static int eval_item(eval_run *S, wobble_ctx *tc, const wobble_image *img, uint6
         if (items > 0) {
             *H = u->height;
             *W = u->width;
-            if (core_grow(&S->b.px, &S->b.px_cap, (size_t)items * 3 * (*H) * (*W), sizeof(float)))
+            if (core_grow(&b->px, &b->px_cap, (size_t)items * 3 * (*H) * (*W), sizeof(float)))
                 rc = core_seterr(tc, WOBBLE_ENOMEM, "eval: out of memory");
         } else if (u->height != *H || u->width != *W) {
             rc = core_seterr(tc, WOBBLE_EINTERNAL, "eval: perturbed images differ in size");
         }
     }
-    if (rc == WOBBLE_OK) wobble_model_normalize(S->m, u, S->b.px + (size_t)j * 3 * (*H) * (*W));
+    if (rc == WOBBLE_OK) wobble_model_normalize(S->m, u, b->px + (size_t)j * 3 * (*H) * (*W));
     wobble_image_free(u);
     *tq += core_now_s() - tb;
     return rc;
@@ -335,8 +357,8 @@ static int eval_thread_ctxs(eval_run *S, int n) {
  * only. Then one forward pass per balanced chunk. Every item's arithmetic
  * is independent of the others' and of the thread that runs it (each
  * perturbation's seed comes from the image, op and level). */
-static int eval_prepare(eval_run *S, const wobble_image *img, uint64_t image_id, eval_cache *c, int *np_out,
-                        int *H_out, int *W_out) {
+static int eval_prepare(eval_run *S, eval_bufs *b, const wobble_image *img, uint64_t image_id, eval_cache *c,
+                        int *np_out, int *H_out, int *W_out) {
     const wobble_eval_params *P = S->P;
     wobble_ctx *ctx = S->ctx;
     int np = 0, H = 0, W = 0, rc = WOBBLE_OK;
@@ -347,18 +369,18 @@ static int eval_prepare(eval_run *S, const wobble_image *img, uint64_t image_id,
             const char *opn = o < 0 ? "clean" : S->info[o]->name;
             const double lv = o < 0 ? 0.0 : P->ops[o].levels[k];
             if (eval_cache_find(c, opn, lv) || (o >= 0 && is_identity(S->info[o], lv))) continue;
-            if (core_grow(&S->b.pend, &S->b.pend_cap, (size_t)np + 1, sizeof *S->b.pend) ||
-                core_grow(&S->b.emb, &S->b.emb_cap, ((size_t)np + 1) * S->E, sizeof(float)))
+            if (core_grow(&b->pend, &b->pend_cap, (size_t)np + 1, sizeof *b->pend) ||
+                core_grow(&b->emb, &b->emb_cap, ((size_t)np + 1) * S->E, sizeof(float)))
                 return core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-            S->b.pend[np].op = o;
-            S->b.pend[np].level = lv;
+            b->pend[np].op = o;
+            b->pend[np].level = lv;
             np++;
         }
     }
     if (!np) return WOBBLE_OK;
     const double t0 = core_now_s();
     double tp = 0, tq = 0;
-    rc = eval_item(S, ctx, img, image_id, 0, np, &H, &W, &tp, &tq);
+    rc = eval_item(S, b, ctx, img, image_id, 0, np, &H, &W, &tp, &tq);
     int workers = wobble_ctx_threads(ctx);
     if (workers > np - 1) workers = np - 1;
     if (rc == WOBBLE_OK && workers > 1) rc = eval_thread_ctxs(S, workers);
@@ -367,7 +389,7 @@ static int eval_prepare(eval_run *S, const wobble_image *img, uint64_t image_id,
 #pragma omp parallel for num_threads(workers > 1 ? workers : 1) schedule(dynamic, 1) reduction(+ : tp, tq)
         for (int j = 1; j < np; j++) {
             wobble_ctx *tc = workers > 1 ? S->tctx[omp_get_thread_num()] : ctx;
-            const int r = eval_item(S, tc, img, image_id, j, 0, &H, &W, &tp, &tq);
+            const int r = eval_item(S, b, tc, img, image_id, j, 0, &H, &W, &tp, &tq);
             if (r != WOBBLE_OK) {
 #pragma omp critical(eval_item_failure)
                 if (j < bad) {
@@ -410,14 +432,6 @@ static int eval_store(eval_run *S, eval_cache *c, const eval_bufs *b, int np) {
             return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
     S->embedded += np;
     return WOBBLE_OK;
-}
-
-static int eval_embed_missing(eval_run *S, const wobble_image *img, uint64_t image_id, eval_cache *c) {
-    int np = 0, H = 0, W = 0;
-    int rc = eval_prepare(S, img, image_id, c, &np, &H, &W);
-    if (rc || !np) return rc;
-    rc = eval_forward(S, S->ctx, &S->b, np, H, W, &S->T.t_forward);
-    return rc ? rc : eval_store(S, c, &S->b, np);
 }
 
 static int eval_metrics(eval_run *S, int i, const eval_cache *c) {
@@ -481,47 +495,6 @@ static int eval_external(eval_run *S, int i, eval_cache *c) {
     return WOBBLE_OK;
 }
 
-/* Image i's embeddings into c from the model: decode, cache lookup, the
- * missing ones computed and the cache saved. An unreadable image, or one an
- * operation refuses (too small for an ImageNet-C corruption), is recorded and
- * skipped (returns 1); a model, memory or disk failure stops the run (the
- * cache keeps what was done). */
-static int eval_from_model(eval_run *S, int i, eval_cache *c) {
-    wobble_ctx *ctx = S->ctx;
-    wobble_image *img = NULL;
-    double ta = core_now_s();
-    int rc = wobble_dataset_load(ctx, S->ds, i, &img);
-    S->T.t_decode += core_now_s() - ta;
-    if (rc == WOBBLE_ENOMEM) return rc;
-    if (rc != WOBBLE_OK) { /* the decoder's message names the file */
-        const int sk = eval_skip(S, i, 0);
-        return sk ? sk : 1;
-    }
-    S->ihash[i] = wobble_image_hash(img);
-    char name[64];
-    snprintf(name, sizeof name, "%016llx.bin", (unsigned long long)S->ihash[i]);
-    char *cpath = core_path_join(S->cache_dir, name);
-    ta = core_now_s();
-    rc = cpath ? eval_cache_load(ctx, c, cpath, S->mh, S->ph) : core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
-    S->T.t_io += core_now_s() - ta;
-    const int before = c->n;
-    if (rc == WOBBLE_OK) rc = eval_embed_missing(S, img, S->ihash[i], c);
-    wobble_image_free(img);
-    if (rc == WOBBLE_EDOMAIN) {
-        /* the levels were checked up front, so this is the image's own
-         * problem (smaller than an ImageNet-C corruption accepts): skip it */
-        free(cpath);
-        const int sk = eval_skip(S, i, 1);
-        return sk ? sk : 1;
-    }
-    ta = core_now_s();
-    if (rc == WOBBLE_OK && c->n > before) rc = eval_cache_save(ctx, c, cpath, S->mh, S->ph);
-    S->T.t_io += core_now_s() - ta;
-    if (rc == WOBBLE_OK && c->n == before) S->from_cache++;
-    free(cpath);
-    return rc;
-}
-
 /* Image i's metrics and embedding callback, from its cache c (rc: how
  * getting the embeddings went; 1: skipped). Clears c. */
 static int eval_finish(eval_run *S, int i, eval_cache *c, int rc) {
@@ -546,37 +519,13 @@ static int eval_finish(eval_run *S, int i, eval_cache *c, int rc) {
     return rc;
 }
 
-/* One image: its embeddings (from the model, or an embedding folder's
- * arrays), then the metrics and the embedding callback. */
-static int eval_image(eval_run *S, int i) {
-    const wobble_eval_params *P = S->P;
-    if (P->progress) P->progress(P->user, i, S->N, wobble_dataset_item(S->ds, i));
-    eval_cache c;
-    eval_cache_init(&c, S->E);
-    const int rc = S->X ? eval_external(S, i, &c) : eval_from_model(S, i, &c);
-    return eval_finish(S, i, &c, rc);
-}
-
-/* ------------------------------------------------ the pipelined run (GPU)
- * With the model on a GPU, image i's forward passes run on a thread of
- * their own while the CPU threads decode, perturb and preprocess image
- * i + step into a second set of buffers; image i is then finished (cache,
- * metrics, callbacks) before image i + step's forward passes start. Every
- * result, message and file is the serial loop's, in the same order: what
- * preparing an image finds (a skip, a fatal error) is kept with it and acted
- * on in turn. */
-typedef struct {
-    int i;       /* image, or -1: none */
-    int prc;     /* preparation: WOBBLE_OK, 1 (skip: name_it in skip_named), or a fatal status */
-    int skip_named;
-    char *msg;   /* the skip's or the fatal error's message */
-    eval_cache c;
-    char *cpath;
-    int before, np, H, W;
-    eval_bufs b;
-    int frc;     /* the forward passes' status */
-    double tf;   /* their time */
-} eval_slot;
+/* ------------------------------------------------ images from the model
+ * Each image: slot_prepare (decode, cache lookup, the missing items
+ * perturbed and preprocessed into the slot's buffers), slot_forward (the
+ * forward passes), slot_finish (cache, metrics, callbacks). With the model
+ * on a GPU, image i's forward passes run on a thread of their own while the
+ * CPU threads prepare image i + step in the other slot; every result,
+ * message and file is the serial loop's, in the same order. */
 
 static void slot_keep_error(eval_run *S, eval_slot *sl, int prc, int named) {
     sl->prc = prc;
@@ -585,7 +534,6 @@ static void slot_keep_error(eval_run *S, eval_slot *sl, int prc, int named) {
     sl->msg = strdup(wobble_last_error(S->ctx));
 }
 
-/* Decode image i, look up its cache, prepare its missing items into sl->b. */
 static void slot_prepare(eval_run *S, eval_slot *sl, int i) {
     wobble_ctx *ctx = S->ctx;
     const wobble_eval_params *P = S->P;
@@ -611,15 +559,11 @@ static void slot_prepare(eval_run *S, eval_slot *sl, int i) {
                    : core_seterr(ctx, WOBBLE_ENOMEM, "eval: out of memory");
     S->T.t_io += core_now_s() - ta;
     sl->before = sl->c.n;
-    if (rc == WOBBLE_OK) {
-        eval_bufs t = S->b; /* eval_prepare fills S->b: lend it the slot's buffers */
-        S->b = sl->b;
-        rc = eval_prepare(S, img, S->ihash[i], &sl->c, &sl->np, &sl->H, &sl->W);
-        sl->b = S->b;
-        S->b = t;
-    }
+    if (rc == WOBBLE_OK) rc = eval_prepare(S, &sl->b, img, S->ihash[i], &sl->c, &sl->np, &sl->H, &sl->W);
     wobble_image_free(img);
-    if (rc == WOBBLE_EDOMAIN) /* the image's own problem (see eval_from_model): skip it */
+    /* the levels were checked up front, so EDOMAIN is the image's own
+     * problem (smaller than an ImageNet-C corruption accepts): skip it */
+    if (rc == WOBBLE_EDOMAIN)
         slot_keep_error(S, sl, 1, 1);
     else if (rc != WOBBLE_OK)
         slot_keep_error(S, sl, rc, 0);
@@ -642,13 +586,14 @@ static void *slot_forward(void *arg) {
     return NULL;
 }
 
-/* Image sl->i after its forward passes: the serial loop's steps. */
+/* Image sl->i after its forward passes; the slot is free again after. */
 static int slot_finish(eval_run *S, eval_slot *sl) {
     wobble_ctx *ctx = S->ctx;
     const int i = sl->i;
     int rc = sl->prc;
+    sl->i = -1;
     S->T.t_forward += sl->tf;
-    if (rc == 1 || (rc != WOBBLE_OK)) {
+    if (rc != WOBBLE_OK) { /* the message preparing it left, for the skip's record or the caller */
         core_seterr(ctx, rc == 1 ? WOBBLE_EIO : rc, "%s", sl->msg ? sl->msg : "eval: out of memory");
         if (rc == 1) {
             const int sk = eval_skip(S, i, sl->skip_named);
@@ -669,41 +614,44 @@ static int slot_finish(eval_run *S, eval_slot *sl) {
     return eval_finish(S, i, &sl->c, rc);
 }
 
-static int eval_pipelined(eval_run *S, int first, int step) {
-    wobble_ctx_params cp = wobble_ctx_default_params();
-    cp.threads = wobble_ctx_threads(S->ctx);
-    cp.max_pixels = S->ctx->max_pixels;
-    wobble_ctx *fctx = NULL;
-    if (wobble_ctx_create(&cp, &fctx) != WOBBLE_OK) return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
-    eval_slot sl[2];
-    memset(sl, 0, sizeof sl);
-    sl[0].i = sl[1].i = -1;
+/* Images first, first + step, ... from the model; pipelined: the forward
+ * passes on their own thread (context fctx) beside the next preparation. */
+static int eval_model_images(eval_run *S, int first, int step, int pipelined) {
+    wobble_ctx *fctx = S->ctx;
+    if (pipelined) {
+        wobble_ctx_params cp = wobble_ctx_default_params();
+        cp.threads = wobble_ctx_threads(S->ctx);
+        cp.max_pixels = S->ctx->max_pixels;
+        if (wobble_ctx_create(&cp, &fctx) != WOBBLE_OK) return core_seterr(S->ctx, WOBBLE_ENOMEM, "eval: out of memory");
+    }
     int rc = WOBBLE_OK, cur = 0;
-    if (first < S->N) slot_prepare(S, &sl[0], first);
-    while (rc == WOBBLE_OK && sl[cur].i >= 0) {
-        eval_slot *A = &sl[cur], *B = &sl[1 - cur];
+    if (first < S->N) slot_prepare(S, &S->slot[0], first);
+    while (rc == WOBBLE_OK && S->slot[cur].i >= 0) {
+        eval_slot *A = &S->slot[cur], *B = &S->slot[1 - cur];
         forward_job job = {S, fctx, A};
         pthread_t th;
         const int work = A->prc == WOBBLE_OK && A->np > 0;
-        const int threaded = work && pthread_create(&th, NULL, slot_forward, &job) == 0;
+        const int threaded = pipelined && work && pthread_create(&th, NULL, slot_forward, &job) == 0;
         if (work && !threaded) slot_forward(&job);
         const int next = A->i + step;
-        B->i = -1;
-        if (A->prc == WOBBLE_OK || A->prc == 1) /* a fatal preparation ends the run at A */
-            if (next < S->N) slot_prepare(S, B, next);
+        /* a fatal preparation ends the run at A */
+        const int more = (A->prc == WOBBLE_OK || A->prc == 1) && next < S->N;
+        if (pipelined && more) slot_prepare(S, B, next);
         if (threaded) pthread_join(th, NULL);
         rc = slot_finish(S, A);
-        A->i = -1;
+        if (!pipelined && more && rc == WOBBLE_OK) slot_prepare(S, B, next);
         cur = 1 - cur;
     }
-    for (int k = 0; k < 2; k++) {
-        if (sl[k].i >= 0) eval_cache_clear(&sl[k].c);
-        free(sl[k].msg);
-        free(sl[k].cpath);
-        eval_bufs_free(&sl[k].b);
-    }
-    wobble_ctx_free(fctx);
+    if (fctx != S->ctx) wobble_ctx_free(fctx);
     return rc;
+}
+
+/* Image i of an embedding folder: its rows, then the metrics and callback. */
+static int eval_folder_image(eval_run *S, int i) {
+    if (S->P->progress) S->P->progress(S->P->user, i, S->N, wobble_dataset_item(S->ds, i));
+    eval_cache c;
+    eval_cache_init(&c, S->E);
+    return eval_finish(S, i, &c, eval_external(S, i, &c));
 }
 
 /* ------------------------------------------------------------ outputs */
@@ -917,6 +865,7 @@ int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
                            params->data_path ? params->data_path : "eval");
     eval_run S;
     memset(&S, 0, sizeof S);
+    S.slot[0].i = S.slot[1].i = -1;
     S.ctx = ctx, S.m = m, S.ds = ds, S.P = params, S.out_dir = out_dir;
     S.X = data_embeddings(ds);
     S.t_start = core_now_s();
@@ -925,11 +874,10 @@ int eval_run_staged(wobble_ctx *ctx, wobble_model *m, const wobble_dataset *ds, 
     if (rc == WOBBLE_OK) rc = eval_lock(&S);
     const int step = params->shard_count > 1 ? params->shard_count : 1, first = step > 1 ? params->shard_index : 0;
     const char *pipe = getenv("WOBBLE_PIPELINE"); /* "1": pipelined on the CPU too (the tests' way to run it) */
-    const int pipelined = S.m && !S.X && (S.m->device || (pipe && !strcmp(pipe, "1")));
-    if (rc == WOBBLE_OK && pipelined)
-        rc = eval_pipelined(&S, first, step);
-    else
-        for (int i = first; i < S.N && rc == WOBBLE_OK; i += step) rc = eval_image(&S, i);
+    if (rc == WOBBLE_OK && S.X)
+        for (int i = first; i < S.N && rc == WOBBLE_OK; i += step) rc = eval_folder_image(&S, i);
+    else if (rc == WOBBLE_OK)
+        rc = eval_model_images(&S, first, step, S.m->device || (pipe && !strcmp(pipe, "1")));
     if (rc == WOBBLE_OK && params->progress) params->progress(params->user, S.N, S.N, "");
     if (rc == WOBBLE_OK && S.n_ok == 0)
         rc = core_seterr(ctx, WOBBLE_EINVAL, "eval: no image of %s could be read (%d failed)",
