@@ -418,24 +418,25 @@ static void free_batch(prepped *pp, int k) {
     }
 }
 
-/* What a batch's forward runs read and write (embed's state). */
+/* embed's state: what the batches' forward runs read, and the results
+ * they add to. */
 typedef struct {
     wobble_ctx *ctx;
     wobble_model *m;
     char **paths;
     const wobble_embed_params *ep;
-    int D;
-    float *emb;
-    int *ok;
-    json_t *failed;
-    int *failures, *nok;
-    float **group;
-    size_t *cap_group;
+    int D, width;
     const char *patch_out;
-    float **patches;
-    size_t *patch_rows;
-    int *np, *ph, *pw, width;
     cli_progress *prog;
+    float *emb;      /* [n, D], rows in input order of the images embedded */
+    int *ok;         /* [n]: embedded */
+    json_t *failed;  /* the images that could not be read, with why */
+    int failures, nok;
+    float *group;    /* consecutive images of one preprocessed size, [g, 3, H, W] */
+    size_t cap_group;
+    float *patches;  /* --patch-tokens: [nok, np, width] */
+    size_t patch_rows;
+    int np, ph, pw;
 } embed_state;
 
 /* A prepared batch (images s .. s + k - 1), in input order: report the
@@ -448,44 +449,44 @@ static int run_batch(embed_state *S, prepped *pp, int s, int k) {
             cli_progress_end(S->prog);
             cli_error("%s", why);
             json_array_append_new(S->failed, json_pack("{s:s, s:s}", "path", S->paths[s + j], "error", why));
-            (*S->failures)++;
+            S->failures++;
             j++;
             continue;
         }
         const int H = pp[j].h, W = pp[j].w;
         int g = j + 1;
         while (g < k && !pp[g].failed && pp[g].h == H && pp[g].w == W) g++;
-        if (S->patch_out && *S->ph && (H != *S->ph || W != *S->pw)) {
+        if (S->patch_out && S->ph && (H != S->ph || W != S->pw)) {
             cli_error("embed: --patch-tokens needs one preprocessed size for every image");
             return WOBBLE_EINVAL;
         }
         const size_t per = (size_t)3 * H * W;
         const float *px = pp[j].px;
         if (g - j > 1) { /* one contiguous [g - j, 3, H, W] input */
-            if ((size_t)(g - j) * per > *S->cap_group) {
-                float *ng = realloc(*S->group, sizeof(float) * (size_t)(g - j) * per);
+            if ((size_t)(g - j) * per > S->cap_group) {
+                float *ng = realloc(S->group, sizeof(float) * (size_t)(g - j) * per);
                 if (!ng) {
                     cli_error("embed: out of memory");
                     return WOBBLE_ENOMEM;
                 }
-                *S->group = ng;
-                *S->cap_group = (size_t)(g - j) * per;
+                S->group = ng;
+                S->cap_group = (size_t)(g - j) * per;
             }
-            for (int i = j; i < g; i++) memcpy(*S->group + (size_t)(i - j) * per, pp[i].px, sizeof(float) * per);
-            px = *S->group;
+            for (int i = j; i < g; i++) memcpy(S->group + (size_t)(i - j) * per, pp[i].px, sizeof(float) * per);
+            px = S->group;
         }
-        float *e = S->emb + (size_t)*S->nok * S->D;
+        float *e = S->emb + (size_t)S->nok * S->D;
         if (S->patch_out) {
-            *S->ph = H, *S->pw = W;
-            *S->np = wobble_model_num_patches(S->m, H, W);
-            float *np2 = realloc(*S->patches, sizeof(float) * (*S->patch_rows + (size_t)(g - j) * *S->np) * S->width);
+            S->ph = H, S->pw = W;
+            S->np = wobble_model_num_patches(S->m, H, W);
+            float *np2 = realloc(S->patches, sizeof(float) * (S->patch_rows + (size_t)(g - j) * S->np) * S->width);
             if (!np2) {
                 cli_error("embed: out of memory");
                 return WOBBLE_ENOMEM;
             }
-            *S->patches = np2;
-            rc = wobble_model_forward(S->ctx, S->m, px, g - j, H, W, S->ep, e, *S->patches + *S->patch_rows * (size_t)S->width);
-            *S->patch_rows += (size_t)(g - j) * *S->np;
+            S->patches = np2;
+            rc = wobble_model_forward(S->ctx, S->m, px, g - j, H, W, S->ep, e, S->patches + S->patch_rows * (size_t)S->width);
+            S->patch_rows += (size_t)(g - j) * S->np;
         } else {
             rc = wobble_model_forward(S->ctx, S->m, px, g - j, H, W, S->ep, e, NULL);
         }
@@ -495,7 +496,7 @@ static int run_batch(embed_state *S, prepped *pp, int s, int k) {
             break;
         }
         for (int i = j; i < g; i++) S->ok[s + i] = 1;
-        *S->nok += g - j;
+        S->nok += g - j;
         j = g;
     }
     return rc;
@@ -625,14 +626,11 @@ int cmd_embed(int argc, char **argv) {
     int *ok = calloc((size_t)n, sizeof(int));
     json_t *failed = json_array();
     prepped *pp = calloc((size_t)batch, sizeof *pp), *pp2 = calloc((size_t)batch, sizeof *pp2);
-    float *group = NULL; /* consecutive images of one preprocessed size, [g, 3, H, W] */
-    size_t cap_group = 0;
-    float *patches = NULL;
-    int np = 0, ph = 0, pw = 0;
-    size_t patch_rows = 0;
     wobble_embed_params ep = wobble_embed_default_params();
     ep.normalize = normalize;
-    int nok = 0, failures = 0;
+    cli_progress prog;
+    embed_state st = {.ctx = ctx, .m = m, .paths = paths, .ep = &ep, .D = D, .width = info.width,
+                      .patch_out = patch_out, .prog = &prog, .emb = emb, .ok = ok, .failed = failed};
     /* decoding and preprocessing run on the context's threads, one image
      * each, with a context per thread for the error messages */
     const int workers = wobble_ctx_threads(ctx);
@@ -644,7 +642,6 @@ int cmd_embed(int argc, char **argv) {
         if (maxpix >= 0) cp.max_pixels = (uint64_t)maxpix;
         ctx_ok = wobble_ctx_create(&cp, &tctx[t]) == WOBBLE_OK;
     }
-    cli_progress prog;
     cli_progress_start(&prog, n);
     if (!emb || !ok || !pp || !pp2 || !ctx_ok) {
         cli_error("embed: out of memory");
@@ -655,8 +652,6 @@ int cmd_embed(int argc, char **argv) {
      * images), so the GPU does not wait for the CPU. On the CPU the forward
      * pass takes every core: one batch after the other (WOBBLE_PIPELINE=1
      * pipelines it anyway: the tests' way to run this path without a GPU). */
-    embed_state st = {ctx, m, paths, &ep, D, emb, ok, failed, &failures, &nok, &group, &cap_group,
-                      patch_out, &patches, &patch_rows, &np, &ph, &pw, info.width, &prog};
     const char *pipe_env = getenv("WOBBLE_PIPELINE");
     const int pipelined = strcmp(info.device, "cpu") != 0 || (pipe_env && !strcmp(pipe_env, "1"));
     prepped *cur = pp, *next = pp2;
@@ -682,18 +677,18 @@ int cmd_embed(int argc, char **argv) {
         s = s2;
         if (rc != WOBBLE_OK) {
             free_batch(cur, k2);
-            failures = -1;
+            st.failures = -1;
             break;
         }
     }
     cli_progress_update(&prog, n, "");
     cli_progress_end(&prog);
-    int exit_code = failures ? EXIT_FAIL : EXIT_OK;
-    if (failures >= 0 && nok > 0) {
+    int exit_code = st.failures ? EXIT_FAIL : EXIT_OK;
+    if (st.failures >= 0 && st.nok > 0) {
         /* OUT.npy, OUT.npy.json and the patch tokens appear together or not at all */
         core_outset set = {0};
         core_buf eb = {0}, pb = {0};
-        const int64_t shape[2] = {nok, D};
+        const int64_t shape[2] = {st.nok, D};
         int rc = core_npy_encode(ctx, "<f4", emb, 2, shape, &eb);
         if (rc == WOBBLE_OK) rc = core_outset_add(ctx, &set, out, eb.p, eb.len);
         if (rc == WOBBLE_OK) {
@@ -703,7 +698,7 @@ int cmd_embed(int argc, char **argv) {
             wobble_model_get_info(m, &info); /* the GPU time so far */
             json_t *side = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:s, s:s, s:{s:f, s:f}, s:o, s:o, s:o}",
                                      "wobble", wobble_version(), "model", model, "arch", info.arch, "naming",
-                                     info.naming, "rows", nok, "dim", D, "normalized", normalize, "precision",
+                                     info.naming, "rows", st.nok, "dim", D, "normalized", normalize, "precision",
                                      info.precision, "device", info.device, "seconds", "load", t_loaded - t_start,
                                      "embed", core_now_s() - t_loaded, "model_info", info_json(&info), "inputs",
                                      inputs, "failed", json_incref(failed));
@@ -711,9 +706,9 @@ int cmd_embed(int argc, char **argv) {
                 json_object_set_new(json_object_get(side, "seconds"), "gpu", json_real(info.device_seconds));
             rc = stage_sidecar(ctx, &set, out, side);
         }
-        if (rc == WOBBLE_OK && patch_out && patches) {
-            const int64_t ps[3] = {nok, np, info.width};
-            rc = core_npy_encode(ctx, "<f4", patches, 3, ps, &pb);
+        if (rc == WOBBLE_OK && patch_out && st.patches) {
+            const int64_t ps[3] = {st.nok, st.np, info.width};
+            rc = core_npy_encode(ctx, "<f4", st.patches, 3, ps, &pb);
             if (rc == WOBBLE_OK) rc = core_outset_add(ctx, &set, patch_out, pb.p, pb.len);
         }
         if (rc == WOBBLE_OK) rc = core_outset_commit(ctx, &set);
@@ -724,19 +719,19 @@ int cmd_embed(int argc, char **argv) {
             cli_error("%s", wobble_last_error(ctx));
             exit_code = EXIT_FAIL;
         }
-    } else if (nok == 0 && failures >= 0) {
+    } else if (st.nok == 0 && st.failures >= 0) {
         cli_error("embed: no image could be read; nothing written");
         exit_code = EXIT_FAIL;
     } else {
         exit_code = EXIT_FAIL;
     }
     json_decref(failed);
-    free(patches);
+    free(st.patches);
     free(emb);
     free(ok);
     free(pp);
     free(pp2);
-    free(group);
+    free(st.group);
     for (int t = 0; tctx && t < workers; t++) wobble_ctx_free(tctx[t]);
     free(tctx);
     cli_free_list(paths, n);

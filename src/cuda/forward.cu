@@ -548,26 +548,25 @@ int forward(cuda_model *g, const float *pixels, int n, int H, int W, const float
         k_residual<<<blocks_for(RD), 256, 0, g->st>>>(g->x, g->h, bk.fc2.b, bk.ls2, RD, D);
     }
     layernorm(g, g->x, g->h, g->fin_g, g->fin_b, rows);
-    CU(cudaGetLastError(), "launching a kernel");
-    CU(cudaEventRecord(g->ev1, g->st), "recording an event");
-    /* the CLS row of each image (projected), then its patch rows */
+    /* the embeddings: the CLS rows, projected when the model has a head */
+    const float *emb = g->h;
+    size_t emb_dim = (size_t)D, emb_stride = (size_t)T * D;
     if (g->head.w) {
-        float *cls = g->att, *emb = g->qkv; /* [n, D] and [n, E]: both free by now */
+        float *cls = g->att, *proj = g->qkv; /* [n, D] and [n, E]: both free by now */
         const float one = 1.0f, zero = 0.0f;
         CU(cudaMemcpy2DAsync(cls, (size_t)D * sizeof(float), g->h, (size_t)T * D * sizeof(float),
                              (size_t)D * sizeof(float), (size_t)n, cudaMemcpyDeviceToDevice, g->st),
            "gathering the CLS rows");
         CB(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, g->head.out, n, D, &one, g->head.w, CUDA_R_32F, D, cls,
-                        CUDA_R_32F, D, &zero, emb, CUDA_R_32F, g->head.out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                        CUDA_R_32F, D, &zero, proj, CUDA_R_32F, g->head.out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
            "projection");
-        CU(cudaEventRecord(g->ev1, g->st), "recording an event");
-        CU(cudaMemcpyAsync(cls_out, emb, (size_t)n * g->head.out * sizeof(float), cudaMemcpyDeviceToHost, g->st),
-           "downloading the embeddings");
-    } else {
-        CU(cudaMemcpy2DAsync(cls_out, (size_t)D * sizeof(float), g->h, (size_t)T * D * sizeof(float),
-                             (size_t)D * sizeof(float), (size_t)n, cudaMemcpyDeviceToHost, g->st),
-           "downloading the embeddings");
+        emb = proj, emb_dim = emb_stride = (size_t)g->head.out;
     }
+    CU(cudaGetLastError(), "launching a kernel");
+    CU(cudaEventRecord(g->ev1, g->st), "recording an event");
+    CU(cudaMemcpy2DAsync(cls_out, emb_dim * sizeof(float), emb, emb_stride * sizeof(float), emb_dim * sizeof(float),
+                         (size_t)n, cudaMemcpyDeviceToHost, g->st),
+       "downloading the embeddings");
     if (patch_out)
         CU(cudaMemcpy2DAsync(patch_out, (size_t)np * D * sizeof(float), g->h + (size_t)(1 + g->R) * D,
                              (size_t)T * D * sizeof(float), (size_t)np * D * sizeof(float), (size_t)n,

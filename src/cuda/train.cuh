@@ -185,30 +185,31 @@ cublasComputeType_t f32_compute(const cuda_model *g) {
     return g->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 }
 
-/* floats of one block record: full, or the block input only (checkpointing) */
-size_t rec_floats(const cuda_model *g, int n, int T, bool full) {
+/* One block record carved from base (or, with base null, only measured):
+ * the block input alone (checkpointing) or every activation; returns its
+ * floats. */
+size_t rec_carve(const cuda_model *g, int n, int T, float *base, bool full, drec *r) {
     const size_t rows = (size_t)n * T, D = (size_t)g->D, H = (size_t)g->hidden, H1 = g->act == 2 ? 2 * H : H;
-    if (!full) return rows * D;
     const bool ls = !g->blocks.empty() && g->blocks[0].ls1;
-    return rows * (D * 5 + 3 * D + (ls ? 2 * D : 0) + H1 + H) + (size_t)n * g->heads * T * T;
-}
-
-void rec_carve(const cuda_model *g, int n, int T, float *p, bool full, drec *r) {
-    const size_t rows = (size_t)n * T, D = (size_t)g->D, H = (size_t)g->hidden, H1 = g->act == 2 ? 2 * H : H;
-    *r = drec();
-    r->x_in = p, p += rows * D;
-    if (!full) return;
-    const bool ls = !g->blocks.empty() && g->blocks[0].ls1;
-    r->h1 = p, p += rows * D;
-    r->qkv = p, p += rows * 3 * D;
-    r->probs = p, p += (size_t)n * g->heads * T * T;
-    r->o = p, p += rows * D;
-    if (ls) r->y1 = p, p += rows * D;
-    r->x_mid = p, p += rows * D;
-    r->h2 = p, p += rows * D;
-    r->u = p, p += rows * H1;
-    r->a = p, p += rows * H;
-    if (ls) r->y2 = p, p += rows * D;
+    size_t off = 0;
+    auto take = [&](float **dst, size_t count) {
+        if (base && dst) *dst = base + off;
+        off += count;
+    };
+    if (r) *r = drec();
+    take(r ? &r->x_in : nullptr, rows * D);
+    if (!full) return off;
+    take(r ? &r->h1 : nullptr, rows * D);
+    take(r ? &r->qkv : nullptr, rows * 3 * D);
+    take(r ? &r->probs : nullptr, (size_t)n * g->heads * T * T);
+    take(r ? &r->o : nullptr, rows * D);
+    if (ls) take(r ? &r->y1 : nullptr, rows * D);
+    take(r ? &r->x_mid : nullptr, rows * D);
+    take(r ? &r->h2 : nullptr, rows * D);
+    take(r ? &r->u : nullptr, rows * H1);
+    take(r ? &r->a : nullptr, rows * H);
+    if (ls) take(r ? &r->y2 : nullptr, rows * D);
+    return off;
 }
 
 int dev_grow(float **p, size_t *cap, size_t need, size_t *bytes, const char *what, char *msg, size_t len) {
@@ -226,17 +227,15 @@ int dev_grow(float **p, size_t *cap, size_t need, size_t *bytes, const char *wha
 int tape_reserve(cuda_model *g, int n, int T, int np, int ckpt, char *msg, size_t len) {
     dtrain *t = g->tr;
     const size_t K = (size_t)3 * g->P * g->P, rows = (size_t)n * T;
-    const size_t need = (size_t)n * np * K + rows * g->D + (size_t)g->depth * rec_floats(g, n, T, !ckpt) +
-                        (ckpt ? rec_floats(g, n, T, true) : 0);
+    const size_t per = rec_carve(g, n, T, nullptr, !ckpt, nullptr);
+    const size_t need = (size_t)n * np * K + rows * g->D + (size_t)g->depth * per +
+                        (ckpt ? rec_carve(g, n, T, nullptr, true, nullptr) : 0);
     TRY(dev_grow(&t->tape, &t->cap_tape, need, &g->act_bytes, "allocating the training tape", msg, len));
     float *p = t->tape;
     t->patches = p, p += (size_t)n * np * K;
     t->x0 = p, p += rows * g->D;
     t->blk.assign((size_t)g->depth, drec());
-    for (int l = 0; l < g->depth; l++) {
-        rec_carve(g, n, T, p, !ckpt, &t->blk[l]);
-        p += rec_floats(g, n, T, !ckpt);
-    }
+    for (int l = 0; l < g->depth; l++) p += rec_carve(g, n, T, p, !ckpt, &t->blk[l]);
     if (ckpt) rec_carve(g, n, T, p, true, &t->scratch);
     return CUDA_B_OK;
 }
@@ -322,14 +321,12 @@ int forward_record(cuda_model *g, const float *pixels, int n, int H, int W, cons
     CU(cudaMemcpyAsync(t->x0, g->x, RD * sizeof(float), cudaMemcpyDeviceToDevice, g->st), "tape");
     if (g->pre_g) layernorm(g, g->x, g->x, g->pre_g, g->pre_b, rows);
     for (int l = 0; l < g->depth; l++) {
-        if (ckpt) {
-            CU(cudaMemcpyAsync(t->blk[l].x_in, g->x, RD * sizeof(float), cudaMemcpyDeviceToDevice, g->st), "tape");
-            drec r = t->scratch;
-            r.x_in = g->x; /* the scratch record's input is not needed: the block input is kept above */
-            TRY(block_fwd_rec(g, l, g->x, n, T, r, msg, len));
-        } else {
-            TRY(block_fwd_rec(g, l, g->x, n, T, t->blk[l], msg, len));
+        drec r = t->blk[l];
+        if (ckpt) { /* the block's input kept, the rest into the scratch record */
+            r = t->scratch;
+            r.x_in = t->blk[l].x_in;
         }
+        TRY(block_fwd_rec(g, l, g->x, n, T, r, msg, len));
     }
     CU(cudaGetLastError(), "launching a kernel");
     CU(cudaEventRecord(g->ev1, g->st), "recording an event");
@@ -527,7 +524,7 @@ int backward(cuda_model *g, const float *dxcls, const cuda_grads *gr, float *dpi
     /* work buffers */
     const size_t need = RD * 5 + RD * 3 + (size_t)rows * H1 + (size_t)rows * Hd + (size_t)n * g->heads * TT;
     TRY(dev_grow(&t->work, &t->cap_work, need, &g->act_bytes, "allocating backward buffers", msg, len));
-    const size_t nones = (size_t)rows > (size_t)np * D ? (size_t)rows : (size_t)np * D;
+    const size_t nones = (size_t)rows; /* the most rows a column sum adds up */
     if (nones > t->cap_ones) {
         TRY(dev_grow(&t->ones, &t->cap_ones, nones, &g->act_bytes, "allocating backward buffers", msg, len));
         k_fill<<<blocks_for(nones), 256, 0, g->st>>>(t->ones, 1.0f, nones);
