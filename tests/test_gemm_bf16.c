@@ -9,11 +9,16 @@
  * arithmetic, round to nearest even); the only difference allowed is fp32
  * summation: |C - ref| <= 2^-20 * sum_k |a_k w_k| + 1e-30 per element.
  * Also: per-call packing from strided sources (attention's keys and values)
- * equals packing the materialised matrix, byte for byte.
+ * equals packing the materialised matrix, byte for byte; attention's fused
+ * softmax (model_bf16_softmax_rows) gives the bits of the separate passes it
+ * replaces (scale, forward.c's softmax_row, rounding), causal or not, and
+ * model_bf16_gemm_rounded on its output equals model_bf16_gemm on the
+ * fp32 probabilities.
  * Skips (77) on a CPU without AVX512_BF16.
  */
 #include "testutil.h"
 #include "../src/model/gemm_bf16.h"
+#include "../src/model/fastmath.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -116,6 +121,67 @@ static void pack_into_case(int n, int k) {
     free(src), free(srct), free(W), free(d);
 }
 
+static uint16_t bits_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);
+}
+
+/* The separate passes, written out as forward.c runs them: S *= scale,
+ * then per row the maximum, wb_exp(s - max), the sum over eight partial
+ * sums then the tail, s * (1 / sum); masked entries 0. */
+static void softmax_ref(float *S, int T, int causal, float scale) {
+    for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
+    for (int i = 0; i < T; i++) {
+        float *r = S + (size_t)i * T;
+        const int n = causal ? i + 1 : T;
+        float mx = r[0];
+        for (int j = 1; j < n; j++) mx = r[j] > mx ? r[j] : mx;
+        for (int j = 0; j < n; j++) r[j] = wb_exp(r[j] - mx);
+        float s8[8] = {0};
+        int j = 0;
+        for (; j + 8 <= n; j += 8)
+            for (int l = 0; l < 8; l++) s8[l] += r[j + l];
+        float sum = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+        for (; j < n; j++) sum += r[j];
+        const float inv = 1.0f / sum;
+        for (j = 0; j < n; j++) r[j] *= inv;
+        for (; j < T; j++) r[j] = 0;
+    }
+}
+
+static void softmax_case(int T, int causal, int dh) {
+    const int kp = (T + 1) & ~1;
+    float *S = malloc(sizeof(float) * (size_t)T * T), *R = malloc(sizeof(float) * (size_t)T * T);
+    float *V = malloc(sizeof(float) * (size_t)T * dh), *O1 = malloc(sizeof(float) * (size_t)T * dh),
+          *O2 = malloc(sizeof(float) * (size_t)T * dh);
+    uint16_t *P = aligned_alloc(64, (model_bf16_scratch_elems(T, T) * 2 + 63) & ~(size_t)63);
+    uint16_t *s = aligned_alloc(64, (model_bf16_scratch_elems(T, T) * 2 + 63) & ~(size_t)63);
+    uint16_t *vb = aligned_alloc(64, (model_bf16_pack_elems(dh, T) * 2 + 63) & ~(size_t)63);
+    for (size_t i = 0; i < (size_t)T * T; i++) S[i] = R[i] = 12.0f * frand();
+    for (size_t i = 0; i < (size_t)T * dh; i++) V[i] = frand();
+    const float scale = 0.125f * (1.0f + 0.01f * (float)T);
+    memset(P, 0xff, (size_t)T * kp * 2); /* every element must be written */
+    model_bf16_softmax_rows(S, T, causal, scale, P);
+    softmax_ref(R, T, causal, scale);
+    int bad = 0;
+    for (int i = 0; i < T && bad < 5; i++)
+        for (int j = 0; j < kp; j++) {
+            const uint16_t want = j < T ? bits_of(bf16_round(R[(size_t)i * T + j])) : 0;
+            if (P[(size_t)i * kp + j] != want && bad++ < 5)
+                CHECK(0, "T%d causal%d: P[%d][%d] = %04x, separate passes %04x", T, causal, i, j,
+                      P[(size_t)i * kp + j], want);
+        }
+    CHECK(bad == 0, "T%d causal%d: the fused softmax differs from the separate passes", T, causal);
+    model_bf16_packed vv;
+    model_bf16_pack_into(&vv, vb, V, dh, T, (size_t)dh, 1);
+    model_bf16_gemm_rounded(P, T, &vv, O1, dh, 2);
+    model_bf16_gemm(R, T, T, &vv, NULL, 0, O2, dh, s, 2);
+    CHECK(memcmp(O1, O2, sizeof(float) * (size_t)T * dh) == 0, "T%d causal%d: gemm_rounded differs from gemm", T,
+          causal);
+    free(S), free(R), free(V), free(O1), free(O2), free(P), free(s), free(vb);
+}
+
 int main(void) {
     if (!model_bf16_supported()) {
         printf("skipped: this CPU has no AVX512_BF16\n");
@@ -130,6 +196,17 @@ int main(void) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
         for (int v = 0; v < 4; v++) one_case(m, n, k, k + (v & 1) * 5, n + (v & 2) * 3, v & 1, (v >> 1) & 1, 1 + (v & 1));
+    }
+    static const int soft[] = {1, 2, 7, 8, 15, 16, 17, 31, 33, 50, 197, 257};
+    for (size_t i = 0; i < sizeof soft / sizeof soft[0]; i++)
+        for (int causal = 0; causal < 2; causal++) softmax_case(soft[i], causal, 64);
+    {
+        /* a NaN score stays NaN in its row; a score 800 below the maximum weighs 0 */
+        float S[4] = {NAN, 1, 0, -800};
+        uint16_t P[4];
+        model_bf16_softmax_rows(S, 2, 0, 1.0f, P);
+        CHECK((P[0] & 0x7f80) == 0x7f80 && (P[0] & 0x7f) != 0, "NaN row: %04x", P[0]);
+        CHECK(P[2] == bits_of(1.0f) && P[3] == 0, "row with a score far below: %04x %04x", P[2], P[3]);
     }
     /* NaN and infinity pass through like the fp32 path's */
     {

@@ -213,7 +213,9 @@ static size_t attn_f32_elems(int T, int dh) {
  * one T x T scratch per thread. With bf (precision bf16, attn_bf16_elems per
  * thread), both products take bf16-rounded operands with fp32 accumulation,
  * as the linear layers do: S = bf16(Q) bf16(K)^T, then scaled in fp32, and
- * O = bf16(P) bf16(V); the softmax stays fp32. With fk (the fp32 kernel's
+ * O = bf16(P) bf16(V); the softmax stays fp32 (scaling, softmax and the
+ * rounding of P run row by row while the row is in L1: one pass over S
+ * instead of five, the same bits). With fk (the fp32 kernel's
  * scratch, attn_f32_elems per thread), both products run on wobble's fp32
  * kernel: S = Q K^T then scaled, O = P V; otherwise OpenBLAS sgemm. */
 static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int causal, float *out, float *scores,
@@ -244,7 +246,15 @@ static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int 
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
         }
-        if (bf || fk) /* wobble's kernels have no alpha: the scores are scaled after, in fp32 */
+        if (bf) {
+            /* scale, softmax and rounding row by row in L1, straight into O = P V's operand */
+            model_bf16_softmax_rows(S, T, causal, scale, ab);
+            model_bf16_packed vv; /* W[j][t] = V[t][j]: dh output columns over T keys */
+            model_bf16_pack_into(&vv, vb, v, dh, T, (size_t)3 * D, 1);
+            model_bf16_gemm_rounded(ab, T, &vv, o, D, 1);
+            continue;
+        }
+        if (fk) /* wobble's kernels have no alpha: the scores are scaled after, in fp32 */
             for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
         if (causal) {
             /* token i attends to tokens 0..i: the masked scores weigh exactly 0 */
@@ -255,11 +265,7 @@ static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int 
         } else {
             for (int i = 0; i < T; i++) softmax_row(S + (size_t)i * T, T);
         }
-        if (bf) {
-            model_bf16_packed vv; /* W[j][t] = V[t][j]: dh output columns over T keys */
-            model_bf16_pack_into(&vv, vb, v, dh, T, (size_t)3 * D, 1);
-            model_bf16_gemm(S, T, T, &vv, NULL, 0, o, D, ab, 1);
-        } else if (fk) {
+        if (fk) {
             model_f32_packed vv; /* W[j][t] = V[t][j] */
             model_f32_pack_into(&vv, fk + (size_t)omp_get_thread_num() * fke + attn_f32_piece(model_f32_pack_elems(T, dh)),
                                 v, dh, T, (size_t)3 * D, 1);

@@ -206,6 +206,7 @@ BF16_TARGET static void tile_any(int mr, int pairs, const uint16_t *a, size_t ld
     }
 }
 
+/* A == NULL: s already holds the rounded rows (model_bf16_gemm_rounded). */
 BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
                                   int accumulate, float *C, int ldc, uint16_t *s, int threads, model_bf16_post_fn post,
                                   const float *pbias) {
@@ -214,8 +215,10 @@ BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const model_bf
     const int tasks = np * mb;
 #pragma omp parallel num_threads(threads) if (threads > 1 && (long)m * k > 16384)
     {
+        if (A) {
 #pragma omp for schedule(static)
-        for (int i = 0; i < m; i++) round_row(A + (size_t)i * lda, k, kp, s + (size_t)i * kp);
+            for (int i = 0; i < m; i++) round_row(A + (size_t)i * lda, k, kp, s + (size_t)i * kp);
+        }
         /* panel-major order: consecutive tasks of a thread share the panel */
 #pragma omp for schedule(static)
         for (int t = 0; t < tasks; t++) {
@@ -247,4 +250,76 @@ void model_bf16_gemm_post(const float *A, int m, int lda, const model_bf16_packe
 void model_bf16_gemm(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias, int accumulate,
                      float *C, int ldc, uint16_t *scratch, int threads) {
     model_bf16_gemm_post(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads, NULL, NULL);
+}
+
+void model_bf16_gemm_rounded(const uint16_t *A, int m, const model_bf16_packed *W, float *C, int ldc, int threads) {
+    if (m <= 0 || W->n <= 0) return;
+    gemm_impl(NULL, m, 0, W, NULL, 0, C, ldc, (uint16_t *)A, threads < 1 ? 1 : threads, NULL, NULL);
+}
+
+/* wb_exp (fastmath.h) on 16 lanes: the same operations in the same order,
+ * so the same bits (no FMA: the project compiles without contraction). */
+BF16_TARGET static inline __m512 exp16(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.0f), shifter = _mm512_set1_ps(12582912.0f);
+    const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), _mm512_set1_ps(88.0f)); /* NaN -> lo, as wb_exp */
+    const __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), shifter),
+                                   shifter);
+    __m512 r = _mm512_sub_ps(xc, _mm512_mul_ps(n, _mm512_set1_ps(0.693145751953125f)));
+    r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(1.42860682030941723e-06f)));
+    static const float c[] = {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f};
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    for (int i = 0; i < 7; i++) p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(c[i]));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    const __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+    /* below -87: 0; NaN stays NaN */
+    return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), y),
+                              _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+
+static __mmask16 first16(int left) {
+    return left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+}
+
+/* The scalar path's softmax (softmax_row in forward.c) on one row in L1:
+ * scores scaled in place, the maximum subtracted, wb_exp, the sum over eight
+ * partial sums in its order, then the products with the inverse rounded to
+ * bf16: the bits the separate passes gave. */
+BF16_TARGET void model_bf16_softmax_rows(float *S, int T, int causal, float scale, uint16_t *P) {
+    const int kp = (T + 1) & ~1;
+    const __m512 sv = _mm512_set1_ps(scale);
+    for (int i = 0; i < T; i++) {
+        float *r = S + (size_t)i * T;
+        uint16_t *pr = P + (size_t)i * kp;
+        const int n = causal ? i + 1 : T;
+        __m512 mv = _mm512_set1_ps(-__builtin_inff());
+        for (int j = 0; j < n; j += 16) {
+            const __mmask16 mk = first16(n - j);
+            const __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, r + j), sv);
+            _mm512_mask_storeu_ps(r + j, mk, x);
+            mv = _mm512_mask_max_ps(mv, mk, mv, x);
+        }
+        const __m512 ms = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+        for (int j = 0; j < n; j += 16) {
+            const __mmask16 mk = first16(n - j);
+            _mm512_mask_storeu_ps(r + j, mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, r + j), ms)));
+        }
+        __m256 s8 = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 8 <= n; j += 8) s8 = _mm256_add_ps(s8, _mm256_loadu_ps(r + j));
+        float l[8];
+        _mm256_storeu_ps(l, s8);
+        float sum = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+        for (; j < n; j++) sum += r[j];
+        const __m512 inv = _mm512_set1_ps(1.0f / sum);
+        for (j = 0; j < kp; j += 32) {
+            const __mmask16 m0 = first16(n - j), m1 = first16(n - j - 16);
+            const __m512 e0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m0, r + j), inv);
+            const __m512 e1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m1, r + j + 16), inv);
+            const __m512i w = (__m512i)_mm512_cvtne2ps_pbh(e1, e0); /* zeros past the row */
+            if (kp - j >= 32)
+                _mm512_storeu_si512((void *)(pr + j), w);
+            else
+                _mm512_mask_storeu_epi16(pr + j, (__mmask32)((1u << (kp - j)) - 1), w);
+        }
+    }
 }

@@ -62,4 +62,13 @@ typedef void (*model_bf16_post_fn)(float *row, const float *bias, int n);
 void model_bf16_gemm_post(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
                           int accumulate, float *C, int ldc, uint16_t *scratch, int threads, model_bf16_post_fn post,
                           const float *post_bias);
+/* C = A W^T with A already rounded: m rows of W->kp bf16 (the pad column
+ * zero), as attention's probabilities come from model_bf16_softmax_rows. */
+void model_bf16_gemm_rounded(const uint16_t *A, int m, const model_bf16_packed *W, float *C, int ldc, int threads);
+/* Attention's softmax for the bf16 path, rows in L1, straight into O = P
+ * V's operand: S (T x T, unscaled Q K^T) is scaled by `scale` in place,
+ * then P[i] = bf16(softmax(S[i])) in rows of (T + 1) & ~1 with zeros past
+ * the row (and past token i when causal). The same bits as scaling,
+ * softmax_row (forward.c) and model_bf16_gemm's rounding one after another. */
+void model_bf16_softmax_rows(float *S, int T, int causal, float scale, uint16_t *P);
 #endif
