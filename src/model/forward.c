@@ -288,6 +288,18 @@ static void residual_fwd(float *x, const float *y, const float *b, const float *
         residual_row(x + (size_t)r * d, y + (size_t)r * d, b ? b : zeros, ls ? ls : ones, d);
 }
 
+/* x += in W^T + b for a layer packed for one of wobble's kernels: the GEMM
+ * adds onto x in its epilogue (the bias with the first K slice) instead of
+ * writing y for residual_fwd's pass. Returns 0 (nothing done) for other
+ * layers. */
+static int residual_linear(const float *in, int rows, const linear_t *L, float *x, arena_t *a, int threads) {
+    if (L->bp)
+        model_bf16_gemm(in, rows, L->in, L->bp, L->b, 1, x, L->out, a->bf16s, threads);
+    else if (L->fp)
+        model_f32_gemm(in, rows, L->in, L->fp, L->b, 1, x, L->out, threads);
+    return L->bp || L->fp;
+}
+
 /* ------------------------------------------------- position embeddings */
 
 static double cubic_conv(double x, double A) {
@@ -521,9 +533,11 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
     qkv_fwd(h1, rows, bk, qkv, a, th);
     attention_fwd(qkv, n, T, D, xs->heads, causal, o, r ? r->probs : a->scores, r != NULL,
                   bk->proj.bp && !r ? a->bf16a : NULL, bk->proj.fp && !r ? a->f32a : NULL, th);
-    float *y1 = r && bk->ls1 ? r->y1 : a->h;
-    linear_fwd(o, rows, &bk->proj, y1, 0, a, th);
-    residual_fwd(x, y1, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
+    if (r || bk->ls1 || !residual_linear(o, rows, &bk->proj, x, a, th)) {
+        float *y1 = r && bk->ls1 ? r->y1 : a->h;
+        linear_fwd(o, rows, &bk->proj, y1, 0, a, th);
+        residual_fwd(x, y1, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
+    }
     if (r) memcpy(r->x_mid, x, sizeof(float) * RD);
     float *h2 = r ? r->h2 : a->h;
     layernorm_fwd(x, rows, D, &bk->ln2, xs->eps, h2, th);
@@ -553,9 +567,11 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
             act_fwd(xs->act, act, b1, rows, Hd, NULL, th);
         }
     }
-    float *y2 = r && bk->ls2 ? r->y2 : a->h;
-    linear_fwd(act, rows, &bk->fc2, y2, 0, a, th);
-    residual_fwd(x, y2, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);
+    if (r || bk->ls2 || !residual_linear(act, rows, &bk->fc2, x, a, th)) {
+        float *y2 = r && bk->ls2 ? r->y2 : a->h;
+        linear_fwd(act, rows, &bk->fc2, y2, 0, a, th);
+        residual_fwd(x, y2, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);
+    }
 }
 
 /* The transformer blocks on a->x ([n * T, D]) in place. */
