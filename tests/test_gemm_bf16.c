@@ -13,7 +13,10 @@
  * softmax (model_bf16_softmax_rows) gives the bits of the separate passes it
  * replaces (scale, forward.c's softmax_row, rounding), causal or not, and
  * model_bf16_gemm_rounded on its output equals model_bf16_gemm on the
- * fp32 probabilities.
+ * fp32 probabilities; model_bf16_gemm_post_bf16 (rows rounded in the
+ * epilogue) gives the bits of model_bf16_gemm_post then rounding, and
+ * model_bf16_gemm_rounded with bias and accumulation those of
+ * model_bf16_gemm.
  * Skips (77) on a CPU without AVX512_BF16.
  */
 #include "testutil.h"
@@ -175,11 +178,68 @@ static void softmax_case(int T, int causal, int dh) {
     CHECK(bad == 0, "T%d causal%d: the fused softmax differs from the separate passes", T, causal);
     model_bf16_packed vv;
     model_bf16_pack_into(&vv, vb, V, dh, T, (size_t)dh, 1);
-    model_bf16_gemm_rounded(P, T, &vv, O1, dh, 2);
+    model_bf16_gemm_rounded(P, T, &vv, NULL, 0, O1, dh, 2);
     model_bf16_gemm(R, T, T, &vv, NULL, 0, O2, dh, s, 2);
     CHECK(memcmp(O1, O2, sizeof(float) * (size_t)T * dh) == 0, "T%d causal%d: gemm_rounded differs from gemm", T,
           causal);
     free(S), free(R), free(V), free(O1), free(O2), free(P), free(s), free(vb);
+}
+
+static void add_one(float *row, const float *bias, int n) {
+    for (int j = 0; j < n; j++) row[j] = row[j] * 0.5f + bias[j];
+}
+
+/* model_bf16_gemm_post_bf16 (from fp32 A, and from A already rounded) gives
+ * the bits of model_bf16_gemm_post followed by rounding, pad column zeroed;
+ * model_bf16_gemm_rounded with bias and accumulation those of
+ * model_bf16_gemm on the same operand. */
+static void post_bf16_case(int m, int n, int k) {
+    const int kp = (k + 1) & ~1, np = (n + 1) & ~1, ldo = np + 4;
+    float *A = malloc(sizeof(float) * (size_t)m * k), *W = malloc(sizeof(float) * (size_t)n * k);
+    float *b = malloc(sizeof(float) * (size_t)n), *C = malloc(sizeof(float) * (size_t)m * n);
+    float *W2 = malloc(sizeof(float) * (size_t)5 * n), *C1 = malloc(sizeof(float) * (size_t)m * 5),
+          *C2 = malloc(sizeof(float) * (size_t)m * 5);
+    const size_t sz = (model_bf16_scratch_elems(m, k > n ? k : n) * 2 + 63) & ~(size_t)63;
+    uint16_t *s = aligned_alloc(64, sz), *s2 = aligned_alloc(64, sz);
+    uint16_t *o1 = malloc(2 * (size_t)m * ldo), *o2 = malloc(2 * (size_t)m * ldo), *o3 = malloc(2 * (size_t)m * ldo);
+    for (size_t i = 0; i < (size_t)m * k; i++) A[i] = frand();
+    for (size_t i = 0; i < (size_t)n * k; i++) W[i] = frand();
+    for (int j = 0; j < n; j++) b[j] = frand();
+    for (size_t i = 0; i < (size_t)5 * n; i++) W2[i] = frand();
+    model_bf16_packed P, P2;
+    CHECK(model_bf16_pack_dense(&P, W, n, k) == 0 && model_bf16_pack_dense(&P2, W2, 5, n) == 0, "pack");
+    memset(o1, 0xee, 2 * (size_t)m * ldo), memset(o2, 0xee, 2 * (size_t)m * ldo), memset(o3, 0xee, 2 * (size_t)m * ldo);
+    model_bf16_gemm_post(A, m, k, &P, b, 0, C, n, s, 2, add_one, b);
+    for (int i = 0; i < m; i++) model_bf16_round(C + (size_t)i * n, n, np, o1 + (size_t)i * ldo);
+    model_bf16_gemm_post_bf16(A, m, k, &P, b, o2, ldo, s, 2, add_one, b);
+    for (int i = 0; i < m; i++) model_bf16_round(A + (size_t)i * k, k, kp, s2 + (size_t)i * kp);
+    model_bf16_gemm_post_bf16(NULL, m, 0, &P, b, o3, ldo, s2, 1, add_one, b);
+    int bad = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < ldo; j++) {
+            const size_t e = (size_t)i * ldo + j;
+            bad += o2[e] != o1[e] || o3[e] != o1[e];
+        }
+    CHECK(bad == 0, "m%d n%d k%d: post_bf16 differs from post + rounding in %d elements", m, n, k, bad);
+    /* the rounded output as the next GEMM's operand (rows of np), with bias
+     * and accumulation: the bits of model_bf16_gemm on its fp32 values */
+    uint16_t *cpt = aligned_alloc(64, sz);
+    float *Af = malloc(sizeof(float) * (size_t)m * n);
+    for (int i = 0; i < m; i++) {
+        memcpy(cpt + (size_t)i * np, o1 + (size_t)i * ldo, 2 * (size_t)np);
+        for (int j = 0; j < n; j++) {
+            const uint32_t u = (uint32_t)o1[(size_t)i * ldo + j] << 16;
+            memcpy(&Af[(size_t)i * n + j], &u, 4);
+        }
+    }
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < 5; j++) C1[i * 5 + j] = C2[i * 5 + j] = 0.25f * (float)(i - j);
+    model_bf16_gemm_rounded(cpt, m, &P2, b, 1, C1, 5, 2);
+    model_bf16_gemm(Af, m, n, &P2, b, 1, C2, 5, s, 2);
+    CHECK(memcmp(C1, C2, sizeof(float) * (size_t)m * 5) == 0, "m%d n%d: gemm_rounded differs from gemm", m, n);
+    free(cpt), free(Af);
+    model_bf16_free(&P), model_bf16_free(&P2);
+    free(A), free(W), free(b), free(C), free(W2), free(C1), free(C2), free(s), free(s2), free(o1), free(o2), free(o3);
 }
 
 int main(void) {
@@ -197,6 +257,8 @@ int main(void) {
         const int m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
         for (int v = 0; v < 4; v++) one_case(m, n, k, k + (v & 1) * 5, n + (v & 2) * 3, v & 1, (v >> 1) & 1, 1 + (v & 1));
     }
+    static const int pb[][3] = {{1, 1, 1}, {7, 65, 33}, {97, 130, 64}, {200, 192, 300}, {13, 3, 5}};
+    for (size_t i = 0; i < sizeof pb / sizeof pb[0]; i++) post_bf16_case(pb[i][0], pb[i][1], pb[i][2]);
     static const int soft[] = {1, 2, 7, 8, 15, 16, 17, 31, 33, 50, 197, 257};
     for (size_t i = 0; i < sizeof soft / sizeof soft[0]; i++)
         for (int causal = 0; causal < 2; causal++) softmax_case(soft[i], causal, 64);

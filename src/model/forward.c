@@ -112,16 +112,34 @@ void model_ln_stats(const float *x, int rows, int d, float eps, float *mu, float
     }
 }
 
-/* y = (x - mean) / sqrt(var + eps) * g + b per row, two-pass statistics. */
-static void layernorm_fwd(const float *x, int rows, int d, const norm_t *n, float eps, float *y, int threads) {
+/* y = (x - mean) / sqrt(var + eps) * g + b per row, two-pass statistics.
+ * With yb instead of y, the rows go out rounded to bf16 (rows of
+ * (d + 1) & ~1, a bf16 GEMM's operand), each piece rounded while in L1. */
+static void layernorm_to(const float *x, int rows, int d, const norm_t *n, float eps, float *y, uint16_t *yb,
+                         int threads) {
+    enum { PIECE = 1024 };
+    const int kp = (d + 1) & ~1;
 #pragma omp parallel for num_threads(threads) schedule(static) if ((long)rows * d > 65536)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * d;
         const float mu = sum8(xr, d, 0.0f) / (float)d;
         const float var = sumsq8(xr, d, mu) / (float)d;
         const float rstd = 1.0f / sqrtf(var + eps);
-        norm_row(xr, y + (size_t)r * d, n->g, n->b, d, mu, rstd);
+        if (!yb) {
+            norm_row(xr, y + (size_t)r * d, n->g, n->b, d, mu, rstd);
+            continue;
+        }
+        float t[PIECE];
+        for (int j = 0; j < d; j += PIECE) {
+            const int len = d - j < PIECE ? d - j : PIECE;
+            norm_row(xr + j, t, n->g + j, n->b + j, len, mu, rstd);
+            model_bf16_round(t, len, j + len == d ? kp - j : len, yb + (size_t)r * kp + j);
+        }
     }
+}
+
+static void layernorm_fwd(const float *x, int rows, int d, const norm_t *n, float eps, float *y, int threads) {
+    layernorm_to(x, rows, d, n, eps, y, NULL, threads);
 }
 
 /*
@@ -217,9 +235,10 @@ static size_t attn_f32_elems(int T, int dh) {
  * rounding of P run row by row while the row is in L1: one pass over S
  * instead of five, the same bits). With fk (the fp32 kernel's
  * scratch, attn_f32_elems per thread), both products run on wobble's fp32
- * kernel: S = Q K^T then scaled, O = P V; otherwise OpenBLAS sgemm. */
-static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int causal, float *out, float *scores,
-                          int keep, uint16_t *bf, float *fk, int threads) {
+ * kernel: S = Q K^T then scaled, O = P V; otherwise OpenBLAS sgemm. With
+ * bf and out16, O goes out rounded to bf16 (rows of D) instead of to out. */
+static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int causal, float *out, uint16_t *out16,
+                          float *scores, int keep, uint16_t *bf, float *fk, int threads) {
     const int dh = D / heads;
     const float scale = 1.0f / sqrtf((float)dh);
     const int jobs = n * heads;
@@ -251,7 +270,11 @@ static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int 
             model_bf16_softmax_rows(S, T, causal, scale, ab);
             model_bf16_packed vv; /* W[j][t] = V[t][j]: dh output columns over T keys */
             model_bf16_pack_into(&vv, vb, v, dh, T, (size_t)3 * D, 1);
-            model_bf16_gemm_rounded(ab, T, &vv, o, D, 1);
+            if (out16) /* O rounded, as the projection's operand (rows of D, D even) */
+                model_bf16_gemm_post_bf16(NULL, T, 0, &vv, NULL, out16 + (size_t)b * T * D + (size_t)hh * dh, D, ab, 1,
+                                          NULL, NULL);
+            else
+                model_bf16_gemm_rounded(ab, T, &vv, NULL, 0, o, D, 1);
             continue;
         }
         if (fk) /* wobble's kernels have no alpha: the scores are scaled after, in fp32 */
@@ -529,20 +552,51 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
     const size_t RD = (size_t)rows * D;
     if (r && r->x_in != x) memcpy(r->x_in, x, sizeof(float) * RD);
     float *h1 = r ? r->h1 : a->h, *qkv = r ? r->qkv : a->qkv, *o = r ? r->o : a->attn;
-    layernorm_fwd(x, rows, D, &bk->ln1, xs->eps, h1, th);
-    qkv_fwd(h1, rows, bk, qkv, a, th);
-    attention_fwd(qkv, n, T, D, xs->heads, causal, o, r ? r->probs : a->scores, r != NULL,
+    if (!r && bk->qkv.bp) {
+        /* bf16: the normalised rows go out rounded, as the qkv GEMM's operand */
+        layernorm_to(x, rows, D, &bk->ln1, xs->eps, NULL, a->bf16s, th);
+        model_bf16_gemm_rounded(a->bf16s, rows, bk->qkv.bp, bk->qkv.b, 0, qkv, 3 * D, th);
+    } else {
+        layernorm_fwd(x, rows, D, &bk->ln1, xs->eps, h1, th);
+        qkv_fwd(h1, rows, bk, qkv, a, th);
+    }
+    /* bf16 (D even): O goes out rounded, as the projection's operand */
+    uint16_t *o16 = !r && bk->proj.bp && D % 2 == 0 ? a->bf16s : NULL;
+    attention_fwd(qkv, n, T, D, xs->heads, causal, o, o16, r ? r->probs : a->scores, r != NULL,
                   bk->proj.bp && !r ? a->bf16a : NULL, bk->proj.fp && !r ? a->f32a : NULL, th);
-    if (r || bk->ls1 || !residual_linear(o, rows, &bk->proj, x, a, th)) {
+    if (o16) {
+        if (bk->ls1) {
+            model_bf16_gemm_rounded(o16, rows, bk->proj.bp, NULL, 0, a->h, D, th);
+            residual_fwd(x, a->h, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
+        } else {
+            model_bf16_gemm_rounded(o16, rows, bk->proj.bp, bk->proj.b, 1, x, D, th);
+        }
+    } else if (r || bk->ls1 || !residual_linear(o, rows, &bk->proj, x, a, th)) {
         float *y1 = r && bk->ls1 ? r->y1 : a->h;
         linear_fwd(o, rows, &bk->proj, y1, 0, a, th);
         residual_fwd(x, y1, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
     }
     if (r) memcpy(r->x_mid, x, sizeof(float) * RD);
     float *h2 = r ? r->h2 : a->h;
-    layernorm_fwd(x, rows, D, &bk->ln2, xs->eps, h2, th);
     float *u = r ? r->u : a->mlp;
     const float *b1 = bk->fc1.b ? bk->fc1.b : a->zeros;
+    if (!r && bk->fc1.bp && bk->fc2.bp && xs->act != ACT_SWIGLU) {
+        /* bf16: LayerNorm's rows, then fc1's activated rows, go out rounded as
+         * the next GEMM's operand (fc1's in u's storage, twice the size
+         * needed); without LayerScale fc2 adds onto x in its epilogue */
+        uint16_t *u16 = (uint16_t *)(void *)u;
+        layernorm_to(x, rows, D, &bk->ln2, xs->eps, NULL, a->bf16s, th);
+        model_bf16_gemm_post_bf16(NULL, rows, 0, bk->fc1.bp, NULL, u16, bk->fc2.bp->kp, a->bf16s, th,
+                                  xs->act == ACT_GELU ? gelu_row : quick_gelu_row, b1);
+        if (bk->ls2) {
+            model_bf16_gemm_rounded(u16, rows, bk->fc2.bp, NULL, 0, a->h, D, th);
+            residual_fwd(x, a->h, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);
+        } else {
+            model_bf16_gemm_rounded(u16, rows, bk->fc2.bp, bk->fc2.b, 1, x, D, th);
+        }
+        return;
+    }
+    layernorm_fwd(x, rows, D, &bk->ln2, xs->eps, h2, th);
     float *act;
     if ((bk->fc1.bp || bk->fc1.fp) && !r && xs->act != ACT_SWIGLU) {
         /* packed layers: bias and activation applied to each finished tile of

@@ -111,6 +111,8 @@ BF16_TARGET static void round_row(const float *x, int k, int kp, uint16_t *y) {
     if (kp > k) y[k] = 0;
 }
 
+void model_bf16_round(const float *x, int k, int kp, uint16_t *y) { round_row(x, k, kp, y); }
+
 size_t model_bf16_pack_elems(int n, int k) { return panels(n) * NR * (size_t)((k + 1) & ~1); }
 
 /* Per-call packing (see gemm_bf16.h), vectorised: the same bits as
@@ -206,15 +208,20 @@ BF16_TARGET static void tile_any(int mr, int pairs, const uint16_t *a, size_t ld
     }
 }
 
-/* A == NULL: s already holds the rounded rows (model_bf16_gemm_rounded). */
+/* A == NULL: s already holds the rounded rows (model_bf16_gemm_rounded).
+ * With ob, the output goes to ob (bf16, row stride ldo) instead of C: each
+ * task's partial sums stay in a per-thread 96 x 64 block, and the finished
+ * block (bias, then post) is rounded into ob; ob's pad column (an odd n) is
+ * zeroed. */
 BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
                                   int accumulate, float *C, int ldc, uint16_t *s, int threads, model_bf16_post_fn post,
-                                  const float *pbias) {
+                                  const float *pbias, uint16_t *ob, int ldo) {
     const int k = W->k, kp = W->kp, n = W->n;
     const int np = (int)panels(n), mb = (m + MB - 1) / MB;
     const int tasks = np * mb;
 #pragma omp parallel num_threads(threads) if (threads > 1 && (long)m * k > 16384)
     {
+        float blk[MB * NR] __attribute__((aligned(64))); /* ob's partial sums (24 KB) */
         if (A) {
 #pragma omp for schedule(static)
             for (int i = 0; i < m; i++) round_row(A + (size_t)i * lda, k, kp, s + (size_t)i * kp);
@@ -227,13 +234,17 @@ BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const model_bf
             const int ncols = n - q * NR < NR ? n - q * NR : NR;
             const uint16_t *b = W->p + (size_t)q * NR * kp;
             for (int p0 = 0; p0 < kp / 2; p0 += KCP) {
-                const int pairs = kp / 2 - p0 < KCP ? kp / 2 - p0 : KCP;
+                const int pairs = kp / 2 - p0 < KCP ? kp / 2 - p0 : KCP, last = p0 + pairs == kp / 2;
                 for (int i = r0; i < r1; i += MR) {
                     const int mr = r1 - i < MR ? r1 - i : MR;
-                    tile_any(mr, pairs, s + (size_t)i * kp + 2 * (size_t)p0, (size_t)kp, b + (size_t)p0 * 2 * NR,
-                             C + (size_t)i * ldc + (size_t)q * NR, (size_t)ldc,
-                             p0 == 0 && bias ? bias + q * NR : NULL, p0 > 0 || accumulate, ncols,
-                             p0 + pairs == kp / 2 ? post : NULL, pbias ? pbias + q * NR : NULL);
+                    float *c = ob ? blk + (size_t)(i - r0) * NR : C + (size_t)i * ldc + (size_t)q * NR;
+                    tile_any(mr, pairs, s + (size_t)i * kp + 2 * (size_t)p0, (size_t)kp, b + (size_t)p0 * 2 * NR, c,
+                             ob ? (size_t)NR : (size_t)ldc, p0 == 0 && bias ? bias + q * NR : NULL,
+                             p0 > 0 || accumulate, ncols, last ? post : NULL, pbias ? pbias + q * NR : NULL);
+                    if (ob && last)
+                        for (int ii = 0; ii < mr; ii++)
+                            round_row(c + (size_t)ii * NR, ncols, q * NR + ncols == n ? ncols + (n & 1) : ncols,
+                                      ob + (size_t)(i + ii) * ldo + (size_t)q * NR);
                 }
             }
         }
@@ -244,7 +255,14 @@ void model_bf16_gemm_post(const float *A, int m, int lda, const model_bf16_packe
                           int accumulate, float *C, int ldc, uint16_t *scratch, int threads, model_bf16_post_fn post,
                           const float *post_bias) {
     if (m <= 0 || W->n <= 0) return;
-    gemm_impl(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads < 1 ? 1 : threads, post, post_bias);
+    gemm_impl(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads < 1 ? 1 : threads, post, post_bias, NULL, 0);
+}
+
+void model_bf16_gemm_post_bf16(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
+                               uint16_t *out, int ldo, uint16_t *scratch, int threads, model_bf16_post_fn post,
+                               const float *post_bias) {
+    if (m <= 0 || W->n <= 0) return;
+    gemm_impl(A, m, lda, W, bias, 0, NULL, 0, scratch, threads < 1 ? 1 : threads, post, post_bias, out, ldo);
 }
 
 void model_bf16_gemm(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias, int accumulate,
@@ -252,9 +270,10 @@ void model_bf16_gemm(const float *A, int m, int lda, const model_bf16_packed *W,
     model_bf16_gemm_post(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads, NULL, NULL);
 }
 
-void model_bf16_gemm_rounded(const uint16_t *A, int m, const model_bf16_packed *W, float *C, int ldc, int threads) {
+void model_bf16_gemm_rounded(const uint16_t *A, int m, const model_bf16_packed *W, const float *bias, int accumulate,
+                             float *C, int ldc, int threads) {
     if (m <= 0 || W->n <= 0) return;
-    gemm_impl(NULL, m, 0, W, NULL, 0, C, ldc, (uint16_t *)A, threads < 1 ? 1 : threads, NULL, NULL);
+    gemm_impl(NULL, m, 0, W, bias, accumulate, C, ldc, (uint16_t *)A, threads < 1 ? 1 : threads, NULL, NULL, NULL, 0);
 }
 
 /* wb_exp (fastmath.h) on 16 lanes: the same operations in the same order,

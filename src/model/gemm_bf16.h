@@ -62,9 +62,23 @@ typedef void (*model_bf16_post_fn)(float *row, const float *bias, int n);
 void model_bf16_gemm_post(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
                           int accumulate, float *C, int ldc, uint16_t *scratch, int threads, model_bf16_post_fn post,
                           const float *post_bias);
-/* C = A W^T with A already rounded: m rows of W->kp bf16 (the pad column
- * zero), as attention's probabilities come from model_bf16_softmax_rows. */
-void model_bf16_gemm_rounded(const uint16_t *A, int m, const model_bf16_packed *W, float *C, int ldc, int threads);
+/* y[0, k) = bf16(x[0, k)), round to nearest even, and y[k] = 0 when kp > k:
+ * one row of a GEMM operand as the kernel rounds it. */
+void model_bf16_round(const float *x, int k, int kp, uint16_t *y);
+/* C = A W^T (+ bias) (+ C if accumulate) with A already rounded: m rows of
+ * W->kp bf16 (the pad column zero), as model_bf16_softmax_rows and
+ * model_bf16_gemm_post_bf16 write them. */
+void model_bf16_gemm_rounded(const uint16_t *A, int m, const model_bf16_packed *W, const float *bias, int accumulate,
+                             float *C, int ldc, int threads);
+/* As model_bf16_gemm_post, but the finished rows (bias, then post) are
+ * rounded to bf16 into out (row stride ldo >= (W->n + 1) & ~1 elements, the
+ * pad column of an odd W->n zeroed) instead of being stored in fp32: the
+ * next GEMM's operand, for model_bf16_gemm_rounded. The partial sums stay in
+ * a per-thread block in L1. A NULL: scratch already holds A rounded, rows
+ * of W->kp (model_bf16_round). */
+void model_bf16_gemm_post_bf16(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
+                               uint16_t *out, int ldo, uint16_t *scratch, int threads, model_bf16_post_fn post,
+                               const float *post_bias);
 /* Attention's softmax for the bf16 path, rows in L1, straight into O = P
  * V's operand: S (T x T, unscaled Q K^T) is scaled by `scale` in place,
  * then P[i] = bf16(softmax(S[i])) in rows of (T + 1) & ~1 with zeros past
