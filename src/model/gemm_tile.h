@@ -3,8 +3,9 @@
  * 6 x 64 micro-tile with: C = acc (+ bias) (+ C when accumulate), for mr
  * rows and ncols columns. A whole panel (64 columns) takes plain loads and
  * stores straight from the accumulators; the masked path for the last,
- * partial panel is kept apart because GCC spills all 24 accumulators to
- * the stack when one loop serves both (12% of the bf16 kernel's time).
+ * partial panel goes through a buffer, because GCC keeps all 24
+ * accumulators in memory (spilled after every K slice) as soon as any of
+ * them is indexed by a variable.
  */
 #ifndef WOBBLE_GEMM_TILE_H
 #define WOBBLE_GEMM_TILE_H
@@ -17,14 +18,27 @@ __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) 
 gemm_tile_store(__m512 acc[GEMM_TILE_MR][4], const int mr, float *c, size_t ldc, const float *bias, int accumulate,
                 int ncols) {
     if (ncols == 64) {
-        for (int i = 0; i < mr; i++)
+#pragma GCC unroll 6
+        for (int i = 0; i < GEMM_TILE_MR; i++) {
+            if (i >= mr) break;
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 float *ci = c + i * ldc + 16 * j;
                 __m512 v = bias ? _mm512_add_ps(acc[i][j], _mm512_loadu_ps(bias + 16 * j)) : acc[i][j];
                 if (accumulate) v = _mm512_add_ps(_mm512_loadu_ps(ci), v);
                 _mm512_storeu_ps(ci, v);
             }
+        }
         return;
+    }
+    /* the partial panel: through a buffer, so that every index into acc is a
+     * constant and the accumulators never need a home in memory */
+    float t[GEMM_TILE_MR][64] __attribute__((aligned(64)));
+#pragma GCC unroll 6
+    for (int i = 0; i < GEMM_TILE_MR; i++) {
+        if (i >= mr) break;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) _mm512_store_ps(t[i] + 16 * j, acc[i][j]);
     }
     for (int j = 0; j < 4; j++) {
         const int left = ncols - 16 * j;
@@ -33,7 +47,8 @@ gemm_tile_store(__m512 acc[GEMM_TILE_MR][4], const int mr, float *c, size_t ldc,
         const __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * j) : _mm512_setzero_ps();
         for (int i = 0; i < mr; i++) {
             float *ci = c + i * ldc + 16 * j;
-            __m512 v = bias ? _mm512_add_ps(acc[i][j], bv) : acc[i][j];
+            __m512 v = _mm512_load_ps(t[i] + 16 * j);
+            if (bias) v = _mm512_add_ps(v, bv);
             if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, ci), v);
             _mm512_mask_storeu_ps(ci, mk, v);
         }
