@@ -1,5 +1,7 @@
 #include "internal.h"
 
+#include <libdeflate.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,7 @@ int wobble_ctx_create(const wobble_ctx_params *params, wobble_ctx **out) {
 void wobble_ctx_free(wobble_ctx *ctx) {
     if (!ctx) return;
     for (int i = 0; i < CORE_SCRATCH_SLOTS; i++) free(ctx->scratch[i]);
+    if (ctx->png_z) libdeflate_free_compressor(ctx->png_z);
     free(ctx);
 }
 

@@ -21,6 +21,9 @@ struct wobble_ctx {
      * freshly mapped on every call costs more than the work on small images */
     void *scratch[CORE_SCRATCH_SLOTS];
     size_t scratch_size[CORE_SCRATCH_SLOTS];
+    /* the PNG encoder's libdeflate compressor (about 1 MB of tables), kept
+     * between images for the same reason; freed with the context */
+    struct libdeflate_compressor *png_z;
 };
 
 struct wobble_image {
