@@ -587,7 +587,7 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
         uint16_t *u16 = (uint16_t *)(void *)u;
         layernorm_to(x, rows, D, &bk->ln2, xs->eps, NULL, a->bf16s, th);
         model_bf16_gemm_post_bf16(NULL, rows, 0, bk->fc1.bp, NULL, u16, bk->fc2.bp->kp, a->bf16s, th,
-                                  xs->act == ACT_GELU ? gelu_row : quick_gelu_row, b1);
+                                  xs->act == ACT_GELU ? model_bf16_gelu_row : quick_gelu_row, b1);
         if (bk->ls2) {
             model_bf16_gemm_rounded(u16, rows, bk->fc2.bp, NULL, 0, a->h, D, th);
             residual_fwd(x, a->h, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);

@@ -79,6 +79,9 @@ void model_bf16_gemm_rounded(const uint16_t *A, int m, const model_bf16_packed *
 void model_bf16_gemm_post_bf16(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
                                uint16_t *out, int ldo, uint16_t *scratch, int threads, model_bf16_post_fn post,
                                const float *post_bias);
+/* GELU (erf form) of x + bias in place, n floats: the bf16 path's fc1
+ * epilogue; within 1e-6 of forward.c's exact gelu_row. */
+void model_bf16_gelu_row(float *x, const float *bias, int n);
 /* Attention's softmax for the bf16 path, rows in L1, straight into O = P
  * V's operand: S (T x T, unscaled Q K^T) is scaled by `scale` in place,
  * then P[i] = bf16(softmax(S[i])) in rows of (T + 1) & ~1 with zeros past
