@@ -195,7 +195,7 @@ filter_span(const uint8_t *r, const uint8_t *ra, const uint8_t *b, const uint8_t
         const int16_t d1 = (int16_t)(bv - cv), d2 = (int16_t)(av - cv), d3 = (int16_t)(av + bv - 2 * cv);
         const int16_t pa = d1 < 0 ? (int16_t)-d1 : d1, pb = d2 < 0 ? (int16_t)-d2 : d2, pc = d3 < 0 ? (int16_t)-d3 : d3;
         const int16_t bc = pb <= pc ? bv : cv;
-        const int16_t pred = (pa <= pb) & (pa <= pc) ? av : bc; /* Paeth: a, else b, else c */
+        const int16_t pred = ((pa <= pb) & (pa <= pc)) ? av : bc; /* Paeth: a, else b, else c */
         const uint8_t fs = (uint8_t)(x - av), fu = (uint8_t)(x - bv), fa = (uint8_t)(x - ((av + bv) >> 1)),
                       fp = (uint8_t)(x - pred);
         sub[i] = fs, upf[i] = fu, avg[i] = fa, pae[i] = fp;
