@@ -311,16 +311,29 @@ static void residual_fwd(float *x, const float *y, const float *b, const float *
         residual_row(x + (size_t)r * d, y + (size_t)r * d, b ? b : zeros, ls ? ls : ones, d);
 }
 
-/* x += in W^T + b for a layer packed for one of wobble's kernels: the GEMM
- * adds onto x in its epilogue (the bias with the first K slice) instead of
- * writing y for residual_fwd's pass. Returns 0 (nothing done) for other
- * layers. */
-static int residual_linear(const float *in, int rows, const linear_t *L, float *x, arena_t *a, int threads) {
-    if (L->bp)
-        model_bf16_gemm(in, rows, L->in, L->bp, L->b, 1, x, L->out, a->bf16s, threads);
-    else if (L->fp)
-        model_f32_gemm(in, rows, L->in, L->fp, L->b, 1, x, L->out, threads);
-    return L->bp || L->fp;
+/* x += ls * (in W^T + b) (ls optional) on wobble's kernels: from in16 (bf16
+ * rows already rounded, L packed in bf16), or from fp32 in when L is packed
+ * for a kernel and there is no LayerScale. Without LayerScale the GEMM adds
+ * onto x in its epilogue (the bias with the first K slice) instead of
+ * writing y for residual_fwd's pass. Returns 0 (nothing done) otherwise. */
+static int residual_linear(const float *in, const uint16_t *in16, int rows, const linear_t *L, const float *ls,
+                           float *x, arena_t *a, int threads) {
+    const int D = L->out;
+    if (in16 && ls) {
+        model_bf16_gemm_rounded(in16, rows, L->bp, NULL, 0, a->h, D, threads);
+        residual_fwd(x, a->h, L->b, ls, a->ones, a->zeros, rows, D, threads);
+    } else if (in16) {
+        model_bf16_gemm_rounded(in16, rows, L->bp, L->b, 1, x, D, threads);
+    } else if (ls) {
+        return 0;
+    } else if (L->bp) {
+        model_bf16_gemm(in, rows, L->in, L->bp, L->b, 1, x, D, a->bf16s, threads);
+    } else if (L->fp) {
+        model_f32_gemm(in, rows, L->in, L->fp, L->b, 1, x, D, threads);
+    } else {
+        return 0;
+    }
+    return 1;
 }
 
 /* ------------------------------------------------- position embeddings */
@@ -564,14 +577,7 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
     uint16_t *o16 = !r && bk->proj.bp && D % 2 == 0 ? a->bf16s : NULL;
     attention_fwd(qkv, n, T, D, xs->heads, causal, o, o16, r ? r->probs : a->scores, r != NULL,
                   bk->proj.bp && !r ? a->bf16a : NULL, bk->proj.fp && !r ? a->f32a : NULL, th);
-    if (o16) {
-        if (bk->ls1) {
-            model_bf16_gemm_rounded(o16, rows, bk->proj.bp, NULL, 0, a->h, D, th);
-            residual_fwd(x, a->h, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
-        } else {
-            model_bf16_gemm_rounded(o16, rows, bk->proj.bp, bk->proj.b, 1, x, D, th);
-        }
-    } else if (r || bk->ls1 || !residual_linear(o, rows, &bk->proj, x, a, th)) {
+    if (r || !residual_linear(o, o16, rows, &bk->proj, bk->ls1, x, a, th)) {
         float *y1 = r && bk->ls1 ? r->y1 : a->h;
         linear_fwd(o, rows, &bk->proj, y1, 0, a, th);
         residual_fwd(x, y1, bk->proj.b, bk->ls1, a->ones, a->zeros, rows, D, th);
@@ -588,24 +594,17 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
         layernorm_to(x, rows, D, &bk->ln2, xs->eps, NULL, a->bf16s, th);
         model_bf16_gemm_post_bf16(NULL, rows, 0, bk->fc1.bp, NULL, u16, bk->fc2.bp->kp, a->bf16s, th,
                                   xs->act == ACT_GELU ? model_bf16_gelu_row : quick_gelu_row, b1);
-        if (bk->ls2) {
-            model_bf16_gemm_rounded(u16, rows, bk->fc2.bp, NULL, 0, a->h, D, th);
-            residual_fwd(x, a->h, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);
-        } else {
-            model_bf16_gemm_rounded(u16, rows, bk->fc2.bp, bk->fc2.b, 1, x, D, th);
-        }
+        residual_linear(NULL, u16, rows, &bk->fc2, bk->ls2, x, a, th);
         return;
     }
     layernorm_fwd(x, rows, D, &bk->ln2, xs->eps, h2, th);
     float *act;
-    if ((bk->fc1.bp || bk->fc1.fp) && !r && xs->act != ACT_SWIGLU) {
-        /* packed layers: bias and activation applied to each finished tile of
-         * the GEMM while it is in L1 (the same operations as act_fwd's pass) */
-        const model_bf16_post_fn post = xs->act == ACT_GELU ? gelu_row : quick_gelu_row;
-        if (bk->fc1.bp)
-            model_bf16_gemm_post(h2, rows, D, bk->fc1.bp, NULL, 0, u, Hd, a->bf16s, th, post, b1);
-        else
-            model_f32_gemm_post(h2, rows, D, bk->fc1.fp, NULL, 0, u, Hd, th, post, b1);
+    if (bk->fc1.fp && !r && xs->act != ACT_SWIGLU) {
+        /* packed for the fp32 kernel (bf16 went above): bias and activation
+         * applied to each finished tile of the GEMM while it is in L1 (the
+         * same operations as act_fwd's pass) */
+        model_f32_gemm_post(h2, rows, D, bk->fc1.fp, NULL, 0, u, Hd, th, xs->act == ACT_GELU ? gelu_row : quick_gelu_row,
+                            b1);
         act = u;
     } else {
         linear_fwd(h2, rows, &bk->fc1, u, 0, a, th);
@@ -621,7 +620,7 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
             act_fwd(xs->act, act, b1, rows, Hd, NULL, th);
         }
     }
-    if (r || bk->ls2 || !residual_linear(act, rows, &bk->fc2, x, a, th)) {
+    if (r || !residual_linear(act, NULL, rows, &bk->fc2, bk->ls2, x, a, th)) {
         float *y2 = r && bk->ls2 ? r->y2 : a->h;
         linear_fwd(act, rows, &bk->fc2, y2, 0, a, th);
         residual_fwd(x, y2, bk->fc2.b, bk->ls2, a->ones, a->zeros, rows, D, th);

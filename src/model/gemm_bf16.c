@@ -15,6 +15,7 @@
  * MB rows), spread over OpenMP threads.
  */
 #include "gemm_bf16.h"
+#include "fastmath.h"
 #include "gemm_tile.h"
 
 #include "../core/internal.h"
@@ -283,15 +284,15 @@ void model_bf16_gemm_rounded(const uint16_t *A, int m, const model_bf16_packed *
  * division: 30% fewer cycles. Its output is rounded to bf16 next, 2^-9
  * relative, so the fp32 path's exact operation order (gelu_row, kept for
  * the same bits on every ISA) buys nothing here. */
+static __mmask16 first16(int left) {
+    return left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+}
+
 BF16_TARGET void model_bf16_gelu_row(float *x, const float *bias, int n) {
-    static const float P[7] = {-1.3744868764879522e-08f, 4.798394594201282e-06f, 0.00038344464549476575f,
-                               0.0038405920562658382f,   0.05434326953054244f,   0.18466862650537696f,
-                               1.12837917125273f};
-    static const float Q[6] = {6.419120461179083e-05f, 0.0013109302949334198f, 0.015457060683460954f,
-                               0.11382360539550206f,   0.4969917744871092f,    1.0f};
+    static const float P[] = WB_ERF_P, Q[] = WB_ERF_Q;
     const __m512 four = _mm512_set1_ps(4.0f), one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
     for (int j = 0; j < n; j += 16) {
-        const __mmask16 mk = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        const __mmask16 mk = first16(n - j);
         const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, x + j), _mm512_maskz_loadu_ps(mk, bias + j));
         const __m512 t = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
         const __m512 xc = _mm512_max_ps(_mm512_min_ps(t, four), _mm512_sub_ps(_mm512_setzero_ps(), four));
@@ -312,22 +313,18 @@ BF16_TARGET void model_bf16_gelu_row(float *x, const float *bias, int n) {
 BF16_TARGET static inline __m512 exp16(__m512 x) {
     const __m512 lo = _mm512_set1_ps(-87.0f), shifter = _mm512_set1_ps(12582912.0f);
     const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), _mm512_set1_ps(88.0f)); /* NaN -> lo, as wb_exp */
-    const __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), shifter),
-                                   shifter);
-    __m512 r = _mm512_sub_ps(xc, _mm512_mul_ps(n, _mm512_set1_ps(0.693145751953125f)));
-    r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(1.42860682030941723e-06f)));
-    static const float c[] = {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f};
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    for (int i = 0; i < 7; i++) p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(c[i]));
+    const __m512 n =
+        _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(WB_EXP_LOG2E)), shifter), shifter);
+    __m512 r = _mm512_sub_ps(xc, _mm512_mul_ps(n, _mm512_set1_ps(WB_EXP_LN2_HI)));
+    r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(WB_EXP_LN2_LO)));
+    static const float c[] = WB_EXP_POLY;
+    __m512 p = _mm512_set1_ps(c[0]);
+    for (int i = 1; i < 8; i++) p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(c[i]));
     const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
     const __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
     /* below -87: 0; NaN stays NaN */
     return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), y),
                               _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
-}
-
-static __mmask16 first16(int left) {
-    return left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
 }
 
 /* The scalar path's softmax (softmax_row in forward.c) on one row in L1:
