@@ -1045,7 +1045,7 @@ static int cmd_eval_main(int argc, char **argv) {
         goto done;
     }
 #endif
-    (void)mpi_rank;
+    (void)mpi_rank, (void)mpi_size;
     if (task_id >= 0) {
         exit_code = run_downstream(ctx, m, ds, &ep, &prog, task_id, train, NULL, train_labels, (int)train_limit, l2,
                                    (int)knn_k, temperature, tokenizer, templates, classnames, (int)bins, model, out, argc, argv, no_report);
