@@ -1,7 +1,28 @@
 /* Decoding parity with Pillow's convert("RGB") and bad-input handling. */
 #include "testutil.h"
 
-void image_png_set_idat_max(size_t n); /* src/core/internal.h: the encoder's test hook */
+/* src/core/internal.h: the PNG encoder's and decoder's test hooks */
+void image_png_set_idat_max(size_t n);
+void image_png_set_fast(int on);
+long image_png_fast_hits(void);
+
+/* decode with the PNG fast path and with libpng alone: the same status,
+ * message and pixels */
+static void same_both_ways(wobble_ctx *ctx, const uint8_t *buf, size_t n, const char *name) {
+    wobble_image *a = NULL, *b = NULL;
+    int ra = wobble_image_decode(ctx, buf, n, name, &a);
+    char ea[1024];
+    snprintf(ea, sizeof ea, "%s", ra ? wobble_last_error(ctx) : "");
+    image_png_set_fast(0);
+    int rb = wobble_image_decode(ctx, buf, n, name, &b);
+    image_png_set_fast(1);
+    CHECK(ra == rb, "%s (%zu bytes): status %d with the fast path, %d with libpng", name, n, ra, rb);
+    if (ra && rb) CHECK(!strcmp(ea, wobble_last_error(ctx)), "%s: '%s' vs libpng's '%s'", name, ea, wobble_last_error(ctx));
+    if (!ra && !rb)
+        CHECK(t_same(a, b), "%s (%zu bytes): pixels differ between the fast path and libpng", name, n);
+    wobble_image_free(a);
+    wobble_image_free(b);
+}
 
 static int read_file(const char *path, uint8_t **buf, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -43,6 +64,8 @@ static void test_goldens(wobble_ctx *ctx) {
         uint8_t *buf = NULL;
         size_t n = 0;
         read_file(file, &buf, &n);
+        const int is_png = n > 8 && wobble_detect_format(buf, n) == WOBBLE_FORMAT_PNG;
+        if (is_png) same_both_ways(ctx, buf, n, name);
         size_t cuts[] = {1, 3, 8, 16, 33, n / 4, n / 2, 3 * n / 4, n > 20 ? n - 16 : n / 2};
         for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
             if (cuts[c] >= n) continue;
@@ -53,6 +76,7 @@ static void test_goldens(wobble_ctx *ctx) {
             CHECK(strstr(wobble_last_error(ctx), name) != NULL, "message names the file: %s",
                   wobble_last_error(ctx));
             wobble_image_free(t);
+            if (is_png) same_both_ways(ctx, buf, cuts[c], name);
         }
         /* corrupted bytes: any outcome but a crash (ASan checks memory) */
         srand(1234);
@@ -64,6 +88,7 @@ static void test_goldens(wobble_ctx *ctx) {
             int r = wobble_image_decode(ctx, cp, n, name, &t);
             CHECK((r == WOBBLE_OK) == (t != NULL), "%s fuzz %d: status and output agree", name, trial);
             wobble_image_free(t);
+            if (is_png) same_both_ways(ctx, cp, n, name);
             free(cp);
         }
         free(buf);
@@ -90,7 +115,11 @@ static void expect_fail(wobble_ctx *ctx, const char *name, int status, const cha
 int main(void) {
     wobble_ctx *ctx = NULL;
     wobble_ctx_create(NULL, &ctx);
+    const long hits0 = image_png_fast_hits();
     test_goldens(ctx);
+    /* the 8-bit gray, gray + alpha, RGB and RGBA files (plain, with every
+     * filter type in many IDATs, with tRNS) went through the fast path */
+    CHECK(image_png_fast_hits() - hits0 >= 2 * 10, "PNG fast path used %ld times", image_png_fast_hits() - hits0);
 
     expect_fail(ctx, "bad_huge.png", WOBBLE_ELIMIT, "over the limit");
     expect_fail(ctx, "bad_huge.jpg", WOBBLE_ELIMIT, "over the limit");

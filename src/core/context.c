@@ -54,6 +54,7 @@ void wobble_ctx_free(wobble_ctx *ctx) {
     if (!ctx) return;
     for (int i = 0; i < CORE_SCRATCH_SLOTS; i++) free(ctx->scratch[i]);
     if (ctx->png_z) libdeflate_free_compressor(ctx->png_z);
+    if (ctx->png_unz) libdeflate_free_decompressor(ctx->png_unz);
     free(ctx);
 }
 

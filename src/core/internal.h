@@ -10,7 +10,11 @@
 
 #define WOBBLE_ERRMSG_MAX 1024
 
-#define CORE_SCRATCH_SLOTS 4
+#define CORE_SCRATCH_SLOTS 6
+/* slots 4 and 5 belong to the image decoders (which never nest), so an
+ * operation that decodes a file while holding slots 0-3 keeps its buffers */
+#define CORE_SLOT_DECODE_IN 4
+#define CORE_SLOT_DECODE_OUT 5
 
 struct wobble_ctx {
     int threads;
@@ -24,6 +28,7 @@ struct wobble_ctx {
     /* the PNG encoder's libdeflate compressor (about 1 MB of tables), kept
      * between images for the same reason; freed with the context */
     struct libdeflate_compressor *png_z;
+    struct libdeflate_decompressor *png_unz; /* the PNG decoder's fast path */
 };
 
 struct wobble_image {
@@ -78,6 +83,9 @@ int image_png_decode_gray16(wobble_ctx *ctx, const uint8_t *data, size_t size, c
                             int *h);
 /* The largest IDAT chunk the PNG encoder writes (default 1 GiB; 0 restores it): a test hook. */
 void image_png_set_idat_max(size_t n);
+/* test hook: 0 sends every PNG through libpng (the fast path off), 1 restores it */
+void image_png_set_fast(int on);
+long image_png_fast_hits(void); /* files the fast path decoded */
 
 /* Read a whole file into a malloc'ed buffer. */
 int core_read_file(wobble_ctx *ctx, const char *path, uint8_t **data, size_t *size);

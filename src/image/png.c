@@ -39,6 +39,149 @@ static void png_on_warning(png_structp png, png_const_charp msg) {
     (void)msg; /* Pillow ignores recoverable problems too */
 }
 
+/*
+ * Fast path for the PNGs most files are (8-bit gray, gray + alpha, RGB or
+ * RGBA, not interlaced): the IDAT stream inflated by libdeflate in one call
+ * and the rows unfiltered here, 1.0 -> 0.4 ms for a 224 x 224 RGB file
+ * (docs/imagenet-c.md). It takes only files it fully understands: any other
+ * format, a CRC mismatch, an unknown critical chunk, a stream that does not
+ * inflate to exactly the image's size, a filter type above 4 or a size past
+ * libpng's limits returns 1, and libpng decodes the file, so every error
+ * message and every tolerance stays libpng's.
+ */
+static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+static int png_fast_enabled = 1;
+static _Atomic long png_fast_hits;
+void image_png_set_fast(int on) { png_fast_enabled = on; }
+long image_png_fast_hits(void) { return png_fast_hits; }
+
+/* one row of n bytes in place; prev: the row above, unfiltered (unread for
+ * Sub); bpp bytes per pixel, a constant in each caller below so that the
+ * left pixel stays in registers; Paeth's choice written as selects (the
+ * branches mispredict on photos) */
+static inline __attribute__((always_inline)) void unfilter_row_bpp(uint8_t *restrict r, const uint8_t *restrict prev,
+                                                                   size_t n, const size_t bpp, int type) {
+    size_t i;
+    switch (type) {
+    case 1: /* Sub */
+        for (i = bpp; i < n; i++) r[i] = (uint8_t)(r[i] + r[i - bpp]);
+        break;
+    case 2: /* Up */
+        for (i = 0; i < n; i++) r[i] = (uint8_t)(r[i] + prev[i]);
+        break;
+    case 3: /* Average */
+        for (i = 0; i < bpp; i++) r[i] = (uint8_t)(r[i] + (prev[i] >> 1));
+        for (; i < n; i++) r[i] = (uint8_t)(r[i] + ((r[i - bpp] + prev[i]) >> 1));
+        break;
+    case 4: /* Paeth: the first pixel's a = c = 0 predicts b */
+        for (i = 0; i < bpp; i++) r[i] = (uint8_t)(r[i] + prev[i]);
+        for (; i < n; i++) {
+            const int a = r[i - bpp], b = prev[i], c = prev[i - bpp];
+            const int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
+            const int bc = pb <= pc ? b : c;
+            r[i] = (uint8_t)(r[i] + ((pa <= pb) & (pa <= pc) ? a : bc));
+        }
+        break;
+    default: break; /* 0: None */
+    }
+}
+
+static void unfilter_row(uint8_t *r, const uint8_t *prev, size_t n, size_t bpp, int type) {
+    switch (bpp) {
+    case 1: unfilter_row_bpp(r, prev, n, 1, type); break;
+    case 2: unfilter_row_bpp(r, prev, n, 2, type); break;
+    case 3: unfilter_row_bpp(r, prev, n, 3, type); break;
+    default: unfilter_row_bpp(r, prev, n, 4, type); break;
+    }
+}
+
+static int png_fast_decode(wobble_ctx *ctx, const uint8_t *d, size_t size, wobble_image **out) {
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (!png_fast_enabled || !ctx || size < 8 + 25 || memcmp(d, sig, 8) || rd32(d + 8) != 13 ||
+        memcmp(d + 12, "IHDR", 4) || rd32(d + 29) != libdeflate_crc32(0, d + 12, 17))
+        return 1;
+    const uint32_t w = rd32(d + 16), h = rd32(d + 20);
+    const int depth = d[24], ctype = d[25];
+    static const int chans[7] = {1, 0, 3, 0, 2, 0, 4};
+    /* libpng's default user limits are 1,000,000 pixels a side */
+    if (depth != 8 || ctype > 6 || !chans[ctype] || d[26] || d[27] || d[28] || !w || !h || w > 1000000u ||
+        h > 1000000u || (ctx->max_pixels && (uint64_t)w * h > ctx->max_pixels))
+        return 1;
+    const size_t bpp = (size_t)chans[ctype], rb = (size_t)w * bpp, raw_n = (size_t)h * (rb + 1);
+    /* the IDAT chunks (consecutive, as PNG requires), each CRC checked */
+    size_t pos = 33, first = 0, zn = 0, nidat = 0;
+    int ended = 0, after_idat = 0;
+    while (pos + 12 <= size) {
+        const uint32_t len = rd32(d + pos);
+        const uint8_t *type = d + pos + 4;
+        if (len > 0x7fffffffu || len > size - pos - 12) return 1;
+        if (!memcmp(type, "IDAT", 4)) {
+            if (after_idat || rd32(d + pos + 8 + len) != libdeflate_crc32(0, type, (size_t)len + 4)) return 1;
+            if (!nidat++) first = pos;
+            zn += len;
+        } else {
+            if (nidat) after_idat = 1;
+            if (!memcmp(type, "IEND", 4)) {
+                ended = 1;
+                break;
+            }
+            if (!(type[0] & 0x20) && memcmp(type, "PLTE", 4)) return 1; /* an unknown critical chunk */
+        }
+        pos += (size_t)len + 12;
+    }
+    if (!ended || !nidat) return 1;
+    core_tmp tin = {0}, traw;
+    const uint8_t *z = d + first + 8;
+    if (nidat > 1) { /* gathered into one stream */
+        uint8_t *g = core_tmp_get(ctx, zn <= (16u << 20) ? CORE_SLOT_DECODE_IN : -1, zn, &tin);
+        if (!g) return 1;
+        size_t o = 0;
+        for (size_t p = first; o < zn; p += (size_t)rd32(d + p) + 12)
+            if (!memcmp(d + p + 4, "IDAT", 4)) memcpy(g + o, d + p + 8, rd32(d + p)), o += rd32(d + p);
+        z = g;
+    }
+    uint8_t *raw = core_tmp_get(ctx, raw_n <= (16u << 20) ? CORE_SLOT_DECODE_OUT : -1, raw_n, &traw);
+    if (!ctx->png_unz) ctx->png_unz = libdeflate_alloc_decompressor();
+    wobble_image *img = NULL;
+    int ok = raw && ctx->png_unz &&
+             libdeflate_zlib_decompress(ctx->png_unz, z, zn, raw, raw_n, NULL) == LIBDEFLATE_SUCCESS;
+    for (uint32_t y = 0; ok && y < h; y++) ok = raw[(size_t)y * (rb + 1)] <= 4;
+    if (ok) ok = image_alloc(ctx, (int)w, (int)h, &img) == WOBBLE_OK;
+    if (ok) {
+        for (uint32_t y = 0; y < h; y++) {
+            uint8_t *r = raw + (size_t)y * (rb + 1);
+            const int type = r[0];
+            if (y) {
+                unfilter_row(r + 1, r - rb, rb, bpp, type);
+            } else if (type == 3) { /* no row above (zeros): Average halves the left byte */
+                for (size_t i = bpp; i < rb; i++) r[1 + i] = (uint8_t)(r[1 + i] + (r[1 + i - bpp] >> 1));
+            } else if (type == 1 || type == 4) { /* Paeth predicts the left byte: Sub */
+                unfilter_row(r + 1, NULL, rb, bpp, 1);
+            } /* None and Up: unchanged */
+            const uint8_t *s = r + 1;
+            uint8_t *o = img->data + (size_t)y * w * 3u;
+            switch (ctype) {
+            case 2: memcpy(o, s, rb); break;
+            case 6:
+                for (uint32_t x = 0; x < w; x++) o[3 * x] = s[4 * x], o[3 * x + 1] = s[4 * x + 1], o[3 * x + 2] = s[4 * x + 2];
+                break;
+            default: /* gray (1 byte) or gray + alpha (2): the gray to R, G and B */
+                for (uint32_t x = 0; x < w; x++) o[3 * x] = o[3 * x + 1] = o[3 * x + 2] = s[bpp * x];
+                break;
+            }
+        }
+    }
+    core_tmp_put(&tin), core_tmp_put(&traw);
+    if (!ok) {
+        wobble_image_free(img);
+        return 1;
+    }
+    png_fast_hits++;
+    *out = img;
+    return 0;
+}
+
 /* out: the RGB image as Pillow converts it; or, with d16, the raw samples of
  * a 16-bit grayscale PNG (anything else is refused). */
 static int png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name, wobble_image **out,
@@ -152,6 +295,7 @@ static int png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const c
 }
 
 int image_png_decode(wobble_ctx *ctx, const uint8_t *data, size_t size, const char *name, wobble_image **out) {
+    if (png_fast_decode(ctx, data, size, out) == 0) return WOBBLE_OK;
     return png_decode(ctx, data, size, name, out, NULL, NULL, NULL);
 }
 

@@ -67,12 +67,41 @@ def pack_rows(a, bit_depth, channels):
 ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
 
 
-def write_png(path, samples, w, h, bit_depth, color_type, channels, palette=None, trns=None, interlace=False):
-    """samples: uint array [h, w, channels]."""
+def filter_row(row, prev, bpp, ftype):
+    """PNG filter `ftype` (1 Sub, 2 Up, 3 Average, 4 Paeth) of one row of
+    bytes, as the PNG specification (section 9) defines it."""
+    out = bytearray(len(row))
+    for i, x in enumerate(row):
+        a = row[i - bpp] if i >= bpp else 0
+        b = prev[i]
+        c = prev[i - bpp] if i >= bpp else 0
+        if ftype == 1:
+            pred = a
+        elif ftype == 2:
+            pred = b
+        elif ftype == 3:
+            pred = (a + b) // 2
+        else:
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+        out[i] = (x - pred) & 255
+    return bytes(out)
+
+
+def write_png(path, samples, w, h, bit_depth, color_type, channels, palette=None, trns=None, interlace=False,
+              filters=False, idat_size=None):
+    """samples: uint array [h, w, channels]. filters: row y takes filter type
+    y % 5 (else None everywhere); idat_size: split the zlib stream into IDAT
+    chunks of that many bytes."""
     raw = b""
     if not interlace:
-        for row in pack_rows(samples.reshape(h, w * channels), bit_depth, channels):
-            raw += b"\x00" + row
+        prev = None
+        bpp = max(1, bit_depth * channels // 8)
+        for y, row in enumerate(pack_rows(samples.reshape(h, w * channels), bit_depth, channels)):
+            ftype = y % 5 if filters else 0
+            raw += bytes([ftype]) + (filter_row(row, prev or bytes(len(row)), bpp, ftype) if ftype else row)
+            prev = row
     else:
         for (x0, y0, dx, dy) in ADAM7:
             sub = samples[y0::dy, x0::dx]
@@ -87,7 +116,10 @@ def write_png(path, samples, w, h, bit_depth, color_type, channels, palette=None
         out += png_chunk(b"PLTE", bytes(palette))
     if trns is not None:
         out += png_chunk(b"tRNS", trns)
-    out += png_chunk(b"IDAT", zlib.compress(raw, 9))
+    z = zlib.compress(raw, 9)
+    step = idat_size or len(z)
+    for i in range(0, len(z), step):
+        out += png_chunk(b"IDAT", z[i:i + step])
     out += png_chunk(b"IEND", b"")
     with open(path, "wb") as f:
         f.write(out)
@@ -160,6 +192,15 @@ def make_io_cases():
     base.convert("L").save(add("gray.jpg"), quality=85)
     base.convert("CMYK").save(add("cmyk.jpg"), quality=90)
     base.crop((0, 0, 61, 45)).save(add("odd_61x45.jpg"), quality=60)
+
+    # 8-bit PNGs with every filter type (row y: type y % 5) and the data in
+    # many IDAT chunks: the decoder's fast path (src/image/png.c)
+    frng = np.random.RandomState(8)
+    fw, fh = 29, 11
+    for name, ct, ch in (("gray8", 0, 1), ("gray_alpha8", 4, 2), ("rgb8", 2, 3), ("rgba8", 6, 4)):
+        smooth = (np.arange(fw)[None, :, None] * 7 + np.arange(fh)[:, None, None] * 11 + np.arange(ch) * 50) % 256
+        s = (smooth + frng.randint(0, 24, size=(fh, fw, ch))) % 256
+        write_png(add(f"{name}_filters.png"), s, fw, fh, 8, ct, ch, filters=True, idat_size=37)
 
     lines = []
     for name in files:
