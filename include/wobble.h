@@ -78,6 +78,10 @@ typedef struct wobble_ctx wobble_ctx;
 typedef struct wobble_ctx_params {
     int threads;            /* worker threads; 0 = number of online CPUs */
     uint64_t max_pixels;    /* decoder refuses larger images; 0 = no limit */
+    int sync_writes;        /* 1 (default): every atomic write (wobble_write_file_atomic,
+                               wobble_image_write*) is flushed to disk (fsync) before its
+                               rename; 0: left to the system, for many files written in a
+                               row, with one wobble_sync_path when they are all written */
 } wobble_ctx_params;
 
 /* Defaults: threads = 0 (all cores), max_pixels = 89478485 (Pillow's
@@ -153,7 +157,13 @@ void wobble_free(void *p);
 /* Create a folder and its missing parents (mkdir -p). */
 int wobble_mkdirs(wobble_ctx *ctx, const char *path);
 
-/* Write `size` bytes to `path` atomically: `path.tmp.XXXXXX` then rename. */
+/* Flush everything written to the file system that holds `path` (a file or
+ * a folder) to disk (Linux syncfs): the one flush after writes made with
+ * sync_writes = 0. */
+int wobble_sync_path(wobble_ctx *ctx, const char *path);
+
+/* Write `size` bytes to `path` atomically: `path.tmp.XXXXXX` then rename;
+ * flushed to disk first unless the context was made with sync_writes = 0. */
 int wobble_write_file_atomic(wobble_ctx *ctx, const char *path, const void *data,
                              size_t size);
 

@@ -112,6 +112,21 @@ int main(void) {
     wobble_image_free(back);
     snprintf(path, sizeof path, "%s/img.bmp", dir);
     CHECK(wobble_image_write(ctx, img, path) == WOBBLE_EFORMAT, "unsupported extension");
+    /* writes without the per-file flush, then one flush of the folder */
+    wobble_ctx_params np = wobble_ctx_default_params();
+    CHECK(np.sync_writes == 1, "files are flushed one by one by default");
+    np.sync_writes = 0;
+    wobble_ctx *nc = NULL;
+    CHECK(wobble_ctx_create(&np, &nc) == WOBBLE_OK, "context without per-file flush");
+    snprintf(path, sizeof path, "%s/nosync.png", dir);
+    CHECK(wobble_image_write(nc, img, path) == WOBBLE_OK, "write without fsync");
+    CHECK(wobble_image_read(nc, path, &back) == WOBBLE_OK && t_same(back, img), "the same file without fsync");
+    wobble_image_free(back);
+    CHECK(wobble_sync_path(nc, dir) == WOBBLE_OK, "flush the folder: %s", wobble_last_error(nc));
+    CHECK(wobble_sync_path(nc, path) == WOBBLE_OK, "flush through a file: %s", wobble_last_error(nc));
+    CHECK(wobble_sync_path(nc, bad_path) == WOBBLE_EIO, "flush of a missing path is EIO");
+    CHECK(strstr(wobble_last_error(nc), bad_path) != NULL, "message names the path: %s", wobble_last_error(nc));
+    wobble_ctx_free(nc);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0, "cleanup");

@@ -207,6 +207,9 @@ int cmd_perturb(int argc, char **argv) {
     wobble_ctx_params cp = wobble_ctx_default_params();
     cp.threads = (int)threads;
     if (maxpix >= 0) cp.max_pixels = (uint64_t)maxpix;
+    /* no fsync per file: one flush of the output's file system at the end,
+     * before the exit status says the outputs are there */
+    cp.sync_writes = 0;
     wobble_ctx *ctx = NULL;
     if (wobble_ctx_create(&cp, &ctx) != WOBBLE_OK) {
         cli_error("perturb: cannot create context");
@@ -267,6 +270,10 @@ int cmd_perturb(int argc, char **argv) {
         return EXIT_FAIL;
     }
     const perturb_job J = {suite != NULL, pipeline, single_file, out, format};
+    /* the image's content id seeds the editing ops' noise and the suite's
+     * streams; under --op imagenet_c.* the seed alone does (np.random.seed) */
+    int need_id = suite != NULL;
+    for (int o = 0; o < n_ops; o++) need_id |= !ops[o]->suite;
     const int threads_n = wobble_ctx_threads(ctx);
     const long total = (long)n * nl * n_ops;
     int failures = 0;
@@ -308,7 +315,7 @@ int cmd_perturb(int argc, char **argv) {
             if (!src) src = img, img = NULL;
             wobble_perturb_params pp = wobble_perturb_default_params();
             pp.seed = seed;
-            pp.image_id = wobble_image_hash(src);
+            pp.image_id = need_id ? wobble_image_hash(src) : 0;
             pp.exact_seed = !suite; /* --op: the np.random.seed(N) contract; --suite: a stream per image */
             for (int o = 0; o < n_ops; o++)
                 for (int j = 0; j < nl; j++) {
@@ -352,10 +359,15 @@ int cmd_perturb(int argc, char **argv) {
     }
     cli_progress_update(&prog, done, "");
     cli_progress_end(&prog);
+    int synced = 1;
+    if (failures < total && wobble_sync_path(ctx, out) != WOBBLE_OK) {
+        cli_error("%s", wobble_last_error(ctx));
+        synced = 0;
+    }
     if (failures) cli_error("perturb: %d of %ld outputs failed", failures, total);
     cli_free_list(paths, n);
     cli_free_list(rel, n);
     wobble_ctx_free(ctx);
     free(lv);
-    return failures ? EXIT_FAIL : EXIT_OK;
+    return failures || !synced ? EXIT_FAIL : EXIT_OK;
 }

@@ -30,6 +30,7 @@ wobble_ctx_params wobble_ctx_default_params(void) {
     memset(&p, 0, sizeof p);
     p.threads = 0;
     p.max_pixels = 89478485u;
+    p.sync_writes = 1;
     return p;
 }
 
@@ -46,6 +47,7 @@ int wobble_ctx_create(const wobble_ctx_params *params, wobble_ctx **out) {
     }
     ctx->threads = p.threads;
     ctx->max_pixels = p.max_pixels;
+    ctx->no_sync = !p.sync_writes;
     *out = ctx;
     return WOBBLE_OK;
 }

@@ -116,7 +116,7 @@ int core_write_temp(wobble_ctx *ctx, const char *path, const void *data, size_t 
         umask(mask);
         if (fchmod(fd, 0666 & ~mask) != 0) e = errno, what = "cannot set permissions";
     }
-    if (!what && fsync(fd) != 0 && errno != EINVAL) e = errno, what = "fsync failed";
+    if (!what && !(ctx && ctx->no_sync) && fsync(fd) != 0 && errno != EINVAL) e = errno, what = "fsync failed";
     if (close(fd) != 0 && !what) e = errno, what = "close failed";
     if (what) {
         unlink(tmp);
@@ -185,4 +185,18 @@ void core_outset_abort(core_outset *s) {
         free(s->dst[i]);
     }
     s->n = 0;
+}
+
+int wobble_sync_path(wobble_ctx *ctx, const char *path) {
+    if (!path) return core_seterr(ctx, WOBBLE_EINVAL, "sync: NULL path");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        return core_seterr(ctx, WOBBLE_EIO, "%s: cannot open to flush it to disk: %s", path, strerror(e));
+    }
+    int rc = syncfs(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0) return core_seterr(ctx, WOBBLE_EIO, "%s: flushing to disk failed: %s", path, strerror(e));
+    return WOBBLE_OK;
 }
