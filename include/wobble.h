@@ -82,6 +82,8 @@ typedef struct wobble_ctx_params {
                                wobble_image_write*) is flushed to disk (fsync) before its
                                rename; 0: left to the system, for many files written in a
                                row, with one wobble_sync_path when they are all written */
+    int png_level;          /* PNG writer's compression: libdeflate level 0 (stored) .. 12
+                               (smallest, slowest); default 6 (docs/imagenet-c.md) */
 } wobble_ctx_params;
 
 /* Defaults: threads = 0 (all cores), max_pixels = 89478485 (Pillow's

@@ -39,6 +39,8 @@ static void help(FILE *f) {
             "                      quality 85: the pipeline that made ImageNet-C (CIFAR-10-C-style\n"
             "                      sets for your own data)\n"
             "  --format png|jpg    output format in folder mode (default png; jpg uses quality 95)\n"
+            "  --png-level N       PNG compression, 0 (none) to 12 (smallest, slowest); default 6.\n"
+            "                      1 writes 224x224 outputs 2-4x faster, files 0-11%% larger\n"
             "  --threads N         worker threads (default: all cores)\n"
             "  --max-pixels N      refuse larger images (default 89478485; 0 = no limit)\n"
             "  -h, --help          this help\n"
@@ -114,7 +116,7 @@ static int write_one(wobble_ctx *ctx, const perturb_job *J, const wobble_image *
 int cmd_perturb(int argc, char **argv) {
     const char *opname = NULL, *level = NULL, *levels = NULL, *format = "png", *suite = NULL;
     uint64_t seed = 0;
-    long long threads = 0, maxpix = -1;
+    long long threads = 0, maxpix = -1, png_level = 6;
     int pipeline = 0;
     static const struct option lo[] = {{"op", required_argument, 0, 'o'},
                                        {"level", required_argument, 0, 'l'},
@@ -125,6 +127,7 @@ int cmd_perturb(int argc, char **argv) {
                                        {"max-pixels", required_argument, 0, 'm'},
                                        {"suite", required_argument, 0, 'S'},
                                        {"imagenet-pipeline", no_argument, 0, 'P'},
+                                       {"png-level", required_argument, 0, 'Z'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
     optind = 1;
@@ -145,6 +148,9 @@ int cmd_perturb(int argc, char **argv) {
             break;
         case 'm':
             if (cli_opt_int("perturb", "--max-pixels", optarg, 0, (long long)1 << 50, &maxpix)) return EXIT_USAGE;
+            break;
+        case 'Z':
+            if (cli_opt_int("perturb", "--png-level", optarg, 0, 12, &png_level)) return EXIT_USAGE;
             break;
         case 'h': help(stdout); return EXIT_OK;
         default: help(stderr); return EXIT_USAGE;
@@ -210,6 +216,7 @@ int cmd_perturb(int argc, char **argv) {
     /* no fsync per file: one flush of the output's file system at the end,
      * before the exit status says the outputs are there */
     cp.sync_writes = 0;
+    cp.png_level = (int)png_level;
     wobble_ctx *ctx = NULL;
     if (wobble_ctx_create(&cp, &ctx) != WOBBLE_OK) {
         cli_error("perturb: cannot create context");

@@ -31,6 +31,7 @@ wobble_ctx_params wobble_ctx_default_params(void) {
     p.threads = 0;
     p.max_pixels = 89478485u;
     p.sync_writes = 1;
+    p.png_level = 6;
     return p;
 }
 
@@ -38,7 +39,7 @@ int wobble_ctx_create(const wobble_ctx_params *params, wobble_ctx **out) {
     if (!out) return WOBBLE_EINVAL;
     *out = NULL;
     wobble_ctx_params p = params ? *params : wobble_ctx_default_params();
-    if (p.threads < 0) return WOBBLE_EINVAL;
+    if (p.threads < 0 || p.png_level < 0 || p.png_level > 12) return WOBBLE_EINVAL;
     wobble_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return WOBBLE_ENOMEM;
     if (p.threads == 0) {
@@ -48,6 +49,7 @@ int wobble_ctx_create(const wobble_ctx_params *params, wobble_ctx **out) {
     ctx->threads = p.threads;
     ctx->max_pixels = p.max_pixels;
     ctx->no_sync = !p.sync_writes;
+    ctx->png_level = p.png_level;
     *out = ctx;
     return WOBBLE_OK;
 }

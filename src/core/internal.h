@@ -20,6 +20,7 @@ struct wobble_ctx {
     int threads;
     uint64_t max_pixels;
     int no_sync; /* wobble_ctx_params.sync_writes = 0 */
+    int png_level;
     int last_status;
     char last_error[WOBBLE_ERRMSG_MAX];
     /* work buffers kept between calls (core_tmp_get): image-sized scratch

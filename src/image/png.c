@@ -309,8 +309,7 @@ int image_png_decode_gray16(wobble_ctx *ctx, const uint8_t *data, size_t size, c
  * compressed by libdeflate (level 6, zlib format) instead of libpng's zlib
  * path: 14.7 -> 4.2 ms for a 224 x 224 ImageNet-C output, files about 1%
  * smaller (docs/imagenet-c.md); the compressor is kept in the context.
- * Each row takes the filter with the smallest sum of absolute (signed)
- * filtered bytes, libpng's default heuristic for such images.
+ * Rows are filtered as Pillow filters them (filter_row).
  */
 
 static void be32(uint8_t *p, uint32_t v) {
@@ -326,13 +325,14 @@ static size_t put_chunk(uint8_t *p, const char type[4], size_t n) {
 }
 
 /* Filters of one row's bytes [i0, i1) (a: the byte 3 back, b: above, c:
- * above and 3 back, as PNG defines them), their sums of absolute signed
- * bytes added to sum[5]. Branch-free, so it vectorises (AVX-512BW, AVX2 or
- * the baseline, chosen at load; the same bytes from each). */
+ * above and 3 back, as PNG defines them): Sub, Up and Paeth, their sums of
+ * absolute signed bytes added to sum[1..3] and the unfiltered bytes' to
+ * sum[0]. Branch-free, so it vectorises (AVX-512BW, AVX2 or the baseline,
+ * chosen at load; the same bytes from each). */
 __attribute__((target_clones("arch=x86-64-v4", "avx2", "default"))) static void
 filter_span(const uint8_t *r, const uint8_t *ra, const uint8_t *b, const uint8_t *c, int i0, int i1,
-            uint8_t *restrict sub, uint8_t *restrict upf, uint8_t *restrict avg, uint8_t *restrict pae, long sum[5]) {
-    int s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0; /* a row of < 2^23 bytes fits */
+            uint8_t *restrict sub, uint8_t *restrict upf, uint8_t *restrict pae, long sum[4]) {
+    int s0 = 0, s1 = 0, s2 = 0, s3 = 0; /* a row of < 2^23 bytes fits */
     for (int i = i0; i < i1; i++) {
         /* 16-bit lanes, selects instead of branches: GCC vectorises this */
         const int16_t x = r[i], av = ra[i], bv = b[i], cv = c[i];
@@ -340,41 +340,42 @@ filter_span(const uint8_t *r, const uint8_t *ra, const uint8_t *b, const uint8_t
         const int16_t pa = d1 < 0 ? (int16_t)-d1 : d1, pb = d2 < 0 ? (int16_t)-d2 : d2, pc = d3 < 0 ? (int16_t)-d3 : d3;
         const int16_t bc = pb <= pc ? bv : cv;
         const int16_t pred = ((pa <= pb) & (pa <= pc)) ? av : bc; /* Paeth: a, else b, else c */
-        const uint8_t fs = (uint8_t)(x - av), fu = (uint8_t)(x - bv), fa = (uint8_t)(x - ((av + bv) >> 1)),
-                      fp = (uint8_t)(x - pred);
-        sub[i] = fs, upf[i] = fu, avg[i] = fa, pae[i] = fp;
-        const int8_t a0 = (int8_t)x, a1 = (int8_t)fs, a2 = (int8_t)fu, a3 = (int8_t)fa, a4 = (int8_t)fp;
+        const uint8_t fs = (uint8_t)(x - av), fu = (uint8_t)(x - bv), fp = (uint8_t)(x - pred);
+        sub[i] = fs, upf[i] = fu, pae[i] = fp;
+        const int8_t a0 = (int8_t)x, a1 = (int8_t)fs, a2 = (int8_t)fu, a3 = (int8_t)fp;
         s0 += a0 < 0 ? -a0 : a0;
         s1 += a1 < 0 ? -a1 : a1;
         s2 += a2 < 0 ? -a2 : a2;
         s3 += a3 < 0 ? -a3 : a3;
-        s4 += a4 < 0 ? -a4 : a4;
     }
-    sum[0] += s0, sum[1] += s1, sum[2] += s2, sum[3] += s3, sum[4] += s4;
+    sum[0] += s0, sum[1] += s1, sum[2] += s2, sum[3] += s3;
 }
 
 /* Row r (rb bytes, 3 per pixel; up: the row above, or rb zero bytes for
  * the first row) filtered into out[0] (the filter type) and out[1 .. rb];
- * cand: 4 * rb bytes of scratch. */
+ * cand: 3 * rb bytes of scratch. The row takes, of None, Sub, Up and
+ * Paeth, the filter with the smallest sum of absolute signed bytes, as
+ * Pillow does: libpng's heuristic without Average, which the sum picks on
+ * noisy rows where it then compresses worse (shot_noise outputs 24% larger
+ * than Pillow's with it, 2% without). */
 static void filter_row(const uint8_t *r, const uint8_t *up, int rb, uint8_t *out, uint8_t *cand) {
-    uint8_t *sub = cand, *upf = cand + rb, *avg = cand + 2 * (size_t)rb, *pae = cand + 3 * (size_t)rb;
+    uint8_t *sub = cand, *upf = cand + rb, *pae = cand + 2 * (size_t)rb;
     static const uint8_t zero[3];
-    long sum[5] = {0, 0, 0, 0, 0};
+    static const uint8_t type[4] = {0, 1, 2, 4};
+    long sum[4] = {0, 0, 0, 0};
     const int head = rb < 3 ? rb : 3;
     /* the first pixel has no left neighbour: a = c = 0 */
-    filter_span(r, zero, up, zero, 0, head, sub, upf, avg, pae, sum);
-    if (rb > 3) filter_span(r, r - 3, up, up - 3, 3, rb, sub, upf, avg, pae, sum);
+    filter_span(r, zero, up, zero, 0, head, sub, upf, pae, sum);
+    if (rb > 3) filter_span(r, r - 3, up, up - 3, 3, rb, sub, upf, pae, sum);
     int best = 0;
-    for (int f = 1; f < 5; f++)
+    for (int f = 1; f < 4; f++)
         if (sum[f] < sum[best]) best = f;
-    out[0] = (uint8_t)best;
+    out[0] = type[best];
     memcpy(out + 1, best ? cand + (size_t)(best - 1) * rb : r, (size_t)rb);
 }
 
-/* libdeflate's level 6: on ImageNet-C outputs, files 0-4.8% smaller than
- * Pillow's (zlib's default level); levels 5 and 4 save 7% and 14% of a
- * `wobble perturb` run but some files come out up to 1.0% and 2.4% larger
- * than Pillow's (docs/imagenet-c.md). */
+/* without a context: libdeflate's level 6 (wobble_ctx_params.png_level's
+ * default; sizes and times per level in docs/imagenet-c.md) */
 #define PNG_LEVEL 6
 static size_t png_idat_max = (size_t)1 << 30;
 
@@ -388,10 +389,10 @@ int wobble_image_encode_png(wobble_ctx *ctx, const wobble_image *img, uint8_t **
      * the compressor kept in the context: fresh megabytes per image cost
      * more in page faults than the compression on small images */
     core_tmp tf, tc;
-    uint8_t *filt = core_tmp_get(ctx, 0, raw, &tf), *cand = core_tmp_get(ctx, 1, 5 * (size_t)rb + 1, &tc);
+    uint8_t *filt = core_tmp_get(ctx, 0, raw, &tf), *cand = core_tmp_get(ctx, 1, 4 * (size_t)rb + 1, &tc);
     struct libdeflate_compressor *z = ctx ? ctx->png_z : NULL;
     if (!z) {
-        z = libdeflate_alloc_compressor(PNG_LEVEL);
+        z = libdeflate_alloc_compressor(ctx ? ctx->png_level : PNG_LEVEL);
         if (ctx) ctx->png_z = z;
     }
     const size_t bound = z ? libdeflate_zlib_compress_bound(z, raw) : 0;
@@ -403,7 +404,7 @@ int wobble_image_encode_png(wobble_ctx *ctx, const wobble_image *img, uint8_t **
         if (z && !ctx) libdeflate_free_compressor(z);
         return core_seterr(ctx, WOBBLE_ENOMEM, "encode png: out of memory");
     }
-    uint8_t *zero_row = cand + 4 * (size_t)rb; /* "the row above" the first */
+    uint8_t *zero_row = cand + 3 * (size_t)rb; /* "the row above" the first */
     memset(zero_row, 0, (size_t)rb);
     for (int y = 0; y < h; y++)
         filter_row(img->data + (size_t)y * rb, y ? img->data + (size_t)(y - 1) * rb : zero_row, rb,
