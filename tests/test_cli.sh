@@ -41,6 +41,20 @@ from PIL import Image
 a = Image.open(sys.argv[1]); b = Image.open(sys.argv[2]).convert(\"RGB\")
 a.load()
 sys.exit(0 if a.mode == \"RGB\" and a.tobytes() == b.tobytes() else 1)" "$T/id.png" "$IMG"' "Pillow reads wobble PNG"
+# --png-level: other bytes, the same pixels (Pillow reads both); outside 0..12 -> 2
+for L in 0 1 12; do
+  "$W" perturb --op brightness --level 1 --png-level $L "$IMG" "$T/pl$L.png"
+  check '[ $? -eq 0 ] && /usr/bin/python3 -c "
+import sys
+from PIL import Image
+a = Image.open(sys.argv[1]); b = Image.open(sys.argv[2])
+sys.exit(0 if a.tobytes() == b.tobytes() else 1)" "$T/pl$L.png" "$T/id.png"' "--png-level $L: the same pixels"
+done
+"$W" perturb --op brightness --level 1 --png-level 0 "$REF/data/syn_64x48.png" "$T/g0.png"
+"$W" perturb --op brightness --level 1 --png-level 12 "$REF/data/syn_64x48.png" "$T/g12.png"
+check '[ $(stat -c %s "$T/g0.png") -gt $(( 2 * $(stat -c %s "$T/g12.png") )) ]' "--png-level 0 stores, 12 compresses"
+"$W" perturb --op brightness --level 1 --png-level 13 "$IMG" "$T/pl13.png" 2>"$T/e"
+check '[ $? -eq 2 ] && [ ! -e "$T/pl13.png" ] && grep -q "png-level" "$T/e"' "--png-level 13 -> 2, nothing written"
 # default grid
 "$W" perturb --op hue "$IMG" "$T/grid"; check '[ $? -eq 0 ] && [ $(ls "$T/grid" | wc -l) -eq 5 ]' "default grid: 5 files"
 # several inputs and a folder (recursive, relative paths kept)
