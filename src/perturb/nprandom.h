@@ -22,6 +22,7 @@
 typedef struct perturb_mt {
     uint32_t key[624];
     uint32_t out[624]; /* the tempered outputs of the current key */
+    double dbl[312];   /* random_sample() of the pairs (out[2i], out[2i + 1]) */
     int pos;
     int has_gauss;
     double gauss;
@@ -37,8 +38,14 @@ static inline uint32_t perturb_mt_u32(perturb_mt *s) {
     return s->out[s->pos++];
 }
 
-/* random_sample(): [0, 1) with 53 bits */
+/* random_sample(): [0, 1) with 53 bits, from the next two words; read
+ * from dbl when they are a pair of this block (the usual case) */
 static inline double perturb_mt_double(perturb_mt *s) {
+    if (!(s->pos & 1) && s->pos < 624) {
+        const double d = s->dbl[s->pos >> 1];
+        s->pos += 2;
+        return d;
+    }
     const uint32_t a = perturb_mt_u32(s) >> 5, b = perturb_mt_u32(s) >> 6;
     return (a * 67108864.0 + b) / 9007199254740992.0;
 }
