@@ -17,18 +17,51 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The water path's work buffers, carved from one block (the context's
+ * scratch): fresh allocations of this size per image cost more in page
+ * faults than the work on 224 x 224 images. */
+typedef struct {
+    int *mag, *stack, *xi, *irow; /* canny: magnitudes (zero border), the edge stack */
+    short *dx, *dy;
+    uint8_t *map, *e, *d8, *d2;
+    unsigned *t; /* distance5's bordered table */
+    float *dist;
+    double *srow;
+} water_buf;
+
+/* lays the buffers out from base (NULL: only sizes them); returns the bytes */
+static size_t water_layout(int h, int w, uint8_t *base, water_buf *b) {
+    const size_t n = (size_t)h * w, nb = (size_t)(h + 2) * (w + 2), nt = (size_t)(h + 4) * (w + 4);
+    size_t off = 0;
+#define CARVE(field, count)                                                         \
+    do {                                                                            \
+        if (base) b->field = (void *)(base + off);                                  \
+        off += (sizeof(*b->field) * (size_t)(count) + 63) & ~(size_t)63;            \
+    } while (0)
+    CARVE(mag, nb);
+    CARVE(stack, nb);
+    CARVE(xi, (size_t)w + 2);
+    CARVE(irow, w);
+    CARVE(dx, n);
+    CARVE(dy, n);
+    CARVE(map, nb);
+    CARVE(e, n);
+    CARVE(d8, n);
+    CARVE(d2, n);
+    CARVE(t, nt);
+    CARVE(dist, n);
+    CARVE(srow, w);
+#undef CARVE
+    return off;
+}
+
 /* cv2.Canny(img, low, high) with aperture 3 and the L1 gradient: 255 on
  * edges, 0 elsewhere */
-static int canny(const uint8_t *img, int h, int w, int low, int high, uint8_t *edges) {
-    int *mag = calloc((size_t)(h + 2) * (w + 2), sizeof(int)); /* zero border */
-    short *dx = malloc(sizeof(short) * (size_t)h * w), *dy = malloc(sizeof(short) * (size_t)h * w);
-    uint8_t *map = malloc((size_t)(h + 2) * (w + 2));
-    /* a pixel is pushed once, when it becomes an edge */
-    int *stack = malloc(sizeof(int) * (size_t)(h + 2) * (w + 2));
-    if (!mag || !dx || !dy || !map || !stack) {
-        free(mag), free(dx), free(dy), free(map), free(stack);
-        return WOBBLE_ENOMEM;
-    }
+static void canny(const uint8_t *img, int h, int w, int low, int high, uint8_t *edges, water_buf *b) {
+    int *mag = b->mag, *stack = b->stack; /* a pixel is pushed once, when it becomes an edge */
+    short *dx = b->dx, *dy = b->dy;
+    uint8_t *map = b->map;
+    memset(mag, 0, sizeof(int) * (size_t)(h + 2) * (w + 2));
     const int W2 = w + 2;
 #define P(y, x) img[(size_t)perturb_clampi(y, 0, h - 1) * w + perturb_clampi(x, 0, w - 1)]
     for (int y = 0; y < h; y++)
@@ -86,19 +119,15 @@ static int canny(const uint8_t *img, int h, int w, int low, int high, uint8_t *e
     }
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) edges[(size_t)y * w + x] = map[(size_t)(y + 1) * W2 + x + 1] == 2 ? 255 : 0;
-    free(mag), free(dx), free(dy), free(map), free(stack);
-    return WOBBLE_OK;
 }
 
 /* cv2.distanceTransform(src, DIST_L2, 5): distance to the nearest zero,
  * two chamfer passes in 16.16 fixed point, as float */
-static int distance5(const uint8_t *src, int h, int w, float *dist) {
+static void distance5(const uint8_t *src, int h, int w, float *dist, unsigned *t) {
     const int B = 2, W4 = w + 2 * B;
     const unsigned HV = (unsigned)lrint(1.0f * 65536.0), DIAG = (unsigned)lrint((double)1.4f * 65536.0),
                    LONG = (unsigned)lrint((double)2.1969f * 65536.0);
     const unsigned INIT = INT_MAX, DMAX = INT_MAX >> 2;
-    unsigned *t = malloc(sizeof(unsigned) * (size_t)(h + 2 * B) * W4);
-    if (!t) return WOBBLE_ENOMEM;
     for (size_t i = 0; i < (size_t)(h + 2 * B) * W4; i++) t[i] = INIT;
     const int st = W4;
     for (int i = 0; i < h; i++) {
@@ -141,8 +170,6 @@ static int distance5(const uint8_t *src, int h, int w, float *dist) {
             dist[(size_t)i * w + j] = (float)t0 * scale;
         }
     }
-    free(t);
-    return WOBBLE_OK;
 }
 
 /* the reflect-101 column index of x - 1 .. w for 3 x 3 windows: xi[x + 1] */
@@ -172,18 +199,22 @@ static void box9u_row(const uint8_t *a, int y, int h, int w, const int *xi, int 
 
 /* the water path's drop mask m (float32 gray values before the channel
  * scaling) from the uint8 liquid layer */
-static int water_mask(const uint8_t *liquid, int h, int w, float *m) {
+static int water_mask(wobble_ctx *ctx, const uint8_t *liquid, int h, int w, float *m) {
     const size_t n = (size_t)h * w;
-    uint8_t *e = malloc(n), *d8 = malloc(n), *d2 = malloc(n);
-    float *dist = malloc(sizeof(float) * n);
-    int *xi = malloc(sizeof(int) * ((size_t)w + 2)), *irow = malloc(sizeof(int) * (size_t)w);
-    double *srow = malloc(sizeof(double) * (size_t)w);
-    int rc = WOBBLE_ENOMEM;
-    if (!e || !d8 || !d2 || !dist || !xi || !irow || !srow) goto done;
+    water_buf B;
+    const size_t bytes = water_layout(h, w, NULL, &B);
+    core_tmp tw;
+    uint8_t *base = core_tmp_get(ctx, bytes <= (64u << 20) ? 3 : -1, bytes, &tw);
+    if (!base) return WOBBLE_ENOMEM;
+    water_layout(h, w, base, &B);
+    uint8_t *e = B.e, *d8 = B.d8, *d2 = B.d2;
+    float *dist = B.dist;
+    int *xi = B.xi, *irow = B.irow;
+    double *srow = B.srow;
     cols101(w, xi);
-    if ((rc = canny(liquid, h, w, 50, 150, e)) != WOBBLE_OK) goto done;
+    canny(liquid, h, w, 50, 150, e, &B);
     for (size_t i = 0; i < n; i++) e[i] = (uint8_t)(255 - e[i]);
-    if ((rc = distance5(e, h, w, dist)) != WOBBLE_OK) goto done;
+    distance5(e, h, w, dist, B.t);
     for (size_t i = 0; i < n; i++) dist[i] = dist[i] > 20.0f ? 20.0f : dist[i]; /* THRESH_TRUNC */
     /* blur (float, sums in double) -> uint8 by truncation */
     for (int y = 0; y < h; y++) {
@@ -228,10 +259,8 @@ static int water_mask(const uint8_t *liquid, int h, int w, float *m) {
             m[(size_t)y * w + x] = (float)liquid[(size_t)y * w + x] * dd;
         }
     }
-    rc = WOBBLE_OK;
-done:
-    free(e), free(d8), free(d2), free(dist), free(xi), free(irow), free(srow);
-    return rc;
+    core_tmp_put(&tw);
+    return WOBBLE_OK;
 }
 
 int perturb_ic_spatter(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
@@ -267,7 +296,7 @@ int perturb_ic_spatter(wobble_ctx *ctx, const wobble_image *in, double level, co
         /* water: liquid = uint8(liquid * 255) (NumPy's cast of a float
          * above 255 wraps; the blurred layer stays below 1) */
         for (size_t i = 0; i < npix; i++) l8[i] = (uint8_t)(int64_t)(liq[i] * 255);
-        if ((rc = water_mask(l8, H, W, m)) != WOBBLE_OK) goto done;
+        if ((rc = water_mask(ctx, l8, H, W, m)) != WOBBLE_OK) goto done;
         float mx = 0;
         for (size_t i = 0; i < npix; i++) mx = m[i] > mx ? m[i] : mx;
         const float intensity = (float)C[sev].intensity;
