@@ -76,9 +76,11 @@ int perturb_ic_shot_noise(wobble_ctx *ctx, const wobble_image *in, double level,
     const double c = C[sev];
     perturb_poisson P[256]; /* lam takes one value per 8-bit level */
     for (int v = 0; v < 256; v++) perturb_poisson_prepare(&P[v], v / 255.0 * c);
+    uint8_t q[512]; /* the output of each small count, without a division per value */
+    for (int k = 0; k < 512; k++) q[k] = perturb_ic_u8((double)k / c);
     for (size_t i = 0; i < n; i++) {
         const int64_t k = perturb_mt_poisson_p(&mt, &P[src[i]]);
-        dst[i] = perturb_ic_u8((double)k / c);
+        dst[i] = k >= 0 && k < 512 ? q[k] : perturb_ic_u8((double)k / c);
     }
     return WOBBLE_OK;
 }
