@@ -58,9 +58,11 @@ int perturb_ic_gaussian_noise(wobble_ctx *ctx, const wobble_image *in, double le
     SEEDED("gaussian_noise");
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
+    double unit[256];
+    perturb_ic_unit_table(unit);
     for (size_t i = 0; i < n; i++) {
         const double z = perturb_mt_normal(&mt, 0.0, C[sev]);
-        dst[i] = perturb_ic_u8(src[i] / 255.0 + z);
+        dst[i] = perturb_ic_u8(unit[src[i]] + z);
     }
     return WOBBLE_OK;
 }
@@ -98,9 +100,11 @@ int perturb_ic_impulse_noise(wobble_ctx *ctx, const wobble_image *in, double lev
     perturb_pcg_seed(&g, seed);
     /* first pass: 1 where flipped (the output buffer holds the flags) */
     for (size_t i = 0; i < n; i++) dst[i] = perturb_pcg_double(&g) <= C[sev];
+    double unit[256];
+    perturb_ic_unit_table(unit);
     for (size_t i = 0; i < n; i++) {
         const int salted = perturb_pcg_double(&g) <= 0.5;
-        dst[i] = dst[i] ? (salted ? 255 : 0) : perturb_ic_u8(src[i] / 255.0);
+        dst[i] = dst[i] ? (salted ? 255 : 0) : perturb_ic_u8(unit[src[i]]);
     }
     return WOBBLE_OK;
 }
@@ -113,8 +117,10 @@ int perturb_ic_speckle_noise(wobble_ctx *ctx, const wobble_image *in, double lev
     SEEDED("speckle_noise");
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
+    double unit[256];
+    perturb_ic_unit_table(unit);
     for (size_t i = 0; i < n; i++) {
-        const double x = src[i] / 255.0;
+        const double x = unit[src[i]];
         const double z = perturb_mt_normal(&mt, 0.0, C[sev]);
         dst[i] = perturb_ic_u8(x + x * z);
     }

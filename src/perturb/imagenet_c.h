@@ -58,6 +58,12 @@ void perturb_ic_clipped_zoom(const double *a, int h, int w, int c, double z, int
  * any of the corruptions above. */
 int perturb_ic_check(wobble_ctx *ctx, const char *op, const wobble_image *in);
 
+/* t[v] = v / 255. for every 8-bit value: the image as float64 without a
+ * division per value (the same doubles) */
+static inline void perturb_ic_unit_table(double t[256]) {
+    for (int v = 0; v < 256; v++) t[v] = v / 255.0;
+}
+
 /* np.uint8(np.clip(v, 0, 1) * 255): truncation */
 static inline uint8_t perturb_ic_u8(double v) {
     v = v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v;

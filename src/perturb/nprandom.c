@@ -65,7 +65,6 @@ double perturb_mt_gauss(perturb_mt *s) {
     return f * x2;
 }
 
-double perturb_mt_normal(perturb_mt *s, double loc, double scale) { return loc + scale * perturb_mt_gauss(s); }
 
 double perturb_mt_uniform(perturb_mt *s, double low, double high) {
     const double range = high - low;

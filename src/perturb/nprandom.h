@@ -51,7 +51,9 @@ static inline double perturb_mt_double(perturb_mt *s) {
 }
 /* standard_normal() / normal(loc, scale) */
 double perturb_mt_gauss(perturb_mt *s);
-double perturb_mt_normal(perturb_mt *s, double loc, double scale);
+static inline double perturb_mt_normal(perturb_mt *s, double loc, double scale) {
+    return loc + scale * perturb_mt_gauss(s);
+}
 /* uniform(low, high) = low + (high - low) * random_sample() */
 double perturb_mt_uniform(perturb_mt *s, double low, double high);
 /* poisson(lam), lam >= 0 */
