@@ -80,7 +80,7 @@ static inline __attribute__((always_inline)) void unfilter_row_bpp(uint8_t *rest
             const int a = r[i - bpp], b = prev[i], c = prev[i - bpp];
             const int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
             const int bc = pb <= pc ? b : c;
-            r[i] = (uint8_t)(r[i] + ((pa <= pb) & (pa <= pc) ? a : bc));
+            r[i] = (uint8_t)(r[i] + (((pa <= pb) & (pa <= pc)) ? a : bc));
         }
         break;
     default: break; /* 0: None */

@@ -20,8 +20,12 @@ void perturb_mt_seed(perturb_mt *s, uint32_t seed) {
 
 /* the twist in three runs without conditionals (each reads words at least
  * 227 places away, so the loops vectorise), then the tempering of all 624 */
-/* AVX-512 where the CPU has it (the same words from each version) */
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void perturb_mt_twist(perturb_mt *s) {
+/* AVX-512 where the CPU has it (the same words from each version; GCC:
+ * clang refuses clones of a function the header's inline code calls) */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "default")))
+#endif
+void perturb_mt_twist(perturb_mt *s) {
     uint32_t *k = s->key;
     int i = 0;
     for (; i < MT_N - MT_M; i++) {
