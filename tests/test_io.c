@@ -98,6 +98,80 @@ static void test_goldens(wobble_ctx *ctx) {
     CHECK(rows >= 25, "io goldens read: %d", rows);
 }
 
+static uint32_t be32_at(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+/* a chunk (name t, n data bytes) written at o with its CRC; returns its size */
+static size_t put_chunk_at(uint8_t *o, const char *t, const uint8_t *d, uint32_t n) {
+    o[0] = (uint8_t)(n >> 24), o[1] = (uint8_t)(n >> 16), o[2] = (uint8_t)(n >> 8), o[3] = (uint8_t)n;
+    memcpy(o + 4, t, 4);
+    if (n) memcpy(o + 8, d, n);
+    const uint32_t c = (uint32_t)crc32(0, o + 4, n + 4);
+    o[8 + n] = (uint8_t)(c >> 24), o[9 + n] = (uint8_t)(c >> 16), o[10 + n] = (uint8_t)(c >> 8), o[11 + n] = (uint8_t)c;
+    return (size_t)n + 12;
+}
+
+/* Damage the 8-bit PNGs in ways their CRCs do not catch (bytes changed and
+ * every CRC recomputed; chunks inserted or deleted), so the fast path parses
+ * the damage itself: it must end where libpng ends, file after file. */
+static void test_png_paths_agree(wobble_ctx *ctx) {
+    static const char *files[] = {"rgb8_filters.png", "rgba8_filters.png", "gray8_filters.png",
+                                  "gray_alpha8_filters.png", "rgb8_trns.png", "gray8_trns.png"};
+    static const char *types[] = {"IHDR", "PLTE", "tRNS", "IDAT", "IEND", "gAMA", "sBIT", "bKGD",
+                                  "zzZZ", "ABCD", "iCCP", "sRGB", "tEXt", "IDAT"};
+    srand(20261205);
+    const long hits0 = image_png_fast_hits();
+    int cases = 0;
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char file[600];
+        snprintf(file, sizeof file, "%s/data/io/%s", t_ref_dir(), files[f]);
+        uint8_t *d0 = NULL;
+        size_t n0 = 0;
+        CHECK(read_file(file, &d0, &n0) == 0 && n0 > 45, "%s", file);
+        if (!d0 || n0 <= 45) continue;
+        size_t bnd[64];
+        int nb = 0;
+        for (size_t pos = 8; pos + 12 <= n0 && nb < 63; pos += be32_at(d0 + pos) + 12) bnd[nb++] = pos;
+        bnd[nb++] = n0;
+        uint8_t *d = malloc(n0 + 512);
+        for (int m = 0; m < 300; m++) {
+            size_t len = n0;
+            const int kind = rand() % 4;
+            if (kind < 2) { /* bytes changed, CRCs repaired */
+                memcpy(d, d0, n0);
+                if (kind == 0)
+                    d[8 + (size_t)rand() % (n0 - 8)] ^= (uint8_t)(1 << (rand() % 8));
+                else /* a filter type or zlib header byte */
+                    d[41 + (size_t)rand() % 24] = (uint8_t)(rand() % 8);
+                for (int c = 0; c + 1 < nb; c++) {
+                    const uint32_t cl = be32_at(d + bnd[c]);
+                    if (bnd[c] + 12 + (size_t)cl > n0) break;
+                    put_chunk_at(d + bnd[c], (const char *)d + bnd[c] + 4, d + bnd[c] + 8, cl);
+                }
+            } else if (kind == 2) { /* a chunk inserted between two */
+                const int at = 1 + rand() % (nb - 1);
+                uint8_t data[64];
+                const uint32_t dn = (uint32_t)(rand() % 64);
+                for (uint32_t q = 0; q < dn; q++) data[q] = (uint8_t)rand();
+                memcpy(d, d0, bnd[at]);
+                len = bnd[at] + put_chunk_at(d + bnd[at], types[rand() % 14], data, dn);
+                memcpy(d + len, d0 + bnd[at], n0 - bnd[at]);
+                len += n0 - bnd[at];
+            } else { /* a chunk deleted */
+                const int del = rand() % (nb - 1);
+                memcpy(d, d0, bnd[del]);
+                memcpy(d + bnd[del], d0 + bnd[del + 1], n0 - bnd[del + 1]);
+                len = bnd[del] + (n0 - bnd[del + 1]);
+            }
+            same_both_ways(ctx, d, len, files[f]);
+            cases++;
+        }
+        free(d);
+        free(d0);
+    }
+    CHECK(cases == 6 * 300, "%d damaged files", cases);
+    CHECK(image_png_fast_hits() - hits0 >= 200, "the fast path decoded %ld of them", image_png_fast_hits() - hits0);
+}
+
 static void expect_fail(wobble_ctx *ctx, const char *name, int status, const char *needle) {
     char file[600];
     snprintf(file, sizeof file, "%s/data/io/%s", t_ref_dir(), name);
@@ -120,6 +194,7 @@ int main(void) {
     /* the 8-bit gray, gray + alpha, RGB and RGBA files (plain, with every
      * filter type in many IDATs, with tRNS) went through the fast path */
     CHECK(image_png_fast_hits() - hits0 >= 2 * 10, "PNG fast path used %ld times", image_png_fast_hits() - hits0);
+    test_png_paths_agree(ctx);
 
     expect_fail(ctx, "bad_huge.png", WOBBLE_ELIMIT, "over the limit");
     expect_fail(ctx, "bad_huge.jpg", WOBBLE_ELIMIT, "over the limit");

@@ -44,7 +44,8 @@ static void png_on_warning(png_structp png, png_const_charp msg) {
  * RGBA, not interlaced): the IDAT stream inflated by libdeflate in one call
  * and the rows unfiltered here, 1.0 -> 0.4 ms for a 224 x 224 RGB file
  * (docs/imagenet-c.md). It takes only files it fully understands: any other
- * format, a CRC mismatch, an unknown critical chunk, a stream that does not
+ * format, a CRC mismatch, a critical chunk other than IHDR, IDAT and IEND
+ * (PLTE included), a chunk name that is not four letters, a stream that does not
  * inflate to exactly the image's size, a filter type above 4 or a size past
  * libpng's limits returns 1, and libpng decodes the file, so every error
  * message and every tolerance stays libpng's.
@@ -116,6 +117,8 @@ static int png_fast_decode(wobble_ctx *ctx, const uint8_t *d, size_t size, wobbl
         const uint32_t len = rd32(d + pos);
         const uint8_t *type = d + pos + 4;
         if (len > 0x7fffffffu || len > size - pos - 12) return 1;
+        for (int k = 0; k < 4; k++) /* libpng refuses names that are not four ASCII letters */
+            if (!((type[k] >= 'A' && type[k] <= 'Z') || (type[k] >= 'a' && type[k] <= 'z'))) return 1;
         if (!memcmp(type, "IDAT", 4)) {
             if (after_idat || rd32(d + pos + 8 + len) != libdeflate_crc32(0, type, (size_t)len + 4)) return 1;
             if (!nidat++) first = pos;
@@ -126,7 +129,7 @@ static int png_fast_decode(wobble_ctx *ctx, const uint8_t *d, size_t size, wobbl
                 ended = 1;
                 break;
             }
-            if (!(type[0] & 0x20) && memcmp(type, "PLTE", 4)) return 1; /* an unknown critical chunk */
+            if (!(type[0] & 0x20)) return 1; /* a second IHDR, a PLTE (libpng checks it) or an unknown one */
         }
         pos += (size_t)len + 12;
     }
