@@ -115,6 +115,13 @@ int main(void) {
     /* writes without the per-file flush, then one flush of the folder */
     wobble_ctx_params np = wobble_ctx_default_params();
     CHECK(np.sync_writes == 1, "files are flushed one by one by default");
+    CHECK(np.png_level == 6, "PNG level 6 by default");
+    wobble_ctx *refused = NULL;
+    np.png_level = 13;
+    CHECK(wobble_ctx_create(&np, &refused) == WOBBLE_EINVAL && refused == NULL, "PNG level 13 refused");
+    np.png_level = -1;
+    CHECK(wobble_ctx_create(&np, &refused) == WOBBLE_EINVAL && refused == NULL, "PNG level -1 refused");
+    np.png_level = 1;
     np.sync_writes = 0;
     wobble_ctx *nc = NULL;
     CHECK(wobble_ctx_create(&np, &nc) == WOBBLE_OK, "context without per-file flush");
