@@ -17,8 +17,10 @@
 static double *to_unit(wobble_ctx *ctx, const wobble_image *in, core_tmp *t) {
     const size_t n = (size_t)in->width * in->height * 3u;
     double *a = core_tmp_get(ctx, 0, sizeof(double) * n, t);
+    double unit[256];
+    perturb_ic_unit_table(unit);
     if (a)
-        for (size_t i = 0; i < n; i++) a[i] = in->data[i] / 255.;
+        for (size_t i = 0; i < n; i++) a[i] = unit[in->data[i]];
     return a;
 }
 

@@ -32,46 +32,114 @@ static inline int extend(int i, int n, int mode) {
     return i < n ? i : p - 1 - i;
 }
 
-/* correlate1d along one axis of a (h, w, c) float64 array, in place.
- * axis 0: lines run down the columns; axis 1: along the rows. */
-/* acc[i] = x[i] w0, then + (x[i - k] + x[i + k]) wk for k = r .. 1: each
- * output's terms in SciPy's order, the outputs side by side (vectorised) */
+/* correlate1d along one axis of a (h, w, c) float64 array, in place. */
+/* acc[i] = s0[i] w0, then + (lo_k[i] + hi_k[i]) wk for k = r .. 1, where
+ * lo_k and hi_k are the rows k above and k below (axis 0) or the values k
+ * pixels left and right (axis 1): each output's terms in SciPy's order, the
+ * outputs side by side (vectorised) */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
-static void correlate_line(const double *restrict x, double *restrict acc, int len, const double *wt, int r) {
-    for (int i = 0; i < len; i++) acc[i] = x[i] * wt[0];
-    for (int k = r; k >= 1; k--) {
-        const double wk = wt[k];
-        for (int i = 0; i < len; i++) acc[i] += (x[i - k] + x[i + k]) * wk;
+static void scale_into(double *restrict acc, const double *restrict s0, double w0, size_t len) {
+    for (size_t i = 0; i < len; i++) acc[i] = s0[i] * w0;
+}
+
+/* acc += (lo_k + hi_k) w_k for four k in turn (the same order), acc kept
+ * in registers across the four */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void add_pairs4(double *restrict acc, const double *const *lo, const double *const *hi, const double *w,
+                       size_t len) {
+    const double *restrict l0 = lo[0], *restrict l1 = lo[1], *restrict l2 = lo[2], *restrict l3 = lo[3];
+    const double *restrict h0 = hi[0], *restrict h1 = hi[1], *restrict h2 = hi[2], *restrict h3 = hi[3];
+    const double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+    for (size_t i = 0; i < len; i++) {
+        double v = acc[i];
+        v += (l0[i] + h0[i]) * w0;
+        v += (l1[i] + h1[i]) * w1;
+        v += (l2[i] + h2[i]) * w2;
+        v += (l3[i] + h3[i]) * w3;
+        acc[i] = v;
     }
 }
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void add_pair(double *restrict acc, const double *restrict lo, const double *restrict hi, double wk,
+                     size_t len) {
+    for (size_t i = 0; i < len; i++) acc[i] += (lo[i] + hi[i]) * wk;
+}
+
+static void correlate_rows(const double *const *rows, double *acc, size_t len, const double *wt, int r) {
+    scale_into(acc, rows[r], wt[0], len);
+    int k = r;
+    for (; k >= 4; k -= 4) {
+        const double *lo[4] = {rows[r - k], rows[r - k + 1], rows[r - k + 2], rows[r - k + 3]};
+        const double *hi[4] = {rows[r + k], rows[r + k - 1], rows[r + k - 2], rows[r + k - 3]};
+        const double w[4] = {wt[k], wt[k - 1], wt[k - 2], wt[k - 3]};
+        add_pairs4(acc, lo, hi, w, len);
+    }
+    for (; k >= 1; k--) add_pair(acc, rows[r - k], rows[r + k], wt[k], len);
+}
+
+/* Along axis 0 the image is taken in strips of SW values across: a strip's
+ * column segments, extended by r rows at the top and bottom, are copied
+ * into a small buffer, and each output row of the strip is combined from
+ * the buffer's rows y - r .. y + r (vectorised across the strip) and
+ * written back. Along axis 1 each row is extended by r pixels on both sides
+ * and filtered with offsets of k pixels (k c values). Both give each output
+ * SciPy's terms in SciPy's order, as one line at a time would: the same
+ * bits. */
+#define ND_STRIP 64
 static int correlate_axis(double *a, int h, int w, int c, int axis, const double *wt, int r, int mode, int threads) {
-    const int len = axis == 0 ? h : w, nlines = axis == 0 ? w * c : h * c;
-    const size_t step = axis == 0 ? (size_t)w * c : (size_t)c;
+    const size_t rowlen = (size_t)w * c, n = rowlen * h;
+    const int nstrips = (int)((rowlen + ND_STRIP - 1) / ND_STRIP);
+    const size_t bufn = axis == 0 ? ((size_t)h + 2 * (size_t)r) * ND_STRIP + ND_STRIP
+                                  : ((size_t)w + 2 * (size_t)r) * c + rowlen; /* extended row, output row */
     int failed = 0;
-#pragma omp parallel num_threads(threads) if ((size_t)h * w * c > 65536)
+#pragma omp parallel num_threads(threads) if (n > 65536)
     {
-        double *line = malloc(sizeof(double) * (2 * (size_t)len + 2 * (size_t)r));
-        if (!line) {
+        const double **rows = malloc(sizeof(double *) * (2 * (size_t)r + 1));
+        double *buf = malloc(sizeof(double) * bufn);
+        const int ok = rows && buf;
+        if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
+        if (axis == 0) {
 #pragma omp for schedule(static)
-        for (int li = 0; li < nlines; li++) {
-            if (!line) continue;
-            double *base;
-            if (axis == 0)
-                base = a + li; /* column li / c, channel li % c */
-            else
-                base = a + (size_t)(li / c) * w * c + li % c;
-            for (int i = -r; i < len + r; i++) line[i + r] = base[(size_t)extend(i, len, mode) * step];
-            double *acc = line + len + 2 * (size_t)r;
-            correlate_line(line + r, acc, len, wt, r);
-            for (int i = 0; i < len; i++) base[(size_t)i * step] = acc[i];
+            for (int st = 0; st < nstrips; st++) {
+                if (!ok) continue;
+                const size_t j0 = (size_t)st * ND_STRIP, cnt = rowlen - j0 < ND_STRIP ? rowlen - j0 : ND_STRIP;
+                double *acc = buf + ((size_t)h + 2 * (size_t)r) * ND_STRIP;
+                for (int i = -r; i < h + r; i++)
+                    memcpy(buf + (size_t)(i + r) * ND_STRIP, a + (size_t)extend(i, h, mode) * rowlen + j0,
+                           sizeof(double) * cnt);
+                for (int y = 0; y < h; y++) {
+                    for (int k = 0; k <= 2 * r; k++) rows[k] = buf + (size_t)(y + k) * ND_STRIP;
+                    correlate_rows(rows, acc, cnt, wt, r);
+                    memcpy(a + (size_t)y * rowlen + j0, acc, sizeof(double) * cnt);
+                }
+            }
+        } else {
+#pragma omp for schedule(static)
+            for (int y = 0; y < h; y++) {
+                if (!ok) continue;
+                double *row = a + (size_t)y * rowlen, *acc = buf + ((size_t)w + 2 * (size_t)r) * c;
+                memcpy(buf + (size_t)r * c, row, sizeof(double) * rowlen);
+                for (int x = -r; x < 0; x++)
+                    for (int ch = 0; ch < c; ch++) buf[(size_t)(x + r) * c + ch] = row[(size_t)extend(x, w, mode) * c + ch];
+                for (int x = w; x < w + r; x++)
+                    for (int ch = 0; ch < c; ch++) buf[(size_t)(x + r) * c + ch] = row[(size_t)extend(x, w, mode) * c + ch];
+                for (int k = 0; k <= 2 * r; k++) rows[k] = buf + (size_t)k * c;
+                correlate_rows(rows, acc, rowlen, wt, r);
+                memcpy(row, acc, sizeof(double) * rowlen);
+            }
         }
-        free(line);
+        free(rows);
+        free(buf);
     }
     return failed ? WOBBLE_ENOMEM : WOBBLE_OK;
 }
