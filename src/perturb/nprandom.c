@@ -70,11 +70,6 @@ double perturb_mt_gauss(perturb_mt *s) {
 }
 
 
-double perturb_mt_uniform(perturb_mt *s, double low, double high) {
-    const double range = high - low;
-    return low + range * perturb_mt_double(s);
-}
-
 /* log(Gamma(x)) by Stirling's series with the coefficients NumPy uses,
  * shifting x up to 7 first. */
 static double loggam(double x) {
@@ -165,22 +160,6 @@ int64_t perturb_mt_poisson_p(perturb_mt *s, const perturb_poisson *P) {
         else
             return x;
     }
-}
-
-int64_t perturb_mt_randint(perturb_mt *s, int64_t low, int64_t high) {
-    const uint64_t rng = (uint64_t)(high - 1) - (uint64_t)low;
-    if (rng == 0) return low;
-    /* rng < 2^32 here (the corruptions draw small ranges); NumPy's mask is
-     * the smallest all-ones value covering rng */
-    uint32_t mask = (uint32_t)rng;
-    mask |= mask >> 1, mask |= mask >> 2, mask |= mask >> 4, mask |= mask >> 8, mask |= mask >> 16;
-    uint32_t v;
-    if (rng == 0xffffffffu)
-        v = perturb_mt_u32(s);
-    else
-        while ((v = perturb_mt_u32(s) & mask) > rng) {
-        }
-    return low + (int64_t)v;
 }
 
 /* ------------------------------------------------------------ PCG64 */

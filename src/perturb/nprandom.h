@@ -55,7 +55,10 @@ static inline double perturb_mt_normal(perturb_mt *s, double loc, double scale) 
     return loc + scale * perturb_mt_gauss(s);
 }
 /* uniform(low, high) = low + (high - low) * random_sample() */
-double perturb_mt_uniform(perturb_mt *s, double low, double high);
+static inline double perturb_mt_uniform(perturb_mt *s, double low, double high) {
+    const double range = high - low;
+    return low + range * perturb_mt_double(s);
+}
 /* poisson(lam), lam >= 0 */
 int64_t perturb_mt_poisson(perturb_mt *s, double lam);
 /* the same with the per-lam constants computed once (for many draws of a
@@ -65,8 +68,22 @@ typedef struct {
 } perturb_poisson;
 void perturb_poisson_prepare(perturb_poisson *p, double lam);
 int64_t perturb_mt_poisson_p(perturb_mt *s, const perturb_poisson *p);
-/* randint(low, high): low <= k < high (high > low) */
-int64_t perturb_mt_randint(perturb_mt *s, int64_t low, int64_t high);
+/* randint(low, high): low <= k < high (high > low): NumPy's masked
+ * rejection of 32-bit words (rng < 2^32 here: the corruptions draw small
+ * ranges; the mask is the smallest all-ones value covering rng) */
+static inline int64_t perturb_mt_randint(perturb_mt *s, int64_t low, int64_t high) {
+    const uint64_t rng = (uint64_t)(high - 1) - (uint64_t)low;
+    if (rng == 0) return low;
+    uint32_t mask = (uint32_t)rng;
+    mask |= mask >> 1, mask |= mask >> 2, mask |= mask >> 4, mask |= mask >> 8, mask |= mask >> 16;
+    uint32_t v;
+    if (rng == 0xffffffffu)
+        v = perturb_mt_u32(s);
+    else
+        while ((v = perturb_mt_u32(s) & mask) > rng) {
+        }
+    return low + (int64_t)v;
+}
 
 typedef struct perturb_pcg {
     unsigned __int128 state, inc;
