@@ -10,12 +10,15 @@
  *   dnnl-bf16  oneDNN matmul, bf16 src (rounded per call by a oneDNN
  *              reorder, timed) and bf16 weights in oneDNN's own packed
  *              layout (reordered once, not timed), f32 dst
+ *   bf16-pre, dnnl-pre  the same two with A already bf16 (the forward pass's
+ *              producers write their rows rounded), and their ratio
  * (Debian's OpenBLAS is built without cblas_sbgemm, so it is no candidate.)
  * Prints GFLOP/s per shape and the ratios. Built when oneDNN's header is
  * found (Debian libdnnl-dev); without it the dnnl column is absent.
  *
  * usage: bench_gemm [THREADS] [REPEATS]
  */
+#include "../src/core/internal.h"
 #include "../src/model/gemm_f32.h"
 
 #include <cblas.h>
@@ -105,6 +108,13 @@ static void dnnl_run(dnnl_case *d) {
     CK(dnnl_stream_wait(d->st));
 }
 
+/* the matmul alone, A already bf16 (rounded by the last dnnl_run) */
+static void dnnl_run_mm(dnnl_case *d) {
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, d->a16}, {DNNL_ARG_WEIGHTS, d->w16}, {DNNL_ARG_DST, d->c}};
+    CK(dnnl_primitive_execute(d->mm, d->st, 3, args));
+    CK(dnnl_stream_wait(d->st));
+}
+
 static void dnnl_teardown(dnnl_case *d) {
     dnnl_primitive_destroy(d->mm);
     dnnl_primitive_destroy(d->reorder_a);
@@ -139,8 +149,13 @@ static void run_f32(const job *j) { model_f32_gemm(j->A, j->M, j->K, j->F, NULL,
 
 static void run_bf16(const job *j) { model_bf16_gemm(j->A, j->M, j->K, j->P, NULL, 0, j->C, j->N, j->scratch, j->threads); }
 
+/* A already rounded into scratch by run_bf16, as the forward pass's
+ * producers now write it */
+static void run_bf16_pre(const job *j) { model_bf16_gemm_rounded(j->scratch, j->M, j->P, NULL, 0, j->C, j->N, j->threads); }
+
 #ifdef WOBBLE_BENCH_DNNL
 static void run_dnnl(const job *j) { dnnl_run(j->d); }
+static void run_dnnl_pre(const job *j) { dnnl_run_mm(j->d); }
 #endif
 
 /* best of `reps` timed runs, after one warm-up */
@@ -181,13 +196,16 @@ int main(int argc, char **argv) {
     };
     printf("threads %d, best of %d; OpenBLAS core %s; GFLOP/s (2 M N K / time)\n", threads, reps,
            openblas_get_corename());
-    printf("%-10s %-5s %5s %5s %5s %9s %9s %9s %9s %10s %10s %10s %9s %9s\n", "model", "layer", "M", "N", "K", "sgemm",
-           "f32", "bf16", "dnnl-bf16", "f32/sgemm", "bf16/sgemm", "bf16/dnnl", "f32 err", "bf16 err");
+    printf("%-10s %-5s %5s %5s %5s %9s %9s %9s %9s %10s %10s %10s %9s %9s %9s %9s %9s\n", "model", "layer", "M", "N", "K",
+           "sgemm", "f32", "bf16", "dnnl-bf16", "f32/sgemm", "bf16/sgemm", "bf16/dnnl", "f32 err", "bf16 err", "bf16-pre",
+           "dnnl-pre", "pre ratio");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int M = cases[c].M, N = cases[c].N, K = cases[c].K;
         float *A = malloc(sizeof(float) * (size_t)M * K), *W = malloc(sizeof(float) * (size_t)N * K);
         float *C0 = malloc(sizeof(float) * (size_t)M * N), *C1 = malloc(sizeof(float) * (size_t)M * N);
-        uint16_t *s = aligned_alloc(64, ((model_bf16_scratch_elems(M, K) * 2) + 63) & ~(size_t)63);
+        /* on 2 MiB pages where the system gives them, as the forward pass's
+         * activations (core_alloc_big) */
+        uint16_t *s = core_alloc_big(model_bf16_scratch_elems(M, K) * 2);
         model_bf16_packed P;
         model_f32_packed F;
         if (!A || !W || !C0 || !C1 || !s) return 1;
@@ -203,9 +221,10 @@ int main(int argc, char **argv) {
         double errf = 0;
         for (size_t i = 0; i < (size_t)M * N; i++) errf = fmax(errf, fabs((double)C1[i] - C0[i]));
         const double tb = best_of(reps, run_bf16, &j);
+        const double tbp = best_of(reps, run_bf16_pre, &j);
         double err = 0;
         for (size_t i = 0; i < (size_t)M * N; i++) err = fmax(err, fabs((double)C1[i] - C0[i]));
-        double td = NAN;
+        double td = NAN, tdp = NAN;
 #ifdef WOBBLE_BENCH_DNNL
         float *C2 = malloc(sizeof(float) * (size_t)M * N);
         dnnl_case d;
@@ -213,11 +232,13 @@ int main(int argc, char **argv) {
         j.C = C2;
         j.d = &d;
         td = best_of(reps, run_dnnl, &j);
+        tdp = best_of(reps, run_dnnl_pre, &j);
         dnnl_teardown(&d);
         free(C2);
 #endif
-        printf("%-10s %-5s %5d %5d %5d %9.1f %9.1f %9.1f %9.1f %10.2f %10.2f %10.2f %9.2g %9.2g\n", cases[c].model,
-               cases[c].layer, M, N, K, fl / ts, fl / tf, fl / tb, fl / td, ts / tf, ts / tb, td / tb, errf, err);
+        printf("%-10s %-5s %5d %5d %5d %9.1f %9.1f %9.1f %9.1f %10.2f %10.2f %10.2f %9.2g %9.2g %9.1f %9.1f %9.2f\n",
+               cases[c].model, cases[c].layer, M, N, K, fl / ts, fl / tf, fl / tb, fl / td, ts / tf, ts / tb, td / tb, errf,
+               err, fl / tbp, fl / tdp, tdp / tbp);
         model_bf16_free(&P);
         model_f32_free(&F);
         free(A), free(W), free(C0), free(C1), free(s);
