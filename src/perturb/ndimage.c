@@ -32,7 +32,6 @@ static inline int extend(int i, int n, int mode) {
     return i < n ? i : p - 1 - i;
 }
 
-/* correlate1d along one axis of a (h, w, c) float64 array, in place. */
 /* acc[i] = s0[i] w0, then + (lo_k[i] + hi_k[i]) wk for k = r .. 1, where
  * lo_k and hi_k are the rows k above and k below (axis 0) or the values k
  * pixels left and right (axis 1): each output's terms in SciPy's order, the
@@ -84,7 +83,8 @@ static void correlate_rows(const double *const *rows, double *acc, size_t len, c
     for (; k >= 1; k--) add_pair(acc, rows[r - k], rows[r + k], wt[k], len);
 }
 
-/* Along axis 0 the image is taken in strips of SW values across: a strip's
+/* correlate1d along one axis of a (h, w, c) float64 array, in place.
+ * Along axis 0 the image is taken in strips of ND_STRIP values across: a strip's
  * column segments, extended by r rows at the top and bottom, are copied
  * into a small buffer, and each output row of the strip is combined from
  * the buffer's rows y - r .. y + r (vectorised across the strip) and
