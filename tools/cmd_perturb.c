@@ -116,7 +116,7 @@ static int write_one(wobble_ctx *ctx, const perturb_job *J, const wobble_image *
 int cmd_perturb(int argc, char **argv) {
     const char *opname = NULL, *level = NULL, *levels = NULL, *format = "png", *suite = NULL;
     uint64_t seed = 0;
-    long long threads = 0, maxpix = -1, png_level = 6;
+    long long threads = 0, maxpix = -1, png_level = -1;
     int pipeline = 0;
     static const struct option lo[] = {{"op", required_argument, 0, 'o'},
                                        {"level", required_argument, 0, 'l'},
@@ -216,7 +216,7 @@ int cmd_perturb(int argc, char **argv) {
     /* no fsync per file: one flush of the output's file system at the end,
      * before the exit status says the outputs are there */
     cp.sync_writes = 0;
-    cp.png_level = (int)png_level;
+    if (png_level >= 0) cp.png_level = (int)png_level;
     wobble_ctx *ctx = NULL;
     if (wobble_ctx_create(&cp, &ctx) != WOBBLE_OK) {
         cli_error("perturb: cannot create context");

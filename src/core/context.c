@@ -48,7 +48,7 @@ int wobble_ctx_create(const wobble_ctx_params *params, wobble_ctx **out) {
     }
     ctx->threads = p.threads;
     ctx->max_pixels = p.max_pixels;
-    ctx->no_sync = !p.sync_writes;
+    ctx->sync_writes = p.sync_writes;
     ctx->png_level = p.png_level;
     *out = ctx;
     return WOBBLE_OK;

@@ -116,7 +116,7 @@ int core_write_temp(wobble_ctx *ctx, const char *path, const void *data, size_t 
         umask(mask);
         if (fchmod(fd, 0666 & ~mask) != 0) e = errno, what = "cannot set permissions";
     }
-    if (!what && !(ctx && ctx->no_sync) && fsync(fd) != 0 && errno != EINVAL) e = errno, what = "fsync failed";
+    if (!what && (!ctx || ctx->sync_writes) && fsync(fd) != 0 && errno != EINVAL) e = errno, what = "fsync failed";
     if (close(fd) != 0 && !what) e = errno, what = "close failed";
     if (what) {
         unlink(tmp);

@@ -19,7 +19,7 @@
 struct wobble_ctx {
     int threads;
     uint64_t max_pixels;
-    int no_sync; /* wobble_ctx_params.sync_writes = 0 */
+    int sync_writes; /* wobble_ctx_params.sync_writes */
     int png_level;
     int last_status;
     char last_error[WOBBLE_ERRMSG_MAX];

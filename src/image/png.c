@@ -57,8 +57,8 @@ static _Atomic long png_fast_hits;
 void image_png_set_fast(int on) { png_fast_enabled = on; }
 long image_png_fast_hits(void) { return png_fast_hits; }
 
-/* one row of n bytes in place; prev: the row above, unfiltered (unread for
- * Sub); bpp bytes per pixel, a constant in each caller below so that the
+/* one row of n bytes in place; prev: the row above, unfiltered (zeros for
+ * the first); bpp bytes per pixel, a constant in each caller below so that the
  * left pixel stays in registers; Paeth's choice written as selects (the
  * branches mispredict on photos) */
 static inline __attribute__((always_inline)) void unfilter_row_bpp(uint8_t *restrict r, const uint8_t *restrict prev,
@@ -144,7 +144,11 @@ static int png_fast_decode(wobble_ctx *ctx, const uint8_t *d, size_t size, wobbl
             if (!memcmp(d + p + 4, "IDAT", 4)) memcpy(g + o, d + p + 8, rd32(d + p)), o += rd32(d + p);
         z = g;
     }
-    uint8_t *raw = core_tmp_get(ctx, raw_n <= (16u << 20) ? CORE_SLOT_DECODE_OUT : -1, raw_n, &traw);
+    /* the rows go after rb + 1 zero bytes: the first row's "row above" */
+    const size_t buf_n = raw_n + rb + 1;
+    uint8_t *buf = core_tmp_get(ctx, buf_n <= (16u << 20) ? CORE_SLOT_DECODE_OUT : -1, buf_n, &traw);
+    uint8_t *raw = buf ? buf + rb + 1 : NULL;
+    if (buf) memset(buf, 0, rb + 1);
     if (!ctx->png_unz) ctx->png_unz = libdeflate_alloc_decompressor();
     wobble_image *img = NULL;
     int ok = raw && ctx->png_unz &&
@@ -154,14 +158,7 @@ static int png_fast_decode(wobble_ctx *ctx, const uint8_t *d, size_t size, wobbl
     if (ok) {
         for (uint32_t y = 0; y < h; y++) {
             uint8_t *r = raw + (size_t)y * (rb + 1);
-            const int type = r[0];
-            if (y) {
-                unfilter_row(r + 1, r - rb, rb, bpp, type);
-            } else if (type == 3) { /* no row above (zeros): Average halves the left byte */
-                for (size_t i = bpp; i < rb; i++) r[1 + i] = (uint8_t)(r[1 + i] + (r[1 + i - bpp] >> 1));
-            } else if (type == 1 || type == 4) { /* Paeth predicts the left byte: Sub */
-                unfilter_row(r + 1, NULL, rb, bpp, 1);
-            } /* None and Up: unchanged */
+            unfilter_row(r + 1, r - rb, rb, bpp, r[0]);
             const uint8_t *s = r + 1;
             uint8_t *o = img->data + (size_t)y * w * 3u;
             switch (ctype) {
@@ -378,9 +375,6 @@ static void filter_row(const uint8_t *r, const uint8_t *up, int rb, uint8_t *out
     memcpy(out + 1, best ? cand + (size_t)(best - 1) * rb : r, (size_t)rb);
 }
 
-/* without a context: libdeflate's level 6 (wobble_ctx_params.png_level's
- * default; sizes and times per level in docs/imagenet-c.md) */
-#define PNG_LEVEL 6
 static size_t png_idat_max = (size_t)1 << 30;
 
 void image_png_set_idat_max(size_t n) { png_idat_max = n ? n : (size_t)1 << 30; }
@@ -396,7 +390,8 @@ int wobble_image_encode_png(wobble_ctx *ctx, const wobble_image *img, uint8_t **
     uint8_t *filt = core_tmp_get(ctx, 0, raw, &tf), *cand = core_tmp_get(ctx, 1, 4 * (size_t)rb + 1, &tc);
     struct libdeflate_compressor *z = ctx ? ctx->png_z : NULL;
     if (!z) {
-        z = libdeflate_alloc_compressor(ctx ? ctx->png_level : PNG_LEVEL);
+        /* without a context, the default level (sizes and times per level: docs/imagenet-c.md) */
+        z = libdeflate_alloc_compressor(ctx ? ctx->png_level : wobble_ctx_default_params().png_level);
         if (ctx) ctx->png_z = z;
     }
     const size_t bound = z ? libdeflate_zlib_compress_bound(z, raw) : 0;

@@ -180,11 +180,10 @@ static void row_taps4(double *o, const double *src, const double k[4], const int
     }
     if (lo > w) lo = w;
     if (hi < lo) hi = lo;
-    for (int x = 0; x < w; x++) {
-        if (x == lo && hi > lo) x = hi; /* the interior is done below */
-        if (x >= w) break;
+    for (int x = 0; x < lo; x++)
         for (int t = 0; t < 4; t++) row_tap_at(o, src, k[t], x, perturb_reflect101(x + off[t], w), c);
-    }
+    for (int x = hi; x < w; x++)
+        for (int t = 0; t < 4; t++) row_tap_at(o, src, k[t], x, perturb_reflect101(x + off[t], w), c);
     const size_t i0 = (size_t)lo * c;
     axpy4(o + i0, src + (ptrdiff_t)(lo + off[0]) * c, src + (ptrdiff_t)(lo + off[1]) * c,
           src + (ptrdiff_t)(lo + off[2]) * c, src + (ptrdiff_t)(lo + off[3]) * c, k, (size_t)(hi - lo) * c);
