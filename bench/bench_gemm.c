@@ -151,7 +151,7 @@ static void run_bf16(const job *j) { model_bf16_gemm(j->A, j->M, j->K, j->P, NUL
 
 /* A already rounded into scratch by run_bf16, as the forward pass's
  * producers now write it */
-static void run_bf16_pre(const job *j) { model_bf16_gemm_rounded(j->scratch, j->M, j->P, NULL, 0, j->C, j->N, j->threads); }
+static void run_bf16_pre(const job *j) { model_bf16_gemm_rounded(j->scratch, j->M, 0, j->P, NULL, 0, j->C, j->N, j->threads); }
 
 #ifdef WOBBLE_BENCH_DNNL
 static void run_dnnl(const job *j) { dnnl_run(j->d); }

@@ -229,53 +229,63 @@ static size_t attn_f32_elems(int T, int dh) {
 /* With keep, the softmax probabilities of job (image b, head h) stay in
  * scores + (b * heads + h) * T * T for the backward pass; otherwise scores is
  * one T x T scratch per thread. With bf (precision bf16, attn_bf16_elems per
- * thread), both products take bf16-rounded operands with fp32 accumulation,
- * as the linear layers do: S = bf16(Q) bf16(K)^T, then scaled in fp32, and
- * O = bf16(P) bf16(V); the softmax stays fp32 (scaling, softmax and the
- * rounding of P run row by row while the row is in L1: one pass over S
- * instead of five, the same bits). With fk (the fp32 kernel's
+ * thread), qkv16 replaces qkv: the rows already rounded to bf16 by the qkv
+ * GEMM's epilogue (row stride (3D + 1) & ~1), and both products take bf16
+ * operands with fp32 accumulation, as the linear layers do: S = Q K^T (the
+ * queries read in place, the keys' words moved into the kernel's panels),
+ * then scaled in fp32, and O = bf16(P) V; the softmax stays fp32 (scaling,
+ * softmax and the rounding of P run row by row while the row is in L1: one
+ * pass over S instead of five, the same bits). With fk (the fp32 kernel's
  * scratch, attn_f32_elems per thread), both products run on wobble's fp32
  * kernel: S = Q K^T then scaled, O = P V; otherwise OpenBLAS sgemm. With
  * bf and out16, O goes out rounded to bf16 (rows of D) instead of to out. */
-static void attention_fwd(const float *qkv, int n, int T, int D, int heads, int causal, float *out, uint16_t *out16,
-                          float *scores, int keep, uint16_t *bf, float *fk, int threads) {
+static void attention_fwd(const float *qkv, const uint16_t *qkv16, int n, int T, int D, int heads, int causal,
+                          float *out, uint16_t *out16, float *scores, int keep, uint16_t *bf, float *fk, int threads) {
     const int dh = D / heads;
     const float scale = 1.0f / sqrtf((float)dh);
     const int jobs = n * heads;
     const size_t bfe = bf ? attn_bf16_elems(T, dh) : 0, fke = fk ? attn_f32_elems(T, dh) : 0;
+    const size_t ld16 = (size_t)(3 * D + 1) & ~(size_t)1;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (jobs > 1)
     for (int job = 0; job < jobs; job++) {
         const int b = job / heads, hh = job % heads;
         float *S = scores + (size_t)(keep ? job : omp_get_thread_num()) * T * T;
+        float *o = out + (size_t)b * T * D + (size_t)hh * dh;
+        if (bf) {
+            uint16_t *kb = bf + (size_t)omp_get_thread_num() * bfe;
+            uint16_t *vb = kb + attn_bf16_piece(model_bf16_pack_elems(T, dh));
+            uint16_t *ab = vb + attn_bf16_piece(model_bf16_pack_elems(dh, T));
+            const uint16_t *q16 = qkv16 + (size_t)b * T * ld16 + (size_t)hh * dh;
+            model_bf16_packed kv, vv; /* keys: W[t][j] = K[t][j]; values: W[j][t] = V[t][j] */
+            model_bf16_pack16_into(&kv, kb, q16 + D, T, dh, ld16, 0);
+            if (dh % 2 == 0) {
+                model_bf16_gemm_rounded(q16, T, (int)ld16, &kv, NULL, 0, S, T, 1);
+            } else { /* the queries copied into rows with the zero pad column the kernel reads */
+                const int kp = dh + 1;
+                for (int t = 0; t < T; t++) {
+                    memcpy(ab + (size_t)t * kp, q16 + (size_t)t * ld16, sizeof(uint16_t) * (size_t)dh);
+                    ab[(size_t)t * kp + dh] = 0;
+                }
+                model_bf16_gemm_rounded(ab, T, 0, &kv, NULL, 0, S, T, 1);
+            }
+            /* scale, softmax and rounding row by row in L1, straight into O = P V's operand */
+            model_bf16_softmax_rows(S, T, causal, scale, ab);
+            model_bf16_pack16_into(&vv, vb, q16 + 2 * D, dh, T, ld16, 1);
+            if (out16) /* O rounded, as the projection's operand (rows of D, D even) */
+                model_bf16_gemm_post_bf16(NULL, T, 0, &vv, NULL, out16 + (size_t)b * T * D + (size_t)hh * dh, D, ab, 1,
+                                          NULL, NULL);
+            else
+                model_bf16_gemm_rounded(ab, T, 0, &vv, NULL, 0, o, D, 1);
+            continue;
+        }
         const float *q = qkv + (size_t)b * T * 3 * D + (size_t)hh * dh;
         const float *k = q + D, *v = q + 2 * D;
-        float *o = out + (size_t)b * T * D + (size_t)hh * dh;
-        uint16_t *kb = NULL, *vb = NULL, *ab = NULL;
-        if (bf) {
-            kb = bf + (size_t)omp_get_thread_num() * bfe;
-            vb = kb + attn_bf16_piece(model_bf16_pack_elems(T, dh));
-            ab = vb + attn_bf16_piece(model_bf16_pack_elems(dh, T));
-            model_bf16_packed kv;
-            model_bf16_pack_into(&kv, kb, k, T, dh, (size_t)3 * D, 0);
-            model_bf16_gemm(q, T, 3 * D, &kv, NULL, 0, S, T, ab, 1);
-        } else if (fk) {
+        if (fk) {
             model_f32_packed kv;
             model_f32_pack_into(&kv, fk + (size_t)omp_get_thread_num() * fke, k, T, dh, (size_t)3 * D, 0);
             model_f32_gemm(q, T, 3 * D, &kv, NULL, 0, S, T, 1);
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
-        }
-        if (bf) {
-            /* scale, softmax and rounding row by row in L1, straight into O = P V's operand */
-            model_bf16_softmax_rows(S, T, causal, scale, ab);
-            model_bf16_packed vv; /* W[j][t] = V[t][j]: dh output columns over T keys */
-            model_bf16_pack_into(&vv, vb, v, dh, T, (size_t)3 * D, 1);
-            if (out16) /* O rounded, as the projection's operand (rows of D, D even) */
-                model_bf16_gemm_post_bf16(NULL, T, 0, &vv, NULL, out16 + (size_t)b * T * D + (size_t)hh * dh, D, ab, 1,
-                                          NULL, NULL);
-            else
-                model_bf16_gemm_rounded(ab, T, &vv, NULL, 0, o, D, 1);
-            continue;
         }
         if (fk) /* wobble's kernels have no alpha: the scores are scaled after, in fp32 */
             for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
@@ -320,10 +330,10 @@ static int residual_linear(const float *in, const uint16_t *in16, int rows, cons
                            float *x, arena_t *a, int threads) {
     const int D = L->out;
     if (in16 && ls) {
-        model_bf16_gemm_rounded(in16, rows, L->bp, NULL, 0, a->h, D, threads);
+        model_bf16_gemm_rounded(in16, rows, 0, L->bp, NULL, 0, a->h, D, threads);
         residual_fwd(x, a->h, L->b, ls, a->ones, a->zeros, rows, D, threads);
     } else if (in16) {
-        model_bf16_gemm_rounded(in16, rows, L->bp, L->b, 1, x, D, threads);
+        model_bf16_gemm_rounded(in16, rows, 0, L->bp, L->b, 1, x, D, threads);
     } else if (ls) {
         return 0;
     } else if (L->bp) {
@@ -565,18 +575,24 @@ static void block_fwd(const xfstack_t *xs, const block_t *bk, arena_t *a, float 
     const size_t RD = (size_t)rows * D;
     if (r && r->x_in != x) memcpy(r->x_in, x, sizeof(float) * RD);
     float *h1 = r ? r->h1 : a->h, *qkv = r ? r->qkv : a->qkv, *o = r ? r->o : a->attn;
+    /* bf16 attention: the qkv GEMM's rows go out rounded (into qkv's storage, half of it) */
+    uint16_t *qkv16 = !r && bk->qkv.bp && bk->proj.bp ? (uint16_t *)(void *)qkv : NULL;
     if (!r && bk->qkv.bp) {
         /* bf16: the normalised rows go out rounded, as the qkv GEMM's operand */
         layernorm_to(x, rows, D, &bk->ln1, xs->eps, NULL, a->bf16s, th);
-        model_bf16_gemm_rounded(a->bf16s, rows, bk->qkv.bp, bk->qkv.b, 0, qkv, 3 * D, th);
+        if (qkv16)
+            model_bf16_gemm_post_bf16(NULL, rows, 0, bk->qkv.bp, bk->qkv.b, qkv16, (3 * D + 1) & ~1, a->bf16s, th,
+                                      NULL, NULL);
+        else
+            model_bf16_gemm_rounded(a->bf16s, rows, 0, bk->qkv.bp, bk->qkv.b, 0, qkv, 3 * D, th);
     } else {
         layernorm_fwd(x, rows, D, &bk->ln1, xs->eps, h1, th);
         qkv_fwd(h1, rows, bk, qkv, a, th);
     }
     /* bf16 (D even): O goes out rounded, as the projection's operand */
-    uint16_t *o16 = !r && bk->proj.bp && D % 2 == 0 ? a->bf16s : NULL;
-    attention_fwd(qkv, n, T, D, xs->heads, causal, o, o16, r ? r->probs : a->scores, r != NULL,
-                  bk->proj.bp && !r ? a->bf16a : NULL, bk->proj.fp && !r ? a->f32a : NULL, th);
+    uint16_t *o16 = qkv16 && D % 2 == 0 ? a->bf16s : NULL;
+    attention_fwd(qkv, qkv16, n, T, D, xs->heads, causal, o, o16, r ? r->probs : a->scores, r != NULL,
+                  qkv16 ? a->bf16a : NULL, bk->proj.fp && !r ? a->f32a : NULL, th);
     if (r || !residual_linear(o, o16, rows, &bk->proj, bk->ls1, x, a, th)) {
         float *y1 = r && bk->ls1 ? r->y1 : a->h;
         linear_fwd(o, rows, &bk->proj, y1, 0, a, th);

@@ -164,31 +164,107 @@ BF16_TARGET void model_bf16_pack_into(model_bf16_packed *view, uint16_t *dst, co
     view->kp = kp;
 }
 
-/* Micro-tile of mr (<= MR) rows; ncols (<= NR) columns written. */
-BF16_TARGET static inline __attribute__((always_inline)) void tile(const int mr, int pairs, const uint16_t *a,
-                                                                   size_t lda, const uint16_t *b, float *c, size_t ldc,
-                                                                   const float *bias, int accumulate, int ncols,
-                                                                   model_bf16_post_fn post, const float *pbias) {
+/* 16 x 16 32-bit words transposed in registers: r[i][j] -> r[j][i]. */
+BF16_TARGET static inline void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4 b + c], lane L: column 4 L + c of rows 4 b .. 4 b + 3 */
+    for (int b = 0; b < 4; b++) {
+        u[4 * b] = _mm512_unpacklo_epi64(t[4 * b], t[4 * b + 2]);
+        u[4 * b + 1] = _mm512_unpackhi_epi64(t[4 * b], t[4 * b + 2]);
+        u[4 * b + 2] = _mm512_unpacklo_epi64(t[4 * b + 1], t[4 * b + 3]);
+        u[4 * b + 3] = _mm512_unpackhi_epi64(t[4 * b + 1], t[4 * b + 3]);
+    }
+    /* the 128-bit lanes transposed: column 4 L + c takes lane L of u[c], u[4 + c], u[8 + c], u[12 + c] */
+    for (int c = 0; c < 4; c++) {
+        const __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
+        const __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512i v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+        r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+    }
+}
+
+/* model_bf16_pack_into's layout from bf16 values: 32-bit words moved, no
+ * rounding. */
+BF16_TARGET void model_bf16_pack16_into(model_bf16_packed *view, uint16_t *dst, const uint16_t *src, int n, int k,
+                                        size_t ld, int transposed) {
+    const int kp = (k + 1) & ~1, pairs = kp / 2;
+    const size_t elems = model_bf16_pack_elems(n, k);
+    uint32_t *d32 = (uint32_t *)(void *)dst;
+    if (n % NR) memset(dst + (elems - (size_t)NR * kp), 0, (size_t)NR * kp * 2);
+    if (!transposed) {
+        /* column j's pairs are the words of its source row: blocks of 16
+         * columns x 16 pairs transposed in registers (an odd K's last word
+         * loads with a zero high half) */
+        for (int j0 = 0; j0 < n; j0 += 16) {
+            const int cols = n - j0 < 16 ? n - j0 : 16;
+            const __mmask16 cm = cols == 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
+            uint32_t *panel = d32 + (size_t)(j0 / NR) * NR * pairs + j0 % NR;
+            for (int p0 = 0; p0 < pairs; p0 += 16) {
+                const int vals = k - 2 * p0 < 32 ? k - 2 * p0 : 32, np = pairs - p0 < 16 ? pairs - p0 : 16;
+                const __mmask32 vm = vals == 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << vals) - 1);
+                __m512i r[16];
+                for (int i = 0; i < 16; i++)
+                    r[i] = i < cols ? _mm512_maskz_loadu_epi16(vm, src + (size_t)(j0 + i) * ld + 2 * p0)
+                                    : _mm512_setzero_si512();
+                transpose16(r);
+                for (int c = 0; c < np; c++) _mm512_mask_storeu_epi32(panel + (size_t)(p0 + c) * NR, cm, r[c]);
+            }
+        }
+    } else {
+        /* two source rows make one pair row: 16 columns' words at a time */
+        for (int p = 0; p < pairs; p++) {
+            const uint16_t *r0 = src + (size_t)(2 * p) * ld;
+            const uint16_t *r1 = 2 * p + 1 < k ? r0 + ld : NULL;
+            for (int j0 = 0; j0 < n; j0 += 16) {
+                const int left = n - j0 < 16 ? n - j0 : 16;
+                const __mmask16 mk = left == 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+                const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, r0 + j0));
+                const __m512i hi = r1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, r1 + j0)) : _mm512_setzero_si512();
+                _mm512_mask_storeu_epi32(d32 + (size_t)(j0 / NR) * NR * pairs + (size_t)p * NR + j0 % NR, mk,
+                                         _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+            }
+        }
+    }
+    view->p = dst;
+    view->n = n;
+    view->k = k;
+    view->kp = kp;
+}
+
+/* Micro-tile of mr (<= MR) rows by nv (<= 4) vectors of 16 columns; ncols
+ * (<= 16 nv) columns written. A narrow last panel (attention's 197 or 257
+ * keys leave 5 or 1 columns in it) computes only the vectors it needs. */
+BF16_TARGET static inline __attribute__((always_inline)) void tile(const int mr, const int nv, int pairs,
+                                                                   const uint16_t *a, size_t lda, const uint16_t *b,
+                                                                   float *c, size_t ldc, const float *bias,
+                                                                   int accumulate, int ncols, model_bf16_post_fn post,
+                                                                   const float *pbias) {
     /* bias: added on the first K slice only; accumulate: C += (later slices, or beta = 1) */
     __m512 acc[MR][4];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     for (int p = 0; p < pairs; p++) {
         const uint16_t *bp = b + (size_t)p * 2 * NR;
-        const __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)bp);
-        const __m512bh b1 = (__m512bh)_mm512_load_si512((const void *)(bp + 32));
-        const __m512bh b2 = (__m512bh)_mm512_load_si512((const void *)(bp + 64));
-        const __m512bh b3 = (__m512bh)_mm512_load_si512((const void *)(bp + 96));
+        __m512bh bv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            if (j < nv) bv[j] = (__m512bh)_mm512_load_si512((const void *)(bp + 32 * j));
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++) {
             if (i >= mr) break;
             int32_t w;
             memcpy(&w, a + i * lda + 2 * (size_t)p, 4);
             const __m512bh av = (__m512bh)_mm512_set1_epi32(w);
-            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, b0);
-            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
-            acc[i][2] = _mm512_dpbf16_ps(acc[i][2], av, b2);
-            acc[i][3] = _mm512_dpbf16_ps(acc[i][3], av, b3);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                if (j < nv) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], av, bv[j]);
         }
     }
     gemm_tile_store(acc, mr, c, ldc, bias, accumulate, ncols);
@@ -196,60 +272,108 @@ BF16_TARGET static inline __attribute__((always_inline)) void tile(const int mr,
         for (int i = 0; i < mr; i++) post(c + i * ldc, pbias, ncols);
 }
 
+#define TILE_ROWS(nv)                                                                                                 \
+    switch (mr) {                                                                                                     \
+    case 6: tile(6, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
+    case 5: tile(5, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
+    case 4: tile(4, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
+    case 3: tile(3, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
+    case 2: tile(2, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
+    default: tile(1, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                     \
+    }
+
 BF16_TARGET static void tile_any(int mr, int pairs, const uint16_t *a, size_t lda, const uint16_t *b, float *c,
                                  size_t ldc, const float *bias, int accumulate, int ncols, model_bf16_post_fn post,
                                  const float *pbias) {
-    switch (mr) {
-    case 6: tile(6, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
-    case 5: tile(5, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
-    case 4: tile(4, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
-    case 3: tile(3, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
-    case 2: tile(2, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
-    default: tile(1, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    if (ncols > 48) {
+        TILE_ROWS(4)
+    } else if (ncols > 32) {
+        TILE_ROWS(3)
+    } else if (ncols > 16) {
+        TILE_ROWS(2)
+    } else {
+        TILE_ROWS(1)
     }
 }
+#undef TILE_ROWS
 
-/* A == NULL: s already holds the rounded rows (model_bf16_gemm_rounded).
- * With ob, the output goes to ob (bf16, row stride ldo) instead of C: each
+/* A == NULL: s already holds the rounded rows (model_bf16_gemm_rounded),
+ * at stride lda (0: W->kp). With ob, the output goes to ob (bf16, row stride ldo) instead of C: each
  * task's partial sums stay in a per-thread 96 x 64 block, and the finished
  * block (bias, then post) is rounded into ob; ob's pad column (an odd n) is
  * zeroed. */
-BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
-                                  int accumulate, float *C, int ldc, uint16_t *s, int threads, model_bf16_post_fn post,
-                                  const float *pbias, uint16_t *ob, int ldo) {
-    const int k = W->k, kp = W->kp, n = W->n;
+typedef struct {
+    const float *A;
+    int m, lda;
+    const model_bf16_packed *W;
+    const float *bias;
+    int accumulate;
+    float *C;
+    int ldc;
+    uint16_t *s;
+    model_bf16_post_fn post;
+    const float *pbias;
+    uint16_t *ob;
+    int ldo;
+} gemm_args;
+
+/* Thread tid's share of [0, n) out of nth, contiguous. */
+static void share(int n, int tid, int nth, int *lo, int *hi) {
+    const int q = n / nth, r = n % nth;
+    *lo = tid * q + (tid < r ? tid : r);
+    *hi = *lo + q + (tid < r);
+}
+
+/* Thread tid's part of the product (all of it for nth 1, which needs no
+ * parallel region: attention calls one per head inside its own). */
+BF16_TARGET static void gemm_part(const gemm_args *g, int tid, int nth) {
+    const model_bf16_packed *W = g->W;
+    const int k = W->k, kp = W->kp, n = W->n, m = g->m;
+    const size_t sld = g->A || g->lda <= 0 ? (size_t)kp : (size_t)g->lda;
     const int np = (int)panels(n), mb = (m + MB - 1) / MB;
-    const int tasks = np * mb;
-#pragma omp parallel num_threads(threads) if (threads > 1 && (long)m * k > 16384)
-    {
-        float blk[MB * NR] __attribute__((aligned(64))); /* ob's partial sums (24 KB) */
-        if (A) {
-#pragma omp for schedule(static)
-            for (int i = 0; i < m; i++) round_row(A + (size_t)i * lda, k, kp, s + (size_t)i * kp);
+    float blk[MB * NR] __attribute__((aligned(64))); /* ob's partial sums (24 KB) */
+    int lo, hi;
+    if (g->A) {
+        share(m, tid, nth, &lo, &hi);
+        for (int i = lo; i < hi; i++) round_row(g->A + (size_t)i * g->lda, k, kp, g->s + (size_t)i * kp);
+        if (nth > 1) {
+#pragma omp barrier
         }
-        /* panel-major order: consecutive tasks of a thread share the panel */
-#pragma omp for schedule(static)
-        for (int t = 0; t < tasks; t++) {
-            const int q = t / mb, r0 = (t % mb) * MB;
-            const int r1 = r0 + MB < m ? r0 + MB : m;
-            const int ncols = n - q * NR < NR ? n - q * NR : NR;
-            const uint16_t *b = W->p + (size_t)q * NR * kp;
-            for (int p0 = 0; p0 < kp / 2; p0 += KCP) {
-                const int pairs = kp / 2 - p0 < KCP ? kp / 2 - p0 : KCP, last = p0 + pairs == kp / 2;
-                for (int i = r0; i < r1; i += MR) {
-                    const int mr = r1 - i < MR ? r1 - i : MR;
-                    float *c = ob ? blk + (size_t)(i - r0) * NR : C + (size_t)i * ldc + (size_t)q * NR;
-                    tile_any(mr, pairs, s + (size_t)i * kp + 2 * (size_t)p0, (size_t)kp, b + (size_t)p0 * 2 * NR, c,
-                             ob ? (size_t)NR : (size_t)ldc, p0 == 0 && bias ? bias + q * NR : NULL,
-                             p0 > 0 || accumulate, ncols, last ? post : NULL, pbias ? pbias + q * NR : NULL);
-                    if (ob && last)
-                        for (int ii = 0; ii < mr; ii++)
-                            round_row(c + (size_t)ii * NR, ncols, q * NR + ncols == n ? ncols + (n & 1) : ncols,
-                                      ob + (size_t)(i + ii) * ldo + (size_t)q * NR);
-                }
+    }
+    /* panel-major order: consecutive tasks of a thread share the panel */
+    share(np * mb, tid, nth, &lo, &hi);
+    for (int t = lo; t < hi; t++) {
+        const int q = t / mb, r0 = (t % mb) * MB;
+        const int r1 = r0 + MB < m ? r0 + MB : m;
+        const int ncols = n - q * NR < NR ? n - q * NR : NR;
+        const uint16_t *b = W->p + (size_t)q * NR * kp;
+        for (int p0 = 0; p0 < kp / 2; p0 += KCP) {
+            const int pairs = kp / 2 - p0 < KCP ? kp / 2 - p0 : KCP, last = p0 + pairs == kp / 2;
+            for (int i = r0; i < r1; i += MR) {
+                const int mr = r1 - i < MR ? r1 - i : MR;
+                float *c = g->ob ? blk + (size_t)(i - r0) * NR : g->C + (size_t)i * g->ldc + (size_t)q * NR;
+                tile_any(mr, pairs, g->s + (size_t)i * sld + 2 * (size_t)p0, sld, b + (size_t)p0 * 2 * NR, c,
+                         g->ob ? (size_t)NR : (size_t)g->ldc, p0 == 0 && g->bias ? g->bias + q * NR : NULL,
+                         p0 > 0 || g->accumulate, ncols, last ? g->post : NULL, g->pbias ? g->pbias + q * NR : NULL);
+                if (g->ob && last)
+                    for (int ii = 0; ii < mr; ii++)
+                        round_row(c + (size_t)ii * NR, ncols, q * NR + ncols == n ? ncols + (n & 1) : ncols,
+                                  g->ob + (size_t)(i + ii) * g->ldo + (size_t)q * NR);
             }
         }
     }
+}
+
+BF16_TARGET static void gemm_impl(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
+                                  int accumulate, float *C, int ldc, uint16_t *s, int threads, model_bf16_post_fn post,
+                                  const float *pbias, uint16_t *ob, int ldo) {
+    const gemm_args g = {A, m, lda, W, bias, accumulate, C, ldc, s, post, pbias, ob, ldo};
+    if (threads <= 1 || (long)m * W->k <= 16384) {
+        gemm_part(&g, 0, 1);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    gemm_part(&g, omp_get_thread_num(), omp_get_num_threads());
 }
 
 void model_bf16_gemm_post(const float *A, int m, int lda, const model_bf16_packed *W, const float *bias,
@@ -271,10 +395,10 @@ void model_bf16_gemm(const float *A, int m, int lda, const model_bf16_packed *W,
     model_bf16_gemm_post(A, m, lda, W, bias, accumulate, C, ldc, scratch, threads, NULL, NULL);
 }
 
-void model_bf16_gemm_rounded(const uint16_t *A, int m, const model_bf16_packed *W, const float *bias, int accumulate,
-                             float *C, int ldc, int threads) {
+void model_bf16_gemm_rounded(const uint16_t *A, int m, int lda, const model_bf16_packed *W, const float *bias,
+                             int accumulate, float *C, int ldc, int threads) {
     if (m <= 0 || W->n <= 0) return;
-    gemm_impl(NULL, m, 0, W, bias, accumulate, C, ldc, (uint16_t *)A, threads < 1 ? 1 : threads, NULL, NULL, NULL, 0);
+    gemm_impl(NULL, m, lda, W, bias, accumulate, C, ldc, (uint16_t *)A, threads < 1 ? 1 : threads, NULL, NULL, NULL, 0);
 }
 
 /* GELU for the bf16 path's fc1 epilogue (model_bf16_post_fn): x = gelu(x +
@@ -308,29 +432,29 @@ BF16_TARGET void model_bf16_gelu_row(float *x, const float *bias, int n) {
     }
 }
 
-/* wb_exp (fastmath.h) on 16 lanes: the same operations in the same order,
- * so the same bits (no FMA: the project compiles without contraction). */
+/* e^x on 16 lanes for x <= 0 (or NaN, kept): wb_exp's reduction
+ * (fastmath.h), x = n ln2 + r with |r| <= ln2 / 2, then e^r by a degree-5
+ * polynomial with FMAs (least squares for the relative error on 2,000
+ * Chebyshev nodes, NumPy; largest relative error 7.7e-8 on [-ln2/2, ln2/2])
+ * and the power of two by VSCALEFPS (which also takes a result below
+ * 2^-149 to 0). */
 BF16_TARGET static inline __m512 exp16(__m512 x) {
-    const __m512 lo = _mm512_set1_ps(-87.0f), shifter = _mm512_set1_ps(12582912.0f);
-    const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), _mm512_set1_ps(88.0f)); /* NaN -> lo, as wb_exp */
-    const __m512 n =
-        _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(WB_EXP_LOG2E)), shifter), shifter);
-    __m512 r = _mm512_sub_ps(xc, _mm512_mul_ps(n, _mm512_set1_ps(WB_EXP_LN2_HI)));
-    r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(WB_EXP_LN2_LO)));
-    static const float c[] = WB_EXP_POLY;
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x); /* NaN: MAXPS returns its second operand */
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(WB_EXP_LOG2E)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(WB_EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(WB_EXP_LN2_LO), r);
+    static const float c[] = {0.00829172f, 0.04191507f, 0.16667663f, 0.49998899f, 0.99999967f, 1.00000007f};
     __m512 p = _mm512_set1_ps(c[0]);
-    for (int i = 1; i < 8; i++) p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(c[i]));
-    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    const __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-    /* below -87: 0; NaN stays NaN */
-    return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), y),
-                              _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+    for (int i = 1; i < 6; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[i]));
+    return _mm512_scalef_ps(p, n);
 }
 
-/* The scalar path's softmax (softmax_row in forward.c) on one row in L1:
- * scores scaled in place, the maximum subtracted, wb_exp, the sum over eight
- * partial sums in its order, then the products with the inverse rounded to
- * bf16: the bits the separate passes gave. */
+/* Row by row in L1: the maximum of the raw scores, then e = exp(scale s -
+ * scale max) stored back and summed in 16 lanes, then bf16(e / sum). The
+ * probabilities are rounded to bf16 next (2^-9 relative), so this pass is
+ * free of the fp32 path's order of operations (softmax_row in forward.c):
+ * its only requirement is to stay well inside that rounding. */
 BF16_TARGET void model_bf16_softmax_rows(float *S, int T, int causal, float scale, uint16_t *P) {
     const int kp = (T + 1) & ~1;
     const __m512 sv = _mm512_set1_ps(scale);
@@ -339,25 +463,19 @@ BF16_TARGET void model_bf16_softmax_rows(float *S, int T, int causal, float scal
         uint16_t *pr = P + (size_t)i * kp;
         const int n = causal ? i + 1 : T;
         __m512 mv = _mm512_set1_ps(-__builtin_inff());
-        for (int j = 0; j < n; j += 16) {
-            const __mmask16 mk = first16(n - j);
-            const __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, r + j), sv);
-            _mm512_mask_storeu_ps(r + j, mk, x);
-            mv = _mm512_mask_max_ps(mv, mk, mv, x);
-        }
-        const __m512 ms = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
-        for (int j = 0; j < n; j += 16) {
-            const __mmask16 mk = first16(n - j);
-            _mm512_mask_storeu_ps(r + j, mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, r + j), ms)));
-        }
-        __m256 s8 = _mm256_setzero_ps();
         int j = 0;
-        for (; j + 8 <= n; j += 8) s8 = _mm256_add_ps(s8, _mm256_loadu_ps(r + j));
-        float l[8];
-        _mm256_storeu_ps(l, s8);
-        float sum = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-        for (; j < n; j++) sum += r[j];
-        const __m512 inv = _mm512_set1_ps(1.0f / sum);
+        for (; j + 16 <= n; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(r + j));
+        if (j < n) mv = _mm512_mask_max_ps(mv, first16(n - j), mv, _mm512_maskz_loadu_ps(first16(n - j), r + j));
+        /* a NaN score makes the maximum NaN (MAXPS keeps a NaN second operand), and so the whole row */
+        const __m512 ms = _mm512_mul_ps(_mm512_set1_ps(_mm512_reduce_max_ps(mv)), sv);
+        __m512 sum = _mm512_setzero_ps();
+        for (j = 0; j < n; j += 16) {
+            const __mmask16 mk = first16(n - j);
+            const __m512 e = exp16(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, r + j), sv, ms));
+            _mm512_mask_storeu_ps(r + j, mk, e);
+            sum = _mm512_mask_add_ps(sum, mk, sum, e);
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
         for (j = 0; j < kp; j += 32) {
             const __mmask16 m0 = first16(n - j), m1 = first16(n - j - 16);
             const __m512 e0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m0, r + j), inv);

@@ -44,6 +44,10 @@ void model_bf16_free(model_bf16_packed *b);
 size_t model_bf16_pack_elems(int n, int k);
 void model_bf16_pack_into(model_bf16_packed *view, uint16_t *dst, const float *src, int n, int k, size_t ld,
                           int transposed);
+/* model_bf16_pack_into from values already rounded to bf16 (src in bf16
+ * elements, ld in elements): the same bytes as packing their fp32 values. */
+void model_bf16_pack16_into(model_bf16_packed *view, uint16_t *dst, const uint16_t *src, int n, int k, size_t ld,
+                            int transposed);
 /* Bytes of packed storage. */
 size_t model_bf16_packed_bytes(const model_bf16_packed *b);
 
@@ -67,9 +71,11 @@ void model_bf16_gemm_post(const float *A, int m, int lda, const model_bf16_packe
 void model_bf16_round(const float *x, int k, int kp, uint16_t *y);
 /* C = A W^T (+ bias) (+ C if accumulate) with A already rounded: m rows of
  * W->kp bf16 (the pad column zero), as model_bf16_softmax_rows and
- * model_bf16_gemm_post_bf16 write them. */
-void model_bf16_gemm_rounded(const uint16_t *A, int m, const model_bf16_packed *W, const float *bias, int accumulate,
-                             float *C, int ldc, int threads);
+ * model_bf16_gemm_post_bf16 write them, at a stride of lda elements (0:
+ * W->kp; a wider stride reads rows in place, such as attention's queries
+ * in the rounded qkv rows, for an even W->k). */
+void model_bf16_gemm_rounded(const uint16_t *A, int m, int lda, const model_bf16_packed *W, const float *bias,
+                             int accumulate, float *C, int ldc, int threads);
 /* As model_bf16_gemm_post, but the finished rows (bias, then post) are
  * rounded to bf16 into out (row stride ldo >= (W->n + 1) & ~1 elements, the
  * pad column of an odd W->n zeroed) instead of being stored in fp32: the

@@ -108,9 +108,12 @@ void model_f32_pack_into(model_f32_packed *view, float *dst, const float *src, i
 
 #define F32_TARGET __attribute__((target("avx512f")))
 
-/* Micro-tile of mr (<= MR) rows over `steps` K steps; ncols (<= NR) columns written. */
-F32_TARGET static inline __attribute__((always_inline)) void tile(const int mr, int steps, const float *a, size_t lda,
-                                                                  const float *b, float *c, size_t ldc,
+/* Micro-tile of mr (<= MR) rows by nv (<= 4) vectors of 16 columns over
+ * `steps` K steps; ncols (<= 16 nv) columns written. A narrow last panel
+ * (attention's 197 or 257 keys leave 5 or 1 columns in it) computes only
+ * the vectors it needs; every column's sum is the same either way. */
+F32_TARGET static inline __attribute__((always_inline)) void tile(const int mr, const int nv, int steps, const float *a,
+                                                                  size_t lda, const float *b, float *c, size_t ldc,
                                                                   const float *bias, int accumulate, int ncols,
                                                                   model_bf16_post_fn post, const float *pbias) {
     /* bias: added on the first K slice only; accumulate: C += (later slices, or beta = 1) */
@@ -119,16 +122,17 @@ F32_TARGET static inline __attribute__((always_inline)) void tile(const int mr, 
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     for (int kk = 0; kk < steps; kk++) {
         const float *bp = b + (size_t)kk * NR;
-        const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
-        const __m512 b2 = _mm512_load_ps(bp + 32), b3 = _mm512_load_ps(bp + 48);
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            if (j < nv) bv[j] = _mm512_load_ps(bp + 16 * j);
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++) {
             if (i >= mr) break;
             const __m512 av = _mm512_set1_ps(a[i * lda + (size_t)kk]);
-            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
-            acc[i][2] = _mm512_fmadd_ps(av, b2, acc[i][2]);
-            acc[i][3] = _mm512_fmadd_ps(av, b3, acc[i][3]);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                if (j < nv) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
         }
     }
     gemm_tile_store(acc, mr, c, ldc, bias, accumulate, ncols);
@@ -136,16 +140,63 @@ F32_TARGET static inline __attribute__((always_inline)) void tile(const int mr, 
         for (int i = 0; i < mr; i++) post(c + i * ldc, pbias, ncols);
 }
 
+#define TILE_ROWS(nv)                                                                                                 \
+    switch (mr) {                                                                                                     \
+    case 6: tile(6, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
+    case 5: tile(5, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
+    case 4: tile(4, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
+    case 3: tile(3, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
+    case 2: tile(2, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
+    default: tile(1, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                     \
+    }
+
 F32_TARGET static void tile_any(int mr, int steps, const float *a, size_t lda, const float *b, float *c, size_t ldc,
                                 const float *bias, int accumulate, int ncols, model_bf16_post_fn post,
                                 const float *pbias) {
-    switch (mr) {
-    case 6: tile(6, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
-    case 5: tile(5, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
-    case 4: tile(4, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
-    case 3: tile(3, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
-    case 2: tile(2, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
-    default: tile(1, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;
+    if (ncols > 48) {
+        TILE_ROWS(4)
+    } else if (ncols > 32) {
+        TILE_ROWS(3)
+    } else if (ncols > 16) {
+        TILE_ROWS(2)
+    } else {
+        TILE_ROWS(1)
+    }
+}
+#undef TILE_ROWS
+
+typedef struct {
+    const float *A;
+    int m, lda;
+    const model_f32_packed *W;
+    const float *bias;
+    int accumulate;
+    float *C;
+    int ldc;
+    model_bf16_post_fn post;
+    const float *pbias;
+} f32_args;
+
+/* Tasks [t0, t1): (panel, block of MB rows) in panel-major order, so that
+ * consecutive tasks of a thread share the panel. */
+static void f32_tasks(const f32_args *g, int t0, int t1) {
+    const model_f32_packed *W = g->W;
+    const int k = W->k, n = W->n, m = g->m, mb = (m + MB - 1) / MB;
+    for (int t = t0; t < t1; t++) {
+        const int q = t / mb, r0 = (t % mb) * MB;
+        const int r1 = r0 + MB < m ? r0 + MB : m;
+        const int ncols = n - q * NR < NR ? n - q * NR : NR;
+        const float *b = W->p + (size_t)q * NR * k;
+        for (int k0 = 0; k0 < k; k0 += KC) {
+            const int steps = k - k0 < KC ? k - k0 : KC;
+            for (int i = r0; i < r1; i += MR) {
+                const int mr = r1 - i < MR ? r1 - i : MR;
+                tile_any(mr, steps, g->A + (size_t)i * g->lda + k0, (size_t)g->lda, b + (size_t)k0 * NR,
+                         g->C + (size_t)i * g->ldc + (size_t)q * NR, (size_t)g->ldc,
+                         k0 == 0 && g->bias ? g->bias + q * NR : NULL, k0 > 0 || g->accumulate, ncols,
+                         k0 + steps == k ? g->post : NULL, g->pbias ? g->pbias + q * NR : NULL);
+            }
+        }
     }
 }
 
@@ -164,23 +215,17 @@ void model_f32_gemm_post(const float *A, int m, int lda, const model_f32_packed 
         }
         return;
     }
-    /* panel-major order: consecutive tasks of a thread share the panel */
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && (long)m * k > 16384)
-    for (int t = 0; t < tasks; t++) {
-        const int q = t / mb, r0 = (t % mb) * MB;
-        const int r1 = r0 + MB < m ? r0 + MB : m;
-        const int ncols = n - q * NR < NR ? n - q * NR : NR;
-        const float *b = W->p + (size_t)q * NR * k;
-        for (int k0 = 0; k0 < k; k0 += KC) {
-            const int steps = k - k0 < KC ? k - k0 : KC;
-            for (int i = r0; i < r1; i += MR) {
-                const int mr = r1 - i < MR ? r1 - i : MR;
-                tile_any(mr, steps, A + (size_t)i * lda + k0, (size_t)lda, b + (size_t)k0 * NR,
-                         C + (size_t)i * ldc + (size_t)q * NR, (size_t)ldc, k0 == 0 && bias ? bias + q * NR : NULL,
-                         k0 > 0 || accumulate, ncols, k0 + steps == k ? post : NULL,
-                         post_bias ? post_bias + q * NR : NULL);
-            }
-        }
+    const f32_args g = {A, m, lda, W, bias, accumulate, C, ldc, post, post_bias};
+    if (threads == 1 || (long)m * k <= 16384) { /* no parallel region (attention calls one per head inside its own) */
+        f32_tasks(&g, 0, tasks);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        /* a contiguous share of the tasks per thread */
+        const int nth = omp_get_num_threads(), tid = omp_get_thread_num(), q = tasks / nth, r = tasks % nth;
+        const int lo = tid * q + (tid < r ? tid : r);
+        f32_tasks(&g, lo, lo + q + (tid < r));
     }
 }
 
