@@ -1,6 +1,6 @@
 /*
  * GEMM candidates on the linear layers of ViT-Ti/16, ViT-B/16 and ViT-L/14
- * at batch 16 (rows = 16 x tokens), C = A W^T with A fp32 activations and
+ * (rows = images x tokens), C = A W^T with A fp32 activations and
  * W PyTorch's [out, in] weights:
  *   sgemm      OpenBLAS cblas_sgemm, fp32 (wobble's fp32 path without AVX-512)
  *   f32        wobble's AVX-512 fp32 kernel (src/model/gemm_f32.c, its fp32
@@ -16,7 +16,12 @@
  * Prints GFLOP/s per shape and the ratios. Built when oneDNN's header is
  * found (Debian libdnnl-dev); without it the dnnl column is absent.
  *
- * usage: bench_gemm [THREADS] [REPEATS]
+ * IMAGES (default 16) sets the rows: IMAGES x tokens. The forward pass runs
+ * a batch in chunks whose activations stay within 32 MB (forward.c), so at
+ * batch 16 its GEMMs see fewer rows: 4 images (788 rows) for ViT-B/16 and 2
+ * (514) for ViT-L/14, in bf16 and fp32; ViT-Ti/16 all 16.
+ *
+ * usage: bench_gemm [THREADS] [REPEATS] [IMAGES]
  */
 #include "../src/core/internal.h"
 #include "../src/model/gemm_f32.h"
@@ -174,8 +179,9 @@ static double best_of(int reps, void (*f)(const job *), const job *j) {
 int main(int argc, char **argv) {
     const int threads = argc > 1 ? atoi(argv[1]) : 2;
     const int reps = argc > 2 ? atoi(argv[2]) : 5;
-    if (threads < 1 || reps < 1) {
-        fprintf(stderr, "usage: bench_gemm [THREADS] [REPEATS]\n");
+    const int imgs = argc > 3 ? atoi(argv[3]) : 16;
+    if (threads < 1 || reps < 1 || imgs < 1) {
+        fprintf(stderr, "usage: bench_gemm [THREADS] [REPEATS] [IMAGES]\n");
         return 2;
     }
     if (!model_bf16_supported()) {
@@ -184,17 +190,17 @@ int main(int argc, char **argv) {
     }
     openblas_set_num_threads(threads);
     omp_set_num_threads(threads);
-    static const struct {
+    const struct {
         const char *model, *layer;
         int M, N, K;
     } cases[] = {
-        {"ViT-Ti/16", "qkv", 16 * 197, 576, 192},  {"ViT-Ti/16", "fc1", 16 * 197, 768, 192},
-        {"ViT-Ti/16", "fc2", 16 * 197, 192, 768},  {"ViT-B/16", "qkv", 16 * 197, 2304, 768},
-        {"ViT-B/16", "proj", 16 * 197, 768, 768},  {"ViT-B/16", "fc1", 16 * 197, 3072, 768},
-        {"ViT-B/16", "fc2", 16 * 197, 768, 3072},  {"ViT-L/14", "qkv", 16 * 257, 3072, 1024},
-        {"ViT-L/14", "fc1", 16 * 257, 4096, 1024}, {"ViT-L/14", "fc2", 16 * 257, 1024, 4096},
+        {"ViT-Ti/16", "qkv", imgs * 197, 576, 192},  {"ViT-Ti/16", "fc1", imgs * 197, 768, 192},
+        {"ViT-Ti/16", "fc2", imgs * 197, 192, 768},  {"ViT-B/16", "qkv", imgs * 197, 2304, 768},
+        {"ViT-B/16", "proj", imgs * 197, 768, 768},  {"ViT-B/16", "fc1", imgs * 197, 3072, 768},
+        {"ViT-B/16", "fc2", imgs * 197, 768, 3072},  {"ViT-L/14", "qkv", imgs * 257, 3072, 1024},
+        {"ViT-L/14", "fc1", imgs * 257, 4096, 1024}, {"ViT-L/14", "fc2", imgs * 257, 1024, 4096},
     };
-    printf("threads %d, best of %d; OpenBLAS core %s; GFLOP/s (2 M N K / time)\n", threads, reps,
+    printf("threads %d, best of %d, %d images a call; OpenBLAS core %s; GFLOP/s (2 M N K / time)\n", threads, reps, imgs,
            openblas_get_corename());
     printf("%-10s %-5s %5s %5s %5s %9s %9s %9s %9s %10s %10s %10s %9s %9s %9s %9s %9s\n", "model", "layer", "M", "N", "K",
            "sgemm", "f32", "bf16", "dnnl-bf16", "f32/sgemm", "bf16/sgemm", "bf16/dnnl", "f32 err", "bf16 err", "bf16-pre",
