@@ -272,36 +272,17 @@ BF16_TARGET static inline __attribute__((always_inline)) void tile(const int mr,
         for (int i = 0; i < mr; i++) post(c + i * ldc, pbias, ncols);
 }
 
-#define TILE_ROWS(nv)                                                                                                 \
-    switch (mr) {                                                                                                     \
-    case 6: tile(6, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
-    case 5: tile(5, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
-    case 4: tile(4, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
-    case 3: tile(3, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
-    case 2: tile(2, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
-    default: tile(1, nv, pairs, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                     \
-    }
-
-BF16_TARGET static void tile_any(int mr, int pairs, const uint16_t *a, size_t lda, const uint16_t *b, float *c,
+BF16_TARGET static void tile_any(int mr, int kn, const uint16_t *a, size_t lda, const uint16_t *b, float *c,
                                  size_t ldc, const float *bias, int accumulate, int ncols, model_bf16_post_fn post,
                                  const float *pbias) {
-    if (ncols > 48) {
-        TILE_ROWS(4)
-    } else if (ncols > 32) {
-        TILE_ROWS(3)
-    } else if (ncols > 16) {
-        TILE_ROWS(2)
-    } else {
-        TILE_ROWS(1)
-    }
+    GEMM_TILE_DISPATCH
 }
-#undef TILE_ROWS
 
 /* A == NULL: s already holds the rounded rows (model_bf16_gemm_rounded),
- * at stride lda (0: W->kp). With ob, the output goes to ob (bf16, row stride ldo) instead of C: each
- * task's partial sums stay in a per-thread 96 x 64 block, and the finished
- * block (bias, then post) is rounded into ob; ob's pad column (an odd n) is
- * zeroed. */
+ * at stride lda (0: W->kp). With ob, the output goes to ob (bf16, row
+ * stride ldo) instead of C: each task's partial sums stay in a per-thread
+ * 96 x 64 block, and the finished block (bias, then post) is rounded into
+ * ob; ob's pad column (an odd n) is zeroed. */
 typedef struct {
     const float *A;
     int m, lda;
@@ -317,13 +298,6 @@ typedef struct {
     int ldo;
 } gemm_args;
 
-/* Thread tid's share of [0, n) out of nth, contiguous. */
-static void share(int n, int tid, int nth, int *lo, int *hi) {
-    const int q = n / nth, r = n % nth;
-    *lo = tid * q + (tid < r ? tid : r);
-    *hi = *lo + q + (tid < r);
-}
-
 /* Thread tid's part of the product (all of it for nth 1, which needs no
  * parallel region: attention calls one per head inside its own). */
 BF16_TARGET static void gemm_part(const gemm_args *g, int tid, int nth) {
@@ -334,14 +308,14 @@ BF16_TARGET static void gemm_part(const gemm_args *g, int tid, int nth) {
     float blk[MB * NR] __attribute__((aligned(64))); /* ob's partial sums (24 KB) */
     int lo, hi;
     if (g->A) {
-        share(m, tid, nth, &lo, &hi);
+        gemm_share(m, tid, nth, &lo, &hi);
         for (int i = lo; i < hi; i++) round_row(g->A + (size_t)i * g->lda, k, kp, g->s + (size_t)i * kp);
         if (nth > 1) {
 #pragma omp barrier
         }
     }
     /* panel-major order: consecutive tasks of a thread share the panel */
-    share(np * mb, tid, nth, &lo, &hi);
+    gemm_share(np * mb, tid, nth, &lo, &hi);
     for (int t = lo; t < hi; t++) {
         const int q = t / mb, r0 = (t % mb) * MB;
         const int r1 = r0 + MB < m ? r0 + MB : m;

@@ -140,30 +140,11 @@ F32_TARGET static inline __attribute__((always_inline)) void tile(const int mr, 
         for (int i = 0; i < mr; i++) post(c + i * ldc, pbias, ncols);
 }
 
-#define TILE_ROWS(nv)                                                                                                 \
-    switch (mr) {                                                                                                     \
-    case 6: tile(6, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
-    case 5: tile(5, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
-    case 4: tile(4, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
-    case 3: tile(3, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
-    case 2: tile(2, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                      \
-    default: tile(1, nv, steps, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                     \
-    }
-
-F32_TARGET static void tile_any(int mr, int steps, const float *a, size_t lda, const float *b, float *c, size_t ldc,
+F32_TARGET static void tile_any(int mr, int kn, const float *a, size_t lda, const float *b, float *c, size_t ldc,
                                 const float *bias, int accumulate, int ncols, model_bf16_post_fn post,
                                 const float *pbias) {
-    if (ncols > 48) {
-        TILE_ROWS(4)
-    } else if (ncols > 32) {
-        TILE_ROWS(3)
-    } else if (ncols > 16) {
-        TILE_ROWS(2)
-    } else {
-        TILE_ROWS(1)
-    }
+    GEMM_TILE_DISPATCH
 }
-#undef TILE_ROWS
 
 typedef struct {
     const float *A;
@@ -222,10 +203,9 @@ void model_f32_gemm_post(const float *A, int m, int lda, const model_f32_packed 
     }
 #pragma omp parallel num_threads(threads)
     {
-        /* a contiguous share of the tasks per thread */
-        const int nth = omp_get_num_threads(), tid = omp_get_thread_num(), q = tasks / nth, r = tasks % nth;
-        const int lo = tid * q + (tid < r ? tid : r);
-        f32_tasks(&g, lo, lo + q + (tid < r));
+        int lo, hi; /* a contiguous share of the tasks per thread */
+        gemm_share(tasks, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        f32_tasks(&g, lo, hi);
     }
 }
 

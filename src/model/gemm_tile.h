@@ -54,4 +54,35 @@ gemm_tile_store(__m512 acc[GEMM_TILE_MR][4], const int mr, float *c, size_t ldc,
         }
     }
 }
+/* Thread tid's contiguous share [lo, hi) of n tasks out of nth. */
+static inline void gemm_share(int n, int tid, int nth, int *lo, int *hi) {
+    const int q = n / nth, r = n % nth;
+    *lo = tid * q + (tid < r ? tid : r);
+    *hi = *lo + q + (tid < r);
+}
+
+/* The body of a kernel's tile_any: its tile() for mr rows (1 to 6, each a
+ * constant so the row loops unroll) and the 16-column vectors that ncols
+ * needs (a narrow last panel computes fewer). tile_any's parameters must be
+ * named as here: mr, kn (K steps or pairs), a, lda, b, c, ldc, bias,
+ * accumulate, ncols, post, pbias. */
+#define GEMM_TILE_ROWS(nv)                                                                                            \
+    switch (mr) {                                                                                                     \
+    case 6: tile(6, nv, kn, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                         \
+    case 5: tile(5, nv, kn, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                         \
+    case 4: tile(4, nv, kn, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                         \
+    case 3: tile(3, nv, kn, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                         \
+    case 2: tile(2, nv, kn, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                         \
+    default: tile(1, nv, kn, a, lda, b, c, ldc, bias, accumulate, ncols, post, pbias); break;                        \
+    }
+#define GEMM_TILE_DISPATCH                                                                                            \
+    if (ncols > 48) {                                                                                                 \
+        GEMM_TILE_ROWS(4)                                                                                             \
+    } else if (ncols > 32) {                                                                                          \
+        GEMM_TILE_ROWS(3)                                                                                             \
+    } else if (ncols > 16) {                                                                                          \
+        GEMM_TILE_ROWS(2)                                                                                             \
+    } else {                                                                                                          \
+        GEMM_TILE_ROWS(1)                                                                                             \
+    }
 #endif
