@@ -1,5 +1,6 @@
-/* Context, status codes, image handles, atomic writes. */
+/* Context, status codes, image handles, atomic writes; the resize window. */
 #include "testutil.h"
+#include "../src/image/resample.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,7 +43,50 @@ static void check_defaults(void) {
                    want_.bins = 10);
 }
 
+/* image_resize_rgb_window gives the window of the full resize, byte for
+ * byte: every filter, down and up, one axis or both, windows at the
+ * corners, in the middle and the whole image; and refuses a window outside
+ * the output. */
+static void resize_window(void) {
+    static const int sizes[][4] = {{500, 375, 341, 256}, {375, 500, 256, 341}, {64, 48, 64, 31}, {64, 48, 17, 48},
+                                   {30, 20, 97, 61},     {9, 7, 5, 13},       {1, 1, 3, 2}};
+    unsigned seed = 7;
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+        const int w = sizes[z][0], h = sizes[z][1], ow = sizes[z][2], oh = sizes[z][3];
+        uint8_t *src = malloc((size_t)w * h * 3), *full = malloc((size_t)ow * oh * 3),
+                *win = malloc((size_t)ow * oh * 3);
+        for (size_t i = 0; i < (size_t)w * h * 3; i++) {
+            seed = seed * 1103515245u + 12345u;
+            src[i] = (uint8_t)(seed >> 16);
+        }
+        for (int f = WOBBLE_FILTER_BOX; f <= WOBBLE_FILTER_LANCZOS; f++) {
+            CHECK(image_resize_rgb(src, w, h, full, ow, oh, (wobble_filter)f, 2) == WOBBLE_OK, "resize");
+            const int wins[][4] = {{0, 0, ow, oh}, {0, 0, 1, 1}, {ow - 1, oh - 1, 1, 1},
+                                   {ow / 3, oh / 4, ow - ow / 3 - ow / 5, oh - oh / 4 - oh / 7 > 0 ? oh - oh / 4 - oh / 7 : 1},
+                                   {0, oh / 2, ow, oh - oh / 2}, {ow / 2, 0, ow - ow / 2, oh}};
+            for (size_t k = 0; k < sizeof wins / sizeof wins[0]; k++) {
+                const int x0 = wins[k][0], y0 = wins[k][1], cw = wins[k][2], ch = wins[k][3];
+                memset(win, 0xAB, (size_t)ow * oh * 3);
+                CHECK(image_resize_rgb_window(src, w, h, win, ow, oh, x0, y0, cw, ch, (wobble_filter)f, 1 + (int)(k & 1)) ==
+                          WOBBLE_OK,
+                      "window");
+                int bad = 0;
+                for (int y = 0; y < ch; y++)
+                    bad += memcmp(win + (size_t)y * cw * 3, full + ((size_t)(y0 + y) * ow + x0) * 3, (size_t)cw * 3) != 0;
+                CHECK(bad == 0, "%dx%d -> %dx%d filter %d window %d,%d %dx%d: %d rows differ from the full resize", w, h,
+                      ow, oh, f, x0, y0, cw, ch, bad);
+            }
+        }
+        CHECK(image_resize_rgb_window(src, w, h, win, ow, oh, 1, 0, ow, oh, WOBBLE_FILTER_BILINEAR, 1) == WOBBLE_EINVAL &&
+                  image_resize_rgb_window(src, w, h, win, ow, oh, 0, -1, 1, 1, WOBBLE_FILTER_BILINEAR, 1) == WOBBLE_EINVAL &&
+                  image_resize_rgb_window(src, w, h, win, ow, oh, 0, 0, 0, 1, WOBBLE_FILTER_BILINEAR, 1) == WOBBLE_EINVAL,
+              "a window outside the output is refused");
+        free(src), free(full), free(win);
+    }
+}
+
 int main(void) {
+    resize_window();
     check_defaults();
     /* free(NULL) is a no-op everywhere */
     wobble_ctx_free(NULL);

@@ -171,51 +171,63 @@ static int pass_v(const uint8_t *src, int w, int shift, uint8_t *dst, int out_h,
     return fail ? WOBBLE_ENOMEM : WOBBLE_OK;
 }
 
-int image_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh, wobble_filter filter,
-                      int threads) {
+/* The window [x0, x0 + cw) x [y0, y0 + chh) of the ow x oh resize: its
+ * coefficients are the full resize's, so its pixels are the full resize's
+ * bits. */
+int image_resize_rgb_window(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh, int x0, int y0, int cw,
+                            int chh, wobble_filter filter, int threads) {
     const int need_h = ow != w, need_v = oh != h;
+    if (x0 < 0 || y0 < 0 || cw < 1 || chh < 1 || x0 + cw > ow || y0 + chh > oh) return WOBBLE_EINVAL;
     if (!need_h && !need_v) {
-        memcpy(dst, src, (size_t)w * h * 3u);
+        for (int y = 0; y < chh; y++)
+            memcpy(dst + (size_t)y * cw * 3u, src + ((size_t)(y0 + y) * w + x0) * 3u, (size_t)cw * 3u);
         return WOBBLE_OK;
     }
-    wobble_coeffs cv, ch;
-    int rc = image_coeffs_make(h, oh, filter, &cv);
-    if (rc != WOBBLE_OK) return rc;
-    int first = cv.start[0];
-    int last = cv.start[oh - 1] + cv.count[oh - 1];
-    if (!need_v) {
-        first = 0;
-        last = h;
+    wobble_coeffs cv = {0}, ch = {0};
+    int rc = need_v ? image_coeffs_make(h, oh, filter, &cv) : WOBBLE_OK;
+    if (rc == WOBBLE_OK && need_h) rc = image_coeffs_make(w, ow, filter, &ch);
+    if (rc != WOBBLE_OK) {
+        image_coeffs_free(&cv);
+        return rc;
     }
+    /* the window's coefficients: views into the full tables */
+    const wobble_coeffs wv = need_v ? (wobble_coeffs){chh, cv.ksize, cv.start + y0, cv.count + y0,
+                                                      cv.k + (size_t)y0 * cv.ksize}
+                                    : (wobble_coeffs){0};
+    const wobble_coeffs wh = need_h ? (wobble_coeffs){cw, ch.ksize, ch.start + x0, ch.count + x0,
+                                                      ch.k + (size_t)x0 * ch.ksize}
+                                    : (wobble_coeffs){0};
+    /* the source rows the vertical pass reads (all of the window's rows without one) */
+    const int first = need_v ? wv.start[0] : y0, last = need_v ? wv.start[chh - 1] + wv.count[chh - 1] : y0 + chh;
     uint8_t *tmp = NULL;
-    const uint8_t *vsrc = src;
-    int vshift = 0;
-    if (need_h) {
-        rc = image_coeffs_make(w, ow, filter, &ch);
-        if (rc != WOBBLE_OK) {
-            image_coeffs_free(&cv);
-            return rc;
-        }
-        int rows = last - first;
-        if (need_v) {
-            tmp = malloc((size_t)ow * rows * 3u);
-            if (!tmp) {
-                image_coeffs_free(&cv);
-                image_coeffs_free(&ch);
-                return WOBBLE_ENOMEM;
-            }
-            pass_h(src, w, first, tmp, ow, rows, &ch, threads);
+    if (need_h && !need_v) {
+        pass_h(src, w, first, dst, cw, chh, &wh, threads);
+    } else {
+        /* the rows the vertical pass reads, cw wide: resized horizontally, or the window's columns */
+        const uint8_t *vsrc;
+        if (need_h || x0 > 0 || cw < w) {
+            tmp = malloc((size_t)cw * (last - first) * 3u);
+            rc = tmp ? WOBBLE_OK : WOBBLE_ENOMEM;
+            if (tmp && need_h)
+                pass_h(src, w, first, tmp, cw, last - first, &wh, threads);
+            else if (tmp)
+                for (int y = first; y < last; y++)
+                    memcpy(tmp + (size_t)(y - first) * cw * 3u, src + ((size_t)y * w + x0) * 3u, (size_t)cw * 3u);
             vsrc = tmp;
-            vshift = first;
         } else {
-            pass_h(src, w, 0, dst, ow, h, &ch, threads);
+            vsrc = src + (size_t)first * w * 3u;
         }
-        image_coeffs_free(&ch);
+        if (rc == WOBBLE_OK) rc = pass_v(vsrc, cw, first, dst, chh, &wv, threads);
     }
-    if (need_v) rc = pass_v(vsrc, ow, vshift, dst, oh, &cv, threads);
     free(tmp);
     image_coeffs_free(&cv);
+    image_coeffs_free(&ch);
     return rc;
+}
+
+int image_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh, wobble_filter filter,
+                     int threads) {
+    return image_resize_rgb_window(src, w, h, dst, ow, oh, 0, 0, ow, oh, filter, threads);
 }
 
 int wobble_image_resize(wobble_ctx *ctx, const wobble_image *img, int width, int height,

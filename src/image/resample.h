@@ -16,7 +16,12 @@ void image_coeffs_free(wobble_coeffs *c);
 
 /* Resize packed RGB src (w x h) into dst (ow x oh). */
 int image_resize_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh, wobble_filter filter,
-                      int threads);
+                     int threads);
+/* Only the window [x0, x0 + cw) x [y0, y0 + ch) of that resize, into dst
+ * (cw x ch): the same pixels, for less work (a centre crop after a resize).
+ * WOBBLE_EINVAL when the window is not inside ow x oh. */
+int image_resize_rgb_window(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh, int x0, int y0, int cw,
+                            int ch, wobble_filter filter, int threads);
 
 /* Pillow 9.4 Image.resize((ow, oh), Image.NEAREST) of packed RGB. */
 int image_resize_nearest_rgb(const uint8_t *src, int w, int h, uint8_t *dst, int ow, int oh);

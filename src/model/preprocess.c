@@ -33,6 +33,23 @@ int wobble_model_preprocess_u8(wobble_ctx *ctx, const wobble_model *m, const wob
         nw = m->resize_w;
         nh = m->resize_h;
     }
+    if (m->crop_h > 0 && m->crop_w > 0 && m->crop_h <= nh && m->crop_w <= nw && (nw != w || nh != h) &&
+        (unsigned)m->filter <= WOBBLE_FILTER_LANCZOS) {
+        /* the crop lies inside the resized image: resize only its window
+         * (offsets round((size - crop) / 2) as below), the same pixels */
+        const int top = (int)nearbyint((nh - m->crop_h) / 2.0), left = (int)nearbyint((nw - m->crop_w) / 2.0);
+        wobble_image *c = NULL;
+        int rc = image_alloc(ctx, m->crop_w, m->crop_h, &c);
+        if (rc) return rc;
+        rc = image_resize_rgb_window(img->data, w, h, c->data, nw, nh, left, top, m->crop_w, m->crop_h, m->filter,
+                                     wobble_ctx_threads(ctx));
+        if (rc) {
+            wobble_image_free(c);
+            return core_seterr(ctx, rc, "preprocess: resize: %s", wobble_strerror(rc));
+        }
+        *out = c;
+        return WOBBLE_OK;
+    }
     wobble_image *r = NULL;
     int rc = wobble_image_resize(ctx, img, nw, nh, m->filter, &r);
     if (rc) return rc;
@@ -68,16 +85,22 @@ int wobble_model_preprocess_u8(wobble_ctx *ctx, const wobble_model *m, const wob
 
 /* uint8 HWC -> float CHW: rescale as Hugging Face does (double product,
  * rounded to float32), normalise in float32 as torchvision and Hugging Face
- * both do. */
+ * both do. Each channel's result is a function of the byte alone: computed
+ * once for the 256 values, then looked up. */
 int wobble_model_normalize(const wobble_model *m, const wobble_image *u, float *chw) {
     const size_t n = (size_t)u->height * u->width;
-    for (int c = 0; c < 3; c++) {
-        const float mean = m->mean[c], std = m->std[c];
-        float *o = chw + (size_t)c * n;
-        for (size_t i = 0; i < n; i++) {
-            const float x = (float)(u->data[3 * i + c] * m->rescale);
-            o[i] = (x - mean) / std;
+    float lut[3][256];
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) {
+            const float x = (float)(v * m->rescale);
+            lut[c][v] = (x - m->mean[c]) / m->std[c];
         }
+    float *o0 = chw, *o1 = chw + n, *o2 = chw + 2 * n;
+    const uint8_t *d = u->data;
+    for (size_t i = 0; i < n; i++) {
+        o0[i] = lut[0][d[3 * i]];
+        o1[i] = lut[1][d[3 * i + 1]];
+        o2[i] = lut[2][d[3 * i + 2]];
     }
     return WOBBLE_OK;
 }
