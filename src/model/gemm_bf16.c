@@ -10,7 +10,7 @@
  * one 32-bit word, broadcast to the 16 lanes.
  *
  * Micro-kernel: MR = 6 rows x 64 columns, 24 zmm accumulators, over a slice
- * of KCP pairs of K (16 KB of the panel, which stays in L1 while the task's
+ * of KCP pairs of K (32 KB of the panel, which stays in L1 while the task's
  * 16 tiles pass over it; later slices add onto C). Tasks are (panel, block of
  * MB rows), spread over OpenMP threads.
  */
@@ -30,7 +30,7 @@
 _Static_assert(MR == GEMM_TILE_MR && NR == 64, "the shared epilogue (gemm_tile.h) is for 6 x 64 tiles");
 #define MB 96 /* rows per task: 16 micro-tiles */
 #ifndef KCP
-#define KCP 128 /* K pairs per block: the panel's 16 KB slice stays in L1 across a task's tiles */
+#define KCP 128 /* K pairs per block: the panel's 32 KB slice stays in L1 across a task's tiles */
 #endif
 
 int model_bf16_supported(void) {
