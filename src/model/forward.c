@@ -234,8 +234,9 @@ static size_t attn_f32_elems(int T, int dh) {
  * operands with fp32 accumulation, as the linear layers do: S = Q K^T (the
  * queries read in place, the keys' words moved into the kernel's panels),
  * then scaled in fp32, and O = bf16(P) V; the softmax stays fp32 (scaling,
- * softmax and the rounding of P run row by row while the row is in L1: one
- * pass over S instead of five, the same bits). With fk (the fp32 kernel's
+ * softmax and the rounding of P run row by row while the row is in L1,
+ * model_bf16_softmax_rows; within a bf16 step of the exact softmax, not the
+ * fp32 path's bits). With fk (the fp32 kernel's
  * scratch, attn_f32_elems per thread), both products run on wobble's fp32
  * kernel: S = Q K^T then scaled, O = P V; otherwise OpenBLAS sgemm. With
  * bf and out16, O goes out rounded to bf16 (rows of D) instead of to out. */
