@@ -164,32 +164,6 @@ BF16_TARGET void model_bf16_pack_into(model_bf16_packed *view, uint16_t *dst, co
     view->kp = kp;
 }
 
-/* 16 x 16 32-bit words transposed in registers: r[i][j] -> r[j][i]. */
-BF16_TARGET static inline void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    /* u[4 b + c], lane L: column 4 L + c of rows 4 b .. 4 b + 3 */
-    for (int b = 0; b < 4; b++) {
-        u[4 * b] = _mm512_unpacklo_epi64(t[4 * b], t[4 * b + 2]);
-        u[4 * b + 1] = _mm512_unpackhi_epi64(t[4 * b], t[4 * b + 2]);
-        u[4 * b + 2] = _mm512_unpacklo_epi64(t[4 * b + 1], t[4 * b + 3]);
-        u[4 * b + 3] = _mm512_unpackhi_epi64(t[4 * b + 1], t[4 * b + 3]);
-    }
-    /* the 128-bit lanes transposed: column 4 L + c takes lane L of u[c], u[4 + c], u[8 + c], u[12 + c] */
-    for (int c = 0; c < 4; c++) {
-        const __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
-        const __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
-        const __m512i v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
-        r[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
-        r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
-    }
-}
-
 /* model_bf16_pack_into's layout from bf16 values: 32-bit words moved, no
  * rounding. */
 BF16_TARGET void model_bf16_pack16_into(model_bf16_packed *view, uint16_t *dst, const uint16_t *src, int n, int k,
@@ -213,7 +187,7 @@ BF16_TARGET void model_bf16_pack16_into(model_bf16_packed *view, uint16_t *dst, 
                 for (int i = 0; i < 16; i++)
                     r[i] = i < cols ? _mm512_maskz_loadu_epi16(vm, src + (size_t)(j0 + i) * ld + 2 * p0)
                                     : _mm512_setzero_si512();
-                transpose16(r);
+                gemm_transpose16(r);
                 for (int c = 0; c < np; c++) _mm512_mask_storeu_epi32(panel + (size_t)(p0 + c) * NR, cm, r[c]);
             }
         }

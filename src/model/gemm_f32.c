@@ -78,8 +78,8 @@ size_t model_f32_packed_bytes(const model_f32_packed *b) {
 
 size_t model_f32_pack_elems(int n, int k) { return panels(n) * NR * (size_t)k; }
 
-void model_f32_pack_into(model_f32_packed *view, float *dst, const float *src, int n, int k, size_t ld,
-                         int transposed) {
+__attribute__((target("avx512f"))) void model_f32_pack_into(model_f32_packed *view, float *dst, const float *src,
+                                                            int n, int k, size_t ld, int transposed) {
     const size_t np = panels(n);
     /* the last panel's padding columns read as zero */
     if (n % NR) {
@@ -88,10 +88,22 @@ void model_f32_pack_into(model_f32_packed *view, float *dst, const float *src, i
         for (int kk = 0; kk < k; kk++) memset(last + (size_t)kk * NR + used, 0, sizeof(float) * (NR - used));
     }
     if (!transposed) {
-        for (int j = 0; j < n; j++) {
-            float *col = dst + (size_t)(j / NR) * NR * k + j % NR;
-            const float *w = src + (size_t)j * ld;
-            for (int kk = 0; kk < k; kk++) col[(size_t)kk * NR] = w[kk];
+        /* column j is source row j: blocks of 16 columns x 16 K steps
+         * transposed in registers */
+        for (int j0 = 0; j0 < n; j0 += 16) {
+            const int cols = n - j0 < 16 ? n - j0 : 16;
+            const __mmask16 cm = cols == 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
+            float *panel = dst + (size_t)(j0 / NR) * NR * k + j0 % NR;
+            for (int k0 = 0; k0 < k; k0 += 16) {
+                const int kv = k - k0 < 16 ? k - k0 : 16;
+                const __mmask16 km = kv == 16 ? (__mmask16)0xffff : (__mmask16)((1u << kv) - 1);
+                __m512i r[16];
+                for (int i = 0; i < 16; i++)
+                    r[i] = i < cols ? _mm512_maskz_loadu_epi32(km, src + (size_t)(j0 + i) * ld + k0)
+                                    : _mm512_setzero_si512();
+                gemm_transpose16(r);
+                for (int c = 0; c < kv; c++) _mm512_mask_storeu_epi32(panel + (size_t)(k0 + c) * NR, cm, r[c]);
+            }
         }
     } else { /* source rows run along j: 64 columns of a row are one panel row */
         for (size_t q = 0; q < np; q++) {

@@ -38,7 +38,8 @@ size_t model_f32_packed_bytes(const model_f32_packed *b);
  * call, such as attention's keys and values: W[j][kk] = src[j * ld + kk] or,
  * transposed, src[kk * ld + j], for j < n, kk < k. dst holds
  * model_f32_pack_elems(n, k) floats, 64-byte aligned. The same bytes as
- * model_f32_pack of the materialised matrix. */
+ * model_f32_pack of the materialised matrix. Needs AVX-512F, as the kernel
+ * (model_f32_kernel_supported). */
 size_t model_f32_pack_elems(int n, int k);
 void model_f32_pack_into(model_f32_packed *view, float *dst, const float *src, int n, int k, size_t ld,
                          int transposed);
