@@ -5,7 +5,9 @@
  * stores straight from the accumulators; the masked path for the last,
  * partial panel goes through a buffer, because GCC keeps all 24
  * accumulators in memory (spilled after every K slice) as soon as any of
- * them is indexed by a variable.
+ * them is indexed by a variable. Also shared by the two kernels: the
+ * per-call packers' 16 x 16 transpose, the threads' task shares and the
+ * dispatch to a tile of constant rows and vectors.
  */
 #ifndef WOBBLE_GEMM_TILE_H
 #define WOBBLE_GEMM_TILE_H
@@ -54,6 +56,7 @@ gemm_tile_store(__m512 acc[GEMM_TILE_MR][4], const int mr, float *c, size_t ldc,
         }
     }
 }
+
 /* 16 x 16 32-bit words transposed in registers: r[i][j] -> r[j][i] (the
  * per-call packers' row-to-column moves). */
 __attribute__((target("avx512f"))) static inline void gemm_transpose16(__m512i r[16]) {
