@@ -116,56 +116,8 @@ void model_bf16_round(const float *x, int k, int kp, uint16_t *y) { round_row(x,
 
 size_t model_bf16_pack_elems(int n, int k) { return panels(n) * NR * (size_t)((k + 1) & ~1); }
 
-/* Per-call packing (see gemm_bf16.h), vectorised: the same bits as
- * model_bf16_pack (round_row's conversion is to_bf16's rounding). */
-BF16_TARGET void model_bf16_pack_into(model_bf16_packed *view, uint16_t *dst, const float *src, int n, int k,
-                                      size_t ld, int transposed) {
-    const int kp = (k + 1) & ~1, pairs = kp / 2;
-    const size_t elems = model_bf16_pack_elems(n, k);
-    uint32_t *d32 = (uint32_t *)(void *)dst; /* pair p of column j: d32[panel * NR * pairs + p * NR + j % NR] */
-    /* the last panel's padding columns read as zero pairs */
-    if (n % NR) memset(dst + (elems - (size_t)NR * kp), 0, (size_t)NR * kp * 2);
-    if (!transposed) {
-        /* source rows are W's rows (output columns j): round a row into
-         * pairs, then spread the pairs to their panel rows */
-        uint16_t row[4096 + 32];
-        for (int j = 0; j < n; j++) {
-            uint32_t *col = d32 + (size_t)(j / NR) * NR * pairs + j % NR;
-            const float *x = src + (size_t)j * ld;
-            for (int k0 = 0; k0 < k; k0 += 4096) {
-                const int kk = k - k0 < 4096 ? k - k0 : 4096;
-                round_row(x + k0, kk, (kk + 1) & ~1, row);
-                const uint32_t *w = (const uint32_t *)(const void *)row;
-                for (int p = 0; p < (kk + 1) / 2; p++) col[(size_t)(k0 / 2 + p) * NR] = w[p];
-            }
-        }
-    } else {
-        /* source rows run along j (a transposed W, such as attention's values
-         * for O = P V): two source rows make one pair row of 16-column words */
-        for (int p = 0; p < pairs; p++) {
-            const float *r0 = src + (size_t)(2 * p) * ld;
-            const float *r1 = 2 * p + 1 < k ? r0 + ld : NULL;
-            for (int j0 = 0; j0 < n; j0 += 16) {
-                const int left = n - j0 < 16 ? n - j0 : 16;
-                const __mmask16 mk = left == 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-                const __m512 a = _mm512_maskz_loadu_ps(mk, r0 + j0);
-                const __m512 b = r1 ? _mm512_maskz_loadu_ps(mk, r1 + j0) : _mm512_setzero_ps();
-                const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a));
-                const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(b));
-                const __m512i w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
-                uint32_t *out = d32 + (size_t)(j0 / NR) * NR * pairs + (size_t)p * NR + j0 % NR;
-                _mm512_mask_storeu_epi32(out, mk, w);
-            }
-        }
-    }
-    view->p = dst;
-    view->n = n;
-    view->k = k;
-    view->kp = kp;
-}
-
-/* model_bf16_pack_into's layout from bf16 values: 32-bit words moved, no
- * rounding. */
+/* Per-call packing (see gemm_bf16.h) from bf16 values: 32-bit words
+ * moved, no rounding. */
 BF16_TARGET void model_bf16_pack16_into(model_bf16_packed *view, uint16_t *dst, const uint16_t *src, int n, int k,
                                         size_t ld, int transposed) {
     const int kp = (k + 1) & ~1, pairs = kp / 2;

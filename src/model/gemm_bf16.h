@@ -36,16 +36,13 @@ const float **model_rows_of(const float *w, int n, int k);
 int model_bf16_pack_dense(model_bf16_packed *out, const float *w, int n, int k);
 void model_bf16_free(model_bf16_packed *b);
 /* Packing into caller storage (a view: free nothing), for operands made
- * per call, such as attention's keys and values: W[j][kk] = src[j * ld + kk]
- * or, transposed, src[kk * ld + j], for j < n, kk < k. dst holds
- * model_bf16_pack_elems(n, k) elements, 64-byte aligned; the view's p is dst.
- * The same bits as model_bf16_pack; needs the CPU model_bf16_supported
- * accepts. */
+ * per call from values already rounded to bf16, such as attention's keys
+ * and values: W[j][kk] = src[j * ld + kk] or, transposed, src[kk * ld + j],
+ * for j < n, kk < k (src and ld in bf16 elements). dst holds
+ * model_bf16_pack_elems(n, k) elements, 64-byte aligned; the view's p is
+ * dst. The same bytes as model_bf16_pack of their fp32 values; needs the
+ * CPU model_bf16_supported accepts. */
 size_t model_bf16_pack_elems(int n, int k);
-void model_bf16_pack_into(model_bf16_packed *view, uint16_t *dst, const float *src, int n, int k, size_t ld,
-                          int transposed);
-/* model_bf16_pack_into from values already rounded to bf16 (src in bf16
- * elements, ld in elements): the same bytes as packing their fp32 values. */
 void model_bf16_pack16_into(model_bf16_packed *view, uint16_t *dst, const uint16_t *src, int n, int k, size_t ld,
                             int transposed);
 /* Bytes of packed storage. */
