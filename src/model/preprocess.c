@@ -33,15 +33,20 @@ int wobble_model_preprocess_u8(wobble_ctx *ctx, const wobble_model *m, const wob
         nw = m->resize_w;
         nh = m->resize_h;
     }
-    if (m->crop_h > 0 && m->crop_w > 0 && m->crop_h <= nh && m->crop_w <= nw && (nw != w || nh != h) &&
-        (unsigned)m->filter <= WOBBLE_FILTER_LANCZOS) {
-        /* the crop lies inside the resized image: resize only its window
-         * (offsets round((size - crop) / 2) as below), the same pixels */
-        const int top = (int)nearbyint((nh - m->crop_h) / 2.0), left = (int)nearbyint((nw - m->crop_w) / 2.0);
-        wobble_image *c = NULL;
-        int rc = image_alloc(ctx, m->crop_w, m->crop_h, &c);
-        if (rc) return rc;
-        rc = image_resize_rgb_window(img->data, w, h, c->data, nw, nh, left, top, m->crop_w, m->crop_h, m->filter,
+    if (m->crop_h <= 0 || m->crop_w <= 0) return wobble_image_resize(ctx, img, nw, nh, m->filter, out);
+    const int ch = m->crop_h, cw = m->crop_w;
+    /* torchvision pads (left = (cw - w) // 2, top = (ch - h) // 2) when the crop is
+     * larger, then crops at round((size - crop) / 2) */
+    const int pad_l = cw > nw ? (cw - nw) / 2 : 0, pad_t = ch > nh ? (ch - nh) / 2 : 0;
+    const int pw = nw + (cw > nw ? cw - nw : 0), ph = nh + (ch > nh ? ch - nh : 0);
+    const int top = (int)nearbyint((ph - ch) / 2.0), left = (int)nearbyint((pw - cw) / 2.0);
+    wobble_image *c = NULL;
+    int rc;
+    if (cw <= nw && ch <= nh && (unsigned)m->filter <= WOBBLE_FILTER_LANCZOS) {
+        /* the crop lies inside the resized image: only its window of the
+         * resize is computed (the full resize's coefficients, the same pixels) */
+        if ((rc = image_alloc(ctx, cw, ch, &c))) return rc;
+        rc = image_resize_rgb_window(img->data, w, h, c->data, nw, nh, left, top, cw, ch, m->filter,
                                      wobble_ctx_threads(ctx));
         if (rc) {
             wobble_image_free(c);
@@ -51,24 +56,12 @@ int wobble_model_preprocess_u8(wobble_ctx *ctx, const wobble_model *m, const wob
         return WOBBLE_OK;
     }
     wobble_image *r = NULL;
-    int rc = wobble_image_resize(ctx, img, nw, nh, m->filter, &r);
-    if (rc) return rc;
-    if (m->crop_h <= 0 || m->crop_w <= 0 || (m->crop_h == nh && m->crop_w == nw)) {
-        *out = r;
-        return WOBBLE_OK;
-    }
-    const int ch = m->crop_h, cw = m->crop_w;
-    wobble_image *c = NULL;
+    if ((rc = wobble_image_resize(ctx, img, nw, nh, m->filter, &r))) return rc;
     rc = wobble_image_create(ctx, cw, ch, &c); /* zero-filled: torchvision pads with 0 */
     if (rc) {
         wobble_image_free(r);
         return rc;
     }
-    /* torchvision pads (left = (cw - w) // 2, top = (ch - h) // 2) when the crop is
-     * larger, then crops at round((size - crop) / 2) */
-    int pad_l = cw > nw ? (cw - nw) / 2 : 0, pad_t = ch > nh ? (ch - nh) / 2 : 0;
-    int pw = nw + (cw > nw ? cw - nw : 0), ph = nh + (ch > nh ? ch - nh : 0);
-    int top = (int)nearbyint((ph - ch) / 2.0), left = (int)nearbyint((pw - cw) / 2.0);
     for (int y = 0; y < ch; y++) {
         int sy = y + top - pad_t;
         if (sy < 0 || sy >= nh) continue;
