@@ -149,11 +149,6 @@ static void row_tap(double *o, const double *src, double k, int off, int w, int 
 #undef EDGE
 }
 
-/* Four taps k[t] at offsets off[t] on one source row, reflect101 borders:
- * for each output o[x] += k0 s[x + off0], then += k1 s[x + off1], ... in
- * that order (the order row_tap gives tap after tap), the four in registers
- * over the run where every offset is inside the row, one tap at a time on
- * the pixels near the edges. */
 /* the interior run of row_taps4 (AVX-512, AVX2 or the baseline: the same
  * roundings in each) */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
@@ -172,6 +167,11 @@ static void axpy4(double *restrict o, const double *restrict s0, const double *r
     }
 }
 
+/* Four taps k[t] at offsets off[t] on one source row, reflect101 borders:
+ * for each output o[x] += k0 s[x + off0], then += k1 s[x + off1], ... in
+ * that order (the order row_tap gives tap after tap), the four in registers
+ * over the run where every offset is inside the row, one tap at a time on
+ * the pixels near the edges. */
 static void row_taps4(double *o, const double *src, const double k[4], const int off[4], int w, int c) {
     int lo = 0, hi = w;
     for (int t = 0; t < 4; t++) {

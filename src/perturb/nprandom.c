@@ -69,7 +69,6 @@ double perturb_mt_gauss(perturb_mt *s) {
     return f * x2;
 }
 
-
 /* log(Gamma(x)) by Stirling's series with the coefficients NumPy uses,
  * shifting x up to 7 first. */
 static double loggam(double x) {
