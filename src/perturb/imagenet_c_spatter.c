@@ -288,7 +288,8 @@ int perturb_ic_spatter(wobble_ctx *ctx, const wobble_image *in, double level, co
     }
     perturb_mt mt;
     perturb_mt_seed(&mt, seed);
-    for (size_t i = 0; i < npix; i++) liq[i] = perturb_mt_normal(&mt, C[sev].loc, C[sev].scale);
+    perturb_mt_gauss_fill(&mt, liq, npix);
+    for (size_t i = 0; i < npix; i++) liq[i] = C[sev].loc + C[sev].scale * liq[i]; /* normal(loc, scale) */
     if ((rc = perturb_nd_gaussian(liq, H, W, 1, C[sev].sigma, C[sev].sigma, 4.0, ND_NEAREST, th)) != WOBBLE_OK) goto done;
     for (size_t i = 0; i < npix; i++)
         if (liq[i] < C[sev].threshold) liq[i] = 0;

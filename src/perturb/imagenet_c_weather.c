@@ -53,7 +53,8 @@ int perturb_ic_snow(wobble_ctx *ctx, const wobble_image *in, double level, const
         core_tmp_put(&t0), core_tmp_put(&t1), core_tmp_put(&t2);
         return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.snow: out of memory");
     }
-    for (size_t i = 0; i < npix; i++) snow[i] = perturb_mt_normal(&mt, C[sev].loc, C[sev].scale);
+    perturb_mt_gauss_fill(&mt, snow, npix);
+    for (size_t i = 0; i < npix; i++) snow[i] = C[sev].loc + C[sev].scale * snow[i]; /* normal(loc, scale) */
     perturb_ic_clipped_zoom(snow, H, W, 1, C[sev].zoom, 0, layer);
     const size_t nl = (size_t)oh * ow;
     for (size_t i = 0; i < nl; i++) {

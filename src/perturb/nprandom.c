@@ -2,6 +2,7 @@
 #include "nprandom.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* ------------------------------------------------------------ MT19937 */
 #define MT_N 624
@@ -67,6 +68,120 @@ double perturb_mt_gauss(perturb_mt *s) {
     s->gauss = f * x1;
     s->has_gauss = 1;
     return f * x2;
+}
+
+/* The polar method over the candidate pairs left in the current block
+ * (each pair is two doubles, four words), when the block's position is a
+ * multiple of four words so that no pair straddles two blocks: the
+ * accepted pairs (0 < r2 < 1) are gathered, as many as the n values still
+ * wanted need; then log, sqrt and the products, with the operations of
+ * perturb_mt_gauss (IEEE division and square root give the same bits in
+ * vectors; log stays libm's, called once per pair). If the block runs out
+ * before the values do, its trailing rejected pairs are consumed too (the
+ * loop one call at a time would read them before the next acceptance);
+ * otherwise the position stops after the last pair used. */
+#define GAUSS_CAND (MT_N / 4)
+typedef struct {
+    double x1[GAUSS_CAND + 8], x2[GAUSS_CAND + 8], r2[GAUSS_CAND + 8], f[GAUSS_CAND + 8];
+    int end[GAUSS_CAND + 16];
+} gauss_block;
+
+/* the accepted candidates among d[0 .. 2 cand) into g; returns their count */
+static int gauss_screen(const double *d, int cand, gauss_block *g) {
+    int na = 0;
+    for (int j = 0; j < cand; j++) {
+        const double x1 = 2.0 * d[2 * j] - 1.0, x2 = 2.0 * d[2 * j + 1] - 1.0;
+        const double r2 = x1 * x1 + x2 * x2;
+        g->x1[na] = x1, g->x2[na] = x2, g->r2[na] = r2, g->end[na] = j + 1;
+        na += r2 < 1.0 && r2 != 0.0;
+    }
+    return na;
+}
+
+/* f = sqrt(-2 log(r2) / r2) from f = log(r2) */
+static void gauss_scale(gauss_block *g, int n) {
+    for (int a = 0; a < n; a++) g->f[a] = sqrt(-2.0 * g->f[a] / g->r2[a]);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define GAUSS_AVX512 __attribute__((target("avx512f,avx512vl")))
+GAUSS_AVX512 static int gauss_screen_avx512(const double *d, int cand, gauss_block *g) {
+    const __m512d one = _mm512_set1_pd(1.0), two = _mm512_set1_pd(2.0), zero = _mm512_setzero_pd();
+    const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    __m256i idx = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8);
+    int na = 0, j = 0;
+    for (; j + 8 <= cand; j += 8) {
+        const __m512d lo = _mm512_loadu_pd(d + 2 * j), hi = _mm512_loadu_pd(d + 2 * j + 8);
+        const __m512d x1 = _mm512_sub_pd(_mm512_mul_pd(two, _mm512_permutex2var_pd(lo, even, hi)), one);
+        const __m512d x2 = _mm512_sub_pd(_mm512_mul_pd(two, _mm512_permutex2var_pd(lo, odd, hi)), one);
+        const __m512d r2 = _mm512_add_pd(_mm512_mul_pd(x1, x1), _mm512_mul_pd(x2, x2));
+        const __mmask8 ok = _mm512_cmp_pd_mask(r2, one, _CMP_LT_OQ) & _mm512_cmp_pd_mask(r2, zero, _CMP_NEQ_UQ);
+        /* compressed in registers, stored whole (the arrays have room) */
+        _mm512_storeu_pd(g->x1 + na, _mm512_maskz_compress_pd(ok, x1));
+        _mm512_storeu_pd(g->x2 + na, _mm512_maskz_compress_pd(ok, x2));
+        _mm512_storeu_pd(g->r2 + na, _mm512_maskz_compress_pd(ok, r2));
+        _mm256_storeu_si256((__m256i *)(g->end + na), _mm256_maskz_compress_epi32(ok, idx));
+        idx = _mm256_add_epi32(idx, _mm256_set1_epi32(8));
+        na += __builtin_popcount(ok);
+    }
+    for (; j < cand; j++) {
+        const double x1 = 2.0 * d[2 * j] - 1.0, x2 = 2.0 * d[2 * j + 1] - 1.0;
+        const double r2 = x1 * x1 + x2 * x2;
+        g->x1[na] = x1, g->x2[na] = x2, g->r2[na] = r2, g->end[na] = j + 1;
+        na += r2 < 1.0 && r2 != 0.0;
+    }
+    return na;
+}
+GAUSS_AVX512 static void gauss_scale_avx512(gauss_block *g, int n) {
+    const __m512d m2 = _mm512_set1_pd(-2.0);
+    int a = 0;
+    for (; a + 8 <= n; a += 8)
+        _mm512_storeu_pd(g->f + a, _mm512_sqrt_pd(_mm512_div_pd(_mm512_mul_pd(m2, _mm512_loadu_pd(g->f + a)),
+                                                                 _mm512_loadu_pd(g->r2 + a))));
+    for (; a < n; a++) g->f[a] = sqrt(-2.0 * g->f[a] / g->r2[a]);
+}
+int perturb_avx512(void) {
+    const char *no = getenv("WOBBLE_PERTURB_SCALAR");
+    if (no && *no) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+}
+#else
+int perturb_avx512(void) { return 0; }
+#define gauss_screen_avx512 gauss_screen
+#define gauss_scale_avx512 gauss_scale
+#endif
+
+void perturb_mt_gauss_fill(perturb_mt *s, double *out, size_t n) {
+    gauss_block g;
+    const int vec = perturb_avx512();
+    size_t i = 0;
+    while (i < n) {
+        if (s->has_gauss || (s->pos & 3)) {
+            out[i++] = perturb_mt_gauss(s);
+            continue;
+        }
+        if (s->pos >= MT_N) perturb_mt_twist(s);
+        const double *d = s->dbl + (s->pos >> 1);
+        const int cand = (MT_N - s->pos) / 4;
+        const int na = vec ? gauss_screen_avx512(d, cand, &g) : gauss_screen(d, cand, &g);
+        const size_t want = (n - i + 1) / 2;
+        const int take = (size_t)na < want ? na : (int)want;
+        for (int a = 0; a < take; a++) g.f[a] = log(g.r2[a]);
+        if (vec)
+            gauss_scale_avx512(&g, take);
+        else
+            gauss_scale(&g, take);
+        for (int a = 0; a < take; a++) {
+            out[i++] = g.f[a] * g.x2[a];
+            if (i < n)
+                out[i++] = g.f[a] * g.x1[a];
+            else
+                s->gauss = g.f[a] * g.x1[a], s->has_gauss = 1;
+        }
+        s->pos = take < na || (size_t)take == want ? s->pos + 4 * (take ? g.end[take - 1] : 0) : MT_N;
+    }
 }
 
 /* log(Gamma(x)) by Stirling's series with the coefficients NumPy uses,

@@ -17,6 +17,7 @@
  */
 #ifndef WOBBLE_NPRANDOM_H
 #define WOBBLE_NPRANDOM_H
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct perturb_mt {
@@ -51,6 +52,10 @@ static inline double perturb_mt_double(perturb_mt *s) {
 }
 /* standard_normal() / normal(loc, scale) */
 double perturb_mt_gauss(perturb_mt *s);
+/* n draws of standard_normal() into out: the same values, and the same
+ * state after, as n calls of perturb_mt_gauss (a block's candidate pairs
+ * screened together, then their logs, then the rest) */
+void perturb_mt_gauss_fill(perturb_mt *s, double *out, size_t n);
 static inline double perturb_mt_normal(perturb_mt *s, double loc, double scale) {
     return loc + scale * perturb_mt_gauss(s);
 }
@@ -84,6 +89,12 @@ static inline int64_t perturb_mt_randint(perturb_mt *s, int64_t low, int64_t hig
         }
     return low + (int64_t)v;
 }
+
+/* whether the perturbation kernels take their AVX-512 paths (the same
+ * values as the scalar ones): the CPU has AVX-512 F and VL, and the
+ * environment does not set WOBBLE_PERTURB_SCALAR (the tests' way to run
+ * the scalar paths on such a CPU) */
+int perturb_avx512(void);
 
 typedef struct perturb_pcg {
     unsigned __int128 state, inc;
