@@ -165,6 +165,54 @@ int main(void) {
             }
     }
 
+    /* the AVX-512 paths (taken on CPUs that have it) against the scalar ones
+     * (WOBBLE_PERTURB_SCALAR=1), every corruption and severity, on colours
+     * the goldens' photos have few of: quadrants (x, y, mix), (x, x, y),
+     * (x, y, x), (y, x, x) with x, y stepping by 2 (ties of two channels,
+     * grays, both extremes) */
+    {
+        wobble_image *src = NULL;
+        wobble_image_create(ctx, 256, 256, &src);
+        uint8_t *d = wobble_image_data_mut(src);
+        for (int y = 0; y < 256; y++)
+            for (int x = 0; x < 256; x++) {
+                const int q = (y >= 128) * 2 + (x >= 128), u = (x & 127) * 2 + (y & 1), v = (y & 127) * 2 + (x & 1);
+                const int px[4][3] = {{u, v, (u * 7 + v * 13) & 255}, {u, u, v}, {u, v, u}, {v, u, u}};
+                memcpy(d + ((size_t)y * 256 + x) * 3, (const uint8_t[3]){(uint8_t)px[q][0], (uint8_t)px[q][1], (uint8_t)px[q][2]}, 3);
+            }
+        const char *was = getenv("WOBBLE_PERTURB_SCALAR");
+        char *saved = was ? strdup(was) : NULL;
+        int differ = 0, runs = 0;
+        for (int o = 0; o < wobble_op_count(); o++) {
+            const wobble_op_info *oi = wobble_op_at(o);
+            if (!oi->suite) continue;
+            for (int sev = 1; sev <= 5; sev++) {
+                wobble_perturb_params pp = wobble_perturb_default_params();
+                pp.seed = (uint64_t)(100 + sev);
+                pp.exact_seed = 1;
+                wobble_image *a = NULL, *b = NULL;
+                unsetenv("WOBBLE_PERTURB_SCALAR");
+                const int ra = wobble_perturb(ctx, oi->name, src, sev, &pp, &a);
+                setenv("WOBBLE_PERTURB_SCALAR", "1", 1);
+                const int rb = wobble_perturb(ctx, oi->name, src, sev, &pp, &b);
+                CHECK(ra == WOBBLE_OK && rb == WOBBLE_OK, "%s %d: %s", oi->name, sev, wobble_last_error(ctx));
+                if (a && b && !t_same(a, b)) {
+                    differ++;
+                    fprintf(stderr, "  %s %d: the vector path differs from the scalar one\n", oi->name, sev);
+                }
+                runs++;
+                wobble_image_free(a), wobble_image_free(b);
+            }
+        }
+        if (saved)
+            setenv("WOBBLE_PERTURB_SCALAR", saved, 1);
+        else
+            unsetenv("WOBBLE_PERTURB_SCALAR");
+        free(saved);
+        CHECK(differ == 0 && runs == 95, "vector against scalar paths: %d of %d runs differ", differ, runs);
+        wobble_image_free(src);
+    }
+
     /* at least 32 x 32, as imagecorruptions requires */
     wobble_image *small = NULL, *o = NULL;
     wobble_image_create(ctx, 32, 31, &small);

@@ -113,9 +113,11 @@ int perturb_ic_shot_noise(wobble_ctx *ctx, const wobble_image *in, double level,
     for (int v = 0; v < 256; v++) perturb_poisson_prepare(&P[v], v / 255.0 * c);
     uint8_t q[512]; /* the output of each small count, without a division per value */
     for (int k = 0; k < 512; k++) q[k] = perturb_ic_u8((double)k / c);
-    for (size_t i = 0; i < n; i++) {
-        const int64_t k = perturb_mt_poisson_p(&mt, &P[src[i]]);
-        dst[i] = k >= 0 && k < 512 ? q[k] : perturb_ic_u8((double)k / c);
+    int64_t k[1024];
+    for (size_t i0 = 0; i0 < n; i0 += 1024) {
+        const size_t m = n - i0 < 1024 ? n - i0 : 1024;
+        perturb_mt_poisson_fill(&mt, P, src + i0, k, m);
+        for (size_t i = 0; i < m; i++) dst[i0 + i] = k[i] >= 0 && k[i] < 512 ? q[k[i]] : perturb_ic_u8((double)k[i] / c);
     }
     return WOBBLE_OK;
 }
@@ -227,19 +229,76 @@ static void hsv2rgb(const double hsv[3], double rgb[3]) {
 
 /* HSV: v = clip(v + c, 0, 1) (brightness) or s = clip(s * a + b, 0, 1)
  * (saturate), back to RGB, clip(., 0, 1) * 255 */
+static void hsv_edit_px(const uint8_t *s, uint8_t *d, int channel, double mul, double add) {
+    double rgb[3] = {s[0] / 255., s[1] / 255., s[2] / 255.}, hsv[3];
+    rgb2hsv(rgb, hsv);
+    const double e = hsv[channel] * mul + add; /* x * 1.0 is exact */
+    hsv[channel] = e < 0.0 ? 0.0 : e > 1.0 ? 1.0 : e;
+    hsv2rgb(hsv, rgb);
+    for (int ch = 0; ch < 3; ch++) d[ch] = perturb_ic_u8(rgb[ch]);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* the same for 8 pixels at a time: rgb2hsv's and hsv2rgb's branches as
+ * masks over the operations both compute (IEEE +, -, *, / and floor give
+ * the same bits in vectors; max and min equal fmax and fmin without NaN;
+ * fmod(a, 1.) is a itself for |a| < 1, and h / 6 lies in (-1/6, 5/6]) */
+#define HSV_AVX512 __attribute__((target("avx512f,avx512vl")))
+HSV_AVX512 static void hsv_edit8(const uint8_t *s, uint8_t *d, int channel, double mul, double add) {
+    double pr[8], pg[8], pb[8];
+    for (int k = 0; k < 8; k++) pr[k] = s[3 * k], pg[k] = s[3 * k + 1], pb[k] = s[3 * k + 2];
+    const __m512d k255 = _mm512_set1_pd(255.0), zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
+    const __m512d r = _mm512_div_pd(_mm512_loadu_pd(pr), k255), g = _mm512_div_pd(_mm512_loadu_pd(pg), k255),
+                  b = _mm512_div_pd(_mm512_loadu_pd(pb), k255);
+    const __m512d v = _mm512_max_pd(_mm512_max_pd(r, g), b), lo = _mm512_min_pd(_mm512_min_pd(r, g), b);
+    const __m512d delta = _mm512_sub_pd(v, lo);
+    const __mmask8 gray = _mm512_cmp_pd_mask(delta, zero, _CMP_EQ_OQ);
+    const __mmask8 bmax = _mm512_cmp_pd_mask(b, v, _CMP_EQ_OQ), gmax = _mm512_cmp_pd_mask(g, v, _CMP_EQ_OQ);
+    __m512d h = _mm512_div_pd(_mm512_sub_pd(g, b), delta);
+    h = _mm512_mask_mov_pd(h, gmax, _mm512_add_pd(_mm512_set1_pd(2.), _mm512_div_pd(_mm512_sub_pd(b, r), delta)));
+    h = _mm512_mask_mov_pd(h, bmax, _mm512_add_pd(_mm512_set1_pd(4.), _mm512_div_pd(_mm512_sub_pd(r, g), delta)));
+    __m512d a = _mm512_div_pd(h, _mm512_set1_pd(6.));
+    a = _mm512_mask_add_pd(a, _mm512_cmp_pd_mask(a, zero, _CMP_LT_OQ), a, one);
+    a = _mm512_mask_mov_pd(a, _mm512_cmp_pd_mask(a, zero, _CMP_EQ_OQ) | gray, zero);
+    __m512d hsv[3] = {a, _mm512_mask_mov_pd(_mm512_div_pd(delta, v), gray, zero), v};
+    __m512d e = _mm512_add_pd(_mm512_mul_pd(hsv[channel], _mm512_set1_pd(mul)), _mm512_set1_pd(add));
+    e = _mm512_mask_mov_pd(e, _mm512_cmp_pd_mask(e, zero, _CMP_LT_OQ), zero);
+    hsv[channel] = _mm512_mask_mov_pd(e, _mm512_cmp_pd_mask(e, one, _CMP_GT_OQ), one);
+    const __m512d h6 = _mm512_mul_pd(hsv[0], _mm512_set1_pd(6.)), S = hsv[1], V = hsv[2];
+    const __m512d hi = _mm512_roundscale_pd(h6, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), f = _mm512_sub_pd(h6, hi);
+    const __m512d pp = _mm512_mul_pd(V, _mm512_sub_pd(one, S));
+    const __m512d q = _mm512_mul_pd(V, _mm512_sub_pd(one, _mm512_mul_pd(f, S)));
+    const __m512d t = _mm512_mul_pd(V, _mm512_sub_pd(one, _mm512_mul_pd(_mm512_sub_pd(one, f), S)));
+    /* the sector (uint8)hi % 6: hi is 0..6 */
+    const __m512d sec = _mm512_mask_mov_pd(hi, _mm512_cmp_pd_mask(hi, _mm512_set1_pd(6.), _CMP_GE_OQ), zero);
+    __mmask8 m[6];
+    for (int k = 0; k < 6; k++) m[k] = _mm512_cmp_pd_mask(sec, _mm512_set1_pd((double)k), _CMP_EQ_OQ);
+    const __m512d R = _mm512_mask_mov_pd(_mm512_mask_mov_pd(_mm512_mask_mov_pd(V, m[1], q), m[2] | m[3], pp), m[4], t);
+    const __m512d G = _mm512_mask_mov_pd(_mm512_mask_mov_pd(_mm512_mask_mov_pd(pp, m[1] | m[2], V), m[0], t), m[3], q);
+    const __m512d B = _mm512_mask_mov_pd(_mm512_mask_mov_pd(_mm512_mask_mov_pd(V, m[0] | m[1], pp), m[2], t), m[5], q);
+    const __m512d rgb[3] = {R, G, B};
+    int32_t o[3][8];
+    for (int ch = 0; ch < 3; ch++) {
+        const __m512d c = _mm512_min_pd(_mm512_max_pd(rgb[ch], zero), one);
+        _mm256_storeu_si256((__m256i *)o[ch], _mm512_cvttpd_epi32(_mm512_mul_pd(c, k255)));
+    }
+    for (int k = 0; k < 8; k++) d[3 * k] = (uint8_t)o[0][k], d[3 * k + 1] = (uint8_t)o[1][k], d[3 * k + 2] = (uint8_t)o[2][k];
+}
+#endif
+
 static void hsv_edit(const wobble_image *in, wobble_image *out, int channel, double mul, double add, int threads) {
     const size_t npix = (size_t)in->width * in->height;
     const int par = npix * 3 > WOBBLE_PAR_MIN_BYTES;
-#pragma omp parallel for num_threads(threads) schedule(static) if (par)
-    for (size_t i = 0; i < npix; i++) {
-        const uint8_t *s = in->data + 3 * i;
-        uint8_t *d = out->data + 3 * i;
-        double rgb[3] = {s[0] / 255., s[1] / 255., s[2] / 255.}, hsv[3];
-        rgb2hsv(rgb, hsv);
-        const double e = hsv[channel] * mul + add; /* x * 1.0 is exact */
-        hsv[channel] = e < 0.0 ? 0.0 : e > 1.0 ? 1.0 : e;
-        hsv2rgb(hsv, rgb);
-        for (int ch = 0; ch < 3; ch++) d[ch] = perturb_ic_u8(rgb[ch]);
+    const int vec = perturb_avx512();
+    const size_t nvec = vec ? npix / 8 : 0;
+#pragma omp parallel num_threads(threads) if (par)
+    {
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma omp for schedule(static)
+        for (size_t j = 0; j < nvec; j++) hsv_edit8(in->data + 24 * j, out->data + 24 * j, channel, mul, add);
+#endif
+#pragma omp for schedule(static)
+        for (size_t i = 8 * nvec; i < npix; i++) hsv_edit_px(in->data + 3 * i, out->data + 3 * i, channel, mul, add);
     }
 }
 

@@ -276,6 +276,45 @@ int64_t perturb_mt_poisson_p(perturb_mt *s, const perturb_poisson *P) {
     }
 }
 
+#ifndef POIS_W
+#define POIS_W 8
+#endif
+void perturb_mt_poisson_fill(perturb_mt *s, const perturb_poisson *table, const uint8_t *idx, int64_t *out, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const perturb_poisson *P = &table[idx[i]];
+        if (P->lam >= 10 || P->lam == 0 || (s->pos & 1)) {
+            out[i] = perturb_mt_poisson_p(s, P);
+            continue;
+        }
+        const double e = P->enlam;
+        int64_t x = 0;
+        double prod = 1.0;
+        for (;;) {
+            if (s->pos <= MT_N - 2 * POIS_W) {
+                const double *u = s->dbl + (s->pos >> 1);
+                double p[POIS_W];
+                p[0] = prod * u[0];
+                for (int m = 1; m < POIS_W; m++) p[m] = p[m - 1] * u[m];
+                if (p[POIS_W - 1] > e) {
+                    x += POIS_W, prod = p[POIS_W - 1], s->pos += 2 * POIS_W;
+                    continue;
+                }
+                int c = 0;
+                for (int m = 0; m < POIS_W - 1; m++) c += p[m] > e;
+                s->pos += 2 * (c + 1);
+                x += c;
+                break;
+            }
+            prod *= perturb_mt_double(s);
+            if (prod > e)
+                x++;
+            else
+                break;
+        }
+        out[i] = x;
+    }
+}
+
 /* ------------------------------------------------------------ PCG64 */
 #define PCG_MULT (((unsigned __int128)0x2360ed051fc65da4ull << 64) | 0x4385df649fccf645ull)
 
