@@ -83,6 +83,18 @@ int main(void) {
         }
     CHECK(got && bad == 0, "perturb_mt_gauss_fill: %d values differ from perturb_mt_gauss over %d cases", bad, cases);
     free(got);
+    /* perturb_pcg_fill53 against perturb_pcg_double one at a time, counts
+     * below, at and above its four-chain grouping, and the draws after */
+    bad = 0;
+    for (size_t c = 0; c < 40; c++) {
+        perturb_pcg x, y;
+        perturb_pcg_seed(&x, 77 + c), perturb_pcg_seed(&y, 77 + c);
+        uint64_t u[40];
+        perturb_pcg_fill53(&x, u, c);
+        for (size_t i = 0; i < c; i++) bad += (double)u[i] / 9007199254740992.0 != perturb_pcg_double(&y);
+        for (int j = 0; j < 5; j++) bad += perturb_pcg_double(&x) != perturb_pcg_double(&y);
+    }
+    CHECK(bad == 0, "perturb_pcg_fill53: %d draws differ from perturb_pcg_double", bad);
     wobble_array_release(&a);
     return t_finish();
 }

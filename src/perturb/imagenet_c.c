@@ -122,6 +122,21 @@ int perturb_ic_shot_noise(wobble_ctx *ctx, const wobble_image *in, double level,
     return WOBBLE_OK;
 }
 
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void impulse_flags(const uint64_t *u, uint64_t flip,
+                                                                                       uint8_t *f, size_t m) {
+    for (size_t i = 0; i < m; i++) f[i] = u[i] <= flip;
+}
+/* flipped: salt (255) or pepper (0); else the pixel (uint8(x / 255. * 255)
+ * is x for all 256 x) */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void impulse_apply(const uint64_t *u, uint64_t salt,
+                                                                                       const uint8_t *src, uint8_t *d,
+                                                                                       size_t m) {
+    for (size_t i = 0; i < m; i++) {
+        const uint8_t sp = u[i] <= salt ? 255 : 0;
+        d[i] = d[i] ? sp : src[i];
+    }
+}
+
 /* skimage 0.19 random_noise(x, mode="s&p", amount=c, seed): with
  * rng = default_rng(seed), flipped = rng.random(shape) <= c, then
  * salted = rng.random(shape) <= 0.5; flipped and salted -> 1, flipped and
@@ -133,13 +148,20 @@ int perturb_ic_impulse_noise(wobble_ctx *ctx, const wobble_image *in, double lev
     SEEDED("impulse_noise");
     perturb_pcg g;
     perturb_pcg_seed(&g, seed);
+    /* random() <= c as the 53-bit integer u <= floor(c 2^53) (u and c 2^53
+     * exact) */
+    const uint64_t flip = (uint64_t)floor(C[sev] * 9007199254740992.0), salt = 1ull << 52;
+    uint64_t u[1024];
     /* first pass: 1 where flipped (the output buffer holds the flags) */
-    for (size_t i = 0; i < n; i++) dst[i] = perturb_pcg_double(&g) <= C[sev];
-    double unit[256];
-    perturb_ic_unit_table(unit);
-    for (size_t i = 0; i < n; i++) {
-        const int salted = perturb_pcg_double(&g) <= 0.5;
-        dst[i] = dst[i] ? (salted ? 255 : 0) : perturb_ic_u8(unit[src[i]]);
+    for (size_t i0 = 0; i0 < n; i0 += 1024) {
+        const size_t m = n - i0 < 1024 ? n - i0 : 1024;
+        perturb_pcg_fill53(&g, u, m);
+        impulse_flags(u, flip, dst + i0, m);
+    }
+    for (size_t i0 = 0; i0 < n; i0 += 1024) {
+        const size_t m = n - i0 < 1024 ? n - i0 : 1024;
+        perturb_pcg_fill53(&g, u, m);
+        impulse_apply(u, salt, src + i0, dst + i0, m);
     }
     return WOBBLE_OK;
 }

@@ -330,6 +330,35 @@ uint64_t perturb_pcg_u64(perturb_pcg *s) {
 
 double perturb_pcg_double(perturb_pcg *s) { return (double)(perturb_pcg_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
 
+static inline uint64_t pcg_output(unsigned __int128 state) {
+    const uint64_t hi = (uint64_t)(state >> 64), lo = (uint64_t)state;
+    const unsigned rot = (unsigned)(hi >> 58);
+    const uint64_t x = hi ^ lo;
+    return (x >> rot) | (x << ((64 - rot) & 63));
+}
+
+/* four interleaved chains, each stepping four states at once (state * M^4
+ * + inc (M^3 + M^2 + M + 1)): the same states as one step at a time, with
+ * four independent 128-bit products in flight instead of one */
+void perturb_pcg_fill53(perturb_pcg *s, uint64_t *out, size_t n) {
+    size_t i = 0;
+    if (n >= 8) {
+        unsigned __int128 A[5], C[5]; /* k steps: state -> A[k] state + C[k] */
+        A[0] = 1, C[0] = 0;
+        for (int k = 1; k <= 4; k++) A[k] = A[k - 1] * PCG_MULT, C[k] = C[k - 1] * PCG_MULT + s->inc;
+        unsigned __int128 st[4];
+        for (int k = 0; k < 4; k++) st[k] = A[k + 1] * s->state + C[k + 1];
+        for (;;) {
+            for (int k = 0; k < 4; k++) out[i + k] = pcg_output(st[k]) >> 11;
+            i += 4;
+            if (i + 4 > n) break;
+            for (int k = 0; k < 4; k++) st[k] = A[4] * st[k] + C[4];
+        }
+        s->state = st[3];
+    }
+    for (; i < n; i++) out[i] = perturb_pcg_u64(s) >> 11;
+}
+
 /* SeedSequence(seed).generate_state(4, uint64): the entropy (seed as 32-bit
  * words, least significant first) is hashed into a pool of four words, which
  * is hashed again into the output words. */

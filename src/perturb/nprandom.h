@@ -108,4 +108,7 @@ void perturb_pcg_seed(perturb_pcg *s, uint64_t seed);
 uint64_t perturb_pcg_u64(perturb_pcg *s);
 /* Generator.random() */
 double perturb_pcg_double(perturb_pcg *s);
+/* n draws of Generator.random() as the 53-bit integers they are made of
+ * (random() = out[i] / 2^53 exactly): the same draws as n calls */
+void perturb_pcg_fill53(perturb_pcg *s, uint64_t *out, size_t n);
 #endif
