@@ -245,19 +245,14 @@ int64_t perturb_mt_poisson(perturb_mt *s, double lam) {
     return perturb_mt_poisson_p(s, &p);
 }
 
-int64_t perturb_mt_poisson_p(perturb_mt *s, const perturb_poisson *P) {
-    if (P->lam >= 10) return poisson_ptrs(s, P);
-    if (P->lam == 0) return 0;
-    /* multiply uniforms until the product falls to exp(-lam); four at a
-     * time from the block's doubles where they are there: the products only
-     * fall (each factor is below 1 and rounding is monotone), so the count
-     * above exp(-lam) among the first three is where the loop one at a time
-     * would have stopped, and it consumes the same draws */
-    const double enlam = P->enlam;
-    int64_t x = 0;
-    double prod = 1.0;
+/* the multiplication loop from a count x and product prod: four at a time
+ * from the block's doubles where they are there: the products only fall
+ * (each factor is below 1 and rounding is monotone), so the count above
+ * exp(-lam) among the first three is where the loop one at a time would
+ * have stopped, and it consumes the same draws */
+static int64_t pois_mult_from(perturb_mt *s, double enlam, int64_t x, double prod) {
     for (;;) {
-        if (!(s->pos & 1) && s->pos <= 624 - 8) {
+        if (!(s->pos & 1) && s->pos <= MT_N - 8) {
             const double *u = s->dbl + (s->pos >> 1);
             const double p1 = prod * u[0], p2 = p1 * u[1], p3 = p2 * u[2], p4 = p3 * u[3];
             if (p4 > enlam) {
@@ -276,43 +271,11 @@ int64_t perturb_mt_poisson_p(perturb_mt *s, const perturb_poisson *P) {
     }
 }
 
-#ifndef POIS_W
-#define POIS_W 8
-#endif
-void perturb_mt_poisson_fill(perturb_mt *s, const perturb_poisson *table, const uint8_t *idx, int64_t *out, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        const perturb_poisson *P = &table[idx[i]];
-        if (P->lam >= 10 || P->lam == 0 || (s->pos & 1)) {
-            out[i] = perturb_mt_poisson_p(s, P);
-            continue;
-        }
-        const double e = P->enlam;
-        int64_t x = 0;
-        double prod = 1.0;
-        for (;;) {
-            if (s->pos <= MT_N - 2 * POIS_W) {
-                const double *u = s->dbl + (s->pos >> 1);
-                double p[POIS_W];
-                p[0] = prod * u[0];
-                for (int m = 1; m < POIS_W; m++) p[m] = p[m - 1] * u[m];
-                if (p[POIS_W - 1] > e) {
-                    x += POIS_W, prod = p[POIS_W - 1], s->pos += 2 * POIS_W;
-                    continue;
-                }
-                int c = 0;
-                for (int m = 0; m < POIS_W - 1; m++) c += p[m] > e;
-                s->pos += 2 * (c + 1);
-                x += c;
-                break;
-            }
-            prod *= perturb_mt_double(s);
-            if (prod > e)
-                x++;
-            else
-                break;
-        }
-        out[i] = x;
-    }
+int64_t perturb_mt_poisson_p(perturb_mt *s, const perturb_poisson *P) {
+    if (P->lam >= 10) return poisson_ptrs(s, P);
+    if (P->lam == 0) return 0;
+    /* multiply uniforms until the product falls to exp(-lam) */
+    return pois_mult_from(s, P->enlam, 0, 1.0);
 }
 
 /* ------------------------------------------------------------ PCG64 */
