@@ -259,6 +259,178 @@ void perturb_ic_clipped_zoom(const double *a, int h, int w, int c, double z, int
  * sums, in the order of z); clip((x + out) / (n + 1), 0, 1) * 255 in
  * float32. Each zoom is computed only where the crop [:h, :w] keeps it,
  * reading the centre crop in place, rows in parallel. */
+/* zoom_blur's sum of one zoomed row into acc, 8 values (j, ch) at a time
+ * where the CPU has AVX-512: the taps of 8 consecutive values lie within
+ * 16 doubles of the row (zooms are >= 1), so two loads and a permutation
+ * per row stand in for 8 gathers, and perturb_nd_lerp's operations run in
+ * its order on 8 lanes. A block whose taps spread wider (the mirrored
+ * taps at the right edge) takes the scalar code. */
+typedef struct {
+    int base, vec;       /* first double of the window; 0 = scalar block */
+    int64_t i0[8], i1[8]; /* the taps, relative to base */
+    double w0[8], w1[8]; /* x weights (0 for the zero taps: + 0 leaves acc as it is) */
+} zoom_block;
+
+static void zoom_blocks(const perturb_nd_tap *tx, int ww, zoom_block *B) {
+    const int nv = 3 * ww, nb = (nv + 7) / 8;
+    for (int b = 0; b < nb; b++) {
+        int lo = 1 << 30, hi = -1;
+        for (int l = 0; l < 8 && 8 * b + l < nv; l++) {
+            const int k = 8 * b + l, j = k / 3, ch = k % 3;
+            if (tx[j].zero) continue;
+            const int s0 = 3 * tx[j].i0 + ch, s1 = 3 * tx[j].i1 + ch;
+            lo = s0 < lo ? s0 : lo, lo = s1 < lo ? s1 : lo;
+            hi = s0 > hi ? s0 : hi, hi = s1 > hi ? s1 : hi;
+        }
+        zoom_block *z = &B[b];
+        if (hi < 0) lo = hi = 0;
+        z->base = lo, z->vec = hi - lo < 16;
+        for (int l = 0; l < 8; l++) {
+            const int k = 8 * b + l, j = k / 3, ch = k % 3;
+            if (k >= nv || tx[j].zero) {
+                z->i0[l] = z->i1[l] = 0, z->w0[l] = z->w1[l] = 0.0;
+                continue;
+            }
+            z->i0[l] = 3 * tx[j].i0 + ch - lo, z->i1[l] = 3 * tx[j].i1 + ch - lo;
+            z->w0[l] = tx[j].w0, z->w1[l] = tx[j].w1;
+        }
+    }
+}
+
+static void zoom_row_c(float *a, const double *r0, const double *r1, const perturb_nd_tap *ty, const perturb_nd_tap *tx,
+                       int k0, int k1) {
+    for (int k = k0; k < k1; k++) {
+        const int j = k / 3, ch = k % 3;
+        if (!tx[j].zero) a[k] += (float)perturb_nd_lerp(r0 + ch, r1 + ch, 3, ty, &tx[j]);
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx512f,avx512vl"))) static void zoom_row_avx512(float *a, const double *r0, const double *r1,
+                                                                        const perturb_nd_tap *ty,
+                                                                        const perturb_nd_tap *tx, const zoom_block *B,
+                                                                        int ww) {
+    const int nv = 3 * ww, nb = (nv + 7) / 8;
+    const __m512d wy0 = _mm512_set1_pd(ty->w0), wy1 = _mm512_set1_pd(ty->w1);
+    for (int b = 0; b < nb; b++) {
+        const zoom_block *z = &B[b];
+        if (!z->vec) {
+            zoom_row_c(a, r0, r1, ty, tx, 8 * b, 8 * b + 8 < nv ? 8 * b + 8 : nv);
+            continue;
+        }
+        const __m512i i0 = _mm512_loadu_si512(z->i0), i1 = _mm512_loadu_si512(z->i1);
+        const __m512d wx0 = _mm512_loadu_pd(z->w0), wx1 = _mm512_loadu_pd(z->w1);
+        const double *p0 = r0 + z->base, *p1 = r1 + z->base;
+        const __m512d l0 = _mm512_loadu_pd(p0), h0 = _mm512_loadu_pd(p0 + 8);
+        const __m512d l1 = _mm512_loadu_pd(p1), h1 = _mm512_loadu_pd(p1 + 8);
+        __m512d t = _mm512_add_pd(_mm512_setzero_pd(),
+                                  _mm512_mul_pd(_mm512_mul_pd(_mm512_permutex2var_pd(l0, i0, h0), wy0), wx0));
+        t = _mm512_add_pd(t, _mm512_mul_pd(_mm512_mul_pd(_mm512_permutex2var_pd(l0, i1, h0), wy0), wx1));
+        t = _mm512_add_pd(t, _mm512_mul_pd(_mm512_mul_pd(_mm512_permutex2var_pd(l1, i0, h1), wy1), wx0));
+        t = _mm512_add_pd(t, _mm512_mul_pd(_mm512_mul_pd(_mm512_permutex2var_pd(l1, i1, h1), wy1), wx1));
+        const __mmask8 m = nv - 8 * b >= 8 ? 0xff : (__mmask8)((1u << (nv - 8 * b)) - 1);
+        const __m256 acc = _mm256_maskz_loadu_ps(m, a + 8 * b);
+        _mm256_mask_storeu_ps(a + 8 * b, m, _mm256_add_ps(acc, _mm512_cvtpd_ps(t)));
+    }
+}
+/* two output rows at once (rows a and b, taps tya and tyb): their source
+ * rows are often shared (zooms >= 1 move less than a row per output row),
+ * and a shared row's window is loaded and permuted once */
+__attribute__((target("avx512f,avx512vl"))) static void zoom_rows2_avx512(float *aa, float *ab, const double *crop,
+                                                                          size_t rs, const perturb_nd_tap *tya,
+                                                                          const perturb_nd_tap *tyb,
+                                                                          const perturb_nd_tap *tx,
+                                                                          const zoom_block *B, int ww) {
+    const int nv = 3 * ww, nb = (nv + 7) / 8;
+    /* the distinct source rows and where each tap finds its row */
+    int rows[4], ns = 0, at[4];
+    const int want[4] = {tya->i0, tya->i1, tyb->i0, tyb->i1};
+    for (int k = 0; k < 4; k++) {
+        int f = 0;
+        while (f < ns && rows[f] != want[k]) f++;
+        if (f == ns) rows[ns++] = want[k];
+        at[k] = f;
+    }
+    const double *src[4];
+    for (int k = 0; k < ns; k++) src[k] = crop + (size_t)rows[k] * rs;
+    const __m512d wa0 = _mm512_set1_pd(tya->w0), wa1 = _mm512_set1_pd(tya->w1), wb0 = _mm512_set1_pd(tyb->w0),
+                  wb1 = _mm512_set1_pd(tyb->w1);
+    for (int b = 0; b < nb; b++) {
+        const zoom_block *z = &B[b];
+        if (!z->vec) {
+            const int k1 = 8 * b + 8 < nv ? 8 * b + 8 : nv;
+            zoom_row_c(aa, src[at[0]], src[at[1]], tya, tx, 8 * b, k1);
+            zoom_row_c(ab, src[at[2]], src[at[3]], tyb, tx, 8 * b, k1);
+            continue;
+        }
+        const __m512i i0 = _mm512_loadu_si512(z->i0), i1 = _mm512_loadu_si512(z->i1);
+        const __m512d wx0 = _mm512_loadu_pd(z->w0), wx1 = _mm512_loadu_pd(z->w1);
+        __m512d p0[4], p1[4];
+        for (int k = 0; k < ns; k++) {
+            const double *p = src[k] + z->base;
+            const __m512d lo = _mm512_loadu_pd(p), hi = _mm512_loadu_pd(p + 8);
+            p0[k] = _mm512_permutex2var_pd(lo, i0, hi), p1[k] = _mm512_permutex2var_pd(lo, i1, hi);
+        }
+        __m512d ta = _mm512_add_pd(_mm512_setzero_pd(), _mm512_mul_pd(_mm512_mul_pd(p0[at[0]], wa0), wx0));
+        ta = _mm512_add_pd(ta, _mm512_mul_pd(_mm512_mul_pd(p1[at[0]], wa0), wx1));
+        ta = _mm512_add_pd(ta, _mm512_mul_pd(_mm512_mul_pd(p0[at[1]], wa1), wx0));
+        ta = _mm512_add_pd(ta, _mm512_mul_pd(_mm512_mul_pd(p1[at[1]], wa1), wx1));
+        __m512d tb = _mm512_add_pd(_mm512_setzero_pd(), _mm512_mul_pd(_mm512_mul_pd(p0[at[2]], wb0), wx0));
+        tb = _mm512_add_pd(tb, _mm512_mul_pd(_mm512_mul_pd(p1[at[2]], wb0), wx1));
+        tb = _mm512_add_pd(tb, _mm512_mul_pd(_mm512_mul_pd(p0[at[3]], wb1), wx0));
+        tb = _mm512_add_pd(tb, _mm512_mul_pd(_mm512_mul_pd(p1[at[3]], wb1), wx1));
+        const __mmask8 m = nv - 8 * b >= 8 ? 0xff : (__mmask8)((1u << (nv - 8 * b)) - 1);
+        _mm256_mask_storeu_ps(aa + 8 * b, m, _mm256_add_ps(_mm256_maskz_loadu_ps(m, aa + 8 * b), _mm512_cvtpd_ps(ta)));
+        _mm256_mask_storeu_ps(ab + 8 * b, m, _mm256_add_ps(_mm256_maskz_loadu_ps(m, ab + 8 * b), _mm512_cvtpd_ps(tb)));
+    }
+}
+/* the whole groups of 8 of zoom_load and zoom_store; return how many values they did */
+__attribute__((target("avx512f,avx512vl"))) static size_t zoom_load_avx512(const uint8_t *src, double *x, size_t n) {
+    const __m512d k255 = _mm512_set1_pd(255.);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m512d v = _mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i))));
+        _mm512_storeu_pd(x + i, _mm512_cvtps_pd(_mm512_cvtpd_ps(_mm512_div_pd(v, k255))));
+    }
+    return i;
+}
+__attribute__((target("avx512f,avx512vl"))) static size_t zoom_store_avx512(const double *x, const float *acc, float div,
+                                                                            uint8_t *out, size_t n) {
+    const __m256 d = _mm256_set1_ps(div), zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f),
+                 k255 = _mm256_set1_ps(255.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_div_ps(_mm256_add_ps(_mm512_cvtpd_ps(_mm512_loadu_pd(x + i)), _mm256_loadu_ps(acc + i)), d);
+        v = _mm256_min_ps(_mm256_max_ps(v, zero), one);
+        _mm_storel_epi64((__m128i *)(out + i), _mm256_cvtepi32_epi8(_mm256_cvttps_epi32(_mm256_mul_ps(v, k255))));
+    }
+    return i;
+}
+#endif
+
+/* x = float32(u8 / 255.) as doubles; out = uint8(clip((float32(x) + acc) /
+ * div, 0, 1) * 255) in float32: 8 values at a time where the CPU has
+ * AVX-512 (the same conversions and operations; clip by max and min) */
+static void zoom_load(const uint8_t *src, double *x, size_t n, int vec) {
+    size_t i = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (vec) i = zoom_load_avx512(src, x, n);
+#endif
+    for (; i < n; i++) x[i] = (float)(src[i] / 255.);
+}
+static void zoom_store(const double *x, const float *acc, float div, uint8_t *out, size_t n, int vec) {
+    size_t i = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (vec) i = zoom_store_avx512(x, acc, div, out, n);
+#endif
+    for (; i < n; i++) {
+        float v = ((float)x[i] + acc[i]) / div;
+        v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+        out[i] = (uint8_t)(v * 255.0f);
+    }
+}
+
 int perturb_ic_zoom_blur(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                          wobble_image *out) {
     static const double C[5][2] = {{1.11, 0.01}, {1.16, 0.01}, {1.21, 0.02}, {1.26, 0.02}, {1.31, 0.03}};
@@ -268,15 +440,20 @@ int perturb_ic_zoom_blur(wobble_ctx *ctx, const wobble_image *in, double level, 
     double zs[32];
     const int nz = arange1(C[sev][0], C[sev][1], zs);
     core_tmp t0, t1;
-    double *x = core_tmp_get(ctx, 0, sizeof(double) * n, &t0); /* float32 values */
+    /* float32 values, and 16 doubles more that the vector path may load
+     * (and not use) past the last row */
+    double *x = core_tmp_get(ctx, 0, sizeof(double) * (n + 16), &t0);
     float *acc = core_tmp_get(ctx, 1, sizeof(float) * n, &t1);
     perturb_nd_tap *tx = malloc(sizeof(perturb_nd_tap) * (size_t)W);
-    if (!x || !acc || !tx) {
-        core_tmp_put(&t0), core_tmp_put(&t1), free(tx);
+    const int vec = perturb_avx512();
+    zoom_block *B = vec ? malloc(sizeof(zoom_block) * (size_t)((3 * W + 7) / 8)) : NULL;
+    if (!x || !acc || !tx || (vec && !B)) {
+        core_tmp_put(&t0), core_tmp_put(&t1), free(tx), free(B);
         return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.zoom_blur: out of memory");
     }
     memset(acc, 0, sizeof(float) * n);
-    for (size_t i = 0; i < n; i++) x[i] = (float)(in->data[i] / 255.);
+    memset(x + n, 0, sizeof(double) * 16);
+    zoom_load(in->data, x, n, vec);
     for (int k = 0; k < nz; k++) {
         const double z = zs[k];
         const int ch0 = (int)ceil(H / z), top0 = (H - ch0) / 2;
@@ -287,25 +464,36 @@ int perturb_ic_zoom_blur(wobble_ctx *ctx, const wobble_image *in, double level, 
         const double zx = ow > 1 ? (double)(ch1 - 1) / (ow - 1) : 1.0;
         for (int j = 0; j < ww; j++) tx[j] = perturb_nd_tap_linear(j * zx, ch1, 0);
         const double *crop = x + ((size_t)top0 * W + top1) * 3;
+        if (vec) zoom_blocks(tx, ww, B);
+        /* output rows in pairs (the vector path takes both at once) */
 #pragma omp parallel for num_threads(th) schedule(static) if (n > 65536)
-        for (int i = 0; i < hh; i++) {
-            const perturb_nd_tap ty = perturb_nd_tap_linear(i * zy, ch0, 0);
+        for (int i2 = 0; i2 < (hh + 1) / 2; i2++) {
+            const int i = 2 * i2;
+            perturb_nd_tap ty[2];
+            ty[0] = perturb_nd_tap_linear(i * zy, ch0, 0);
+            ty[1] = i + 1 < hh ? perturb_nd_tap_linear((i + 1) * zy, ch0, 0) : (perturb_nd_tap){0, 0, 1, 0.0, 0.0};
             float *a = acc + (size_t)i * W * 3;
-            if (ty.zero) continue; /* adds float32 zeros */
-            const double *r0 = crop + (size_t)ty.i0 * W * 3, *r1 = crop + (size_t)ty.i1 * W * 3;
-            for (int j = 0; j < ww; j++) {
-                if (tx[j].zero) continue;
-                for (int ch = 0; ch < 3; ch++) a[3 * j + ch] += (float)perturb_nd_lerp(r0 + ch, r1 + ch, 3, &ty, &tx[j]);
+#if defined(__x86_64__) && defined(__GNUC__)
+            if (vec && !ty[0].zero && !ty[1].zero) {
+                zoom_rows2_avx512(a, a + (size_t)W * 3, crop, (size_t)W * 3, &ty[0], &ty[1], tx, B, ww);
+                continue;
+            }
+#endif
+            for (int r = 0; r < 2; r++) {
+                if (ty[r].zero) continue; /* adds float32 zeros */
+                const double *r0 = crop + (size_t)ty[r].i0 * W * 3, *r1 = crop + (size_t)ty[r].i1 * W * 3;
+#if defined(__x86_64__) && defined(__GNUC__)
+                if (vec) {
+                    zoom_row_avx512(a + (size_t)r * W * 3, r0, r1, &ty[r], tx, B, ww);
+                    continue;
+                }
+#endif
+                zoom_row_c(a + (size_t)r * W * 3, r0, r1, &ty[r], tx, 0, 3 * ww);
             }
         }
     }
-    const float div = (float)(nz + 1);
-    for (size_t i = 0; i < n; i++) {
-        float v = ((float)x[i] + acc[i]) / div;
-        v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-        out->data[i] = (uint8_t)(v * 255.0f);
-    }
-    core_tmp_put(&t0), core_tmp_put(&t1), free(tx);
+    zoom_store(x, acc, (float)(nz + 1), out->data, n, vec);
+    core_tmp_put(&t0), core_tmp_put(&t1), free(tx), free(B);
     return WOBBLE_OK;
 }
 
