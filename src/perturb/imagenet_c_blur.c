@@ -149,46 +149,6 @@ static void row_tap(double *o, const double *src, double k, int off, int w, int 
 #undef EDGE
 }
 
-/* the interior run of row_taps4 (AVX-512, AVX2 or the baseline: the same
- * roundings in each) */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-static void axpy4(double *restrict o, const double *restrict s0, const double *restrict s1,
-                  const double *restrict s2, const double *restrict s3, const double k[4], size_t n) {
-    const double k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3];
-    for (size_t i = 0; i < n; i++) {
-        double v = o[i];
-        v += k0 * s0[i];
-        v += k1 * s1[i];
-        v += k2 * s2[i];
-        v += k3 * s3[i];
-        o[i] = v;
-    }
-}
-
-/* Four taps k[t] at offsets off[t] on one source row, reflect101 borders:
- * for each output o[x] += k0 s[x + off0], then += k1 s[x + off1], ... in
- * that order (the order row_tap gives tap after tap), the four in registers
- * over the run where every offset is inside the row, one tap at a time on
- * the pixels near the edges. */
-static void row_taps4(double *o, const double *src, const double k[4], const int off[4], int w, int c) {
-    int lo = 0, hi = w;
-    for (int t = 0; t < 4; t++) {
-        if (-off[t] > lo) lo = -off[t];
-        if (w - off[t] < hi) hi = w - off[t];
-    }
-    if (lo > w) lo = w;
-    if (hi < lo) hi = lo;
-    for (int x = 0; x < lo; x++)
-        for (int t = 0; t < 4; t++) row_tap_at(o, src, k[t], x, perturb_reflect101(x + off[t], w), c);
-    for (int x = hi; x < w; x++)
-        for (int t = 0; t < 4; t++) row_tap_at(o, src, k[t], x, perturb_reflect101(x + off[t], w), c);
-    const size_t i0 = (size_t)lo * c;
-    axpy4(o + i0, src + (ptrdiff_t)(lo + off[0]) * c, src + (ptrdiff_t)(lo + off[1]) * c,
-          src + (ptrdiff_t)(lo + off[2]) * c, src + (ptrdiff_t)(lo + off[3]) * c, k, (size_t)(hi - lo) * c);
-}
-
 /* _motion_blur(a, radius, sigma, angle) of an (h, w, c) float64 array:
  * sum_i kernel[i] * shift(a, dx_i, dy_i), accumulated in float64 in tap
  * order (the reference's first term is added to float32 zeros, which NumPy
@@ -602,6 +562,41 @@ static int defocus_kernel(int radius, double alias, float *k) {
 /* x / 255 correlated per channel with the disk (cv2.filter2D, float64,
  * reflect-101 borders; OpenCV takes a DFT for kernels this large, computed
  * here directly), clip(., 0, 1) * 255 */
+/* o[i] = sum over taps t, in order, of k[t] * sp[t][i], for i in [i0, i1):
+ * defocus_blur's interior, where every tap's pixel lies inside its row.
+ * Each output keeps its own order of terms (0 + k0 s0, then + k1 s1, ...),
+ * the sum built in a register over all taps instead of tap after tap over
+ * the row; 32 outputs at a time where the CPU has AVX-512. */
+static void defocus_sum_c(const double *const *sp, const double *k, int nt, double *o, size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; i++) {
+        double v = 0.0;
+        for (int t = 0; t < nt; t++) v += k[t] * sp[t][i];
+        o[i] = v;
+    }
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) static void defocus_sum_avx512(const double *const *sp, const double *k, int nt,
+                                                                  double *o, size_t i0, size_t i1) {
+    size_t i = i0;
+    for (; i + 64 <= i1; i += 64) {
+        __m512d a[8];
+        for (int v = 0; v < 8; v++) a[v] = _mm512_setzero_pd();
+        for (int t = 0; t < nt; t++) {
+            const __m512d kt = _mm512_set1_pd(k[t]);
+            const double *s = sp[t] + i;
+            for (int v = 0; v < 8; v++) a[v] = _mm512_add_pd(a[v], _mm512_mul_pd(kt, _mm512_loadu_pd(s + 8 * v)));
+        }
+        for (int v = 0; v < 8; v++) _mm512_storeu_pd(o + i + 8 * v, a[v]);
+    }
+    for (; i + 8 <= i1; i += 8) {
+        __m512d a0 = _mm512_setzero_pd();
+        for (int t = 0; t < nt; t++) a0 = _mm512_add_pd(a0, _mm512_mul_pd(_mm512_set1_pd(k[t]), _mm512_loadu_pd(sp[t] + i)));
+        _mm512_storeu_pd(o + i, a0);
+    }
+    defocus_sum_c(sp, k, nt, o, i, i1);
+}
+#endif
+
 int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                             wobble_image *out) {
     static const double C[5][2] = {{3, 0.1}, {4, 0.5}, {6, 0.5}, {8, 0.5}, {10, 0.5}};
@@ -616,38 +611,48 @@ int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double leve
     int ty[21 * 21], tx[21 * 21], nt = 0;
     for (int i = 0; i < side * side; i++)
         if (k[i] != 0.0) ty[nt] = i / side - half, tx[nt] = i % side - half, k[nt++] = k[i];
-    const size_t rowlen = (size_t)W * 3, n = rowlen * H;
+    /* x / 255. with reflect101 borders of half the kernel's side around it
+     * (OpenCV's border; half < 32 <= W, H), so that every output's taps lie
+     * inside the padded rows */
+    const size_t rowlen = (size_t)W * 3, n = rowlen * H, pw = (size_t)(W + 2 * half) * 3;
     core_tmp tx0;
-    double *x = core_tmp_get(ctx, 0, sizeof(double) * n, &tx0);
+    double *x = core_tmp_get(ctx, 0, sizeof(double) * pw * (size_t)(H + 2 * half), &tx0);
     if (!x) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.defocus_blur: out of memory");
-    for (size_t i = 0; i < n; i++) x[i] = in->data[i] / 255.;
+    for (int py = 0; py < H + 2 * half; py++) {
+        const uint8_t *srow = in->data + (size_t)perturb_reflect101(py - half, H) * rowlen;
+        double *prow = x + (size_t)py * pw;
+        for (size_t i = 0; i < rowlen; i++) prow[(size_t)half * 3 + i] = srow[i] / 255.;
+        for (int e = 0; e < half; e++)
+            for (int ch = 0; ch < 3; ch++) {
+                prow[(size_t)e * 3 + ch] = prow[(size_t)(2 * half - e) * 3 + ch];
+                prow[(size_t)(W + 2 * half - 1 - e) * 3 + ch] = prow[(size_t)(W - 1 + e) * 3 + ch];
+            }
+    }
+    const int vec = perturb_avx512();
     int failed = 0;
 #pragma omp parallel num_threads(wobble_ctx_threads(ctx)) if (n > WOBBLE_PAR_MIN_BYTES)
     {
         double *acc = malloc(sizeof(double) * rowlen);
-        if (!acc) {
+        const double **sp = malloc(sizeof(double *) * (size_t)nt);
+        if (!acc || !sp) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(static)
         for (int y = 0; y < H; y++) {
-            if (!acc) continue;
-            for (size_t i = 0; i < rowlen; i++) acc[i] = 0.0;
-            /* runs of four taps on one kernel row together (the same order) */
-            for (int t = 0; t < nt;) {
-                const double *srow = x + (size_t)perturb_reflect101(y + ty[t], H) * rowlen;
-                if (t + 4 <= nt && ty[t + 3] == ty[t]) {
-                    row_taps4(acc, srow, k + t, tx + t, W, 3);
-                    t += 4;
-                } else {
-                    row_tap(acc, srow, k[t], tx[t], W, 3, 1);
-                    t++;
-                }
-            }
+            if (!acc || !sp) continue;
+            for (int t = 0; t < nt; t++) sp[t] = x + (size_t)(y + half + ty[t]) * pw + (size_t)(half + tx[t]) * 3;
+#if defined(__x86_64__) && defined(__GNUC__)
+            if (vec)
+                defocus_sum_avx512(sp, k, nt, acc, 0, rowlen);
+            else
+#endif
+                defocus_sum_c(sp, k, nt, acc, 0, rowlen);
             uint8_t *o = out->data + (size_t)y * rowlen;
             for (size_t i = 0; i < rowlen; i++) o[i] = perturb_ic_u8(acc[i]);
         }
         free(acc);
+        free(sp);
     }
     core_tmp_put(&tx0);
     if (failed) return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.defocus_blur: out of memory");
