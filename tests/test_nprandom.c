@@ -95,6 +95,23 @@ int main(void) {
         for (int j = 0; j < 5; j++) bad += perturb_pcg_double(&x) != perturb_pcg_double(&y);
     }
     CHECK(bad == 0, "perturb_pcg_fill53: %d draws differ from perturb_pcg_double", bad);
+    /* perturb_mt_randint_fill against perturb_mt_randint: ranges with and
+     * without rejection (mask above the range), across block boundaries */
+    bad = 0;
+    static const int ranges[][2] = {{-1, 1}, {-2, 2}, {-3, 3}, {-4, 4}, {0, 1}, {-100, 27}};
+    int8_t *r8 = malloc(2000);
+    for (int c = 0; c < 6 && r8; c++) {
+        perturb_mt x, y;
+        perturb_mt_seed(&x, 5u + (uint32_t)c), perturb_mt_seed(&y, 5u + (uint32_t)c);
+        for (int rep = 0; rep < 3; rep++) {
+            const size_t cnt = 1 + 997 * (size_t)rep;
+            perturb_mt_randint_fill(&x, ranges[c][0], ranges[c][1], r8, cnt);
+            for (size_t i = 0; i < cnt; i++) bad += r8[i] != perturb_mt_randint(&y, ranges[c][0], ranges[c][1]);
+        }
+        bad += perturb_mt_u32(&x) != perturb_mt_u32(&y);
+    }
+    free(r8);
+    CHECK(bad == 0, "perturb_mt_randint_fill: %d draws differ from perturb_mt_randint", bad);
     wobble_array_release(&a);
     return t_finish();
 }

@@ -48,6 +48,46 @@ int perturb_ic_seed(wobble_ctx *ctx, const char *op, const wobble_perturb_params
     rc = perturb_ic_seed(ctx, "imagenet_c." NAME, p, level, &seed);           \
     if (rc != WOBBLE_OK) return rc
 
+/* ------------------------------------------------------------ arrays */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx512f,avx512vl"))) static size_t u8_array_avx512(const double *v, uint8_t *dst, size_t n) {
+    const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), k255 = _mm512_set1_pd(255.0);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m512d c = _mm512_min_pd(_mm512_max_pd(_mm512_loadu_pd(v + i), zero), one);
+        _mm_storel_epi64((__m128i *)(dst + i), _mm256_cvtepi32_epi8(_mm512_cvttpd_epi32(_mm512_mul_pd(c, k255))));
+    }
+    return i;
+}
+__attribute__((target("avx512f,avx512vl"))) static size_t unit_array_avx512(const uint8_t *src, double *dst, size_t n) {
+    const __m512d k255 = _mm512_set1_pd(255.0);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm512_storeu_pd(dst + i, _mm512_div_pd(_mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i)))), k255));
+    return i;
+}
+#endif
+
+/* clip by max and min: the same as perturb_ic_u8's compares but for the
+ * sign of a zero, which the truncation drops */
+void perturb_ic_u8_array(const double *v, uint8_t *dst, size_t n) {
+    size_t i = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (perturb_avx512()) i = u8_array_avx512(v, dst, n);
+#endif
+    for (; i < n; i++) dst[i] = perturb_ic_u8(v[i]);
+}
+
+void perturb_ic_unit_array(const uint8_t *src, double *dst, size_t n) {
+    size_t i = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (perturb_avx512()) i = unit_array_avx512(src, dst, n);
+#endif
+    for (; i < n; i++) dst[i] = src[i] / 255.0;
+}
+
 /* ------------------------------------------------------------ noise */
 
 /* dst[i] = uint8(clip(x + c z[i], 0, 1) * 255) with x = src[i] / 255.
@@ -61,7 +101,6 @@ static void noise_out_c(const uint8_t *src, const double *z, double c, int speck
     }
 }
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 __attribute__((target("avx512f,avx512vl"))) static void noise_out_avx512(const uint8_t *src, const double *z, double c,
                                                                          int speckle, uint8_t *dst, size_t m) {
     const __m512d k255 = _mm512_set1_pd(255.0), vc = _mm512_set1_pd(c), zero = _mm512_setzero_pd(),

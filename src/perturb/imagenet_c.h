@@ -70,6 +70,11 @@ static inline uint8_t perturb_ic_u8(double v) {
     return (uint8_t)(v * 255.0);
 }
 
+/* the same over arrays: dst[i] = perturb_ic_u8(v[i]), and dst[i] = src[i] /
+ * 255. (in vectors where the CPU has AVX-512; the same values) */
+void perturb_ic_u8_array(const double *v, uint8_t *dst, size_t n);
+void perturb_ic_unit_array(const uint8_t *src, double *dst, size_t n);
+
 static inline int perturb_clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* OpenCV's BORDER_REFLECT_101 (d c b | a b c d | c b a) of index i in [0, n) */

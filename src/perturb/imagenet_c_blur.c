@@ -17,10 +17,7 @@
 static double *to_unit(wobble_ctx *ctx, const wobble_image *in, core_tmp *t) {
     const size_t n = (size_t)in->width * in->height * 3u;
     double *a = core_tmp_get(ctx, 0, sizeof(double) * n, t);
-    double unit[256];
-    perturb_ic_unit_table(unit);
-    if (a)
-        for (size_t i = 0; i < n; i++) a[i] = unit[in->data[i]];
+    if (a) perturb_ic_unit_array(in->data, a, n);
     return a;
 }
 
@@ -35,8 +32,7 @@ int perturb_ic_gaussian_blur(wobble_ctx *ctx, const wobble_image *in, double lev
     const double c = C[(int)level - 1];
     const int rc = perturb_nd_gaussian(a, in->height, in->width, 3, c, c, 4.0, ND_NEAREST, wobble_ctx_threads(ctx));
     if (rc == WOBBLE_OK) {
-        const size_t n = (size_t)in->width * in->height * 3u;
-        for (size_t i = 0; i < n; i++) out->data[i] = perturb_ic_u8(a[i]);
+        perturb_ic_u8_array(a, out->data, (size_t)in->width * in->height * 3u);
     }
     core_tmp_put(&ta);
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.gaussian_blur: out of memory");
@@ -66,20 +62,28 @@ int perturb_ic_glass_blur(wobble_ctx *ctx, const wobble_image *in, double level,
     rc = perturb_nd_gaussian(a, H, W, 3, C[sev].sigma, C[sev].sigma, 4.0, ND_NEAREST, th);
     if (rc == WOBBLE_OK) {
         uint8_t *x = out->data;
-        for (size_t i = 0; i < n; i++) x[i] = (uint8_t)(a[i] * 255);
+        /* uint8(a * 255): a lies in [0, 1] up to rounding, where the clip
+         * changes nothing */
+        perturb_ic_u8_array(a, x, n);
         perturb_mt mt;
         perturb_mt_seed(&mt, seed);
+        /* each row's draws (dx, dy per pixel) at once */
+        int8_t *dd = malloc((size_t)2 * W);
+        if (!dd) {
+            core_tmp_put(&ta);
+            return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.glass_blur: out of memory");
+        }
         for (int it = 0; it < C[sev].iterations; it++)
-            for (int h = H - d; h > d; h--)
-                for (int w = W - d; w > d; w--) {
-                    const int dx = (int)perturb_mt_randint(&mt, -d, d);
-                    const int dy = (int)perturb_mt_randint(&mt, -d, d);
-                    memcpy(x + ((size_t)h * W + w) * 3, x + ((size_t)(h + dy) * W + (w + dx)) * 3, 3);
-                }
-        for (size_t i = 0; i < n; i++) a[i] = x[i] / 255.;
+            for (int h = H - d; h > d; h--) {
+                perturb_mt_randint_fill(&mt, -d, d, dd, (size_t)2 * (W - 2 * d));
+                const int8_t *r = dd;
+                for (int w = W - d; w > d; w--, r += 2)
+                    memcpy(x + ((size_t)h * W + w) * 3, x + ((size_t)(h + r[1]) * W + (w + r[0])) * 3, 3);
+            }
+        free(dd);
+        perturb_ic_unit_array(x, a, n);
         rc = perturb_nd_gaussian(a, H, W, 3, C[sev].sigma, C[sev].sigma, 4.0, ND_NEAREST, th);
-        if (rc == WOBBLE_OK)
-            for (size_t i = 0; i < n; i++) x[i] = perturb_ic_u8(a[i]);
+        if (rc == WOBBLE_OK) perturb_ic_u8_array(a, x, n);
     }
     core_tmp_put(&ta);
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.glass_blur: out of memory");
@@ -621,7 +625,7 @@ int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double leve
     for (int py = 0; py < H + 2 * half; py++) {
         const uint8_t *srow = in->data + (size_t)perturb_reflect101(py - half, H) * rowlen;
         double *prow = x + (size_t)py * pw;
-        for (size_t i = 0; i < rowlen; i++) prow[(size_t)half * 3 + i] = srow[i] / 255.;
+        perturb_ic_unit_array(srow, prow + (size_t)half * 3, rowlen);
         for (int e = 0; e < half; e++)
             for (int ch = 0; ch < 3; ch++) {
                 prow[(size_t)e * 3 + ch] = prow[(size_t)(2 * half - e) * 3 + ch];
@@ -649,7 +653,7 @@ int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double leve
 #endif
                 defocus_sum_c(sp, k, nt, acc, 0, rowlen);
             uint8_t *o = out->data + (size_t)y * rowlen;
-            for (size_t i = 0; i < rowlen; i++) o[i] = perturb_ic_u8(acc[i]);
+            perturb_ic_u8_array(acc, o, rowlen);
         }
         free(acc);
         free(sp);

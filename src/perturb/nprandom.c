@@ -184,6 +184,29 @@ void perturb_mt_gauss_fill(perturb_mt *s, double *out, size_t n) {
     }
 }
 
+void perturb_mt_randint_fill(perturb_mt *s, int64_t low, int64_t high, int8_t *out, size_t n) {
+    const uint64_t rng = (uint64_t)(high - 1) - (uint64_t)low;
+    uint32_t mask = (uint32_t)rng;
+    mask |= mask >> 1, mask |= mask >> 2, mask |= mask >> 4, mask |= mask >> 8, mask |= mask >> 16;
+    size_t k = 0;
+    if (rng == 0) {
+        for (; k < n; k++) out[k] = (int8_t)low;
+        return;
+    }
+    while (k < n) {
+        if (s->pos >= MT_N) perturb_mt_twist(s);
+        /* the block's words in order, each kept when it passes (always, when
+         * the mask is the range) */
+        int pos = s->pos;
+        while (pos < MT_N && k < n) {
+            const uint32_t v = s->out[pos++] & mask;
+            out[k] = (int8_t)(low + (int64_t)v);
+            k += v <= rng;
+        }
+        s->pos = pos;
+    }
+}
+
 /* log(Gamma(x)) by Stirling's series with the coefficients NumPy uses,
  * shifting x up to 7 first. */
 static double loggam(double x) {

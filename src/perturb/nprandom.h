@@ -96,6 +96,10 @@ static inline int64_t perturb_mt_randint(perturb_mt *s, int64_t low, int64_t hig
  * the scalar paths on such a CPU) */
 int perturb_avx512(void);
 
+/* n draws of randint(low, high) with -128 <= low < high <= 128 into out:
+ * the same values and state after as n calls of perturb_mt_randint */
+void perturb_mt_randint_fill(perturb_mt *s, int64_t low, int64_t high, int8_t *out, size_t n);
+
 typedef struct perturb_pcg {
     unsigned __int128 state, inc;
 } perturb_pcg;
