@@ -228,13 +228,18 @@ int perturb_ic_contrast(wobble_ctx *ctx, const wobble_image *in, double level, c
                         wobble_image *out) {
     static const double C[5] = {0.4, .3, .2, .1, .05};
     PRELUDE;
-    double m[3] = {0, 0, 0};
+    double m[3] = {0, 0, 0}, unit[256];
+    perturb_ic_unit_table(unit);
     for (size_t i = 0; i < n; i += 3)
-        for (int ch = 0; ch < 3; ch++) m[ch] += src[i + ch] / 255.0;
+        for (int ch = 0; ch < 3; ch++) m[ch] += unit[src[i + ch]];
     const double cnt = (double)in->width * in->height;
     for (int ch = 0; ch < 3; ch++) m[ch] /= cnt;
+    /* the output depends on the channel and the value only: a table */
+    uint8_t lut[3][256];
+    for (int ch = 0; ch < 3; ch++)
+        for (int v = 0; v < 256; v++) lut[ch][v] = perturb_ic_u8((unit[v] - m[ch]) * C[sev] + m[ch]);
     for (size_t i = 0; i < n; i += 3)
-        for (int ch = 0; ch < 3; ch++) dst[i + ch] = perturb_ic_u8((src[i + ch] / 255.0 - m[ch]) * C[sev] + m[ch]);
+        for (int ch = 0; ch < 3; ch++) dst[i + ch] = lut[ch][src[i + ch]];
     return WOBBLE_OK;
 }
 
