@@ -119,6 +119,12 @@ check '[ $? -eq 1 ] && [ ! -e "$T/none.npy" ] && grep -q "nothing written" "$T/e
 "$W" embed --model "$M" -o "$T/x.npy" 2>"$T/e"; check '[ $? -eq 2 ]' "embed without inputs"
 "$W" embed --model "$M" --patch-tokens "$T/p.npy" "$REF/data/syn_33x17.png" -o "$T/q.npy"
 check '[ $? -eq 0 ] && [ -s "$T/p.npy" ]' "patch tokens"
+# OpenBLAS is loaded on first use: perturb never needs it; without it an
+# encoder run is a one-line error naming the library, and writes nothing
+WOBBLE_OPENBLAS_LIB="$T/no-libopenblas.so" "$W" perturb --op jpeg --level 30 "$IMG" "$T/nb.png"
+check '[ $? -eq 0 ] && [ -s "$T/nb.png" ]' "perturb without OpenBLAS"
+WOBBLE_OPENBLAS_LIB="$T/no-libopenblas.so" "$W" embed --model "$M" "$IMG" -o "$T/nb.npy" 2>"$T/e"
+check '[ $? -eq 1 ] && [ ! -e "$T/nb.npy" ] && grep -q "cannot load OpenBLAS: .*no-libopenblas.so" "$T/e" && [ $(wc -l <"$T/e") -le 2 ]' "embed without OpenBLAS: $(cat "$T/e")"
 
 # eval
 mkdir -p "$T/evdata" && cp "$IMG" "$REF/data/photo_96x80.png" "$T/evdata/"

@@ -13,7 +13,7 @@
  * multiply-adds. */
 #include "depth.h"
 
-#include <cblas.h>
+#include "../core/blas.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,7 +180,7 @@ static int head_up(const wobble_depth_head *h, const float *feat, int gh, int gw
         core_grow(&q->du, &q->c_du, U, sizeof(float)) || !q->ty || !q->tx)
         return WOBBLE_ENOMEM;
     for (int t = 0; t < G; t++) memcpy(q->lg + (size_t)t * K, h->w + (size_t)h->C * K, sizeof(float) * K);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, K, h->C, 1.0f, feat, h->C, h->w, K, 1.0f, q->lg, K);
+    core_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, K, h->C, 1.0f, feat, h->C, h->w, K, 1.0f, q->lg, K);
     resize_fwd(q->lg, gh, gw, K, q->lu, q->uh, q->uw, q->ty, q->tx);
     for (size_t p = 0; p < U; p++) {
         const float *l = q->lu + p * K;
@@ -212,6 +212,7 @@ int wobble_depth_head_predict(wobble_ctx *ctx, const wobble_depth_head *h, const
                               int H, float *depth) {
     if (!h || !feat || !depth || gh < 1 || gw < 1 || W < 1 || H < 1)
         return core_seterr(ctx, WOBBLE_EINVAL, "depth head: bad arguments");
+    if (core_blas_load(ctx) != WOBBLE_OK) return wobble_last_status(ctx);
     head_pass q;
     memset(&q, 0, sizeof q);
     int rc = head_up(h, feat, gh, gw, &q);
@@ -312,7 +313,7 @@ static int head_back(const wobble_depth_head *h, slot_ws *x, const wobble_depth_
             for (int k = 0; k < K; k++) o[k] = l[k] > 0 ? f * (h->bin[k] - D) : 0;
         }
         resize_back(x->dlg, Q->gw, K, x->dlu, Q->uh, Q->uw, Q->ty, Q->tx);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, K, (int)G, 1.0f, s->feat, C, x->dlg, K, 0.0f, x->grad, K);
+        core_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, K, (int)G, 1.0f, s->feat, C, x->dlg, K, 0.0f, x->grad, K);
         float *gb = x->grad + (size_t)C * K;
         memset(gb, 0, sizeof(float) * K);
         for (size_t t = 0; t < G; t++)
@@ -325,6 +326,7 @@ static int head_back(const wobble_depth_head *h, slot_ws *x, const wobble_depth_
 static int head_loss(wobble_ctx *ctx, const wobble_depth_head *h, const wobble_depth_sample *s, int n,
                      double grad_weight, double *loss, float *grad, loss_ws *ws) {
     const size_t NP = (size_t)h->C * h->K + h->K;
+    if (core_blas_load(ctx) != WOBBLE_OK) return wobble_last_status(ctx);
     if ((size_t)n > ws->cap) {
         slot_ws *v = realloc(ws->s, sizeof *v * (size_t)n);
         if (!v) return core_seterr(ctx, WOBBLE_ENOMEM, "depth loss: out of memory");

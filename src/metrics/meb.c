@@ -21,7 +21,7 @@
 #include "../core/internal.h"
 #include "metrics.h"
 
-#include <cblas.h>
+#include "../core/blas.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +77,7 @@ int wobble_meb_f64(wobble_ctx *ctx, const double *pts, int n, int d, double *rad
     if (!pts || !radius || n < 1 || d < 1) return core_seterr(ctx, WOBBLE_EINVAL, "meb: bad arguments");
     for (size_t i = 0; i < (size_t)n * d; i++)
         if (!isfinite(pts[i])) return core_seterr(ctx, WOBBLE_EINVAL, "meb: point %zu holds NaN or Inf", i / d);
+    if (core_blas_load(ctx) != WOBBLE_OK) return wobble_last_status(ctx);
     double *mean = calloc((size_t)d, sizeof(double));
     double *Q = malloc(sizeof(double) * (size_t)n * d);
     double *G = malloc(sizeof(double) * (size_t)n * n);
@@ -92,7 +93,7 @@ int wobble_meb_f64(wobble_ctx *ctx, const double *pts, int n, int d, double *rad
     for (int k = 0; k < d; k++) mean[k] /= n;
     for (int i = 0; i < n; i++)
         for (int k = 0; k < d; k++) Q[(size_t)i * d + k] = pts[(size_t)i * d + k] - mean[k];
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, d, 1.0, Q, d, 0.0, G, n);
+    core_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, d, 1.0, Q, d, 0.0, G, n);
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++) G[(size_t)j * n + i] = G[(size_t)i * n + j];
     double scale = 0;

@@ -17,7 +17,7 @@
 #include "model.h"
 #include "fastmath.h"
 
-#include <cblas.h>
+#include "../core/blas.h"
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -52,7 +52,7 @@ static void linear_fwd(const float *x, int rows, const linear_t *L, float *y, in
         for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * o, b, sizeof(float) * o);
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L->out, L->in, 1.0f, x, L->in, L->w, L->in, beta, y,
+    core_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L->out, L->in, 1.0f, x, L->in, L->w, L->in, beta, y,
                 L->out);
 }
 
@@ -96,7 +96,7 @@ static void qkv_fwd(const float *x, int rows, const block_t *bk, float *y, arena
     for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * o, bk->qkv.b, sizeof(float) * o);
     const float *w[3] = {bk->wq, bk->wk, bk->wv};
     for (int j = 0; j < 3; j++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, D, D, 1.0f, x, D, w[j], D, 1.0f, y + (size_t)j * D, o);
+        core_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, D, D, 1.0f, x, D, w[j], D, 1.0f, y + (size_t)j * D, o);
 }
 
 /* Per-row mean and 1 / sqrt(var + eps), computed exactly as layernorm_fwd
@@ -286,7 +286,7 @@ static void attention_fwd(const float *qkv, const uint16_t *qkv16, int n, int T,
             model_f32_pack_into(&kv, fk + (size_t)omp_get_thread_num() * fke, k, T, dh, (size_t)3 * D, 0);
             model_f32_gemm(q, T, 3 * D, &kv, NULL, 0, S, T, 1);
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
+            core_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, T);
         }
         if (fk) /* wobble's kernels have no alpha: the scores are scaled after, in fp32 */
             for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
@@ -305,7 +305,7 @@ static void attention_fwd(const float *qkv, const uint16_t *qkv16, int n, int T,
                                 v, dh, T, (size_t)3 * D, 1);
             model_f32_gemm(S, T, T, &vv, NULL, 0, o, D, 1);
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f, S, T, v, 3 * D, 0.0f, o, D);
+            core_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f, S, T, v, 3 * D, 0.0f, o, D);
         }
     }
 }
@@ -899,8 +899,8 @@ int model_forward_record(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
         return core_seterr(ctx, WOBBLE_EINVAL, "%s: fine-tuning runs in fp32; load the model with precision fp32",
                            m->path);
     int rc = check_input(ctx, m, pixels, n, H, W);
-    if (rc) return rc;
-    openblas_set_num_threads(wobble_ctx_threads(ctx));
+    if (rc || (rc = core_blas_load(ctx))) return rc;
+    core_blas_threads(wobble_ctx_threads(ctx));
     return forward_chunk(ctx, m, pixels, n, H, W, NULL, emb, NULL, tape, NULL);
 }
 
@@ -991,9 +991,9 @@ int wobble_model_forward(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
     if (!m || !pixels || !emb || n < 0) return core_seterr(ctx, WOBBLE_EINVAL, "forward: NULL argument");
     if (n == 0) return WOBBLE_OK;
     int rc = check_input(ctx, m, pixels, n, H, W);
-    if (rc) return rc;
+    if (rc || (rc = core_blas_load(ctx))) return rc;
     const size_t per = (size_t)3 * H * W;
-    openblas_set_num_threads(wobble_ctx_threads(ctx));
+    core_blas_threads(wobble_ctx_threads(ctx));
     const int np = wobble_model_num_patches(m, H, W);
     /* the GPU takes max_batch images a call; the CPU, chunks within FWD_CHUNK_BYTES */
     const int chunk = m->device ? m->max_batch : cpu_chunk_images(m, n, 1 + m->n_reg + np);
@@ -1014,8 +1014,8 @@ int model_forward_tokens(wobble_ctx *ctx, wobble_model *m, const float *pixels, 
         if (layers[j] < 0 || layers[j] >= m->depth)
             return core_seterr(ctx, WOBBLE_EINVAL, "%s: block %d asked, the model has %d", m->path, layers[j], m->depth);
     int rc = check_input(ctx, m, pixels, 1, H, W);
-    if (rc) return rc;
-    openblas_set_num_threads(wobble_ctx_threads(ctx));
+    if (rc || (rc = core_blas_load(ctx))) return rc;
+    core_blas_threads(wobble_ctx_threads(ctx));
     const layer_taps lt = {layers, n_layers, cls, patch};
     return forward_chunk(ctx, m, pixels, 1, H, W, NULL, emb, NULL, NULL, &lt);
 }
@@ -1089,7 +1089,8 @@ int wobble_model_encode_text(wobble_ctx *ctx, wobble_model *m, const int32_t *id
             return core_seterr(ctx, WOBBLE_EINVAL, "%s: token id %d of text %ld is outside the vocabulary (%d)",
                                  m->path, ids[i], i / len, t->vocab);
     const int th = wobble_ctx_threads(ctx), D = t->dim;
-    openblas_set_num_threads(th);
+    if (core_blas_load(ctx) != WOBBLE_OK) return wobble_last_status(ctx);
+    core_blas_threads(th);
     for (int s0 = 0; s0 < n; s0 += m->max_batch) {
         const int c = n - s0 < m->max_batch ? n - s0 : m->max_batch;
         int T = 1;

@@ -4,7 +4,7 @@
  */
 #include "probe.h"
 
-#include <cblas.h>
+#include "../core/blas.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,7 +227,7 @@ static int knn_scores(wobble_ctx *ctx, const wobble_classifier *c, const float *
         return core_seterr(ctx, WOBBLE_ENOMEM, "knn: out of memory");
     }
     const int th = wobble_ctx_threads(ctx);
-    openblas_set_num_threads(th);
+    core_blas_threads(th);
     for (int s0 = 0; s0 < nq; s0 += B) {
         const int b = nq - s0 < B ? nq - s0 : B;
         memcpy(q, Q + (size_t)s0 * d, sizeof(float) * (size_t)b * d);
@@ -236,14 +236,14 @@ static int knn_scores(wobble_ctx *ctx, const wobble_classifier *c, const float *
          * OpenBLAS's own threading splits the matrix by thread count, and its
          * edge kernels round differently, so the bits would depend on it */
         const int tile = 512, ntiles = (n + tile - 1) / tile;
-        openblas_set_num_threads(1);
+        core_blas_threads(1);
 #pragma omp parallel for num_threads(th) schedule(static) if (ntiles > 1)
         for (int tj = 0; tj < ntiles; tj++) {
             const int j0 = tj * tile, w = n - j0 < tile ? n - j0 : tile;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, w, d, 1.0f, q, d, c->X + (size_t)j0 * d, d, 0.0f,
+            core_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, w, d, 1.0f, q, d, c->X + (size_t)j0 * d, d, 0.0f,
                         S + j0, n);
         }
-        openblas_set_num_threads(th);
+        core_blas_threads(th);
         int fail = 0;
 #pragma omp parallel for num_threads(th) schedule(static) reduction(| : fail)
         for (int i = 0; i < b; i++) {
@@ -287,6 +287,7 @@ static int knn_scores(wobble_ctx *ctx, const wobble_classifier *c, const float *
 
 int wobble_classifier_scores(wobble_ctx *ctx, const wobble_classifier *c, const float *X, int n, float *scores) {
     if (!c || (!X && n) || !scores || n < 0) return core_seterr(ctx, WOBBLE_EINVAL, "classifier: NULL argument");
+    if (core_blas_load(ctx) != WOBBLE_OK) return wobble_last_status(ctx);
     for (size_t i = 0; i < (size_t)n * c->d; i++)
         if (!isfinite(X[i]))
             return core_seterr(ctx, WOBBLE_EINVAL, "classifier: embedding %zu holds a NaN or infinite value", i / c->d);
@@ -300,9 +301,9 @@ int wobble_classifier_scores(wobble_ctx *ctx, const wobble_classifier *c, const 
     if (!q) return core_seterr(ctx, WOBBLE_ENOMEM, "zeroshot: out of memory");
     memcpy(q, X, sizeof(float) * (size_t)n * c->d);
     normalize_rows(q, n, c->d);
-    openblas_set_num_threads(wobble_ctx_threads(ctx));
+    core_blas_threads(wobble_ctx_threads(ctx));
     if (n)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, c->C, c->d, (float)c->scale, q, c->d, c->W, c->d, 0.0f,
+        core_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, c->C, c->d, (float)c->scale, q, c->d, c->W, c->d, 0.0f,
                     scores, c->C);
     free(q);
     return WOBBLE_OK;

@@ -17,7 +17,7 @@
  */
 #include "probe.h"
 
-#include <cblas.h>
+#include "../core/blas.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +42,7 @@ static double lr_fg(const lr_problem *P, const double *th, double *g) {
     double *Z = P->Z;
     for (int c = 0; c < C; c++)
         for (int i = 0; i < n; i++) Z[(size_t)c * n + i] = b[c];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, n, d, 1.0, W, d, P->XT, n, 1.0, Z, n);
+    core_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, n, d, 1.0, W, d, P->XT, n, 1.0, Z, n);
     double *L = P->loss;
 #pragma omp parallel for num_threads(P->threads) schedule(static) if (n >= 2048)
     for (int i = 0; i < n; i++) {
@@ -65,7 +65,7 @@ static double lr_fg(const lr_problem *P, const double *th, double *g) {
     if (g) {
         double *gW = g, *gb = g + (size_t)C * d;
         memcpy(gW, W, sizeof(double) * (size_t)C * d);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, d, n, 1.0, Z, n, P->XT, n, P->lambda, gW, d);
+        core_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, d, n, 1.0, Z, n, P->XT, n, P->lambda, gW, d);
         for (int c = 0; c < C; c++) {
             double t = 0;
             for (int i = 0; i < n; i++) t += Z[(size_t)c * n + i];
@@ -252,8 +252,8 @@ int probe_linear_fit(wobble_ctx *ctx, const float *Xf, const int *y, int n, int 
                      probe_linear *out) {
     const wobble_probe_params p = pp ? *pp : wobble_probe_default_params();
     int rc = probe_check_linear(ctx, &p);
-    if (rc) return rc;
-    openblas_set_num_threads(wobble_ctx_threads(ctx));
+    if (rc || (rc = core_blas_load(ctx))) return rc;
+    core_blas_threads(wobble_ctx_threads(ctx));
     memset(out, 0, sizeof *out);
     out->d = d;
     out->C = C;

@@ -18,7 +18,7 @@
 
 #include "../model/fastmath.h"
 
-#include <cblas.h>
+#include "../core/blas.h"
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -44,8 +44,8 @@ static void colsum_acc(const float *dy, int rows, int cols, int ld, float *db, i
 /* y = x W^T + b: dW += dy^T x, db += colsum(dy), dx = dy W (+ beta dx). */
 static void linear_bwd(const float *dy, int rows, int out, int ldy, const float *x, int in, int ldx, const float *W,
                        float *dW, float *db, float *dx, int lddx, float beta) {
-    if (dW) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, rows, 1.0f, dy, ldy, x, ldx, 1.0f, dW, in);
-    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, in, out, 1.0f, dy, ldy, W, in, beta, dx, lddx);
+    if (dW) core_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, rows, 1.0f, dy, ldy, x, ldx, 1.0f, dW, in);
+    if (dx) core_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, in, out, 1.0f, dy, ldy, W, in, beta, dx, lddx);
     (void)db;
 }
 
@@ -154,8 +154,8 @@ static void attention_bwd(const float *qkv, const float *probs, const float *dO,
         const float *P = probs + (size_t)job * T * T;
         const float *dOh = dO + (size_t)b * T * D + (size_t)hh * dh;
         float *dq = dqkv + base, *dk = dq + D, *dv = dq + 2 * D;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dh, T, 1.0f, P, T, dOh, D, 0.0f, dv, 3 * D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, 1.0f, dOh, D, v, 3 * D, 0.0f, dS, T);
+        core_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dh, T, 1.0f, P, T, dOh, D, 0.0f, dv, 3 * D);
+        core_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, 1.0f, dOh, D, v, 3 * D, 0.0f, dS, T);
         for (int i = 0; i < T; i++) {
             float *row = dS + (size_t)i * T;
             const float *pr = P + (size_t)i * T;
@@ -164,8 +164,8 @@ static void attention_bwd(const float *qkv, const float *probs, const float *dO,
             const float d = (float)dot;
             for (int j = 0; j < T; j++) row[j] = pr[j] * (row[j] - d);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, scale, dS, T, k, 3 * D, 0.0f, dq, 3 * D);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dh, T, scale, dS, T, q, 3 * D, 0.0f, dk, 3 * D);
+        core_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, scale, dS, T, k, 3 * D, 0.0f, dq, 3 * D);
+        core_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dh, T, scale, dS, T, q, 3 * D, 0.0f, dk, 3 * D);
     }
 }
 
@@ -262,8 +262,8 @@ static void head_bwd(wobble_model *m, const fwd_tape *t, const float *demb, cons
     const int n = t->n, D = m->dim, E = m->embed_dim;
     if (m->head.w) {
         if (g->head_w)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, E, D, n, 1.0f, demb, E, t->ncls, D, 1.0f, g->head_w, D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, D, E, 1.0f, demb, E, m->head.w, D, 0.0f, dn, D);
+            core_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, E, D, n, 1.0f, demb, E, t->ncls, D, 1.0f, g->head_w, D);
+        core_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, D, E, 1.0f, demb, E, m->head.w, D, 0.0f, dn, D);
     } else {
         memcpy(dn, demb, sizeof(float) * (size_t)n * D);
     }
@@ -285,7 +285,7 @@ static int device_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const 
         return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the backward pass", m->path);
     }
     float *dn = buf, *dcls = dn + (size_t)n * D, *mu = dcls + (size_t)n * D, *rs = mu + n, *dppos = rs + n;
-    openblas_set_num_threads(th);
+    core_blas_threads(th);
     head_bwd(m, t, demb, g, dn, dcls, mu, rs, th);
     if (g->blk)
         for (int l = 0; l < L; l++) {
@@ -307,13 +307,14 @@ static int device_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const 
 int train_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const float *demb, const grads_t *g, bwd_ws *ws,
                    float *dpixels) {
     if (m->device) return device_backward(ctx, m, t, demb, g, dpixels);
+    if (core_blas_load(ctx) != WOBBLE_OK) return wobble_last_status(ctx);
     const int th = wobble_ctx_threads(ctx);
     const int n = t->n, T = t->T, D = m->dim, rows = t->rows, R = m->n_reg, np = t->gh * t->gw;
     const int P = m->patch, K = 3 * P * P;
     bwd_bufs b;
     if (ws_reserve(ws, m, n, T, th, &b) != 0)
         return core_seterr(ctx, WOBBLE_ENOMEM, "%s: out of memory for the backward pass (%d images)", m->path, n);
-    openblas_set_num_threads(th);
+    core_blas_threads(th);
     /* head and final norm, CLS rows only */
     float *dcls = b.dh; /* [n, D] */
     head_bwd(m, t, demb, g, b.dz, dcls, b.mu, b.rs, th);
@@ -361,7 +362,7 @@ int train_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const float *d
         if (rc) return rc;
     }
     if (g->patch_w)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, K, n * np, 1.0f, dpe, D, t->patches, K, 1.0f, g->patch_w,
+        core_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, K, n * np, 1.0f, dpe, D, t->patches, K, 1.0f, g->patch_w,
                     K);
     if (dpixels) {
         const size_t need = (size_t)n * np * K;
@@ -371,7 +372,7 @@ int train_backward(wobble_ctx *ctx, wobble_model *m, fwd_tape *t, const float *d
             ws->cap_dpatch = ws->dpatch ? need : 0;
             if (!ws->dpatch) return core_seterr(ctx, WOBBLE_ENOMEM, "backward: out of memory");
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n * np, K, D, 1.0f, dpe, D, m->patch_w, K, 0.0f,
+        core_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n * np, K, D, 1.0f, dpe, D, m->patch_w, K, 0.0f,
                     ws->dpatch, K);
         const int H = t->H, W = t->W, gw = t->gw;
         memset(dpixels, 0, sizeof(float) * (size_t)n * 3 * H * W);
