@@ -154,5 +154,17 @@ r = subprocess.run([*MPI, W, "eval", "--model", M, "--data", DATA, "--op", "jpeg
 check(r.returncode != 0 and "not --shard, --embeddings or --task depth" in r.stderr,
       f"--shard under mpirun: {r.stderr[-300:]!r}")
 
+# the MPI calls live in libwobble_mpi.so, loaded only under mpirun: a missing
+# one is a one-line error per rank and a failed job, not a crash
+env = dict(os.environ, WOBBLE_MPI_LIB=os.path.join(T, "no-such-libwobble_mpi.so"))
+r = subprocess.run([*MPI, W, "eval", "--model", M, "--data", DATA, "--op", "jpeg:50", "-o", os.path.join(T, "y")],
+                   capture_output=True, text=True, env=env)
+check(r.returncode != 0 and "cannot load wobble's MPI library" in r.stderr and "no-such-libwobble_mpi.so" in r.stderr
+      and not os.path.exists(os.path.join(T, "y", "summary.json")), f"missing MPI library: {r.stderr[-300:]!r}")
+# and a plain run never loads it
+r = subprocess.run([W, "eval", "--model", M, "--data", DATA, "--op", "jpeg:50", "-o", os.path.join(T, "z")],
+                   capture_output=True, text=True, env=env)
+check(r.returncode == 0, f"without mpirun, WOBBLE_MPI_LIB unused: {r.stderr[-300:]!r}")
+
 shutil.rmtree(T)
 finish()

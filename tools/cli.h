@@ -61,6 +61,19 @@ void cli_tokenizer_dir(const char *model, const char *tokenizer, char *dir, size
 /* 1 when started by mpirun (Open MPI's, or a PMI/PMIx launcher's
  * environment): only then does the MPI build initialise MPI. */
 int cli_mpi_launched(void);
+#ifdef WOBBLE_HAVE_MPI
+/* under mpirun: load libwobble_mpi.so and MPI_Init (0), or report why not
+ * (-1); cli_mpi_stop finalises. The rest wrap MPI_COMM_WORLD's rank, size,
+ * the int and double sums over all ranks (Allreduce) and rank 0's ints to
+ * all (Bcast); 0 on success. */
+int cli_mpi_start(int *argc, char ***argv);
+void cli_mpi_stop(void);
+int cli_mpi_rank(void);
+int cli_mpi_size(void);
+int cli_mpi_sum_int(const int *in, int *out, int n);
+int cli_mpi_sum_double(double *v, size_t n);
+int cli_mpi_bcast_int(int *v, int n);
+#endif
 
 /* Progress on stderr when it is a terminal; silent otherwise. */
 typedef struct cli_progress {

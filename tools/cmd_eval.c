@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #ifdef WOBBLE_HAVE_MPI
-#include <mpi.h>
 #endif
 #include <time.h>
 #include <unistd.h>
@@ -395,10 +394,7 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
      * task on them, computing nothing again: the bytes of one process */
     int rank = 0, size = 1;
     mpi_bcast = 0;
-    if (cli_mpi_launched()) {
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        MPI_Comm_size(MPI_COMM_WORLD, &size);
-    }
+    if (cli_mpi_launched()) rank = cli_mpi_rank(), size = cli_mpi_size();
     if (size > 1) {
         int bad = 0;
         if (tr) {
@@ -421,13 +417,13 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
             bad = 1;
         }
         int any = 0;
-        MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+        if (cli_mpi_sum_int(&bad, &any, 1)) any = 1;
         if (any) {
             exit_code = EXIT_FAIL;
             goto out;
         }
         if (rank != 0) { /* rank 0's outcome is the job's */
-            MPI_Bcast(&exit_code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+            cli_mpi_bcast_int(&exit_code, 1);
             goto out;
         }
         mpi_bcast = 1;
@@ -452,7 +448,7 @@ static int run_downstream(wobble_ctx *ctx, wobble_model *m, wobble_dataset *test
     if (sum.test.failed || sum.train.failed) exit_code = EXIT_FAIL;
 out:
 #ifdef WOBBLE_HAVE_MPI
-    if (mpi_bcast) MPI_Bcast(&exit_code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (mpi_bcast) cli_mpi_bcast_int(&exit_code, 1);
 #endif
     free(grid);
     for (int i = 0; i < n_tpl; i++) free(tpl[i]);
@@ -540,7 +536,7 @@ static int run_mpi(wobble_ctx *ctx, wobble_model *m, wobble_dataset *ds, wobble_
     if (rc != WOBBLE_OK) cli_error("rank %d: %s", rank, wobble_last_error(ctx));
     /* every rank's outcome: a failed rank fails the job (its message is above) */
     int mine[2] = {rc != WOBBLE_OK, sum.failed}, all[2] = {0, 0};
-    MPI_Allreduce(mine, all, 2, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (cli_mpi_sum_int(mine, all, 2)) all[0] = 1;
     if (all[0]) return EXIT_FAIL;
     int code = EXIT_OK;
     if (rank == 0) {
@@ -564,7 +560,7 @@ static int run_mpi(wobble_ctx *ctx, wobble_model *m, wobble_dataset *ds, wobble_
         for (int r = 0; dirs && r < size; r++) free(dirs[r]);
         free(dirs);
     }
-    MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    cli_mpi_bcast_int(&code, 1);
     return code;
 }
 #endif
@@ -698,9 +694,9 @@ static int cmd_eval_main(int argc, char **argv);
 int cmd_eval(int argc, char **argv) {
 #ifdef WOBBLE_HAVE_MPI
     if (cli_mpi_launched()) {
-        MPI_Init(&argc, &argv);
+        if (cli_mpi_start(&argc, &argv)) return EXIT_FAIL;
         int code = cmd_eval_main(argc, argv);
-        MPI_Finalize();
+        cli_mpi_stop();
         return code;
     }
 #endif
@@ -869,10 +865,7 @@ static int cmd_eval_main(int argc, char **argv) {
     }
     int mpi_rank = 0, mpi_size = 1;
 #ifdef WOBBLE_HAVE_MPI
-    if (cli_mpi_launched()) {
-        MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
-        MPI_Comm_size(MPI_COMM_WORLD, &mpi_size);
-    }
+    if (cli_mpi_launched()) mpi_rank = cli_mpi_rank(), mpi_size = cli_mpi_size();
     if (mpi_size > 1 && (shard_n || embeddings || (task && !strcmp(task, "depth")))) {
         if (mpi_rank == 0)
             cli_error("eval: under mpirun, eval runs the robustness evaluation or a classification task (not "

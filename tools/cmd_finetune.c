@@ -11,15 +11,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #ifdef WOBBLE_HAVE_MPI
-#include <mpi.h>
-
 /* the sum over every rank, the same on all (data-parallel fine-tuning) */
 static int mpi_sum(void *comm, double *v, size_t n) {
     (void)comm;
-    return n <= (size_t)INT_MAX && MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) ==
-                                         MPI_SUCCESS
-               ? 0
-               : -1;
+    return cli_mpi_sum_double(v, n) ? -1 : 0;
 }
 #endif
 
@@ -140,9 +135,9 @@ static int cmd_finetune_main(int argc, char **argv);
 int cmd_finetune(int argc, char **argv) {
 #ifdef WOBBLE_HAVE_MPI
     if (cli_mpi_launched()) {
-        MPI_Init(&argc, &argv);
+        if (cli_mpi_start(&argc, &argv)) return EXIT_FAIL;
         const int code = cmd_finetune_main(argc, argv);
-        MPI_Finalize();
+        cli_mpi_stop();
         return code;
     }
 #endif
@@ -391,8 +386,8 @@ static int cmd_finetune_main(int argc, char **argv) {
     int rank = 0;
 #ifdef WOBBLE_HAVE_MPI
     if (cli_mpi_launched()) {
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        MPI_Comm_size(MPI_COMM_WORLD, &P.ranks);
+        rank = cli_mpi_rank();
+        P.ranks = cli_mpi_size();
         P.rank = rank;
         P.allreduce = mpi_sum;
         if (rank) P.progress = NULL; /* rank 0 speaks for the job */
