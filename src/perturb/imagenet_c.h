@@ -46,7 +46,7 @@ IC_OP(frost);
 int perturb_ic_seed(wobble_ctx *ctx, const char *op, const wobble_perturb_params *p, double level, uint32_t *seed);
 
 /* _motion_blur of imagecorruptions on an (h, w, c) float64 array (radius
- * at most 31); returns WOBBLE_OK or WOBBLE_EINVAL */
+ * at most 31); returns WOBBLE_OK, WOBBLE_EINVAL or WOBBLE_ENOMEM */
 int perturb_ic_motion(const double *a, int h, int w, int c, int radius, int sigma, double angle, double *out,
                       int threads);
 /* clipped_zoom: the centre ceil(n / z) crop zoomed by z (scipy zoom,

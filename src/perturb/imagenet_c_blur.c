@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 /* the image as float64 / 255 in the context's scratch slot 0 */
 static double *to_unit(wobble_ctx *ctx, const wobble_image *in, core_tmp *t) {
@@ -89,15 +92,6 @@ int perturb_ic_glass_blur(wobble_ctx *ctx, const wobble_image *in, double level,
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.glass_blur: out of memory");
 }
 
-/* o[i] += k * s[i]: one rounding for the product and one for the sum, as
- * NumPy computes blurred + kernel[i] * shifted */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-static void axpy(double *restrict o, const double *restrict s, double k, size_t n) {
-    for (size_t i = 0; i < n; i++) o[i] += k * s[i];
-}
-
 /* The motion-blur kernel of imagecorruptions: k_i = exp(-i^2 / (2 sigma^2))
  * / (sqrt(2 pi) sigma), i = 0..2 radius, over its sum. */
 static void motion_kernel(int radius, int sigma, double *k) {
@@ -133,24 +127,50 @@ static int motion_taps(int radius, double angle_deg, int h, int w, int *dxs, int
  * index clamped to the image */
 static inline int shifted(int i, int d, int n) { return perturb_clampi(i - d, 0, n - 1); }
 
-/* o[x] += k * src[x + off] over a row of w pixels of c values, the index
- * outside [0, w) clamped (shift's edges) or, reflect101, reflected about the
- * edge pixel (OpenCV's borders); the interior run goes through axpy. Each
- * output gets one product and one sum, so taps added row by row keep each
- * output's order of terms. */
-static inline void row_tap_at(double *o, const double *src, double k, int x, int sx, int c) {
-    for (int ch = 0; ch < c; ch++) o[(size_t)x * c + ch] += k * src[(size_t)sx * c + ch];
+/* o[i] = sum over taps t, in order, of k[t] * sp[t][i], for i in [i0, i1)
+ * (defocus_blur's and _motion_blur's correlations on padded rows). Each
+ * output keeps its own order of terms (0 + k0 s0, then + k1 s1, ...), the
+ * sum built in a register over all taps instead of tap after tap over the
+ * row; 64 outputs at a time where the CPU has AVX-512. */
+static void taps_sum_c(const double *const *sp, const double *k, int nt, double *o, size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; i++) {
+        double v = 0.0;
+        for (int t = 0; t < nt; t++) v += k[t] * sp[t][i];
+        o[i] = v;
+    }
 }
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) static void taps_sum_avx512(const double *const *sp, const double *k, int nt,
+                                                                  double *o, size_t i0, size_t i1) {
+    size_t i = i0;
+    for (; i + 64 <= i1; i += 64) {
+        __m512d a[8];
+        for (int v = 0; v < 8; v++) a[v] = _mm512_setzero_pd();
+        for (int t = 0; t < nt; t++) {
+            const __m512d kt = _mm512_set1_pd(k[t]);
+            const double *s = sp[t] + i;
+            for (int v = 0; v < 8; v++) a[v] = _mm512_add_pd(a[v], _mm512_mul_pd(kt, _mm512_loadu_pd(s + 8 * v)));
+        }
+        for (int v = 0; v < 8; v++) _mm512_storeu_pd(o + i + 8 * v, a[v]);
+    }
+    for (; i + 8 <= i1; i += 8) {
+        __m512d a0 = _mm512_setzero_pd();
+        for (int t = 0; t < nt; t++) a0 = _mm512_add_pd(a0, _mm512_mul_pd(_mm512_set1_pd(k[t]), _mm512_loadu_pd(sp[t] + i)));
+        _mm512_storeu_pd(o + i, a0);
+    }
+    taps_sum_c(sp, k, nt, o, i, i1);
+}
+#endif
 
-static void row_tap(double *o, const double *src, double k, int off, int w, int c, int reflect101) {
-    int lo = off < 0 ? -off : 0, hi = off > 0 ? w - off : w;
-    if (lo > w) lo = w;
-    if (hi < lo) hi = lo;
-#define EDGE(x) (reflect101 ? perturb_reflect101((x) + off, w) : perturb_clampi((x) + off, 0, w - 1))
-    for (int x = 0; x < lo; x++) row_tap_at(o, src, k, x, EDGE(x), c);
-    axpy(o + (size_t)lo * c, src + ((ptrdiff_t)lo + off) * c, k, (size_t)(hi - lo) * c);
-    for (int x = hi; x < w; x++) row_tap_at(o, src, k, x, EDGE(x), c);
-#undef EDGE
+static void taps_sum(const double *const *sp, const double *k, int nt, double *o, size_t n, int vec) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (vec) {
+        taps_sum_avx512(sp, k, nt, o, 0, n);
+        return;
+    }
+#endif
+    (void)vec;
+    taps_sum_c(sp, k, nt, o, 0, n);
 }
 
 /* _motion_blur(a, radius, sigma, angle) of an (h, w, c) float64 array:
@@ -164,15 +184,32 @@ int perturb_ic_motion(const double *a, int h, int w, int c, int radius, int sigm
     if (radius < 0 || 2 * radius + 1 > 64) return WOBBLE_EINVAL;
     motion_kernel(radius, sigma, k);
     const int taps = motion_taps(radius, angle, h, w, dxs, dys);
-    /* tap by tap over whole rows: each output still adds its taps in order */
-    const size_t rowlen = (size_t)w * c;
+    /* the rows padded by the largest shift with their edge pixels (shift's
+     * edges), so that every tap of every output lies inside its row */
+    int R = 0;
+    for (int t = 0; t < taps; t++) R = abs(dxs[t]) > R ? abs(dxs[t]) : R;
+    const size_t rowlen = (size_t)w * c, pw = (size_t)(w + 2 * R) * c;
+    double *pad = malloc(sizeof(double) * pw * (size_t)h);
+    if (!pad) return WOBBLE_ENOMEM;
+    for (int y = 0; y < h; y++) {
+        const double *r = a + (size_t)y * rowlen;
+        double *p = pad + (size_t)y * pw;
+        memcpy(p + (size_t)R * c, r, sizeof(double) * rowlen);
+        for (int j = 0; j < R; j++)
+            for (int ch = 0; ch < c; ch++) {
+                p[(size_t)j * c + ch] = r[ch];
+                p[(size_t)(w + R + j) * c + ch] = r[(size_t)(w - 1) * c + ch];
+            }
+    }
+    const int vec = perturb_avx512();
 #pragma omp parallel for num_threads(threads) schedule(static) if ((size_t)w * h * c > 65536)
     for (int y = 0; y < h; y++) {
-        double *o = out + (size_t)y * rowlen;
-        for (size_t i = 0; i < rowlen; i++) o[i] = 0.0;
+        const double *sp[64];
         for (int t = 0; t < taps; t++)
-            row_tap(o, a + (size_t)shifted(y, dys[t], h) * rowlen, k[t], -dxs[t], w, c, 0);
+            sp[t] = pad + (size_t)shifted(y, dys[t], h) * pw + (size_t)(R - dxs[t]) * c;
+        taps_sum(sp, k, taps, out + (size_t)y * rowlen, rowlen, vec);
     }
+    free(pad);
     return WOBBLE_OK;
 }
 
@@ -190,13 +227,15 @@ int perturb_ic_motion_blur(wobble_ctx *ctx, const wobble_image *in, double level
     const double angle = perturb_mt_uniform(&mt, -45, 45);
     core_tmp t0, t1;
     double *a = core_tmp_get(ctx, 0, sizeof(double) * n, &t0), *b = core_tmp_get(ctx, 1, sizeof(double) * n, &t1);
-    if (a && b) {
+    rc = a && b ? WOBBLE_OK : WOBBLE_ENOMEM;
+    if (rc == WOBBLE_OK) {
         for (size_t i = 0; i < n; i++) a[i] = in->data[i];
-        perturb_ic_motion(a, H, W, 3, C[sev][0], C[sev][1], angle, b, wobble_ctx_threads(ctx));
-        for (size_t i = 0; i < n; i++) out->data[i] = (uint8_t)(b[i] < 0 ? 0 : b[i] > 255 ? 255 : b[i]);
+        rc = perturb_ic_motion(a, H, W, 3, C[sev][0], C[sev][1], angle, b, wobble_ctx_threads(ctx));
     }
+    if (rc == WOBBLE_OK)
+        for (size_t i = 0; i < n; i++) out->data[i] = (uint8_t)(b[i] < 0 ? 0 : b[i] > 255 ? 255 : b[i]);
     core_tmp_put(&t0), core_tmp_put(&t1);
-    return a && b ? WOBBLE_OK : core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.motion_blur: out of memory");
+    return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.motion_blur: out of memory");
 }
 
 /* np.arange(1, stop, step): 1, 1 + step, then 1 + i * ((1 + step) - 1),
@@ -270,7 +309,6 @@ static void zoom_row_c(float *a, const double *r0, const double *r1, const pertu
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 __attribute__((target("avx512f,avx512vl"))) static void zoom_row_avx512(float *a, const double *r0, const double *r1,
                                                                         const perturb_nd_tap *ty,
                                                                         const perturb_nd_tap *tx, const zoom_block *B,
@@ -566,41 +604,6 @@ static int defocus_kernel(int radius, double alias, float *k) {
 /* x / 255 correlated per channel with the disk (cv2.filter2D, float64,
  * reflect-101 borders; OpenCV takes a DFT for kernels this large, computed
  * here directly), clip(., 0, 1) * 255 */
-/* o[i] = sum over taps t, in order, of k[t] * sp[t][i], for i in [i0, i1):
- * defocus_blur's interior, where every tap's pixel lies inside its row.
- * Each output keeps its own order of terms (0 + k0 s0, then + k1 s1, ...),
- * the sum built in a register over all taps instead of tap after tap over
- * the row; 32 outputs at a time where the CPU has AVX-512. */
-static void defocus_sum_c(const double *const *sp, const double *k, int nt, double *o, size_t i0, size_t i1) {
-    for (size_t i = i0; i < i1; i++) {
-        double v = 0.0;
-        for (int t = 0; t < nt; t++) v += k[t] * sp[t][i];
-        o[i] = v;
-    }
-}
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f"))) static void defocus_sum_avx512(const double *const *sp, const double *k, int nt,
-                                                                  double *o, size_t i0, size_t i1) {
-    size_t i = i0;
-    for (; i + 64 <= i1; i += 64) {
-        __m512d a[8];
-        for (int v = 0; v < 8; v++) a[v] = _mm512_setzero_pd();
-        for (int t = 0; t < nt; t++) {
-            const __m512d kt = _mm512_set1_pd(k[t]);
-            const double *s = sp[t] + i;
-            for (int v = 0; v < 8; v++) a[v] = _mm512_add_pd(a[v], _mm512_mul_pd(kt, _mm512_loadu_pd(s + 8 * v)));
-        }
-        for (int v = 0; v < 8; v++) _mm512_storeu_pd(o + i + 8 * v, a[v]);
-    }
-    for (; i + 8 <= i1; i += 8) {
-        __m512d a0 = _mm512_setzero_pd();
-        for (int t = 0; t < nt; t++) a0 = _mm512_add_pd(a0, _mm512_mul_pd(_mm512_set1_pd(k[t]), _mm512_loadu_pd(sp[t] + i)));
-        _mm512_storeu_pd(o + i, a0);
-    }
-    defocus_sum_c(sp, k, nt, o, i, i1);
-}
-#endif
-
 int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double level, const wobble_perturb_params *p,
                             wobble_image *out) {
     static const double C[5][2] = {{3, 0.1}, {4, 0.5}, {6, 0.5}, {8, 0.5}, {10, 0.5}};
@@ -646,12 +649,7 @@ int perturb_ic_defocus_blur(wobble_ctx *ctx, const wobble_image *in, double leve
         for (int y = 0; y < H; y++) {
             if (!acc || !sp) continue;
             for (int t = 0; t < nt; t++) sp[t] = x + (size_t)(y + half + ty[t]) * pw + (size_t)(half + tx[t]) * 3;
-#if defined(__x86_64__) && defined(__GNUC__)
-            if (vec)
-                defocus_sum_avx512(sp, k, nt, acc, 0, rowlen);
-            else
-#endif
-                defocus_sum_c(sp, k, nt, acc, 0, rowlen);
+            taps_sum(sp, k, nt, acc, rowlen, vec);
             uint8_t *o = out->data + (size_t)y * rowlen;
             perturb_ic_u8_array(acc, o, rowlen);
         }

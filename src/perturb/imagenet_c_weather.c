@@ -116,7 +116,10 @@ int perturb_ic_snow(wobble_ctx *ctx, const wobble_image *in, double level, const
         layer[i] = v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v;
     }
     const double angle = perturb_mt_uniform(&mt, -135, -45);
-    perturb_ic_motion(layer, oh, ow, 1, C[sev].radius, C[sev].sigma, angle, blurred, th);
+    if (perturb_ic_motion(layer, oh, ow, 1, C[sev].radius, C[sev].sigma, angle, blurred, th) != WOBBLE_OK) {
+        core_tmp_put(&t0), core_tmp_put(&t1), core_tmp_put(&t2);
+        return core_seterr(ctx, WOBBLE_ENOMEM, "imagenet_c.snow: out of memory");
+    }
     for (size_t i = 0; i < nl; i++) blurred[i] = (uint8_t)nearbyint(blurred[i] * 255) / 255.;
     const float blend = (float)C[sev].blend, rest = (float)(1 - C[sev].blend);
     const int vec = perturb_avx512();
