@@ -112,6 +112,24 @@ int main(void) {
     }
     free(r8);
     CHECK(bad == 0, "perturb_mt_randint_fill: %d draws differ from perturb_mt_randint", bad);
+    /* perturb_mt_uniform_fill against perturb_mt_uniform, from aligned and
+     * odd positions, across blocks */
+    bad = 0;
+    {
+        double uf[1000];
+        for (int c = 0; c < 4; c++) {
+            perturb_mt x, y;
+            perturb_mt_seed(&x, 31u + (uint32_t)c), perturb_mt_seed(&y, 31u + (uint32_t)c);
+            for (int j = 0; j < c; j++) (void)perturb_mt_u32(&x), (void)perturb_mt_u32(&y);
+            for (int rep = 0; rep < 3; rep++) {
+                const size_t cnt = rep == 0 ? 1 : rep == 1 ? 311 : 1000;
+                perturb_mt_uniform_fill(&x, -2.5, 7.0, uf, cnt);
+                for (size_t i = 0; i < cnt; i++) bad += uf[i] != perturb_mt_uniform(&y, -2.5, 7.0);
+            }
+            bad += perturb_mt_u32(&x) != perturb_mt_u32(&y);
+        }
+    }
+    CHECK(bad == 0, "perturb_mt_uniform_fill: %d draws differ from perturb_mt_uniform", bad);
     wobble_array_release(&a);
     return t_finish();
 }

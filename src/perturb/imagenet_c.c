@@ -61,6 +61,15 @@ __attribute__((target("avx512f,avx512vl"))) static size_t u8_array_avx512(const 
     }
     return i;
 }
+__attribute__((target("avx512f,avx512vl"))) static size_t u8f_array_avx512(const double *v, uint8_t *dst, size_t n) {
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), k255 = _mm256_set1_ps(255.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 c = _mm256_min_ps(_mm256_max_ps(_mm512_cvtpd_ps(_mm512_loadu_pd(v + i)), zero), one);
+        _mm_storel_epi64((__m128i *)(dst + i), _mm256_cvtepi32_epi8(_mm256_cvttps_epi32(_mm256_mul_ps(c, k255))));
+    }
+    return i;
+}
 __attribute__((target("avx512f,avx512vl"))) static size_t unit_array_avx512(const uint8_t *src, double *dst, size_t n) {
     const __m512d k255 = _mm512_set1_pd(255.0);
     size_t i = 0;
@@ -78,6 +87,18 @@ void perturb_ic_u8_array(const double *v, uint8_t *dst, size_t n) {
     if (perturb_avx512()) i = u8_array_avx512(v, dst, n);
 #endif
     for (; i < n; i++) dst[i] = perturb_ic_u8(v[i]);
+}
+
+void perturb_ic_u8f_array(const double *v, uint8_t *dst, size_t n) {
+    size_t i = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (perturb_avx512()) i = u8f_array_avx512(v, dst, n);
+#endif
+    for (; i < n; i++) {
+        float f = (float)v[i];
+        f = f < 0.0f ? 0.0f : f > 1.0f ? 1.0f : f;
+        dst[i] = (uint8_t)(f * 255.0f);
+    }
 }
 
 void perturb_ic_unit_array(const uint8_t *src, double *dst, size_t n) {

@@ -74,6 +74,8 @@ static inline uint8_t perturb_ic_u8(double v) {
  * 255. (in vectors where the CPU has AVX-512; the same values) */
 void perturb_ic_u8_array(const double *v, uint8_t *dst, size_t n);
 void perturb_ic_unit_array(const uint8_t *src, double *dst, size_t n);
+/* dst[i] = uint8(clip(float32(v[i]), 0, 1) * 255) computed in float32 */
+void perturb_ic_u8f_array(const double *v, uint8_t *dst, size_t n);
 
 static inline int perturb_clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 

@@ -525,7 +525,7 @@ int perturb_ic_elastic_transform(wobble_ctx *ctx, const wobble_image *in, double
     perturb_mt_seed(&mt, seed);
     double *fields[2] = {dx, dy};
     for (int f = 0; f < 2; f++) {
-        for (size_t i = 0; i < npix; i++) fields[f][i] = perturb_mt_uniform(&mt, -m, m);
+        perturb_mt_uniform_fill(&mt, -m, m, fields[f], npix);
         rc = perturb_nd_gaussian(fields[f], H, W, 1, sy, sx, 3.0, ND_REFLECT, th);
         if (rc != WOBBLE_OK) goto done;
         for (size_t i = 0; i < npix; i++) fields[f][i] = (float)(fields[f][i] * alpha);
@@ -537,11 +537,7 @@ int perturb_ic_elastic_transform(wobble_ctx *ctx, const wobble_image *in, double
             dx[i] = (double)x + dx[i];
         }
     perturb_nd_map_linear(img, H, W, 3, dy, dx, res, 1, th);
-    for (size_t i = 0; i < n; i++) {
-        float v = (float)res[i];
-        v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-        out->data[i] = (uint8_t)(v * 255.0f);
-    }
+    perturb_ic_u8f_array(res, out->data, n);
 done:
     core_tmp_put(&t0), core_tmp_put(&t1), core_tmp_put(&t2), core_tmp_put(&t3);
     return rc == WOBBLE_OK ? WOBBLE_OK : core_seterr(ctx, rc, "imagenet_c.elastic_transform: out of memory");

@@ -1,12 +1,16 @@
 /* scipy.ndimage's Gaussian filter, zoom and map_coordinates (ndimage.h). */
 #include "ndimage.h"
 #include "npmath.h"
+#include "nprandom.h"
 #include "wobble.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 /* ------------------------------------------------------------ Gaussian */
 /* the weights w[0..r] (w[k] for offsets +-k); NULL when out of memory */
@@ -256,15 +260,57 @@ void perturb_nd_zoom_linear(const double *in, int h, int w, int c, size_t stride
     free(txs);
 }
 
+/* the taps of 8 coordinates in reflect mode: those inside [0, len - 1]
+ * (nearly all, for elastic_transform's small displacements) in vectors
+ * with perturb_nd_tap_linear's operations (floor, 1 - x, 1 - w0; the right
+ * tap of len - 1 is len - 1 itself, as the reflection gives), the others
+ * through it */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f,avx512vl"))) static void taps8_reflect(const double *cc, int len, tap2 *t) {
+    const __m512d v = _mm512_loadu_pd(cc), one = _mm512_set1_pd(1.0);
+    const __mmask8 in = _mm512_cmp_pd_mask(v, _mm512_setzero_pd(), _CMP_GE_OQ) &
+                        _mm512_cmp_pd_mask(v, _mm512_set1_pd((double)(len - 1)), _CMP_LE_OQ);
+    const __m512d fl = _mm512_roundscale_pd(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    const __m512d w0 = _mm512_sub_pd(one, _mm512_sub_pd(v, fl)), w1 = _mm512_sub_pd(one, w0);
+    const __m256i i0 = _mm512_cvttpd_epi32(fl);
+    const __m256i i1 = _mm256_min_epi32(_mm256_add_epi32(i0, _mm256_set1_epi32(1)), _mm256_set1_epi32(len - 1));
+    double a0[8], a1[8];
+    int32_t b0[8], b1[8];
+    _mm512_storeu_pd(a0, w0), _mm512_storeu_pd(a1, w1);
+    _mm256_storeu_si256((__m256i *)b0, i0), _mm256_storeu_si256((__m256i *)b1, i1);
+    for (int q = 0; q < 8; q++)
+        if (in >> q & 1) {
+            t[q].i0 = b0[q], t[q].i1 = b1[q], t[q].zero = 0, t[q].w0 = a0[q], t[q].w1 = a1[q];
+        } else {
+            t[q] = perturb_nd_tap_linear(cc[q], len, 1);
+        }
+}
+#endif
+
 void perturb_nd_map_linear(const double *in, int h, int w, int c, const double *ys, const double *xs, double *out,
                            int to_float, int threads) {
-    const size_t npix = (size_t)h * w;
+    const size_t npix = (size_t)h * w, nb = (npix + 7) / 8;
+    const int vec = perturb_avx512();
 #pragma omp parallel for num_threads(threads) schedule(static) if (npix * c > 65536)
-    for (size_t p = 0; p < npix; p++) {
-        const tap2 ty = perturb_nd_tap_linear(ys[p], h, 1), tx = perturb_nd_tap_linear(xs[p], w, 1);
-        for (int ch = 0; ch < c; ch++) {
-            const double v = perturb_nd_lerp(in + (size_t)ty.i0 * w * c + ch, in + (size_t)ty.i1 * w * c + ch, c, &ty, &tx);
-            out[p * c + ch] = to_float ? (double)(float)v : v;
+    for (size_t b = 0; b < nb; b++) {
+        const size_t p0 = b * 8, m = npix - p0 < 8 ? npix - p0 : 8;
+        tap2 ty[8], tx[8];
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (vec && m == 8) {
+            taps8_reflect(ys + p0, h, ty);
+            taps8_reflect(xs + p0, w, tx);
+        } else
+#endif
+            for (size_t q = 0; q < m; q++)
+                ty[q] = perturb_nd_tap_linear(ys[p0 + q], h, 1), tx[q] = perturb_nd_tap_linear(xs[p0 + q], w, 1);
+        for (size_t q = 0; q < m; q++) {
+            const size_t p = p0 + q;
+            for (int ch = 0; ch < c; ch++) {
+                const double v = perturb_nd_lerp(in + (size_t)ty[q].i0 * w * c + ch, in + (size_t)ty[q].i1 * w * c + ch,
+                                                 c, &ty[q], &tx[q]);
+                out[p * c + ch] = to_float ? (double)(float)v : v;
+            }
         }
     }
+    (void)vec;
 }

@@ -207,6 +207,24 @@ void perturb_mt_randint_fill(perturb_mt *s, int64_t low, int64_t high, int8_t *o
     }
 }
 
+void perturb_mt_uniform_fill(perturb_mt *s, double low, double high, double *out, size_t n) {
+    const double range = high - low;
+    size_t i = 0;
+    while (i < n) {
+        if ((s->pos & 1) || s->pos >= MT_N) {
+            out[i++] = perturb_mt_uniform(s, low, high);
+            continue;
+        }
+        /* the rest of the block's doubles, read in order */
+        const double *d = s->dbl + (s->pos >> 1);
+        size_t m = (size_t)(MT_N - s->pos) / 2;
+        if (m > n - i) m = n - i;
+        for (size_t k = 0; k < m; k++) out[i + k] = low + range * d[k];
+        s->pos += 2 * (int)m;
+        i += m;
+    }
+}
+
 /* log(Gamma(x)) by Stirling's series with the coefficients NumPy uses,
  * shifting x up to 7 first. */
 static double loggam(double x) {

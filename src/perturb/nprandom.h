@@ -64,6 +64,9 @@ static inline double perturb_mt_uniform(perturb_mt *s, double low, double high) 
     const double range = high - low;
     return low + range * perturb_mt_double(s);
 }
+/* n draws of uniform(low, high) into out: the same values and state after
+ * as n calls of perturb_mt_uniform */
+void perturb_mt_uniform_fill(perturb_mt *s, double low, double high, double *out, size_t n);
 /* poisson(lam), lam >= 0 */
 int64_t perturb_mt_poisson(perturb_mt *s, double lam);
 /* the same with the per-lam constants computed once (for many draws of a
