@@ -195,13 +195,18 @@ void perturb_mt_randint_fill(perturb_mt *s, int64_t low, int64_t high, int8_t *o
     }
     while (k < n) {
         if (s->pos >= MT_N) perturb_mt_twist(s);
-        /* the block's words in order, each kept when it passes (always, when
-         * the mask is the range) */
         int pos = s->pos;
-        while (pos < MT_N && k < n) {
-            const uint32_t v = s->out[pos++] & mask;
-            out[k] = (int8_t)(low + (int64_t)v);
-            k += v <= rng;
+        if (mask == rng) { /* every word passes: one draw per word */
+            const size_t m = (size_t)(MT_N - pos) < n - k ? (size_t)(MT_N - pos) : n - k;
+            const uint32_t *w = s->out + pos;
+            for (size_t q = 0; q < m; q++) out[k + q] = (int8_t)(low + (int64_t)(w[q] & mask));
+            k += m, pos += (int)m;
+        } else { /* the block's words in order, each kept when it passes */
+            while (pos < MT_N && k < n) {
+                const uint32_t v = s->out[pos++] & mask;
+                out[k] = (int8_t)(low + (int64_t)v);
+                k += v <= rng;
+            }
         }
         s->pos = pos;
     }
