@@ -55,6 +55,24 @@ static size_t water_layout(int h, int w, uint8_t *base, water_buf *b) {
     return off;
 }
 
+/* Canny's 3x3 Sobel gradients and L1 magnitude of one row (r0, r1, r2 the
+ * rows above, at and below, replicated at the image's edges); the interior
+ * columns without clamping, in vectors where the CPU has them (integers:
+ * the same values) */
+static inline void sobel_at(const uint8_t *r0, const uint8_t *r1, const uint8_t *r2, int a, int b, int c, short *dx,
+                            short *dy, int *mag) {
+    const int gx = (r0[c] + 2 * r1[c] + r2[c]) - (r0[a] + 2 * r1[a] + r2[a]);
+    const int gy = (r2[a] + 2 * r2[b] + r2[c]) - (r0[a] + 2 * r0[b] + r0[c]);
+    *dx = (short)gx, *dy = (short)gy, *mag = abs(gx) + abs(gy);
+}
+__attribute__((target_clones("arch=x86-64-v4", "default"))) static void sobel_row(const uint8_t *r0, const uint8_t *r1,
+                                                                                 const uint8_t *r2, int w, short *dx,
+                                                                                 short *dy, int *mag) {
+    sobel_at(r0, r1, r2, 0, 0, w > 1 ? 1 : 0, dx, dy, mag);
+    for (int x = 1; x < w - 1; x++) sobel_at(r0, r1, r2, x - 1, x, x + 1, dx + x, dy + x, mag + x);
+    if (w > 1) sobel_at(r0, r1, r2, w - 2, w - 1, w - 1, dx + w - 1, dy + w - 1, mag + w - 1);
+}
+
 /* cv2.Canny(img, low, high) with aperture 3 and the L1 gradient: 255 on
  * edges, 0 elsewhere */
 static void canny(const uint8_t *img, int h, int w, int low, int high, uint8_t *edges, water_buf *b) {
@@ -63,17 +81,11 @@ static void canny(const uint8_t *img, int h, int w, int low, int high, uint8_t *
     uint8_t *map = b->map;
     memset(mag, 0, sizeof(int) * (size_t)(h + 2) * (w + 2));
     const int W2 = w + 2;
-#define P(y, x) img[(size_t)perturb_clampi(y, 0, h - 1) * w + perturb_clampi(x, 0, w - 1)]
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            const int gx = (P(y - 1, x + 1) + 2 * P(y, x + 1) + P(y + 1, x + 1)) -
-                           (P(y - 1, x - 1) + 2 * P(y, x - 1) + P(y + 1, x - 1));
-            const int gy = (P(y + 1, x - 1) + 2 * P(y + 1, x) + P(y + 1, x + 1)) -
-                           (P(y - 1, x - 1) + 2 * P(y - 1, x) + P(y - 1, x + 1));
-            dx[(size_t)y * w + x] = (short)gx, dy[(size_t)y * w + x] = (short)gy;
-            mag[(size_t)(y + 1) * W2 + x + 1] = abs(gx) + abs(gy);
-        }
-#undef P
+    for (int y = 0; y < h; y++) {
+        const uint8_t *r0 = img + (size_t)perturb_clampi(y - 1, 0, h - 1) * w, *r1 = img + (size_t)y * w,
+                      *r2 = img + (size_t)perturb_clampi(y + 1, 0, h - 1) * w;
+        sobel_row(r0, r1, r2, w, dx + (size_t)y * w, dy + (size_t)y * w, mag + (size_t)(y + 1) * W2 + 1);
+    }
     memset(map, 1, (size_t)(h + 2) * W2);
     int sp = 0;
     const int TG22 = 13573;
@@ -122,50 +134,60 @@ static void canny(const uint8_t *img, int h, int w, int low, int high, uint8_t *
 }
 
 /* cv2.distanceTransform(src, DIST_L2, 5): distance to the nearest zero,
- * two chamfer passes in 16.16 fixed point, as float */
-static void distance5(const uint8_t *src, int h, int w, float *dist, unsigned *t) {
+ * two chamfer passes in 16.16 fixed point, as float. Each pass takes the
+ * minimum over the mask's taps; those in the rows already done are
+ * independent along the row and computed for the whole row first (in
+ * vectors where the CPU has them), then the one same-row tap in order
+ * (the minimum of unsigned sums is the same in any order; the backward
+ * pass's test t > 1 only skips taps that cannot win, each being at least
+ * 1 more than a value >= 0). */
+#define DT_HV 65536u
+#define DT_DIAG 91750u  /* lrint(1.4f * 65536) */
+#define DT_LONG 143976u /* lrint(2.1969f * 65536) */
+__attribute__((target_clones("arch=x86-64-v4", "default"))) static void dt_rows_min(const unsigned *a, const unsigned *b,
+                                                                                   unsigned *m, int w) {
+    /* m[j]: the mask's taps in the row two away (a) and the adjacent one
+     * (b) of the bordered table; the mask is symmetric, so the forward pass
+     * (rows above) and the backward one (rows below) both use it */
+    for (int j = 0; j < w; j++) {
+        unsigned t = a[j - 1] + DT_LONG, v;
+#define MIN_WITH(expr) v = (expr), t = t > v ? v : t
+        MIN_WITH(a[j + 1] + DT_LONG);
+        MIN_WITH(b[j - 2] + DT_LONG);
+        MIN_WITH(b[j - 1] + DT_DIAG);
+        MIN_WITH(b[j] + DT_HV);
+        MIN_WITH(b[j + 1] + DT_DIAG);
+        MIN_WITH(b[j + 2] + DT_LONG);
+#undef MIN_WITH
+        m[j] = t;
+    }
+}
+
+static void distance5(const uint8_t *src, int h, int w, float *dist, unsigned *t, unsigned *m) {
     const int B = 2, W4 = w + 2 * B;
-    const unsigned HV = (unsigned)lrint(1.0f * 65536.0), DIAG = (unsigned)lrint((double)1.4f * 65536.0),
-                   LONG = (unsigned)lrint((double)2.1969f * 65536.0);
     const unsigned INIT = INT_MAX, DMAX = INT_MAX >> 2;
     for (size_t i = 0; i < (size_t)(h + 2 * B) * W4; i++) t[i] = INIT;
     const int st = W4;
     for (int i = 0; i < h; i++) {
         unsigned *r = t + (size_t)(i + B) * W4 + B;
+        dt_rows_min(r - 2 * st, r - st, m, w);
+        unsigned left = r[-1];
         for (int j = 0; j < w; j++) {
-            if (!src[(size_t)i * w + j]) {
-                r[j] = 0;
-                continue;
-            }
-            unsigned t0 = r[j - 2 * st - 1] + LONG, v;
-#define MIN_WITH(expr) v = (expr), t0 = t0 > v ? v : t0
-            MIN_WITH(r[j - 2 * st + 1] + LONG);
-            MIN_WITH(r[j - st - 2] + LONG);
-            MIN_WITH(r[j - st - 1] + DIAG);
-            MIN_WITH(r[j - st] + HV);
-            MIN_WITH(r[j - st + 1] + DIAG);
-            MIN_WITH(r[j - st + 2] + LONG);
-            MIN_WITH(r[j - 1] + HV);
-            r[j] = t0;
+            unsigned v = left + DT_HV;
+            v = m[j] < v ? m[j] : v;
+            r[j] = left = src[(size_t)i * w + j] ? v : 0;
         }
     }
     const float scale = 1.f / 65536;
     for (int i = h - 1; i >= 0; i--) {
         unsigned *r = t + (size_t)(i + B) * W4 + B;
+        dt_rows_min(r + 2 * st, r + st, m, w);
+        unsigned right = r[w];
         for (int j = w - 1; j >= 0; j--) {
-            unsigned t0 = r[j], v;
-            if (t0 > HV) {
-                MIN_WITH(r[j + 2 * st + 1] + LONG);
-                MIN_WITH(r[j + 2 * st - 1] + LONG);
-                MIN_WITH(r[j + st + 2] + LONG);
-                MIN_WITH(r[j + st + 1] + DIAG);
-                MIN_WITH(r[j + st] + HV);
-                MIN_WITH(r[j + st - 1] + DIAG);
-                MIN_WITH(r[j + st - 2] + LONG);
-                MIN_WITH(r[j + 1] + HV);
-                r[j] = t0;
-            }
-#undef MIN_WITH
+            unsigned v = right + DT_HV, t0 = r[j];
+            v = m[j] < v ? m[j] : v;
+            t0 = t0 > v ? v : t0;
+            r[j] = right = t0;
             t0 = t0 > DMAX ? DMAX : t0;
             dist[(size_t)i * w + j] = (float)t0 * scale;
         }
@@ -214,7 +236,7 @@ static int water_mask(wobble_ctx *ctx, const uint8_t *liquid, int h, int w, floa
     cols101(w, xi);
     canny(liquid, h, w, 50, 150, e, &B);
     for (size_t i = 0; i < n; i++) e[i] = (uint8_t)(255 - e[i]);
-    distance5(e, h, w, dist, B.t);
+    distance5(e, h, w, dist, B.t, (unsigned *)B.irow);
     for (size_t i = 0; i < n; i++) dist[i] = dist[i] > 20.0f ? 20.0f : dist[i]; /* THRESH_TRUNC */
     /* blur (float, sums in double) -> uint8 by truncation */
     for (int y = 0; y < h; y++) {
