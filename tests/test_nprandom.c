@@ -130,6 +130,33 @@ int main(void) {
         }
     }
     CHECK(bad == 0, "perturb_mt_uniform_fill: %d draws differ from perturb_mt_uniform", bad);
+    /* perturb_mt_poisson_fill against perturb_mt_poisson_p one draw at a
+     * time: rate tables of each chain width (largest rate 3, 5, 7, 12) and
+     * with PTRS and lam = 0 mixed in (60), odd starting positions, across
+     * blocks */
+    bad = 0;
+    int draws = 0;
+    {
+        static const double tops[] = {3, 5, 7, 12, 60};
+        uint8_t idx[3000];
+        int64_t pk[3000];
+        for (int c = 0; c < 10; c++) {
+            perturb_poisson tab[256];
+            for (int v = 0; v < 256; v++) perturb_poisson_prepare(&tab[v], v / 255.0 * tops[c % 5]);
+            for (int i = 0; i < 3000; i++) idx[i] = (uint8_t)(c < 5 ? (i * 37 + c) & 255 : (i % 5 ? 250 : i % 3 ? 0 : 131));
+            perturb_mt x, y;
+            perturb_mt_seed(&x, 900u + (uint32_t)c), perturb_mt_seed(&y, 900u + (uint32_t)c);
+            if (c & 1) (void)perturb_mt_u32(&x), (void)perturb_mt_u32(&y);
+            for (int part = 0; part < 2; part++) {
+                const size_t cnt = part ? 1999 : 1001, off = part ? 1001 : 0;
+                perturb_mt_poisson_fill(&x, tab, 256, idx + off, pk, cnt);
+                for (size_t i = 0; i < cnt; i++) bad += pk[i] != perturb_mt_poisson_p(&y, &tab[idx[off + i]]);
+                draws += (int)cnt;
+            }
+            bad += perturb_mt_double(&x) != perturb_mt_double(&y);
+        }
+    }
+    CHECK(bad == 0, "perturb_mt_poisson_fill: %d of %d draws differ from perturb_mt_poisson_p", bad, draws);
     wobble_array_release(&a);
     return t_finish();
 }

@@ -173,9 +173,11 @@ int perturb_ic_shot_noise(wobble_ctx *ctx, const wobble_image *in, double level,
     for (int v = 0; v < 256; v++) perturb_poisson_prepare(&P[v], v / 255.0 * c);
     uint8_t q[512]; /* the output of each small count, without a division per value */
     for (int k = 0; k < 512; k++) q[k] = perturb_ic_u8((double)k / c);
-    for (size_t i = 0; i < n; i++) {
-        const int64_t k = perturb_mt_poisson_p(&mt, &P[src[i]]);
-        dst[i] = k >= 0 && k < 512 ? q[k] : perturb_ic_u8((double)k / c);
+    int64_t k[4096];
+    for (size_t i0 = 0; i0 < n; i0 += 4096) {
+        const size_t m = n - i0 < 4096 ? n - i0 : 4096;
+        perturb_mt_poisson_fill(&mt, P, 256, src + i0, k, m);
+        for (size_t i = 0; i < m; i++) dst[i0 + i] = k[i] >= 0 && k[i] < 512 ? q[k[i]] : perturb_ic_u8((double)k[i] / c);
     }
     return WOBBLE_OK;
 }

@@ -324,6 +324,60 @@ int64_t perturb_mt_poisson_p(perturb_mt *s, const perturb_poisson *P) {
     return pois_mult_from(s, P->enlam, 0, 1.0);
 }
 
+/* Poisson by multiplication for many draws: as perturb_mt_poisson_p with
+ * the position in a register and W products at a time without branches
+ * (the count of those above exp(-lam); a chain longer than W goes on one
+ * product at a time from the W-th). The cost is the chain of dependent
+ * products from a start known only when the previous draw is counted; W
+ * trades products computed past the end of short chains against
+ * mispredicted branches on long ones, so it follows the largest rate:
+ * 10 from 8, 8 from 6, 6 from 4, else 4 (measured on Kodak crops at
+ * shot_noise's severities 3-5; 1 and 2 go mostly to PTRS). */
+static inline __attribute__((always_inline)) void pois_fill_w(perturb_mt *s, const perturb_poisson *table,
+                                                              const uint8_t *idx, int64_t *out, size_t n, const int W) {
+    int pos = s->pos;
+    const double *dbl = s->dbl;
+    for (size_t i = 0; i < n; i++) {
+        const perturb_poisson *P = &table[idx[i]];
+        if (__builtin_expect(P->lam >= 10 || P->lam == 0 || (pos & 1) || pos > MT_N - 2 * W, 0)) {
+            s->pos = pos;
+            out[i] = perturb_mt_poisson_p(s, P);
+            pos = s->pos;
+            continue;
+        }
+        const double *u = dbl + (pos >> 1), e = P->enlam;
+        double p[10];
+        p[0] = u[0];
+        for (int m = 1; m < W; m++) p[m] = p[m - 1] * u[m];
+        if (__builtin_expect(p[W - 1] > e, 0)) {
+            s->pos = pos + 2 * W;
+            out[i] = pois_mult_from(s, e, W, p[W - 1]);
+            pos = s->pos;
+            continue;
+        }
+        int c = 0;
+        for (int m = 0; m < W - 1; m++) c += p[m] > e;
+        out[i] = c;
+        pos += 2 * (c + 1);
+    }
+    s->pos = pos;
+}
+
+void perturb_mt_poisson_fill(perturb_mt *s, const perturb_poisson *table, size_t ntable, const uint8_t *idx,
+                             int64_t *out, size_t n) {
+    double top = 0;
+    for (size_t v = 0; v < ntable; v++)
+        if (table[v].lam < 10 && table[v].lam > top) top = table[v].lam;
+    if (top >= 8)
+        pois_fill_w(s, table, idx, out, n, 10);
+    else if (top >= 6)
+        pois_fill_w(s, table, idx, out, n, 8);
+    else if (top >= 4)
+        pois_fill_w(s, table, idx, out, n, 6);
+    else
+        pois_fill_w(s, table, idx, out, n, 4);
+}
+
 /* ------------------------------------------------------------ PCG64 */
 #define PCG_MULT (((unsigned __int128)0x2360ed051fc65da4ull << 64) | 0x4385df649fccf645ull)
 

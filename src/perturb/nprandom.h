@@ -76,6 +76,10 @@ typedef struct {
 } perturb_poisson;
 void perturb_poisson_prepare(perturb_poisson *p, double lam);
 int64_t perturb_mt_poisson_p(perturb_mt *s, const perturb_poisson *p);
+/* out[i] = poisson(table[idx[i]].lam) for i < n, idx[i] < ntable: the same
+ * draws, and the same state after, as n calls of perturb_mt_poisson_p */
+void perturb_mt_poisson_fill(perturb_mt *s, const perturb_poisson *table, size_t ntable, const uint8_t *idx,
+                             int64_t *out, size_t n);
 /* randint(low, high): low <= k < high (high > low): NumPy's masked
  * rejection of 32-bit words (rng < 2^32 here: the corruptions draw small
  * ranges; the mask is the smallest all-ones value covering rng) */
