@@ -58,7 +58,7 @@ def cpu():
 
 
 def openblas():
-    """OpenBLAS as wobble links it (libopenblas.so.0): config string and kernel."""
+    """OpenBLAS as wobble loads it on first use (libopenblas.so.0): config string and kernel."""
     try:
         lib = ctypes.CDLL("libopenblas.so.0")
         lib.openblas_get_config.restype = ctypes.c_char_p
@@ -87,7 +87,7 @@ def describe(threads, peers=()):
     env = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
                                             "OPENBLAS_NUM_THREADS", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
            if k in os.environ]
-    print(f"# wobble and peers: {threads} threads; wobble links {openblas()}; environment: {' '.join(env) or 'no BLAS variables'}")
+    print(f"# wobble and peers: {threads} threads; wobble loads {openblas()}; environment: {' '.join(env) or 'no BLAS variables'}")
     print(f"# libblas.so.3 alternative (what generic-BLAS peers load): {blas_alternative()}")
     tuned = all(os.environ.get(k) == v for k, v in TUNED_MALLOC.items())
     print(f"# malloc: glibc, {'large blocks kept (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_; see peers.py)' if tuned else 'defaults (blocks over 32 MB go back to the kernel when freed)'}")
