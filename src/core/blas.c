@@ -34,15 +34,8 @@ static void api_load(void) {
     const char *env = getenv("WOBBLE_OPENBLAS_LIB");
     const char *cand[] = {env && *env ? env : NULL, env && *env ? NULL : WOBBLE_OPENBLAS_PATH,
                           env && *env ? NULL : "libopenblas.so.0"};
-    void *h = NULL;
-    for (size_t i = 0; i < sizeof cand / sizeof cand[0] && !h; i++) {
-        if (!cand[i]) continue;
-        h = dlopen(cand[i], RTLD_NOW | RTLD_LOCAL);
-        if (!h) { /* the last failure is the one reported */
-            const char *e = dlerror();
-            snprintf(api.err, sizeof api.err, "cannot load OpenBLAS: %s", e ? e : cand[i]);
-        }
-    }
+    void *h = core_dlopen_first(cand, (int)(sizeof cand / sizeof cand[0]), RTLD_NOW | RTLD_LOCAL,
+                                "cannot load OpenBLAS", api.err, sizeof api.err);
     if (!h) return;
     *(void **)&api.sgemm = dlsym(h, "cblas_sgemm");
     *(void **)&api.dgemm = dlsym(h, "cblas_dgemm");

@@ -107,6 +107,10 @@ int core_grow(void *p, size_t *cap, size_t need, size_t elem);
  * the model's weights and activations). Free with free(); NULL when out of
  * memory. */
 void *core_alloc_big(size_t bytes);
+/* dlopen(flags) of the first of the n candidate paths (NULL entries are
+ * skipped) that loads; NULL if none does, with the last failure in err
+ * ("what: dlerror()") */
+void *core_dlopen_first(const char *const *cand, int n, int flags, const char *what, char *err, size_t errsize);
 
 /* A growable byte buffer, NUL-terminated once non-empty. A failed append
  * sets `failed` and makes every later one a no-op, so a builder checks once

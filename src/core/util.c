@@ -3,6 +3,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
 
+#include <dlfcn.h>
+
 #include <sys/mman.h>
 
 #include <dirent.h>
@@ -146,4 +148,17 @@ void *core_alloc_big(size_t bytes) {
     if (p) madvise(p, n, MADV_HUGEPAGE); /* advice only: without THP the pages stay small */
 #endif
     return p;
+}
+
+void *core_dlopen_first(const char *const *cand, int n, int flags, const char *what, char *err, size_t errsize) {
+    void *h = NULL;
+    for (int i = 0; i < n && !h; i++) {
+        if (!cand[i]) continue;
+        h = dlopen(cand[i], flags);
+        if (!h) { /* the last failure is the one reported */
+            const char *e = dlerror();
+            snprintf(err, errsize, "%s: %s", what, e ? e : cand[i]);
+        }
+    }
+    return h;
 }

@@ -39,15 +39,8 @@ static void api_load(void) {
     const char *env = getenv("WOBBLE_CUDA_LIB");
     const char *cand[] = {env && *env ? env : NULL, env && *env ? NULL : WOBBLE_CUDA_LIB_BUILD,
                           env && *env ? NULL : WOBBLE_CUDA_LIB_INSTALL, env && *env ? NULL : "libwobble_cuda.so"};
-    void *h = NULL;
-    for (size_t i = 0; i < sizeof cand / sizeof cand[0] && !h; i++) {
-        if (!cand[i]) continue;
-        h = dlopen(cand[i], RTLD_NOW | RTLD_LOCAL);
-        if (!h) { /* the last failure is the one reported */
-            const char *e = dlerror();
-            snprintf(api.err, sizeof api.err, "cannot load the CUDA backend: %s", e ? e : cand[i]);
-        }
-    }
+    void *h = core_dlopen_first(cand, (int)(sizeof cand / sizeof cand[0]), RTLD_NOW | RTLD_LOCAL,
+                                "cannot load the CUDA backend", api.err, sizeof api.err);
     if (!h) return;
     *(void **)&api.device_count = dlsym(h, "cuda_device_count");
     *(void **)&api.create = dlsym(h, "cuda_model_create");

@@ -51,14 +51,9 @@ int perturb_ic_seed(wobble_ctx *ctx, const char *op, const wobble_perturb_params
 /* ------------------------------------------------------------ arrays */
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 __attribute__((target("avx512f,avx512vl"))) static size_t u8_array_avx512(const double *v, uint8_t *dst, size_t n) {
-    const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), k255 = _mm512_set1_pd(255.0);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m512d c = _mm512_min_pd(_mm512_max_pd(_mm512_loadu_pd(v + i), zero), one);
-        _mm_storel_epi64((__m128i *)(dst + i), _mm256_cvtepi32_epi8(_mm512_cvttpd_epi32(_mm512_mul_pd(c, k255))));
-    }
+    for (; i + 8 <= n; i += 8) perturb_ic_store8(dst + i, _mm512_loadu_pd(v + i));
     return i;
 }
 __attribute__((target("avx512f,avx512vl"))) static size_t u8f_array_avx512(const double *v, uint8_t *dst, size_t n) {
@@ -71,10 +66,8 @@ __attribute__((target("avx512f,avx512vl"))) static size_t u8f_array_avx512(const
     return i;
 }
 __attribute__((target("avx512f,avx512vl"))) static size_t unit_array_avx512(const uint8_t *src, double *dst, size_t n) {
-    const __m512d k255 = _mm512_set1_pd(255.0);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm512_storeu_pd(dst + i, _mm512_div_pd(_mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i)))), k255));
+    for (; i + 8 <= n; i += 8) _mm512_storeu_pd(dst + i, perturb_ic_unit8(src + i));
     return i;
 }
 #endif
@@ -124,15 +117,12 @@ static void noise_out_c(const uint8_t *src, const double *z, double c, int speck
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx512f,avx512vl"))) static void noise_out_avx512(const uint8_t *src, const double *z, double c,
                                                                          int speckle, uint8_t *dst, size_t m) {
-    const __m512d k255 = _mm512_set1_pd(255.0), vc = _mm512_set1_pd(c), zero = _mm512_setzero_pd(),
-                  one = _mm512_set1_pd(1.0);
+    const __m512d vc = _mm512_set1_pd(c), zero = _mm512_setzero_pd();
     size_t i = 0;
     for (; i + 8 <= m; i += 8) {
-        const __m512d x = _mm512_div_pd(_mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i)))), k255);
+        const __m512d x = perturb_ic_unit8(src + i);
         const __m512d g = _mm512_add_pd(zero, _mm512_mul_pd(vc, _mm512_loadu_pd(z + i)));
-        __m512d v = speckle ? _mm512_add_pd(x, _mm512_mul_pd(x, g)) : _mm512_add_pd(x, g);
-        v = _mm512_min_pd(_mm512_max_pd(v, zero), one);
-        _mm_storel_epi64((__m128i *)(dst + i), _mm256_cvtepi32_epi8(_mm512_cvttpd_epi32(_mm512_mul_pd(v, k255))));
+        perturb_ic_store8(dst + i, speckle ? _mm512_add_pd(x, _mm512_mul_pd(x, g)) : _mm512_add_pd(x, g));
     }
     noise_out_c(src + i, z + i, c, speckle, dst + i, m - i);
 }
@@ -439,15 +429,10 @@ static void fog_out_c(const uint8_t *src, const double *f, double mx, double d, 
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx512f,avx512vl"))) static void fog_out_avx512(const uint8_t *src, const double *f, double mx,
                                                                        double d, uint8_t *dst, size_t m) {
-    const __m512d k255 = _mm512_set1_pd(255.0), vm = _mm512_set1_pd(mx), vd = _mm512_set1_pd(d),
-                  zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
+    const __m512d vm = _mm512_set1_pd(mx), vd = _mm512_set1_pd(d);
     size_t i = 0;
-    for (; i + 8 <= m; i += 8) {
-        const __m512d x = _mm512_div_pd(_mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i)))), k255);
-        __m512d v = _mm512_div_pd(_mm512_mul_pd(_mm512_add_pd(x, _mm512_loadu_pd(f + i)), vm), vd);
-        v = _mm512_min_pd(_mm512_max_pd(v, zero), one);
-        _mm_storel_epi64((__m128i *)(dst + i), _mm256_cvtepi32_epi8(_mm512_cvttpd_epi32(_mm512_mul_pd(v, k255))));
-    }
+    for (; i + 8 <= m; i += 8)
+        perturb_ic_store8(dst + i, _mm512_div_pd(_mm512_mul_pd(_mm512_add_pd(perturb_ic_unit8(src + i), _mm512_loadu_pd(f + i)), vm), vd));
     fog_out_c(src + i, f + i, mx, d, dst + i, m - i);
 }
 static void fog_out(const uint8_t *src, const double *f, double mx, double d, uint8_t *dst, size_t m) {

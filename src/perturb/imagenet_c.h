@@ -77,6 +77,21 @@ void perturb_ic_unit_array(const uint8_t *src, double *dst, size_t n);
 /* dst[i] = uint8(clip(float32(v[i]), 0, 1) * 255) computed in float32 */
 void perturb_ic_u8f_array(const double *v, uint8_t *dst, size_t n);
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* 8 bytes as doubles / 255. (the table's values), and 8 doubles stored as
+ * uint8(clip(v, 0, 1) * 255) (max and min: perturb_ic_u8 but for a zero's
+ * sign, which the truncation drops); for the AVX-512 paths */
+__attribute__((target("avx512f,avx512vl"))) static inline __m512d perturb_ic_unit8(const uint8_t *p) {
+    return _mm512_div_pd(_mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p))),
+                         _mm512_set1_pd(255.0));
+}
+__attribute__((target("avx512f,avx512vl"))) static inline void perturb_ic_store8(uint8_t *p, __m512d v) {
+    v = _mm512_min_pd(_mm512_max_pd(v, _mm512_setzero_pd()), _mm512_set1_pd(1.0));
+    _mm_storel_epi64((__m128i *)p, _mm256_cvtepi32_epi8(_mm512_cvttpd_epi32(_mm512_mul_pd(v, _mm512_set1_pd(255.0)))));
+}
+#endif
+
 static inline int perturb_clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* OpenCV's BORDER_REFLECT_101 (d c b | a b c d | c b a) of index i in [0, n) */
