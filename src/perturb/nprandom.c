@@ -383,22 +383,20 @@ void perturb_mt_poisson_fill(perturb_mt *s, const perturb_poisson *table, size_t
 
 static void pcg_step(perturb_pcg *s) { s->state = s->state * PCG_MULT + s->inc; }
 
-uint64_t perturb_pcg_u64(perturb_pcg *s) {
-    pcg_step(s);
-    const uint64_t hi = (uint64_t)(s->state >> 64), lo = (uint64_t)s->state;
-    const unsigned rot = (unsigned)(hi >> 58);
-    const uint64_t x = hi ^ lo;
-    return (x >> rot) | (x << ((64 - rot) & 63));
-}
-
-double perturb_pcg_double(perturb_pcg *s) { return (double)(perturb_pcg_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
-
+/* XSL-RR: the high and low halves xored, rotated right by the top 6 bits */
 static inline uint64_t pcg_output(unsigned __int128 state) {
     const uint64_t hi = (uint64_t)(state >> 64), lo = (uint64_t)state;
     const unsigned rot = (unsigned)(hi >> 58);
     const uint64_t x = hi ^ lo;
     return (x >> rot) | (x << ((64 - rot) & 63));
 }
+
+uint64_t perturb_pcg_u64(perturb_pcg *s) {
+    pcg_step(s);
+    return pcg_output(s->state);
+}
+
+double perturb_pcg_double(perturb_pcg *s) { return (double)(perturb_pcg_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
 
 /* four interleaved chains, each stepping four states at once (state * M^4
  * + inc (M^3 + M^2 + M + 1)): the same states as one step at a time, with
