@@ -57,12 +57,8 @@ __attribute__((target("avx512f,avx512vl"))) static size_t u8_array_avx512(const 
     return i;
 }
 __attribute__((target("avx512f,avx512vl"))) static size_t u8f_array_avx512(const double *v, uint8_t *dst, size_t n) {
-    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), k255 = _mm256_set1_ps(255.0f);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 c = _mm256_min_ps(_mm256_max_ps(_mm512_cvtpd_ps(_mm512_loadu_pd(v + i)), zero), one);
-        _mm_storel_epi64((__m128i *)(dst + i), _mm256_cvtepi32_epi8(_mm256_cvttps_epi32(_mm256_mul_ps(c, k255))));
-    }
+    for (; i + 8 <= n; i += 8) perturb_ic_store8f(dst + i, _mm512_cvtpd_ps(_mm512_loadu_pd(v + i)));
     return i;
 }
 __attribute__((target("avx512f,avx512vl"))) static size_t unit_array_avx512(const uint8_t *src, double *dst, size_t n) {

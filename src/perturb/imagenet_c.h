@@ -90,6 +90,11 @@ __attribute__((target("avx512f,avx512vl"))) static inline void perturb_ic_store8
     v = _mm512_min_pd(_mm512_max_pd(v, _mm512_setzero_pd()), _mm512_set1_pd(1.0));
     _mm_storel_epi64((__m128i *)p, _mm256_cvtepi32_epi8(_mm512_cvttpd_epi32(_mm512_mul_pd(v, _mm512_set1_pd(255.0)))));
 }
+/* the same in float32: uint8(clip(v, 0, 1) * 255f) */
+__attribute__((target("avx512f,avx512vl"))) static inline void perturb_ic_store8f(uint8_t *p, __m256 v) {
+    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(1.0f));
+    _mm_storel_epi64((__m128i *)p, _mm256_cvtepi32_epi8(_mm256_cvttps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(255.0f)))));
+}
 #endif
 
 static inline int perturb_clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }

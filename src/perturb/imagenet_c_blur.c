@@ -12,9 +12,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 
 /* the image as float64 / 255 in the context's scratch slot 0 */
 static double *to_unit(wobble_ctx *ctx, const wobble_image *in, core_tmp *t) {
@@ -309,41 +306,13 @@ static void zoom_row_c(float *a, const double *r0, const double *r1, const pertu
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f,avx512vl"))) static void zoom_row_avx512(float *a, const double *r0, const double *r1,
-                                                                        const perturb_nd_tap *ty,
-                                                                        const perturb_nd_tap *tx, const zoom_block *B,
-                                                                        int ww) {
-    const int nv = 3 * ww, nb = (nv + 7) / 8;
-    const __m512d wy0 = _mm512_set1_pd(ty->w0), wy1 = _mm512_set1_pd(ty->w1);
-    for (int b = 0; b < nb; b++) {
-        const zoom_block *z = &B[b];
-        if (!z->vec) {
-            zoom_row_c(a, r0, r1, ty, tx, 8 * b, 8 * b + 8 < nv ? 8 * b + 8 : nv);
-            continue;
-        }
-        const __m512i i0 = _mm512_loadu_si512(z->i0), i1 = _mm512_loadu_si512(z->i1);
-        const __m512d wx0 = _mm512_loadu_pd(z->w0), wx1 = _mm512_loadu_pd(z->w1);
-        const double *p0 = r0 + z->base, *p1 = r1 + z->base;
-        const __m512d l0 = _mm512_loadu_pd(p0), h0 = _mm512_loadu_pd(p0 + 8);
-        const __m512d l1 = _mm512_loadu_pd(p1), h1 = _mm512_loadu_pd(p1 + 8);
-        __m512d t = _mm512_add_pd(_mm512_setzero_pd(),
-                                  _mm512_mul_pd(_mm512_mul_pd(_mm512_permutex2var_pd(l0, i0, h0), wy0), wx0));
-        t = _mm512_add_pd(t, _mm512_mul_pd(_mm512_mul_pd(_mm512_permutex2var_pd(l0, i1, h0), wy0), wx1));
-        t = _mm512_add_pd(t, _mm512_mul_pd(_mm512_mul_pd(_mm512_permutex2var_pd(l1, i0, h1), wy1), wx0));
-        t = _mm512_add_pd(t, _mm512_mul_pd(_mm512_mul_pd(_mm512_permutex2var_pd(l1, i1, h1), wy1), wx1));
-        const __mmask8 m = nv - 8 * b >= 8 ? 0xff : (__mmask8)((1u << (nv - 8 * b)) - 1);
-        const __m256 acc = _mm256_maskz_loadu_ps(m, a + 8 * b);
-        _mm256_mask_storeu_ps(a + 8 * b, m, _mm256_add_ps(acc, _mm512_cvtpd_ps(t)));
-    }
-}
-/* two output rows at once (rows a and b, taps tya and tyb): their source
- * rows are often shared (zooms >= 1 move less than a row per output row),
- * and a shared row's window is loaded and permuted once */
-__attribute__((target("avx512f,avx512vl"))) static void zoom_rows2_avx512(float *aa, float *ab, const double *crop,
-                                                                          size_t rs, const perturb_nd_tap *tya,
-                                                                          const perturb_nd_tap *tyb,
-                                                                          const perturb_nd_tap *tx,
-                                                                          const zoom_block *B, int ww) {
+/* one or two output rows at once (rows a and b, taps tya and tyb; ab NULL:
+ * row a alone): the two rows' source rows are often shared (zooms >= 1
+ * move less than a row per output row), and a shared row's window is
+ * loaded and permuted once */
+__attribute__((target("avx512f,avx512vl"))) static inline __attribute__((always_inline)) void
+zoom_rows_body(float *aa, float *ab, const double *crop, size_t rs, const perturb_nd_tap *tya, const perturb_nd_tap *tyb,
+               const perturb_nd_tap *tx, const zoom_block *B, int ww) {
     const int nv = 3 * ww, nb = (nv + 7) / 8;
     /* the distinct source rows and where each tap finds its row */
     int rows[4], ns = 0, at[4];
@@ -363,7 +332,7 @@ __attribute__((target("avx512f,avx512vl"))) static void zoom_rows2_avx512(float 
         if (!z->vec) {
             const int k1 = 8 * b + 8 < nv ? 8 * b + 8 : nv;
             zoom_row_c(aa, src[at[0]], src[at[1]], tya, tx, 8 * b, k1);
-            zoom_row_c(ab, src[at[2]], src[at[3]], tyb, tx, 8 * b, k1);
+            if (ab) zoom_row_c(ab, src[at[2]], src[at[3]], tyb, tx, 8 * b, k1);
             continue;
         }
         const __m512i i0 = _mm512_loadu_si512(z->i0), i1 = _mm512_loadu_si512(z->i1);
@@ -378,35 +347,39 @@ __attribute__((target("avx512f,avx512vl"))) static void zoom_rows2_avx512(float 
         ta = _mm512_add_pd(ta, _mm512_mul_pd(_mm512_mul_pd(p1[at[0]], wa0), wx1));
         ta = _mm512_add_pd(ta, _mm512_mul_pd(_mm512_mul_pd(p0[at[1]], wa1), wx0));
         ta = _mm512_add_pd(ta, _mm512_mul_pd(_mm512_mul_pd(p1[at[1]], wa1), wx1));
+        const __mmask8 m = nv - 8 * b >= 8 ? 0xff : (__mmask8)((1u << (nv - 8 * b)) - 1);
+        _mm256_mask_storeu_ps(aa + 8 * b, m, _mm256_add_ps(_mm256_maskz_loadu_ps(m, aa + 8 * b), _mm512_cvtpd_ps(ta)));
+        if (!ab) continue;
         __m512d tb = _mm512_add_pd(_mm512_setzero_pd(), _mm512_mul_pd(_mm512_mul_pd(p0[at[2]], wb0), wx0));
         tb = _mm512_add_pd(tb, _mm512_mul_pd(_mm512_mul_pd(p1[at[2]], wb0), wx1));
         tb = _mm512_add_pd(tb, _mm512_mul_pd(_mm512_mul_pd(p0[at[3]], wb1), wx0));
         tb = _mm512_add_pd(tb, _mm512_mul_pd(_mm512_mul_pd(p1[at[3]], wb1), wx1));
-        const __mmask8 m = nv - 8 * b >= 8 ? 0xff : (__mmask8)((1u << (nv - 8 * b)) - 1);
-        _mm256_mask_storeu_ps(aa + 8 * b, m, _mm256_add_ps(_mm256_maskz_loadu_ps(m, aa + 8 * b), _mm512_cvtpd_ps(ta)));
         _mm256_mask_storeu_ps(ab + 8 * b, m, _mm256_add_ps(_mm256_maskz_loadu_ps(m, ab + 8 * b), _mm512_cvtpd_ps(tb)));
     }
 }
+/* the body specialised for one row and for two */
+__attribute__((target("avx512f,avx512vl"))) static void zoom_rows_avx512(float *aa, float *ab, const double *crop,
+                                                                         size_t rs, const perturb_nd_tap *tya,
+                                                                         const perturb_nd_tap *tyb,
+                                                                         const perturb_nd_tap *tx,
+                                                                         const zoom_block *B, int ww) {
+    if (ab)
+        zoom_rows_body(aa, ab, crop, rs, tya, tyb, tx, B, ww);
+    else
+        zoom_rows_body(aa, NULL, crop, rs, tya, tya, tx, B, ww);
+}
 /* the whole groups of 8 of zoom_load and zoom_store; return how many values they did */
 __attribute__((target("avx512f,avx512vl"))) static size_t zoom_load_avx512(const uint8_t *src, double *x, size_t n) {
-    const __m512d k255 = _mm512_set1_pd(255.);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m512d v = _mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i))));
-        _mm512_storeu_pd(x + i, _mm512_cvtps_pd(_mm512_cvtpd_ps(_mm512_div_pd(v, k255))));
-    }
+    for (; i + 8 <= n; i += 8) _mm512_storeu_pd(x + i, _mm512_cvtps_pd(_mm512_cvtpd_ps(perturb_ic_unit8(src + i))));
     return i;
 }
 __attribute__((target("avx512f,avx512vl"))) static size_t zoom_store_avx512(const double *x, const float *acc, float div,
                                                                             uint8_t *out, size_t n) {
-    const __m256 d = _mm256_set1_ps(div), zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f),
-                 k255 = _mm256_set1_ps(255.0f);
+    const __m256 d = _mm256_set1_ps(div);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_div_ps(_mm256_add_ps(_mm512_cvtpd_ps(_mm512_loadu_pd(x + i)), _mm256_loadu_ps(acc + i)), d);
-        v = _mm256_min_ps(_mm256_max_ps(v, zero), one);
-        _mm_storel_epi64((__m128i *)(out + i), _mm256_cvtepi32_epi8(_mm256_cvttps_epi32(_mm256_mul_ps(v, k255))));
-    }
+    for (; i + 8 <= n; i += 8)
+        perturb_ic_store8f(out + i, _mm256_div_ps(_mm256_add_ps(_mm512_cvtpd_ps(_mm512_loadu_pd(x + i)), _mm256_loadu_ps(acc + i)), d));
     return i;
 }
 #endif
@@ -474,24 +447,22 @@ int perturb_ic_zoom_blur(wobble_ctx *ctx, const wobble_image *in, double level, 
             perturb_nd_tap ty[2];
             ty[0] = perturb_nd_tap_linear(i * zy, ch0, 0);
             ty[1] = i + 1 < hh ? perturb_nd_tap_linear((i + 1) * zy, ch0, 0) : (perturb_nd_tap){0, 0, 1, 0.0, 0.0};
-            float *a = acc + (size_t)i * W * 3;
+            /* the pair's rows that add anything (a zero tap adds float32 zeros) */
+            float *rows[2];
+            const perturb_nd_tap *tys[2];
+            int nr = 0;
+            for (int r = 0; r < 2; r++)
+                if (!ty[r].zero) rows[nr] = acc + (size_t)(i + r) * W * 3, tys[nr++] = &ty[r];
+            if (!nr) continue;
 #if defined(__x86_64__) && defined(__GNUC__)
-            if (vec && !ty[0].zero && !ty[1].zero) {
-                zoom_rows2_avx512(a, a + (size_t)W * 3, crop, (size_t)W * 3, &ty[0], &ty[1], tx, B, ww);
+            if (vec) {
+                zoom_rows_avx512(rows[0], nr > 1 ? rows[1] : NULL, crop, (size_t)W * 3, tys[0], tys[nr - 1], tx, B, ww);
                 continue;
             }
 #endif
-            for (int r = 0; r < 2; r++) {
-                if (ty[r].zero) continue; /* adds float32 zeros */
-                const double *r0 = crop + (size_t)ty[r].i0 * W * 3, *r1 = crop + (size_t)ty[r].i1 * W * 3;
-#if defined(__x86_64__) && defined(__GNUC__)
-                if (vec) {
-                    zoom_row_avx512(a + (size_t)r * W * 3, r0, r1, &ty[r], tx, B, ww);
-                    continue;
-                }
-#endif
-                zoom_row_c(a + (size_t)r * W * 3, r0, r1, &ty[r], tx, 0, 3 * ww);
-            }
+            for (int r = 0; r < nr; r++)
+                zoom_row_c(rows[r], crop + (size_t)tys[r]->i0 * W * 3, crop + (size_t)tys[r]->i1 * W * 3, tys[r], tx, 0,
+                           3 * ww);
         }
     }
     zoom_store(x, acc, (float)(nz + 1), out->data, n, vec);

@@ -138,9 +138,9 @@ static void canny(const uint8_t *img, int h, int w, int low, int high, uint8_t *
  * minimum over the mask's taps; those in the rows already done are
  * independent along the row and computed for the whole row first (in
  * vectors where the CPU has them), then the one same-row tap in order
- * (the minimum of unsigned sums is the same in any order; the backward
- * pass's test t > 1 only skips taps that cannot win, each being at least
- * 1 more than a value >= 0). */
+ * (the minimum of unsigned sums is the same in any order; OpenCV's
+ * backward pass skips the taps when t <= 1.0 (DT_HV), where none can win,
+ * each being at least 1.0 more than a value >= 0). */
 #define DT_HV 65536u
 #define DT_DIAG 91750u  /* lrint(1.4f * 65536) */
 #define DT_LONG 143976u /* lrint(2.1969f * 65536) */
@@ -199,8 +199,6 @@ static void cols101(int w, int *xi) {
     for (int x = -1; x <= w; x++) xi[x + 1] = perturb_reflect101(x, w);
 }
 
-/* 3 x 3 window sums at row y, every x, reflect-101 borders (exact in
- * double for the float input; in integers for the 8-bit one) */
 /* the interior columns of box9f_row (no index table; vectorised where
  * the CPU allows, the same sums) */
 __attribute__((target_clones("arch=x86-64-v4", "default"))) static void box9f_in(const float *r0, const float *r1,
@@ -214,6 +212,8 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) static void box9f_in
     }
 }
 
+/* 3 x 3 window sums at row y, every x, reflect-101 borders (exact in
+ * double for the float input; in integers for the 8-bit one) */
 static void box9f_row(const float *a, int y, int h, int w, const int *xi, double *out) {
     const float *r[3] = {a + (size_t)perturb_reflect101(y - 1, h) * w, a + (size_t)y * w, a + (size_t)perturb_reflect101(y + 1, h) * w};
     box9f_in(r[0], r[1], r[2], w, out);
@@ -328,7 +328,6 @@ static void water_out_c(const uint8_t *in, const float *m, float mx, float inten
     }
 }
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 __attribute__((target("avx512f,avx512vl"))) static size_t water_out_avx512(const uint8_t *in, const float *m,
                                                                                     float mx, float intensity,
                                                                                     uint8_t *out, size_t npix) {

@@ -28,7 +28,6 @@ static void snow_row_c(const uint8_t *s, const double *b1, const double *b2, flo
     }
 }
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 /* the same, 8 pixels at a time (fused as fmaf; max(c, lift) is lift on ties
  * either way); returns the pixels done */
 __attribute__((target("avx512f,avx512vl,fma"))) static int snow_row_avx512(const uint8_t *s, const double *b1,
