@@ -444,10 +444,12 @@ static void fog_out(const uint8_t *src, const double *f, double mx, double d, ui
  * rounded to float32 when stored. Returned normalised to [0, 1] (float32).
  * The subgrids are walked row by row, as NumPy draws for them. */
 static float *plasma(int size, double decay, perturb_mt *mt) {
+    const size_t sub = (size_t)(size / 2 + 1) * (size / 2 + 1); /* a subgrid: at most size/2 a side */
     float *m = malloc(sizeof(float) * (size_t)size * size);
-    float *tmp = malloc(sizeof(float) * (size_t)(size / 2 + 1) * (size / 2 + 1)); /* a subgrid: at most size/2 a side */
-    if (!m || !tmp) {
-        free(m), free(tmp);
+    float *tmp = malloc(sizeof(float) * sub);
+    double *u = malloc(sizeof(double) * sub); /* a subgrid's uniform(-wibble, wibble), in NumPy's order */
+    if (!m || !tmp || !u) {
+        free(m), free(tmp), free(u);
         return NULL;
     }
 #define M(r, c) m[(size_t)(r)*size + (c)]
@@ -455,43 +457,73 @@ static float *plasma(int size, double decay, perturb_mt *mt) {
     double wibble = 100;
     for (int step = size; step >= 2; step /= 2, wibble /= decay) {
         const int half = step / 2, g = size / step; /* g x g subgrid */
-#define WIBBLED(sum) ((float)((double)((sum) / 4.0f) + wibble * perturb_mt_uniform(mt, -wibble, wibble)))
+        const size_t gg = (size_t)g * g;
+#define WIBBLED(sum, k) ((float)((double)((sum) / 4.0f) + wibble * u[k]))
         /* squares: corners (0::step) summed with their lower, then the
-         * (row + lower row) sums with their right neighbour */
-        for (int i = 0; i < g; i++)
-            for (int j = 0; j < g; j++) tmp[(size_t)i * g + j] = M(i * step, j * step) + M(((i + 1) % g) * step, j * step);
+         * (row + lower row) sums with their right neighbour (indices wrap:
+         * the next of g - 1 is 0) */
+        for (int i = 0; i < g; i++) {
+            const int i1 = i + 1 == g ? 0 : i + 1;
+            for (int j = 0; j < g; j++) tmp[(size_t)i * g + j] = M(i * step, j * step) + M(i1 * step, j * step);
+        }
+        perturb_mt_uniform_fill(mt, -wibble, wibble, u, gg);
         for (int i = 0; i < g; i++)
             for (int j = 0; j < g; j++) {
-                const float s = tmp[(size_t)i * g + j] + tmp[(size_t)i * g + (j + 1) % g];
-                M(half + i * step, half + j * step) = WIBBLED(s);
+                const int j1 = j + 1 == g ? 0 : j + 1;
+                const float s = tmp[(size_t)i * g + j] + tmp[(size_t)i * g + j1];
+                M(half + i * step, half + j * step) = WIBBLED(s, (size_t)i * g + j);
             }
         /* diamonds: dr = (half::step), ul = (0::step) */
-        for (int i = 0; i < g; i++)
+        perturb_mt_uniform_fill(mt, -wibble, wibble, u, gg);
+        for (int i = 0; i < g; i++) {
+            const int ip = i == 0 ? g - 1 : i - 1;
             for (int j = 0; j < g; j++) {
-                const float ldr = M(half + i * step, half + j * step) + M(half + ((i + g - 1) % g) * step, half + j * step);
-                const float lul = M(i * step, j * step) + M(i * step, ((j + 1) % g) * step);
-                M(i * step, half + j * step) = WIBBLED(ldr + lul);
+                const int j1 = j + 1 == g ? 0 : j + 1;
+                const float ldr = M(half + i * step, half + j * step) + M(half + ip * step, half + j * step);
+                const float lul = M(i * step, j * step) + M(i * step, j1 * step);
+                M(i * step, half + j * step) = WIBBLED(ldr + lul, (size_t)i * g + j);
             }
-        for (int i = 0; i < g; i++)
+        }
+        perturb_mt_uniform_fill(mt, -wibble, wibble, u, gg);
+        for (int i = 0; i < g; i++) {
+            const int i1 = i + 1 == g ? 0 : i + 1;
             for (int j = 0; j < g; j++) {
-                const float tdr = M(half + i * step, half + j * step) + M(half + i * step, half + ((j + g - 1) % g) * step);
-                const float tul = M(i * step, j * step) + M(((i + 1) % g) * step, j * step);
-                M(half + i * step, j * step) = WIBBLED(tdr + tul);
+                const int jp = j == 0 ? g - 1 : j - 1;
+                const float tdr = M(half + i * step, half + j * step) + M(half + i * step, half + jp * step);
+                const float tul = M(i * step, j * step) + M(i1 * step, j * step);
+                M(half + i * step, j * step) = WIBBLED(tdr + tul, (size_t)i * g + j);
             }
+        }
 #undef WIBBLED
     }
-    /* min and max by compares (no NaN here; a zero's sign changes no
-     * difference below) */
-    float lo = m[0];
-    for (size_t i = 0; i < (size_t)size * size; i++) lo = m[i] < lo ? m[i] : lo;
-    float hi = -INFINITY;
-    for (size_t i = 0; i < (size_t)size * size; i++) {
-        m[i] -= lo;
-        hi = m[i] > hi ? m[i] : hi;
+    /* min and max by compares in 16 running lanes (no NaN here; a zero's
+     * sign changes no difference below); max(m - lo) is max(m) - lo, as
+     * rounding is monotone; then (m - lo) / (max - lo), rounded twice as
+     * NumPy's two steps are */
+    const size_t N = (size_t)size * size;
+    float lo = m[0], hi = m[0];
+    if (N >= 16) {
+        float l[16], h[16];
+        for (int k = 0; k < 16; k++) l[k] = h[k] = m[0];
+        size_t i = 0;
+        for (; i + 16 <= N; i += 16)
+            for (int k = 0; k < 16; k++) {
+                l[k] = m[i + k] < l[k] ? m[i + k] : l[k];
+                h[k] = m[i + k] > h[k] ? m[i + k] : h[k];
+            }
+        for (; i < N; i++) lo = m[i] < lo ? m[i] : lo, hi = m[i] > hi ? m[i] : hi;
+        for (int k = 0; k < 16; k++) lo = l[k] < lo ? l[k] : lo, hi = h[k] > hi ? h[k] : hi;
+    } else {
+        for (size_t i = 0; i < N; i++) lo = m[i] < lo ? m[i] : lo, hi = m[i] > hi ? m[i] : hi;
     }
-    for (size_t i = 0; i < (size_t)size * size; i++) m[i] /= hi;
+    hi -= lo;
+    for (size_t i = 0; i < N; i++) {
+        const float d = m[i] - lo;
+        m[i] = d / hi;
+    }
 #undef M
     free(tmp);
+    free(u);
     return m;
 }
 
