@@ -73,6 +73,7 @@ int64_t perturb_mt_poisson(perturb_mt *s, double lam);
  * few lam values) */
 typedef struct {
     double lam, enlam, slam, loglam, a, b, invalpha, vr;
+    double loginvalpha; /* log(invalpha), as PTRS's test computes it */
 } perturb_poisson;
 void perturb_poisson_prepare(perturb_poisson *p, double lam);
 int64_t perturb_mt_poisson_p(perturb_mt *s, const perturb_poisson *p);
