@@ -219,8 +219,8 @@ int cmd_perturb(int argc, char **argv) {
      * filtered rows, compressed output): keep them in the heap for the next
      * one instead of mapping and unmapping each (glibc's defaults mmap
      * blocks from 128 KB and trim its top from 256 KB; each fresh 4 KB page
-     * then costs a fault, ~10 us on a VM): 2,239 -> 399 faults and 76 -> 48 ms
-     * for 24 224x224 contrast outputs on one thread */
+     * then costs a fault, ~10 us on a VM): 2,239 -> 398 faults and 58 -> 34 ms
+     * for 24 224x224 contrast outputs at --png-level 0 on one thread */
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
 #endif

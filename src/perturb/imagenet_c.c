@@ -441,10 +441,10 @@ static void fog_out(const uint8_t *src, const double *f, double mx, double d, ui
 /* The diamond-square height map of plasma_fractal(mapsize, wibbledecay): a
  * float32 map; the means are float32 sums, the displacement
  * wibble * uniform(-wibble, wibble) is float64, and each new value is
- * rounded to float32 when stored. Returned normalised to [0, 1] (float32).
- * The subgrids are walked row by row, as NumPy draws for them. */
-/* The map goes to `m` (size x size floats); the work buffers are the
- * context's scratch slots 1 and 2. 0 when out of memory. */
+ * rounded to float32 when stored. Written to `m` (size x size floats),
+ * normalised to [0, 1]. The subgrids are walked row by row, as NumPy draws
+ * for them. The work buffers are the context's scratch slots 1 and 2;
+ * returns 0 when out of memory. */
 static int plasma(wobble_ctx *ctx, float *m, int size, double decay, perturb_mt *mt) {
     const size_t sub = (size_t)(size / 2 + 1) * (size / 2 + 1); /* a subgrid: at most size/2 a side */
     core_tmp t1, t2;
