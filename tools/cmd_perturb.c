@@ -44,7 +44,7 @@ static void help(FILE *f) {
             "                      sets for your own data)\n"
             "  --format png|jpg    output format in folder mode (default png; jpg uses quality 95)\n"
             "  --png-level N       PNG compression, 0 (none) to 12 (smallest, slowest); default 6.\n"
-            "                      1 encodes up to 4x faster, files up to 11%% larger\n"
+            "                      1 encodes up to 4x faster, files up to 14%% larger\n"
             "  --threads N         worker threads (default: all cores)\n"
             "  --max-pixels N      refuse larger images (default 89478485; 0 = no limit)\n"
             "  -h, --help          this help\n"
