@@ -504,22 +504,20 @@ static int plasma(wobble_ctx *ctx, float *m, int size, double decay, perturb_mt 
      * NumPy's two steps are */
     const size_t N = (size_t)size * size;
     float lo = m[0], hi = m[0];
+    size_t i = 0;
     if (N >= 16) {
         float l[16], h[16];
         for (int k = 0; k < 16; k++) l[k] = h[k] = m[0];
-        size_t i = 0;
         for (; i + 16 <= N; i += 16)
             for (int k = 0; k < 16; k++) {
                 l[k] = m[i + k] < l[k] ? m[i + k] : l[k];
                 h[k] = m[i + k] > h[k] ? m[i + k] : h[k];
             }
-        for (; i < N; i++) lo = m[i] < lo ? m[i] : lo, hi = m[i] > hi ? m[i] : hi;
         for (int k = 0; k < 16; k++) lo = l[k] < lo ? l[k] : lo, hi = h[k] > hi ? h[k] : hi;
-    } else {
-        for (size_t i = 0; i < N; i++) lo = m[i] < lo ? m[i] : lo, hi = m[i] > hi ? m[i] : hi;
     }
+    for (; i < N; i++) lo = m[i] < lo ? m[i] : lo, hi = m[i] > hi ? m[i] : hi;
     hi -= lo;
-    for (size_t i = 0; i < N; i++) {
+    for (i = 0; i < N; i++) {
         const float d = m[i] - lo;
         m[i] = d / hi;
     }

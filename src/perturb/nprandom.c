@@ -256,21 +256,6 @@ static double loggam(double x) {
     return gl;
 }
 
-void perturb_poisson_prepare(perturb_poisson *p, double lam) {
-    p->lam = lam;
-    p->enlam = p->slam = p->loglam = p->a = p->b = p->invalpha = p->vr = p->loginvalpha = 0;
-    if (lam >= 10) {
-        p->slam = sqrt(lam), p->loglam = log(lam);
-        p->b = 0.931 + 2.53 * p->slam;
-        p->a = -0.059 + 0.02483 * p->b;
-        p->invalpha = 1.1239 + 1.1328 / (p->b - 3.4);
-        p->vr = 0.9277 - 3.6224 / (p->b - 2);
-        p->loginvalpha = log(p->invalpha);
-    } else if (lam != 0) {
-        p->enlam = exp(-lam);
-    }
-}
-
 /* loggam(k + 1) for small counts, computed once by loggam itself (the
  * same values as calling it) */
 #define LOGGAM_TAB 256
@@ -281,12 +266,27 @@ static void loggam_init(void) {
 }
 static inline double loggam_k1(int64_t k) { return k < LOGGAM_TAB ? loggam_tab[k] : loggam((double)k + 1); }
 
+void perturb_poisson_prepare(perturb_poisson *p, double lam) {
+    p->lam = lam;
+    p->enlam = p->slam = p->loglam = p->a = p->b = p->invalpha = p->vr = p->loginvalpha = 0;
+    if (lam >= 10) {
+        p->slam = sqrt(lam), p->loglam = log(lam);
+        p->b = 0.931 + 2.53 * p->slam;
+        p->a = -0.059 + 0.02483 * p->b;
+        p->invalpha = 1.1239 + 1.1328 / (p->b - 3.4);
+        p->vr = 0.9277 - 3.6224 / (p->b - 2);
+        p->loginvalpha = log(p->invalpha);
+        pthread_once(&loggam_once, loggam_init); /* PTRS reads loggam_tab */
+    } else if (lam != 0) {
+        p->enlam = exp(-lam);
+    }
+}
+
 /* Hormann (1993), "The transformed rejection method for generating Poisson
  * random variables", algorithm PTRS; log(invalpha) and loggam(k + 1) from
  * tables of the same values */
 static int64_t poisson_ptrs(perturb_mt *s, const perturb_poisson *P) {
     const double lam = P->lam, loglam = P->loglam, a = P->a, b = P->b, vr = P->vr;
-    pthread_once(&loggam_once, loggam_init);
     for (;;) {
         const double U = perturb_mt_double(s) - 0.5;
         const double V = perturb_mt_double(s);
